@@ -1,0 +1,325 @@
+"""``pipeline``: the command line (typer).
+
+broker   start | stop | status   the embedded Apache Kafka broker
+topics   create | describe       topics from the specs in pipeline.kafka.topics
+send     NAME --data JSON        produce one event
+tail     TOPIC                   print decoded records as JSON lines
+dev      --app MODULE:ATTR       broker + topics + every service + the HTTP API in one process
+run      SERVICE --app ...       one service (matcher | executor | canceller | api) for deployment
+replay   --from-timestamp/--from-offset   reprocess the events topics without duplicate runs
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+import typer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from rich.console import Console
+from rich.table import Table
+
+from .config import Settings
+from .kafka import topics as t
+from .kafka.client import admin_config, bootstrap, consumer_config, producer_config
+from .logs import setup_logging
+from .serde import EVENT, Serde, SerdeError
+from .serde.models import Event
+
+app = typer.Typer(help="Kafka-native runtime for event-driven functions.", no_args_is_help=True)
+topics_app = typer.Typer(help="Create and inspect the pipeline's topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+err = Console(stderr=True)
+
+SERVICES = ("matcher", "executor", "canceller", "api")
+
+
+def _mount_broker() -> None:
+    try:
+        from .broker.cli import broker_app
+    except ImportError:  # pragma: no cover - the broker module ships with the package
+        return
+    app.add_typer(broker_app, name="broker")
+
+
+_mount_broker()
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _admin(settings: Settings) -> AdminClient:
+    return AdminClient(admin_config(bootstrap(settings)))
+
+
+# -- topics ---------------------------------------------------------------------------------------------------
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create missing topics and report drift from the specs (idempotent)."""
+    settings = _settings()
+    reports = t.create_topics(_admin(settings), settings)
+    table = Table("topic", "action", "drift")
+    for r in reports:
+        table.add_row(r.topic, r.action, "; ".join(r.drift))
+    Console().print(table)
+    if any(r.drift for r in reports):
+        raise typer.Exit(3)
+
+
+@topics_app.command("describe")
+def topics_describe() -> None:
+    """Show every spec'd topic: key, partitions, cleanup policy, retention, and drift."""
+    settings = _settings()
+    admin = _admin(settings)
+    live = admin.list_topics(timeout=10).topics
+    table = Table("topic", "key", "partitions", "cleanup", "retention.ms", "state")
+    for spec in t.SPECS:
+        name = settings.topic(spec.name)
+        if name not in live:
+            table.add_row(name, spec.key, "-", spec.cleanup_policy, str(spec.retention_ms), "missing")
+            continue
+        drift = t.drift(admin, settings, spec)
+        table.add_row(name, spec.key, str(len(live[name].partitions)), spec.cleanup_policy, str(spec.retention_ms),
+                      "drift: " + "; ".join(drift) if drift else "ok")
+    Console().print(table)
+
+
+# -- send / tail ----------------------------------------------------------------------------------------------
+
+
+@app.command()
+def send(name: str = typer.Argument(..., help="event name, e.g. contacts/import.requested"),
+         data: str = typer.Option("{}", "--data", "-d", help="event data as JSON"),
+         event_id: Optional[str] = typer.Option(None, "--id", help="event id (default: a new ULID)"),
+         user: str = typer.Option("{}", "--user", help="user as JSON"),
+         topic: str = typer.Option(t.EVENTS, help="topic (unprefixed)")) -> None:
+    """Produce one event to the events topic and print its id."""
+    settings = _settings()
+    try:
+        event = Event(name=name, data=json.loads(data), user=json.loads(user), id=event_id or "").with_defaults()
+    except json.JSONDecodeError as exc:
+        err.print(f"[red]--data/--user is not valid JSON: {exc}[/red]")
+        raise typer.Exit(2)
+    except ValueError as exc:
+        err.print(f"[red]invalid event: {exc}[/red]")
+        raise typer.Exit(2)
+    producer = Producer(producer_config(bootstrap(settings)))
+    failures: list[str] = []
+    producer.produce(settings.topic(topic), key=event.id, value=Serde().encode(EVENT, event.to_record()),
+                     on_delivery=lambda e, m: failures.append(str(e)) if e else None)
+    if producer.flush(30) or failures:
+        err.print(f"[red]event not delivered: {failures or 'timed out'}[/red]")
+        raise typer.Exit(1)
+    typer.echo(event.id)
+
+
+def decode_for_display(serde: Serde, value: bytes | None) -> Any:
+    """A record as JSON-friendly data: Avro records decoded (JSON text fields expanded), else raw text."""
+    if value is None:
+        return None
+    try:
+        name, record = serde.decode(value)
+    except SerdeError:
+        return value.decode("utf-8", "replace")
+    out = dict(record)
+    for key in ("data", "user", "event", "output", "error", "residual"):
+        if isinstance(out.get(key), str) and out[key][:1] in "{[\"":
+            try:
+                out[key] = json.loads(out[key])
+            except json.JSONDecodeError:
+                pass
+    out["_schema"] = name
+    return out
+
+
+@app.command()
+def tail(topic: str = typer.Argument(..., help="topic, unprefixed (events, runs, system-events, ...)"),
+         from_beginning: bool = typer.Option(False, "--from-beginning", help="start at the oldest record"),
+         max_records: Optional[int] = typer.Option(None, "--max", help="stop after N records"),
+         timeout: Optional[float] = typer.Option(None, "--timeout", help="stop after S seconds without a record")) -> None:
+    """Print decoded records, one JSON object per line."""
+    settings = _settings()
+    name = settings.topic(topic)
+    consumer = Consumer(consumer_config(bootstrap(settings), None, read_committed=True))
+    meta = consumer.list_topics(name, timeout=10).topics.get(name)
+    if meta is None or meta.error is not None:
+        err.print(f"[red]topic {name} does not exist[/red]")
+        raise typer.Exit(2)
+    start = -2 if from_beginning else -1
+    consumer.assign([TopicPartition(name, p, start) for p in meta.partitions])
+    serde = Serde()
+    seen = 0
+    last = time.monotonic()
+    try:
+        while max_records is None or seen < max_records:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                if timeout is not None and time.monotonic() - last > timeout:
+                    break
+                continue
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    err.print(f"[yellow]{msg.error()}[/yellow]")
+                continue
+            last = time.monotonic()
+            line = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+                    "timestamp": msg.timestamp()[1], "key": msg.key().decode("utf-8", "replace") if msg.key() else None,
+                    "value": decode_for_display(serde, msg.value())}
+            if msg.headers():
+                line["headers"] = {k: v.decode("utf-8", "replace") if v else None for k, v in msg.headers()}
+            sys.stdout.write(json.dumps(line, default=str) + "\n")
+            sys.stdout.flush()
+            seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+# -- services -------------------------------------------------------------------------------------------------
+
+
+def build_loops(settings: Settings, app_spec: str | None, services: tuple[str, ...]) -> list[Any]:
+    """Build the service loops for ``services`` (not started)."""
+    from .canceller.service import Canceller
+    from .kafka.loop import ServiceLoop
+    from .matcher.service import Matcher
+    from .runs.owner import RunOwner
+    from .sdk.app import Registry, load_app
+
+    registry = Registry([load_app(app_spec)]) if app_spec else Registry([])
+    loops = []
+    for name in services:
+        if name == "matcher":
+            loops.append(ServiceLoop(Matcher(registry, settings), settings))
+        elif name == "executor":
+            loops.append(ServiceLoop(RunOwner(registry, settings), settings))
+        elif name == "canceller":
+            loops.append(ServiceLoop(Canceller(settings), settings))
+    return loops
+
+
+def _ensure_dev_broker(settings: Settings) -> Settings:
+    if settings.bootstrap_servers or os.environ.get("PIPELINE_BOOTSTRAP_SERVERS"):
+        return settings
+    from .broker.embedded import start as start_broker
+
+    servers = start_broker()
+    err.print(f"[green]embedded Kafka broker at {servers}[/green]")
+    return settings.model_copy(update={"bootstrap_servers": servers})
+
+
+@app.command()
+def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pipeline.App"),
+        port: int = typer.Option(8288, "--port", help="HTTP API port"),
+        host: str = typer.Option("127.0.0.1", "--host")) -> None:
+    """Everything in one process for development: broker, topics, matcher, executor, canceller and the API."""
+    setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
+    settings = _ensure_dev_broker(_settings())
+    for key, what in (("event_key", "PIPELINE_EVENT_KEY"), ("signing_key", "PIPELINE_SIGNING_KEY")):
+        if not getattr(settings, key):
+            logging.getLogger("pipeline.dev").warning(f"{what} is not set: the API accepts requests without it")
+    for report in t.create_topics(_admin(settings), settings):
+        if report.drift:
+            err.print(f"[yellow]topic {report.topic} drifts from its spec: {'; '.join(report.drift)}[/yellow]")
+    _run_services(settings, app_spec, SERVICES, host=host, port=port)
+
+
+@app.command("run")
+def run_service(service: str = typer.Argument(..., help="matcher | executor | canceller | api"),
+                app_spec: Optional[str] = typer.Option(None, "--app", help="MODULE:ATTR (matcher, executor)"),
+                port: int = typer.Option(8288, "--port"), host: str = typer.Option("0.0.0.0", "--host")) -> None:
+    """Run one service; scale by running more instances (same group, distinct PIPELINE_INSTANCE_ID)."""
+    if service not in SERVICES:
+        err.print(f"[red]unknown service {service!r}; choose one of {', '.join(SERVICES)}[/red]")
+        raise typer.Exit(2)
+    if service in ("matcher", "executor") and not app_spec:
+        err.print(f"[red]{service} needs --app MODULE:ATTR[/red]")
+        raise typer.Exit(2)
+    setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
+    _run_services(_settings(), app_spec, (service,), host=host, port=port)
+
+
+def _run_services(settings: Settings, app_spec: str | None, services: tuple[str, ...], *, host: str,
+                  port: int) -> None:
+    loops = build_loops(settings, app_spec, services)
+    threads = [threading.Thread(target=loop.run, name=f"svc-{loop.name}", daemon=True) for loop in loops]
+    server = None
+    if "api" in services:
+        from .api.server import start_in_thread
+
+        server, api_thread = start_in_thread(settings, host, port)
+        threads.append(api_thread)
+        err.print(f"[green]HTTP API on http://{host}:{port}[/green]")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    for thread in threads[: len(loops)]:
+        thread.start()
+    while not stop.is_set():
+        if any(not th.is_alive() for th in threads):
+            err.print("[red]a service stopped unexpectedly; shutting down[/red]")
+            break
+        stop.wait(0.5)
+    for loop in loops:
+        loop.stop()
+    if server is not None:
+        server.should_exit = True
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+# -- replay ---------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def replay(from_timestamp: Optional[int] = typer.Option(None, "--from-timestamp", help="ms since epoch"),
+           from_offset: Optional[int] = typer.Option(None, "--from-offset", help="offset in every partition"),
+           topic: str = typer.Option(t.EVENTS, help="events or system-events"),
+           group: Optional[str] = typer.Option(None, help="consumer group (default: the matcher's)")) -> None:
+    """Rewind the matcher to reprocess a topic. Run ids are derived from event ids, so nothing starts twice.
+
+    Stop the matcher first: a group's offsets can only be moved while it has no members."""
+    if (from_timestamp is None) == (from_offset is None):
+        err.print("[red]give exactly one of --from-timestamp or --from-offset[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    name = settings.topic(topic)
+    group_id = group or f"{settings.topic_prefix}pipeline-matcher"
+    consumer = Consumer(consumer_config(bootstrap(settings), group_id))
+    meta = consumer.list_topics(name, timeout=10).topics[name]
+    parts = [TopicPartition(name, p, from_timestamp if from_timestamp is not None else from_offset)
+             for p in meta.partitions]
+    if from_timestamp is not None:
+        parts = consumer.offsets_for_times(parts, timeout=10)
+        for tp in parts:
+            if tp.offset < 0:  # no record at or after the time: start at the end
+                tp.offset = consumer.get_watermark_offsets(TopicPartition(name, tp.partition), timeout=10)[1]
+    try:
+        consumer.commit(offsets=parts, asynchronous=False)
+    except Exception as exc:
+        err.print(f"[red]cannot move group {group_id}: {exc} (is the matcher still running?)[/red]")
+        raise typer.Exit(1)
+    finally:
+        consumer.close()
+    for tp in parts:
+        typer.echo(f"{name}[{tp.partition}] -> {tp.offset}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Settings from the environment (``PIPELINE_*``), with pydantic-settings.
+
+One object carries everything a service needs to reach Kafka and name its topics, so
+services, CLI and tests agree on names without passing a dozen arguments around.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field maps to ``PIPELINE_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="ignore")
+
+    bootstrap_servers: str | None = Field(
+        default=None, description="Kafka bootstrap servers; unset means the embedded dev broker"
+    )
+    topic_prefix: str = Field(default="", description="prefix for every topic name, e.g. 'staging.'")
+    partitions: int = Field(default=3, ge=1, description="partitions of the keyed topics when created")
+    replication_factor: int = Field(default=1, ge=1)
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="stable and unique per instance (default: host name): names the transactional.id, so a "
+        "restarted instance fences its previous self; two instances on one host need distinct ids")
+    exactly_once: bool = Field(default=True, description="Kafka transactions; false = at-least-once")
+    event_key: str | None = Field(default=None, description="key required in POST /e/{key}")
+    signing_key: str | None = Field(default=None, description="Bearer key for the run and cancellation APIs")
+    max_event_bytes: int = Field(default=512 * 1024, description="larger events are refused / dead-lettered")
+    cancel_signal_window_ms: int = Field(
+        default=10 * 60 * 1000, description="how long the canceller keeps a signal for late listeners"
+    )
+    metrics_port: int | None = Field(default=None, description="Prometheus /metrics port; unset = none")
+    batch_size: int = Field(default=500, ge=1, description="records consumed per batch")
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        """The full topic name with the configured prefix."""
+        return f"{self.topic_prefix}{name}"

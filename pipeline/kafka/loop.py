@@ -1,0 +1,315 @@
+"""The one consume → process → produce loop that every service runs.
+
+A service is a :class:`Processor`: it says which topics it reads, turns each record into
+output records through an :class:`Emitter`, may rebuild local state when partitions are
+assigned, and may emit on a timer (``tick``). The loop owns everything Kafka-specific:
+
+* batch consume (``consume(batch_size)``) and batched produce (the producer's linger);
+* exactly-once: each batch's output and its input offsets commit in one Kafka transaction
+  (``send_offsets_to_transaction``, consumers read ``read_committed``), or at-least-once
+  (produce, flush, then commit offsets) when transactions are off;
+* dead letters: a record that fails to decode or to process is copied to the dead-letter
+  topic with the reason, source topic, partition and offset in headers, counted, and the
+  loop goes on. Output of a failed record is dropped, never half-sent;
+* rebalances: ``assigned``/``revoked`` callbacks so a service can rebuild its tables;
+* SIGTERM/SIGINT (or :meth:`ServiceLoop.stop`): finish the batch, commit, leave the group.
+
+If a transaction has to be aborted, in-memory state may be ahead of what was committed,
+so the loop rewinds to the committed offsets and asks the processor to rebuild.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from ..config import Settings
+from ..serde import Serde
+from . import metrics
+from .client import bootstrap, consumer_config, producer_config
+
+log = logging.getLogger("pipeline.loop")
+
+Headers = list[tuple[str, bytes]]
+
+
+class Emitter:
+    """Where a processor puts its output. Sends are buffered per record and released only if it succeeds."""
+
+    __slots__ = ("serde", "_pending", "settings")
+
+    def __init__(self, serde: Serde, settings: Settings) -> None:
+        self.serde = serde
+        self.settings = settings
+        self._pending: list[tuple[str, Any, bytes | None, int, Headers | None]] = []
+
+    def send(self, topic: str, key: str | bytes | None, schema: str | None, value: dict[str, Any] | bytes | None,
+             *, partition: int = -1, headers: Headers | None = None) -> None:
+        """Queue one output record. ``schema`` names the Avro record type; None sends ``value`` as raw bytes
+        (None value = tombstone). Encoding happens here, so a bad output record fails its input record."""
+        payload = self.serde.encode(schema, value) if schema is not None and value is not None else value
+        self._pending.append((topic, key, payload, partition, headers))  # type: ignore[arg-type]
+
+    def topic(self, name: str) -> str:
+        """Full topic name (with the configured prefix)."""
+        return self.settings.topic(name)
+
+
+class Processor(Protocol):
+    """What a service implements. Only ``topics`` and ``process`` are required."""
+
+    name: str
+
+    def topics(self) -> list[str]:
+        """Full names of the topics to subscribe to."""
+        ...
+
+    def process(self, msg: Message, out: Emitter) -> None:
+        """Handle one record; raise to dead-letter it (the message says why)."""
+        ...
+
+
+class ServiceLoop:
+    """Run a processor against Kafka until stopped. One instance = one consumer + one producer."""
+
+    def __init__(self, processor: Any, settings: Settings | None = None, *, group_id: str | None = None,
+                 exactly_once: bool | None = None, poll_timeout: float = 0.1,
+                 consumer_overrides: dict[str, Any] | None = None) -> None:
+        self.processor = processor
+        self.settings = settings or Settings()
+        self.name: str = processor.name
+        self.servers = bootstrap(self.settings)
+        self.group_id = group_id or f"{self.settings.topic_prefix}pipeline-{self.name}"
+        self.exactly_once = self.settings.exactly_once if exactly_once is None else exactly_once
+        self.poll_timeout = poll_timeout
+        self.serde = Serde()
+        self.dead_letter_topic = self.settings.topic("dead-letter")
+        self._stop = threading.Event()
+        self._assignment: list[TopicPartition] = []
+        self._needs_rebuild = False
+        stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.stats_callback(self.name)} \
+            if self.settings.metrics_port else {}
+        self.consumer = Consumer(consumer_config(
+            self.servers, self.group_id, read_committed=True, **stats, **(consumer_overrides or {})))
+        txid = f"{self.group_id}-{self.settings.instance_id}" if self.exactly_once else None
+        self.producer = Producer(producer_config(self.servers, transactional_id=txid))
+        self.emitter = Emitter(self.serde, self.settings)
+        self.processed = 0
+        self.dead_lettered = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch, commit and leave the group."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the loop gracefully (only possible from the main thread)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def run(self) -> None:
+        """Consume, process and commit batches until :meth:`stop`; then close cleanly."""
+        metrics.serve(self.settings.metrics_port)
+        if self.exactly_once:
+            self.producer.init_transactions(60)
+        self.consumer.subscribe(self.processor.topics(), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        log.info("service started", extra={"service": self.name, "group": self.group_id,
+                                           "exactly_once": self.exactly_once, "topics": self.processor.topics()})
+        tick = getattr(self.processor, "tick", None)
+        try:
+            while not self._stop.is_set():
+                msgs = self.consumer.consume(self.settings.batch_size, timeout=self.poll_timeout)
+                if self._needs_rebuild:
+                    self._rebuild()
+                    continue
+                started = time.perf_counter()
+                try:
+                    self._run_batch(msgs, tick)
+                except KafkaException as exc:
+                    self._handle_commit_failure(exc)
+                    continue
+                if msgs:
+                    metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        finally:
+            self._close()
+
+    # -- one batch -----------------------------------------------------------------------------------------
+
+    def _run_batch(self, msgs: Sequence[Message], tick: Any) -> None:
+        produced = 0
+        in_tx = False
+        offsets: dict[tuple[str, int], int] = {}
+        records_by_topic: dict[str, int] = {}
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"service": self.name, "error": str(err)})
+                continue
+            topic = msg.topic()
+            offsets[(topic, msg.partition())] = msg.offset() + 1
+            records_by_topic[topic] = records_by_topic.get(topic, 0) + 1
+            if self.exactly_once and not in_tx:
+                self.producer.begin_transaction()
+                in_tx = True
+            try:
+                self.processor.process(msg, self.emitter)
+            except Exception as exc:  # one bad record never stops the service
+                self.emitter._pending.clear()
+                self._dead_letter(msg, exc)
+                produced += 1
+                continue
+            produced += self._flush_pending()
+        if tick is not None:
+            if self.exactly_once and not in_tx:
+                tick_out = self._tick_collect(tick)
+                if tick_out:
+                    self.producer.begin_transaction()
+                    in_tx = True
+                    produced += self._flush_pending()
+            else:
+                self._tick_collect(tick)
+                produced += self._flush_pending()
+        if not offsets and not in_tx:
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        if self.exactly_once:
+            if tps:
+                self.producer.send_offsets_to_transaction(tps, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(60)
+        else:
+            self.producer.flush(60)
+            if tps:
+                self.consumer.commit(offsets=tps, asynchronous=False)
+        self.processed += len(msgs)
+        for topic, n in records_by_topic.items():
+            metrics.RECORDS.labels(self.name, topic).inc(n)
+        if produced:
+            metrics.OUTPUTS.labels(self.name).inc(produced)
+
+    def _tick_collect(self, tick: Any) -> int:
+        """Run the processor's timer hook; returns how many records it queued. A failing tick is logged, not fatal."""
+        try:
+            tick(self.emitter, time.time_ns() // 1_000_000)
+        except Exception:
+            self.emitter._pending.clear()
+            log.exception("tick failed", extra={"service": self.name})
+        return len(self.emitter._pending)
+
+    def _flush_pending(self) -> int:
+        pending = self.emitter._pending
+        n = len(pending)
+        produce = self.producer.produce
+        for topic, key, value, partition, headers in pending:
+            while True:
+                try:
+                    produce(topic, value=value, key=key, partition=partition, headers=headers)
+                    break
+                except BufferError:  # local queue full: let librdkafka drain, then retry
+                    self.producer.poll(0.05)
+        pending.clear()
+        self.producer.poll(0)
+        return n
+
+    def _dead_letter(self, msg: Message, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        log.warning("dead-lettered record", extra={
+            "service": self.name, "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+            "reason": reason, "trace": traceback.format_exc(limit=3)})
+        headers: Headers = [
+            ("dlq.reason", reason.encode()),
+            ("dlq.error.class", type(exc).__name__.encode()),
+            ("dlq.source.topic", msg.topic().encode()),
+            ("dlq.source.partition", str(msg.partition()).encode()),
+            ("dlq.source.offset", str(msg.offset()).encode()),
+            ("dlq.service", self.name.encode()),
+        ]
+        original = msg.headers()
+        if original:
+            headers.extend(original)
+        self.producer.produce(self.dead_letter_topic, value=msg.value(), key=msg.key(), headers=headers)
+        self.dead_lettered += 1
+        metrics.DEAD_LETTERS.labels(self.name, type(exc).__name__).inc()
+
+    # -- failures and rebalances ---------------------------------------------------------------------------
+
+    def _handle_commit_failure(self, exc: KafkaException) -> None:
+        err = exc.args[0]
+        self.emitter._pending.clear()
+        if self.exactly_once and getattr(err, "txn_requires_abort", lambda: False)():
+            log.warning("aborting transaction", extra={"service": self.name, "error": str(err)})
+            metrics.TX_ABORTS.labels(self.name).inc()
+            self.producer.abort_transaction(60)
+            self._needs_rebuild = True
+            self._rebuild()
+            return
+        if getattr(err, "retriable", lambda: False)():
+            log.warning("retriable commit error; rewinding", extra={"service": self.name, "error": str(err)})
+            self._needs_rebuild = True
+            self._rebuild()
+            return
+        raise exc
+
+    def _rebuild(self) -> None:
+        """After an abort: rewind to the committed offsets and rebuild the processor's state from its changelog."""
+        self._needs_rebuild = False
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        committed = self.consumer.committed(assignment, timeout=30)
+        for tp in committed:
+            if tp.offset < 0:
+                tp.offset = -2  # OFFSET_BEGINNING
+            self.consumer.seek(tp)
+        on_revoke = getattr(self.processor, "revoked", None)
+        if on_revoke:
+            on_revoke(assignment)
+        on_assign = getattr(self.processor, "assigned", None)
+        if on_assign:
+            on_assign(self.consumer, assignment)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assignment = list(partitions)
+        log.info("partitions assigned", extra={"service": self.name,
+                                               "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
+        on_assign = getattr(self.processor, "assigned", None)
+        if on_assign:
+            on_assign(consumer, partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions revoked", extra={"service": self.name,
+                                              "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
+        on_revoke = getattr(self.processor, "revoked", None)
+        if on_revoke:
+            on_revoke(partitions)
+
+    def _close(self) -> None:
+        try:
+            self.producer.flush(30)
+            close = getattr(self.processor, "close", None)
+            if close:
+                close()
+        finally:
+            self.consumer.close()
+            log.info("service stopped", extra={"service": self.name, "processed": self.processed,
+                                               "dead_lettered": self.dead_lettered})
+
+
+def run_in_thread(loop: ServiceLoop) -> threading.Thread:
+    """Start a loop in a daemon thread (``pipeline dev`` runs every service in one process this way)."""
+    thread = threading.Thread(target=loop.run, name=f"svc-{loop.name}", daemon=True)
+    thread.start()
+    return thread

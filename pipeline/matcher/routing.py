@@ -1,0 +1,53 @@
+"""Which functions an event can start: functions indexed by trigger event name (pure, no Kafka).
+
+Exact names are one dict lookup; wildcard triggers (``app/user.*``) are a short prefix list.
+Trigger expressions are compiled closures, evaluated only for the candidates of a name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..sdk.function import CompiledTrigger, Function
+
+
+class TriggerIndex:
+    """Functions by trigger event name."""
+
+    def __init__(self, functions: list[Function]) -> None:
+        self.exact: dict[str, list[tuple[Function, CompiledTrigger]]] = {}
+        self.wildcards: list[tuple[str, Function, CompiledTrigger]] = []
+        for fn in functions:
+            for trig in fn.triggers:
+                if trig.prefix is not None:
+                    self.wildcards.append((trig.prefix, fn, trig))
+                else:
+                    self.exact.setdefault(trig.event, []).append((fn, trig))
+
+    def candidates(self, name: str) -> list[tuple[Function, CompiledTrigger]]:
+        """Functions whose trigger names match ``name`` (before expressions)."""
+        found = self.exact.get(name, [])
+        if self.wildcards:
+            extra = [(fn, trig) for prefix, fn, trig in self.wildcards if name.startswith(prefix)]
+            if extra:
+                return found + extra
+        return found
+
+    def matches(self, name: str, event: dict[str, Any]) -> list[Function]:
+        """Functions that ``event`` starts: name matches and the trigger expression holds.
+
+        A function with two triggers that both match starts once."""
+        out: list[Function] = []
+        activation = None
+        for fn, trig in self.candidates(name):
+            if trig.expr is not None:
+                if activation is None:
+                    activation = {"event": event}
+                if not trig.expr.evaluate(activation):
+                    continue
+            if fn not in out:
+                out.append(fn)
+        return out
+
+    def has(self, name: str) -> bool:
+        return name in self.exact or any(name.startswith(p) for p, _, _ in self.wildcards)

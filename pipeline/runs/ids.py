@@ -1,0 +1,19 @@
+"""Deterministic ids, so that replaying or re-delivering an event never starts a run twice."""
+
+from __future__ import annotations
+
+import hashlib
+
+from ulid import ULID
+
+
+def derived_ulid(ts_ms: int, *parts: str) -> str:
+    """A ULID whose time part is ``ts_ms`` and whose random part is a hash of ``parts``: same inputs, same id."""
+    digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=10).digest()
+    ts = max(0, min(ts_ms, (1 << 48) - 1))
+    return str(ULID.from_bytes(ts.to_bytes(6, "big") + digest))
+
+
+def run_id_for(function_id: str, event_id: str, event_ts_ms: int) -> str:
+    """The run id of ``function_id`` triggered by ``event_id``: a ULID derived from both."""
+    return derived_ulid(event_ts_ms, "run", function_id, event_id)

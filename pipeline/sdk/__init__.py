@@ -1,0 +1,10 @@
+"""The SDK: define functions with triggers, cancel rules and steps (Inngest's Python SDK naming)."""
+
+from .app import App, Registry, load_app
+from .context import Context
+from .definitions import Cancel, DefinitionError, Timeouts, TriggerEvent
+from .function import Function
+from .steps import AsyncStep, NonRetriableError, Step
+
+__all__ = ["App", "Registry", "load_app", "Context", "Cancel", "DefinitionError", "Timeouts", "TriggerEvent",
+           "Function", "Step", "AsyncStep", "NonRetriableError"]

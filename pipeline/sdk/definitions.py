@@ -1,0 +1,93 @@
+"""Function configuration objects, named as in Inngest's Python SDK so code ports with little change.
+
+These are pydantic models: a bad definition fails when the app loads, with a clear message.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_CANCEL_TIMEOUT = datetime.timedelta(days=365)
+MAX_CANCEL_ENTRIES = 5
+
+
+class TriggerEvent(BaseModel):
+    """Start a run when an event named ``event`` arrives and ``expression`` (CEL over ``event``) holds.
+
+    ``event`` may end in ``*`` to match a prefix, e.g. ``app/user.*``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event: str = Field(min_length=1)
+    expression: str | None = None
+
+    @model_validator(mode="after")
+    def _wildcard_only_at_end(self) -> "TriggerEvent":
+        if "*" in self.event[:-1]:
+            raise ValueError(f"trigger event {self.event!r}: '*' is allowed only at the end")
+        return self
+
+
+class Cancel(BaseModel):
+    """Cancel a run when ``event`` arrives after the run's triggering event and ``if_exp`` holds.
+
+    In ``if_exp``, ``event`` is the run's triggering event and ``async`` the incoming event.
+    ``match="data.x"`` is shorthand for ``if_exp="event.data.x == async.data.x"``.
+    ``timeout``: the listener expires that long after the run is scheduled (default 365 days).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event: str = Field(min_length=1)
+    if_exp: str | None = None
+    timeout: datetime.timedelta | None = None
+    match: str | None = None
+
+    @model_validator(mode="after")
+    def _match_or_if(self) -> "Cancel":
+        if self.match is not None and self.if_exp is not None:
+            raise ValueError(f"cancel on {self.event!r}: give either match or if_exp, not both")
+        if "*" in self.event:
+            raise ValueError(f"cancel on {self.event!r}: wildcards are not supported in cancel events")
+        return self
+
+    def expression(self) -> str | None:
+        """The effective CEL condition (``match`` expanded)."""
+        if self.match is not None:
+            path = self.match.strip()
+            return f"event.{path} == async.{path}"
+        return self.if_exp
+
+    def timeout_ms(self) -> int:
+        """How long the listener lives, in ms."""
+        return int((self.timeout or DEFAULT_CANCEL_TIMEOUT).total_seconds() * 1000)
+
+
+class Timeouts(BaseModel):
+    """Cancel a run that has not started within ``start`` of being scheduled, or not finished within ``finish``
+    of starting. A timed-out run is cancelled like any other and emits ``inngest/function.cancelled``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: datetime.timedelta | None = None
+    finish: datetime.timedelta | None = None
+
+    def start_ms(self) -> int | None:
+        return None if self.start is None else int(self.start.total_seconds() * 1000)
+
+    def finish_ms(self) -> int | None:
+        return None if self.finish is None else int(self.finish.total_seconds() * 1000)
+
+
+class DefinitionError(ValueError):
+    """A function definition is invalid. The message names the function, the field and the value."""
+
+    def __init__(self, function_id: str, field: str, value: Any, problem: str) -> None:
+        self.function_id = function_id
+        self.field = field
+        self.value = value
+        super().__init__(f"function {function_id!r}: {field} {value!r}: {problem}")

@@ -1,0 +1,112 @@
+"""A registered function: its handler plus everything compiled from its definition at load time.
+
+Compiling here (not on the hot path) means a bad CEL expression fails when the app loads,
+with an error that names the function, the field and the expression, and the matcher and
+canceller only ever call ready closures.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..expr import Expr, ExprError, compile_expr, join_paths
+from .definitions import MAX_CANCEL_ENTRIES, Cancel, DefinitionError, Timeouts, TriggerEvent
+
+
+@dataclass(frozen=True)
+class CompiledTrigger:
+    """A trigger with its expression compiled. ``prefix`` is set for wildcard triggers (``app/user.*``)."""
+
+    event: str
+    expr: Expr | None
+    prefix: str | None
+
+    def matches_name(self, name: str) -> bool:
+        return name.startswith(self.prefix) if self.prefix is not None else name == self.event
+
+
+@dataclass(frozen=True)
+class CompiledCancel:
+    """A cancel entry with its condition compiled over (event, async) and the async path it joins on.
+
+    ``join_path`` is the field of the incoming cancel event compared for equality with the
+    run's event; it keys and partitions the join. None means the join is keyed by event name
+    only (every signal of that name meets every listener: slower, see docs/architecture.md).
+    """
+
+    index: int
+    spec: Cancel
+    expr: Expr | None
+    join_path: str | None
+    timeout_ms: int
+
+
+@dataclass
+class Function:
+    """One function of an app. ``id`` is ``<app id>-<fn_id>``, Inngest's slug."""
+
+    app_id: str
+    fn_id: str
+    name: str
+    handler: Callable[..., Any]
+    triggers: tuple[CompiledTrigger, ...]
+    cancels: tuple[CompiledCancel, ...]
+    retries: int
+    timeouts: Timeouts | None
+    is_async: bool = field(default=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.app_id}-{self.fn_id}"
+
+
+def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trigger: TriggerEvent | list[TriggerEvent],
+                   name: str | None = None, cancel: list[Cancel] | Cancel | None = None, retries: int = 3,
+                   timeouts: Timeouts | None = None) -> Function:
+    """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""
+    full_id = f"{app_id}-{fn_id}"
+    if not fn_id or any(c.isspace() for c in fn_id):
+        raise DefinitionError(full_id, "fn_id", fn_id, "must be a non-empty slug without spaces")
+    if retries < 0 or retries > 20:
+        raise DefinitionError(full_id, "retries", retries, "must be between 0 and 20")
+    triggers = trigger if isinstance(trigger, list) else [trigger]
+    if not triggers:
+        raise DefinitionError(full_id, "trigger", triggers, "at least one trigger is required")
+    compiled_triggers = tuple(_compile_trigger(full_id, t) for t in triggers)
+    cancels = [cancel] if isinstance(cancel, Cancel) else list(cancel or [])
+    if len(cancels) > MAX_CANCEL_ENTRIES:
+        raise DefinitionError(full_id, "cancel", f"{len(cancels)} entries", f"at most {MAX_CANCEL_ENTRIES} are allowed")
+    compiled_cancels = tuple(_compile_cancel(full_id, i, c) for i, c in enumerate(cancels))
+    if not callable(handler):
+        raise DefinitionError(full_id, "handler", handler, "must be callable")
+    return Function(app_id=app_id, fn_id=fn_id, name=name or fn_id, handler=handler, triggers=compiled_triggers,
+                    cancels=compiled_cancels, retries=retries, timeouts=timeouts,
+                    is_async=inspect.iscoroutinefunction(handler))
+
+
+def _compile_trigger(full_id: str, t: TriggerEvent) -> CompiledTrigger:
+    expr = None
+    if t.expression:
+        try:
+            expr = compile_expr(t.expression, ("event",))
+        except ExprError as exc:
+            raise DefinitionError(full_id, "trigger expression", t.expression, str(exc)) from exc
+    prefix = t.event[:-1] if t.event.endswith("*") else None
+    return CompiledTrigger(event=t.event, expr=expr, prefix=prefix)
+
+
+def _compile_cancel(full_id: str, index: int, c: Cancel) -> CompiledCancel:
+    source = c.expression()
+    expr = None
+    path = None
+    if source:
+        try:
+            expr = compile_expr(source, ("event", "async"))
+        except ExprError as exc:
+            raise DefinitionError(full_id, f"cancel[{index}] if_exp", source, str(exc)) from exc
+        paths = join_paths(expr, "async")
+        path = paths[0] if paths else None
+    return CompiledCancel(index=index, spec=c, expr=expr, join_path=path, timeout_ms=c.timeout_ms())

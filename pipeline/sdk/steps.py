@@ -1,0 +1,177 @@
+"""The step API and the interrupts that make steps durable (Inngest's memoization model).
+
+A handler is invoked again from the top for every step. ``step.run`` returns the stored
+result of a step that already completed; the first step that has not completed runs, and
+its outcome is raised as an :class:`Interrupt` so the executor can store it (in the same
+Kafka transaction as the run's next command) before anything later runs. A crash between
+two steps therefore repeats at most the step in flight, never a completed one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any
+
+
+class Interrupt(BaseException):
+    """Raised out of a handler to hand a step's outcome to the executor.
+
+    A BaseException, so ``except Exception`` in user code does not swallow it.
+    """
+
+
+class StepCompleted(Interrupt):
+    """``step.run`` finished: store ``output`` (JSON text) under ``step_id``."""
+
+    def __init__(self, step_id: str, op: str, output: str) -> None:
+        super().__init__(step_id)
+        self.step_id = step_id
+        self.op = op
+        self.output = output
+
+
+class StepFailed(Interrupt):
+    """``step.run`` raised: the executor retries the step (the run) with backoff."""
+
+    def __init__(self, step_id: str, error: BaseException) -> None:
+        super().__init__(step_id)
+        self.step_id = step_id
+        self.error = error
+
+
+class SleepRequested(Interrupt):
+    """``step.sleep``/``sleep_until`` reached: the run sleeps until ``wake_at`` (ms) without holding a thread."""
+
+    def __init__(self, step_id: str, wake_at: int) -> None:
+        super().__init__(step_id)
+        self.step_id = step_id
+        self.wake_at = wake_at
+
+
+class SendEventRequested(Interrupt):
+    """``step.send_event``: the executor produces ``events`` and stores their ids as the step output."""
+
+    def __init__(self, step_id: str, events: list[dict[str, Any]]) -> None:
+        super().__init__(step_id)
+        self.step_id = step_id
+        self.events = events
+
+
+class NonRetriableError(Exception):
+    """Raise from a handler or step to fail the run at once, without retries."""
+
+
+def _to_json(step_id: str, value: Any) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise NonRetriableError(f"step {step_id!r} returned a value that is not JSON-serializable: {exc}") from exc
+
+
+class _StepBase:
+    """Shared bookkeeping: memoized outputs and Inngest-style ids for repeated step names (``id``, ``id:1``, ...)."""
+
+    def __init__(self, memo: dict[str, str | None], now_ms: int) -> None:
+        self._memo = memo
+        self._seen: dict[str, int] = {}
+        self._now_ms = now_ms
+
+    def _key(self, step_id: str) -> str:
+        n = self._seen.get(step_id, 0)
+        self._seen[step_id] = n + 1
+        return step_id if n == 0 else f"{step_id}:{n}"
+
+    def _memoized(self, key: str) -> tuple[bool, Any]:
+        if key in self._memo:
+            raw = self._memo[key]
+            return True, None if raw is None else json.loads(raw)
+        return False, None
+
+    @staticmethod
+    def _events(events: Any) -> list[dict[str, Any]]:
+        items = events if isinstance(events, list) else [events]
+        out = []
+        for ev in items:
+            if hasattr(ev, "model_dump"):
+                ev = ev.model_dump()
+            if not isinstance(ev, dict) or not ev.get("name"):
+                raise NonRetriableError("send_event takes events with a name")
+            out.append(ev)
+        return out
+
+
+def _until_ms(until: datetime.datetime) -> int:
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=datetime.timezone.utc)
+    return int(until.timestamp() * 1000)
+
+
+class Step(_StepBase):
+    """The step API for sync handlers: ``ctx.step.run / sleep / sleep_until / send_event``."""
+
+    def run(self, step_id: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` once, durably; later invocations get its stored result."""
+        key = self._key(step_id)
+        hit, value = self._memoized(key)
+        if hit:
+            return value
+        try:
+            result = fn(*args)
+        except Interrupt:
+            raise
+        except Exception as exc:
+            raise StepFailed(key, exc) from exc
+        raise StepCompleted(key, "run", _to_json(key, result))
+
+    def sleep(self, step_id: str, duration: datetime.timedelta | int | float) -> None:
+        """Sleep durably; a number is seconds."""
+        seconds = duration.total_seconds() if isinstance(duration, datetime.timedelta) else float(duration)
+        key = self._key(step_id)
+        if key not in self._memo:
+            raise SleepRequested(key, self._now_ms + int(seconds * 1000))
+
+    def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
+        """Sleep durably until a point in time."""
+        key = self._key(step_id)
+        if key not in self._memo:
+            raise SleepRequested(key, _until_ms(until))
+
+    def send_event(self, step_id: str, events: Any) -> list[str]:
+        """Send one event or a list, once; returns their ids."""
+        key = self._key(step_id)
+        hit, value = self._memoized(key)
+        if hit:
+            return value
+        raise SendEventRequested(key, self._events(events))
+
+
+class AsyncStep(_StepBase):
+    """The step API for ``async def`` handlers: the same calls, awaited."""
+
+    async def run(self, step_id: str, fn: Callable[..., Any], *args: Any) -> Any:
+        key = self._key(step_id)
+        hit, value = self._memoized(key)
+        if hit:
+            return value
+        try:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                result = await result
+        except Interrupt:
+            raise
+        except Exception as exc:
+            raise StepFailed(key, exc) from exc
+        raise StepCompleted(key, "run", _to_json(key, result))
+
+    async def sleep(self, step_id: str, duration: datetime.timedelta | int | float) -> None:
+        Step.sleep(self, step_id, duration)  # type: ignore[arg-type]
+
+    async def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
+        Step.sleep_until(self, step_id, until)  # type: ignore[arg-type]
+
+    async def send_event(self, step_id: str, events: Any) -> list[str]:
+        return Step.send_event(self, step_id, events)  # type: ignore[arg-type]
+

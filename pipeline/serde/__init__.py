@@ -1,0 +1,17 @@
+"""Avro serde: single-object encoding, a schema catalog, and names of the record types."""
+
+from .avro import Serde
+from .catalog import Catalog, default_catalog
+from .errors import SerdeError
+
+EVENT = "pipeline.Event"
+RUN_COMMAND = "pipeline.RunCommand"
+RUN_STATE = "pipeline.RunState"
+CANCEL_LISTENER = "pipeline.CancelListener"
+CANCEL_SIGNAL = "pipeline.CancelSignal"
+BULK_CANCELLATION = "pipeline.BulkCancellation"
+
+__all__ = [
+    "Serde", "Catalog", "default_catalog", "SerdeError",
+    "EVENT", "RUN_COMMAND", "RUN_STATE", "CANCEL_LISTENER", "CANCEL_SIGNAL", "BULK_CANCELLATION",
+]

@@ -1,0 +1,207 @@
+"""Run your app's services in-process against a real broker, and wait for what they produce.
+
+Public test API::
+
+    from pipeline.testing.stack import Stack
+
+    def test_import_is_cleaned_up(kafka_bootstrap):
+        with Stack(app, kafka_bootstrap) as stack:            # unique topic prefix, topics created
+            stack.send("contacts/import.requested", {"importId": "a"})
+            run = stack.wait_run(lambda r: r["status"] == "Sleeping")
+            stack.send("contacts/import.cancelled", {"importId": "a"})
+            stack.wait_system_event("inngest/function.cancelled")
+
+Each Stack gets its own topic prefix, so tests sharing one broker never see each other's data.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from ..config import Settings
+from ..kafka import topics as t
+from ..kafka.client import admin_config, consumer_config, producer_config
+from ..kafka.loop import ServiceLoop
+from ..sdk.app import App, Registry
+from ..serde import EVENT, RUN_STATE, Serde, SerdeError
+from ..serde.models import Event, event_record_to_dict
+
+
+class TopicWatcher:
+    """Tails a topic (all partitions, from the start, read_committed) into memory, decoding as it goes."""
+
+    def __init__(self, servers: str, topic: str, decode: Callable[[bytes | None], Any]) -> None:
+        self.topic = topic
+        self.decode = decode
+        self.records: list[Any] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._consumer = Consumer(consumer_config(servers, None, **{"enable.partition.eof": False}))
+        meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
+        self._consumer.assign([TopicPartition(topic, p, -2) for p in meta.partitions])
+        self._thread = threading.Thread(target=self._run, name=f"watch-{topic}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(500, timeout=0.1):
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(str(msg.error()))
+                    continue
+                try:
+                    value = self.decode(msg.value())
+                except SerdeError:
+                    continue
+                with self._cond:
+                    self.records.append(value)
+                    self._cond.notify_all()
+        self._consumer.close()
+
+    def wait(self, predicate: Callable[[list[Any]], Any], timeout: float, what: str) -> Any:
+        """Wait until ``predicate(records)`` is truthy and return it; AssertionError with what was seen otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                result = predicate(self.records)
+                if result:
+                    return result
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = json.dumps(self.records[-10:], default=str)[:3000]
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what} on {self.topic}; last seen: {seen}")
+                self._cond.wait(min(left, 0.2))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class Stack:
+    """An app's matcher, executor and canceller on their own topics of a real broker."""
+
+    def __init__(self, app: App | list[App], bootstrap: str, *, services: tuple[str, ...] = (
+            "matcher", "executor", "canceller"), retry_backoff_ms: int = 200, partitions: int = 3,
+                 **settings: Any) -> None:
+        self.apps = app if isinstance(app, list) else [app]
+        self.settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+                                 partitions=partitions, instance_id=uuid.uuid4().hex[:8], **settings)
+        self.bootstrap = bootstrap
+        self.services = services
+        self.retry_backoff_ms = retry_backoff_ms
+        self.serde = Serde()
+        self.loops: dict[str, ServiceLoop] = {}
+        self.threads: dict[str, threading.Thread] = {}
+        self._producer = Producer(producer_config(bootstrap))
+        self.runs: TopicWatcher | None = None
+        self.system_events: TopicWatcher | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "Stack":
+        t.create_topics(AdminClient(admin_config(self.bootstrap)), self.settings)
+        self.runs = TopicWatcher(self.bootstrap, self.settings.topic(t.RUNS),
+                                 lambda v: None if v is None else self.serde.decode_as(RUN_STATE, v))
+        self.system_events = TopicWatcher(self.bootstrap, self.settings.topic(t.SYSTEM_EVENTS),
+                                          lambda v: event_record_to_dict(self.serde.decode_as(EVENT, v)))
+        for name in self.services:
+            self.start_service(name)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in list(self.loops):
+            self.stop_service(name)
+        for watcher in (self.runs, self.system_events):
+            if watcher is not None:
+                watcher.close()
+
+    def build_loop(self, name: str, **overrides: Any) -> ServiceLoop:
+        """A service loop for this stack's topics (not started)."""
+        from ..canceller.service import Canceller
+        from ..matcher.service import Matcher
+        from ..runs.owner import RunOwner
+
+        registry = Registry(self.apps)
+        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
+        if name == "matcher":
+            return ServiceLoop(Matcher(registry, settings), settings)
+        if name == "executor":
+            return ServiceLoop(RunOwner(registry, settings, retry_backoff_ms=self.retry_backoff_ms), settings)
+        if name == "canceller":
+            return ServiceLoop(Canceller(settings), settings)
+        raise ValueError(f"unknown service {name!r}")
+
+    def start_service(self, name: str) -> ServiceLoop:
+        loop = self.build_loop(name)
+        thread = threading.Thread(target=loop.run, name=f"svc-{name}", daemon=True)
+        thread.start()
+        self.loops[name], self.threads[name] = loop, thread
+        return loop
+
+    def stop_service(self, name: str) -> None:
+        loop = self.loops.pop(name)
+        loop.stop()
+        self.threads.pop(name).join(30)
+
+    # -- input ---------------------------------------------------------------------------------------------
+
+    def send(self, name: str, data: dict[str, Any] | None = None, **fields: Any) -> str:
+        """Produce one event to this stack's events topic; returns its id."""
+        event = Event(name=name, data=data or {}, **fields).with_defaults()
+        self._producer.produce(self.settings.topic(t.EVENTS), key=event.id,
+                               value=self.serde.encode(EVENT, event.to_record()))
+        assert self._producer.flush(30) == 0
+        return event.id
+
+    # -- waiting -------------------------------------------------------------------------------------------
+
+    def latest_runs(self) -> dict[str, dict[str, Any]]:
+        """Each run's newest state seen so far."""
+        assert self.runs is not None
+        with self.runs._cond:
+            out: dict[str, dict[str, Any]] = {}
+            for state in self.runs.records:
+                if state is not None:
+                    out[state["run_id"]] = state
+            return out
+
+    def wait_run(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30.0,
+                 what: str = "a run") -> dict[str, Any]:
+        """The newest state of the first run whose newest state satisfies ``predicate``."""
+        assert self.runs is not None
+
+        def check(records: list[Any]) -> Any:
+            latest: dict[str, dict[str, Any]] = {}
+            for state in records:
+                if state is not None:
+                    latest[state["run_id"]] = state
+            for state in latest.values():
+                if predicate(state):
+                    return state
+            return None
+
+        return self.runs.wait(check, timeout, what)
+
+    def wait_system_event(self, name: str, predicate: Callable[[dict[str, Any]], bool] = lambda e: True,
+                          timeout: float = 30.0, count: int = 1) -> list[dict[str, Any]]:
+        """Wait for ``count`` system events named ``name`` that satisfy ``predicate``."""
+        assert self.system_events is not None
+
+        def check(records: list[Any]) -> Any:
+            hits = [e for e in records if e["name"] == name and predicate(e)]
+            return hits if len(hits) >= count else None
+
+        return self.system_events.wait(check, timeout, f"{count} x {name}")
+
+    def system_events_named(self, name: str) -> list[dict[str, Any]]:
+        assert self.system_events is not None
+        with self.system_events._cond:
+            return [e for e in self.system_events.records if e["name"] == name]

@@ -1,0 +1,94 @@
+"""Functions used by the end-to-end tests. Importable as ``tests.e2e.apps:app`` so services can run it in
+their own processes (the kill tests). Side effects go to files named in the event, so a test can count
+them across processes."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from pathlib import Path
+
+import pipeline
+
+app = pipeline.App(id="e2e")
+
+
+def _note(path: str, line: str) -> None:
+    with open(path, "a") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@app.create_function(fn_id="steps", trigger=pipeline.TriggerEvent(event="test/steps"))
+def steps(ctx: pipeline.Context) -> list[str]:
+    log = ctx.event.data["log"]
+    a = ctx.step.run("one", lambda: (_note(log, "one"), "a")[1])
+
+    def two() -> str:
+        _note(log, "two")
+        hold = ctx.event.data.get("hold")
+        while hold and Path(hold).exists():  # the test kills the executor while this step is in flight
+            time.sleep(0.05)
+        return "b"
+
+    b = ctx.step.run("two", two)
+    c = ctx.step.run("three", lambda: (_note(log, "three"), "c")[1])
+    return [a, b, c]
+
+
+@app.create_function(fn_id="filtered", trigger=pipeline.TriggerEvent(
+    event="test/filter", expression="event.data.plan == 'pro' && event.data.amount > 100"))
+def filtered(ctx: pipeline.Context) -> str:
+    return ctx.event.data["plan"]
+
+
+@app.create_function(fn_id="sleeper", trigger=pipeline.TriggerEvent(event="test/sleep"))
+def sleeper(ctx: pipeline.Context) -> dict:
+    ctx.step.run("before", lambda: 1)
+    ctx.step.sleep("nap", datetime.timedelta(seconds=ctx.event.data["seconds"]))
+    return {"woke": True}
+
+
+@app.create_function(fn_id="flaky", retries=2, trigger=pipeline.TriggerEvent(event="test/flaky"))
+def flaky(ctx: pipeline.Context) -> None:
+    def boom() -> None:
+        _note(ctx.event.data["log"], f"attempt {ctx.attempt}")
+        raise RuntimeError("step exploded")
+
+    ctx.step.run("explode", boom)
+
+
+@app.create_function(fn_id="after-sleeper", trigger=pipeline.TriggerEvent(
+    event="inngest/function.finished", expression="event.data.function_id == 'e2e-sleeper'"))
+def after_sleeper(ctx: pipeline.Context) -> str:
+    return ctx.event.data["run_id"]
+
+
+@app.create_function(fn_id="wild", trigger=pipeline.TriggerEvent(event="test/wild.*"))
+def wild(ctx: pipeline.Context) -> str:
+    return ctx.event.name
+
+
+@app.create_function(
+    fn_id="long", trigger=pipeline.TriggerEvent(event="test/long"),
+    cancel=[pipeline.Cancel(event="test/cancel", match="data.key")])
+def long_running(ctx: pipeline.Context) -> str:
+    ctx.step.run("start", lambda: "started")
+    ctx.step.sleep("wait", datetime.timedelta(seconds=ctx.event.data.get("sleep", 120)))
+    return "done"
+
+
+@app.create_function(
+    fn_id="timed", trigger=pipeline.TriggerEvent(event="test/timed"),
+    timeouts=pipeline.Timeouts(finish=datetime.timedelta(seconds=2)))
+def timed(ctx: pipeline.Context) -> str:
+    ctx.step.sleep("forever", datetime.timedelta(minutes=10))
+    return "never"
+
+
+@app.create_function(fn_id="on-cancel", trigger=pipeline.TriggerEvent(
+    event="inngest/function.cancelled", expression="event.data.function_id == 'e2e-long'"))
+def on_cancel(ctx: pipeline.Context) -> str:
+    return f"cleaned {ctx.event.data['event']['data']['key']}"

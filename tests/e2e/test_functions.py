@@ -1,0 +1,115 @@
+"""Functions run end to end on a real broker: matching, dedupe, durable steps, sleep, retries, system triggers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.runs.ids import run_id_for
+from pipeline.testing.stack import Stack
+
+from .apps import app
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_event_starts_one_run_per_matching_function_even_if_sent_twice(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/wild.a", {}, id="dup-1", ts=1_700_000_000_000)
+        stack.send("test/wild.a", {}, id="dup-1", ts=1_700_000_000_000)
+        stack.send("test/wild.b", {}, id="other")
+        done = stack.wait_run(lambda r: r["event_id"] == "other" and r["status"] == "Completed")
+        stack.wait_run(lambda r: r["event_id"] == "dup-1" and r["status"] == "Completed")
+        time.sleep(1.5)  # a second run, if any, would have been written by now
+        runs = [r for r in stack.latest_runs().values() if r["function_id"] == "e2e-wild"]
+        assert sorted(r["event_id"] for r in runs) == ["dup-1", "other"]
+        assert done["output"] == '"test/wild.b"'
+        dup = next(r for r in runs if r["event_id"] == "dup-1")
+        assert dup["run_id"] == run_id_for("e2e-wild", "dup-1", 1_700_000_000_000)
+
+
+def test_trigger_expression_filters_runs(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/filter", {"plan": "free", "amount": 500}, id="f-free")
+        stack.send("test/filter", {"plan": "pro", "amount": 50}, id="f-small")
+        stack.send("test/filter", {"plan": "pro", "amount": 100.5}, id="f-pro")
+        stack.wait_run(lambda r: r["event_id"] == "f-pro" and r["status"] == "Completed")
+        time.sleep(1.0)
+        assert {r["event_id"] for r in stack.latest_runs().values()} == {"f-pro"}
+
+
+def test_sleep_of_three_seconds_wakes_and_completes(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/sleep", {"seconds": 3}, id="nap")
+        sleeping = stack.wait_run(lambda r: r["status"] == "Sleeping")
+        done = stack.wait_run(lambda r: r["function_id"] == "e2e-sleeper" and r["status"] == "Completed", timeout=20)
+        nap = next(s for s in done["steps"] if s["id"] == "nap")
+        slept_ms = nap["completed_at"] - next(
+            s for s in done["steps"] if s["id"] == "before")["completed_at"]
+        assert 3000 <= slept_ms <= 4500, slept_ms
+        assert sleeping["wake_at"] is not None
+        # a function triggered by a system event (function.finished of the sleeper) runs too
+        follow = stack.wait_run(lambda r: r["function_id"] == "e2e-after-sleeper" and r["status"] == "Completed")
+        assert follow["output"] == f'"{done["run_id"]}"'
+
+
+def test_failing_step_retries_then_fails_with_function_failed(kafka_bootstrap: str, tmp_path: Path) -> None:
+    log = tmp_path / "flaky.log"
+    with Stack(app, kafka_bootstrap, retry_backoff_ms=100) as stack:
+        stack.send("test/flaky", {"log": str(log)}, id="fl-1")
+        failed = stack.wait_run(lambda r: r["status"] == "Failed", timeout=30)
+        (event,) = stack.wait_system_event("inngest/function.failed")
+        finished = stack.wait_system_event("inngest/function.finished")
+        assert log.read_text().splitlines() == ["attempt 0", "attempt 1", "attempt 2"]
+        assert event["data"]["run_id"] == failed["run_id"]
+        assert event["data"]["function_id"] == "e2e-flaky"
+        assert event["data"]["error"] == {"error": "step exploded", "message": "step exploded",
+                                          "name": "RuntimeError"}
+        assert event["data"]["event"]["id"] == "fl-1"
+        assert finished[0]["data"]["error"]["message"] == "step exploded"
+        assert not stack.system_events_named("inngest/function.cancelled")
+
+
+def _executor_process(stack: Stack) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_BOOTSTRAP_SERVERS": stack.bootstrap,
+           "PIPELINE_TOPIC_PREFIX": stack.settings.topic_prefix, "PIPELINE_INSTANCE_ID": "exec-1"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "executor", "--app", "tests.e2e.apps:app"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_steps_run_in_order_and_a_killed_executor_does_not_repeat_completed_steps(kafka_bootstrap: str,
+                                                                                  tmp_path: Path) -> None:
+    log, hold = tmp_path / "steps.log", tmp_path / "hold"
+    hold.write_text("x")
+    with Stack(app, kafka_bootstrap, services=("matcher",)) as stack:
+        executor = _executor_process(stack)
+        try:
+            stack.send("test/steps", {"log": str(log), "hold": str(hold)}, id="st-1")
+            deadline = time.monotonic() + 60
+            while "two" not in (log.read_text() if log.exists() else ""):
+                assert time.monotonic() < deadline, "step two never started"
+                time.sleep(0.05)
+            executor.send_signal(signal.SIGKILL)
+            executor.wait(10)
+        finally:
+            if executor.poll() is None:
+                executor.kill()
+        hold.unlink()
+        executor = _executor_process(stack)
+        try:
+            done = stack.wait_run(lambda r: r["status"] == "Completed", timeout=60)
+        finally:
+            executor.send_signal(signal.SIGTERM)
+            executor.wait(30)
+    lines = log.read_text().splitlines()
+    # "one" completed before the kill and is never repeated; "two" was in flight and runs again.
+    assert lines == ["one", "two", "two", "three"]
+    assert [s["id"] for s in done["steps"]] == ["one", "two", "three"]
+    assert done["output"] == '["a","b","c"]'

@@ -1,0 +1,115 @@
+"""The shared consume-process-produce loop against a real broker: exactly-once, dead letters, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from pipeline.config import Settings
+from pipeline.kafka.loop import ServiceLoop
+from pipeline.kafka.passthrough import PassThrough
+from pipeline.testing.helpers import await_records, create_topic
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for i, value in enumerate(values):
+        producer.produce(topic, key=str(i).encode(), value=value)
+    assert producer.flush(30) == 0
+
+
+def _worker(bootstrap: str, source: str, sink: str, group: str, kill_after: int | None = None) -> subprocess.Popen:
+    args = [sys.executable, "-m", "tests.integration.loop_worker", bootstrap, source, sink, group, "w0"]
+    if kill_after is not None:
+        args.append(str(kill_after))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_sigkill_between_produce_and_commit_leaves_exactly_one_output_per_input(kafka_bootstrap: str,
+                                                                                  unique_name) -> None:
+    source, sink = unique_name("src"), unique_name("sink")
+    create_topic(kafka_bootstrap, source, partitions=1)
+    create_topic(kafka_bootstrap, sink, partitions=1)
+    values = [f"v{i}".encode() for i in range(200)]
+    _produce(kafka_bootstrap, source, values)
+    group = unique_name("g")
+
+    first = _worker(kafka_bootstrap, source, sink, group, kill_after=120)
+    assert first.wait(90) == -signal.SIGKILL, first.stderr.read().decode()[-2000:] if first.stderr else ""
+    # Some output of the killed transaction reached the broker but was never committed.
+    uncommitted = await_records(kafka_bootstrap, sink, 1, timeout=10, isolation="read_uncommitted")
+    assert uncommitted
+
+    second = _worker(kafka_bootstrap, source, sink, group)
+    try:
+        records = await_records(kafka_bootstrap, sink, 200, timeout=60)
+        time.sleep(2)  # anything extra (a duplicate) would show up now
+        records = await_records(kafka_bootstrap, sink, 200, timeout=5)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    got = sorted(m.value() for m in records)
+    assert got == sorted(values), f"{len(got)} outputs for 200 inputs"
+
+
+def test_poison_record_goes_to_dead_letter_and_neighbours_are_processed(kafka_bootstrap: str, unique_name) -> None:
+    prefix = unique_name("dlq") + "."
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, instance_id="t")
+    source, sink, dlq = f"{prefix}in", f"{prefix}out", settings.topic("dead-letter")
+    for topic in (source, sink, dlq):
+        create_topic(kafka_bootstrap, topic, partitions=1)
+    _produce(kafka_bootstrap, source, [b"a", b"b", b"poison!", b"c", b"d"])
+    loop = ServiceLoop(PassThrough(source, sink), settings, group_id=unique_name("g"))
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        out = await_records(kafka_bootstrap, sink, 4, timeout=30)
+        dead = await_records(kafka_bootstrap, dlq, 1, timeout=30)
+    finally:
+        loop.stop()
+        thread.join(30)
+    assert [m.value() for m in out] == [b"a", b"b", b"c", b"d"]
+    (bad,) = dead
+    headers = {k: v.decode() for k, v in bad.headers()}
+    assert bad.value() == b"poison!"
+    assert headers["dlq.reason"] == "ValueError: poison record refused"
+    assert headers["dlq.source.topic"] == source
+    assert headers["dlq.source.partition"] == "0"
+    assert headers["dlq.source.offset"] == "2"
+    assert loop.dead_lettered == 1
+    assert not thread.is_alive()
+
+
+def test_sigterm_drains_commits_and_leaves(kafka_bootstrap: str, unique_name) -> None:
+    source, sink = unique_name("src"), unique_name("sink")
+    create_topic(kafka_bootstrap, source, partitions=2)
+    create_topic(kafka_bootstrap, sink, partitions=2)
+    _produce(kafka_bootstrap, source, [f"x{i}".encode() for i in range(50)])
+    group = unique_name("g")
+    worker = _worker(kafka_bootstrap, source, sink, group)
+    await_records(kafka_bootstrap, sink, 50, timeout=60)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    # The offsets were committed: a new instance of the group finds nothing to redo.
+    _produce(kafka_bootstrap, source, [b"after"])
+    again = _worker(kafka_bootstrap, source, sink, group)
+    try:
+        records = await_records(kafka_bootstrap, sink, 51, timeout=60)
+        time.sleep(2)
+        records = await_records(kafka_bootstrap, sink, 51, timeout=5)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(30)
+    assert len(records) == 51
