@@ -114,6 +114,14 @@ class ServiceLoop:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def assignment(self) -> list[TopicPartition]:
+        """Partitions currently assigned, as last reported by the rebalance callbacks.
+
+        Safe to read from any thread (the consumer's own ``assignment()`` must not be called while
+        another thread is inside ``consume``)."""
+        return list(self._assignment)
+
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the loop gracefully (only possible from the main thread)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -290,6 +298,8 @@ class ServiceLoop:
             on_assign(consumer, partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._assignment = [tp for tp in self._assignment if (tp.topic, tp.partition) not in gone]
         log.info("partitions revoked", extra={"service": self.name,
                                               "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
         on_revoke = getattr(self.processor, "revoked", None)

@@ -153,11 +153,11 @@ class Stack:
 
     # -- input ---------------------------------------------------------------------------------------------
 
-    def send(self, name: str, data: dict[str, Any] | None = None, **fields: Any) -> str:
-        """Produce one event to this stack's events topic; returns its id."""
+    def send(self, name: str, data: dict[str, Any] | None = None, *, partition: int = -1, **fields: Any) -> str:
+        """Produce one event to this stack's events topic (to ``partition`` if given); returns its id."""
         event = Event(name=name, data=data or {}, **fields).with_defaults()
         self._producer.produce(self.settings.topic(t.EVENTS), key=event.id,
-                               value=self.serde.encode(EVENT, event.to_record()))
+                               value=self.serde.encode(EVENT, event.to_record()), partition=partition)
         assert self._producer.flush(30) == 0
         return event.id
 

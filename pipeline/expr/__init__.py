@@ -1,0 +1,25 @@
+"""CEL expressions for triggers and cancellations.
+
+The hot path compiles the common CEL subset to plain Python closures (~0.1-1 µs per
+evaluation); anything else runs on a full CEL evaluator (cel-expr-python, else celpy).
+See ``docs/expressions.md`` for the supported subset and the semantics.
+"""
+
+from .api import Expr, compile_expr
+from .ast import Node, to_source
+from .errors import ExprError
+from .residual import Residual, join_paths
+from .values import UInt, lookup_path, normalize_key_value
+
+__all__ = [
+    "Expr",
+    "ExprError",
+    "Node",
+    "Residual",
+    "UInt",
+    "compile_expr",
+    "join_paths",
+    "lookup_path",
+    "normalize_key_value",
+    "to_source",
+]

@@ -1,0 +1,140 @@
+"""pytest plugin (entry point ``pipeline``): a real Kafka for tests of pipeline functions.
+
+Fixtures:
+
+``kafka_bootstrap`` (session)
+    Bootstrap servers of a Kafka cluster ready for transactions. The first that applies:
+
+    1. ``PIPELINE_TEST_BOOTSTRAP`` -- an existing cluster (CI service, a dev broker);
+    2. a Testcontainers Kafka (KRaft) container, if a Docker engine answers within ~2 s;
+    3. the embedded Kafka broker on free ports in a throwaway cluster dir under
+       ``$PIPELINE_HOME`` (deleted at session end; the jar cache is reused).
+
+    ``PIPELINE_TEST_BROKER=embedded|docker`` forces 3 or 2.
+
+``unique_topic`` (function)
+    A topic *name* unique to the test (not created: use
+    :func:`pipeline.testing.helpers.create_topic`).
+
+Importing this module starts nothing and imports no Kafka client; the broker is started
+only when a test asks for ``kafka_bootstrap``, so projects that merely have ``pipeline``
+installed pay nothing for the plugin.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ENV_TEST_BOOTSTRAP = "PIPELINE_TEST_BOOTSTRAP"
+ENV_TEST_BROKER = "PIPELINE_TEST_BROKER"  # auto (default) | docker | embedded
+ENV_TEST_IMAGE = "PIPELINE_TEST_KAFKA_IMAGE"
+#: Last Confluent Platform 7.x image; testcontainers' KRaft start script supports 7.x.
+DEFAULT_TEST_IMAGE = "confluentinc/cp-kafka:7.9.0"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker our fixtures' users put on broker tests, so --strict-markers passes."""
+    config.addinivalue_line("markers", "integration: needs a real Kafka broker")
+    config.addinivalue_line("markers", "slow: takes more than a minute")
+
+
+def _docker_available(timeout: float = 2.0) -> bool:
+    """True if a Docker engine answers a ping within ``timeout``; never hangs or raises."""
+    host = os.environ.get("DOCKER_HOST")
+    if not host and not any(Path(p).exists() for p in ("/var/run/docker.sock",
+                                                       str(Path.home() / ".docker/run/docker.sock"))):
+        return False  # no engine socket: skip importing the SDK at all
+    try:
+        import docker
+
+        client = docker.from_env(timeout=int(max(1, timeout)))
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - any failure means "no usable Docker"
+        return False
+
+
+def _container_broker() -> Iterator[str]:
+    """A single-node KRaft Kafka in Docker, configured like the embedded broker."""
+    try:
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError:  # older testcontainers
+        from testcontainers.kafka import KafkaContainer
+
+    from pipeline.broker import _probe
+
+    container: Any = KafkaContainer(os.environ.get(ENV_TEST_IMAGE, DEFAULT_TEST_IMAGE)).with_kraft()
+    for key, value in {
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_NUM_PARTITIONS": "3",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS": "3",
+        "KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS": "6",
+        "KAFKA_LOG_CLEANER_BACKOFF_MS": "1000",
+    }.items():
+        container.with_env(key, value)
+    container.start(timeout=120)
+    try:
+        bootstrap = container.get_bootstrap_server()
+        deadline = time.monotonic() + 60
+        _probe.wait_metadata(bootstrap, 1, deadline, lambda: None)
+        _probe.wait_transactions(bootstrap, deadline, lambda: None)
+        yield bootstrap
+    finally:
+        container.stop()
+
+
+def _embedded_broker() -> Iterator[str]:
+    """A throwaway embedded cluster on free ports, deleted at the end of the session."""
+    from pipeline.broker import embedded
+
+    embedded.reap_orphans()  # clusters left by killed pytest runs
+    name = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        bootstrap = embedded.start(1, name, port=0, use_env=False, ephemeral=True, timeout=180)
+    except embedded.BrokerError as exc:
+        embedded.destroy(name)
+        pytest.fail(f"could not start the embedded Kafka broker for tests: {exc}", pytrace=False)
+    try:
+        yield bootstrap
+    finally:
+        embedded.destroy(name)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a real Kafka for this test session (see the module doc for which)."""
+    external = os.environ.get(ENV_TEST_BOOTSTRAP, "").strip()
+    if external:
+        yield external
+        return
+    mode = os.environ.get(ENV_TEST_BROKER, "auto").strip().lower()
+    if mode not in ("auto", "docker", "embedded"):
+        pytest.fail(f"{ENV_TEST_BROKER} must be auto, docker or embedded, not {mode!r}", pytrace=False)
+    use_docker = mode == "docker" or (mode == "auto" and _docker_available())
+    if mode == "docker" and not _docker_available():
+        pytest.fail(f"{ENV_TEST_BROKER}=docker but no Docker engine answers", pytrace=False)
+    yield from (_container_broker() if use_docker else _embedded_broker())
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@pytest.fixture
+def unique_topic(request: pytest.FixtureRequest) -> str:
+    """A topic name unique to this test run, derived from the test name for readable broker logs."""
+    from .helpers import unique_name
+
+    stem = _UNSAFE.sub("-", request.node.name).strip("-._")[:40] or "topic"
+    return unique_name(stem)
