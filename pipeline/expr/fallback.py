@@ -1,6 +1,6 @@
 """The full CEL evaluator, used for expressions outside the fast subset.
 
-Preferred: cel-expr-python (Google's cel-cpp bindings, ~1-5 µs per evaluation). Its quirks:
+Preferred: cel-expr-python (Google's cel-cpp bindings, ~5 µs per evaluation). Its quirks:
 
 * a runtime error is returned as an ERROR *value* (whose Python form is a truthy string), so
   the result is accepted only if ``value() is True``;

@@ -23,7 +23,7 @@ from ..config import Settings
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
 from ..kafka.loop import Emitter
-from ..runs.ids import run_id_for
+from ..runs.ids import derived_ulid, run_id_for
 from ..runs.state import start_command
 from ..sdk.app import Registry
 from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, EVENT, RUN_COMMAND, Serde
@@ -72,9 +72,11 @@ class Matcher:
         if route is None and not self.triggers.has(name):
             return  # nobody listens: skip the JSON decode of data
         event = event_record_to_dict(record)
-        if not event["id"]:
-            raise ValueError("event has no id")
         received_at = msg.timestamp()[1]
+        if not event["id"]:
+            # Produced straight to Kafka without an id: derive one from where it sits in the log, so a
+            # replay of the same record gets the same id (and so starts no second run).
+            event["id"] = derived_ulid(received_at, msg.topic(), str(msg.partition()), str(msg.offset()))
         now = time.time_ns() // 1_000_000
         for fn in self.triggers.matches(name, event):
             self._start(fn, event, record, received_at, now, out)

@@ -1,0 +1,70 @@
+"""`pipeline dev` as a user runs it: one process with every service and the HTTP API, the seed scenario
+driven over HTTP, and a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.testing.helpers import unique_name
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_dev_runs_the_seed_scenario_over_http(kafka_bootstrap: str, tmp_path: Path) -> None:
+    port = _free_port()
+    log_path = tmp_path / "dev.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "PIPELINE_TOPIC_PREFIX": unique_name("dev") + ".", "PIPELINE_INSTANCE_ID": "dev-test"}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dev", "--app", "examples.newsletter:app",
+                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, "the API to be ready")
+        sent = httpx.post(f"{base}/e/dev-key", json={"name": "contacts/import.requested",
+                                                     "data": {"importId": "abc"}})
+        assert sent.status_code == 200, sent.text
+        (event_id,) = sent.json()["ids"]
+        run = _until(lambda: next((r for r in httpx.get(f"{base}/v1/events/{event_id}/runs").json()["data"]
+                                   if r["status"] == "Sleeping"), None), 60, "the import run to sleep")
+        assert run["function_id"] == "newsletter-app-import-all-contacts"
+        assert httpx.post(f"{base}/e/dev-key", json={"name": "contacts/import.cancelled",
+                                                     "data": {"importId": "abc"}}).status_code == 200
+        _until(lambda: httpx.get(f"{base}/v1/runs/{run['run_id']}").json()["data"]["status"] == "Cancelled", 30,
+               "the run to be cancelled")
+        _until(lambda: "Import was cancelled: abc" in log_path.read_text(), 30, "the cleanup function's log line")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    assert code == 0, log_path.read_text()[-3000:]
+    text = log_path.read_text()
+    assert '"msg": "run started"' in text and '"msg": "run ended"' in text
