@@ -113,3 +113,44 @@ def test_steps_run_in_order_and_a_killed_executor_does_not_repeat_completed_step
     assert lines == ["one", "two", "two", "three"]
     assert [s["id"] for s in done["steps"]] == ["one", "two", "three"]
     assert done["output"] == '["a","b","c"]'
+
+
+def test_replay_from_the_start_starts_no_second_run(kafka_bootstrap: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    with Stack(app, kafka_bootstrap) as stack:
+        for i in range(5):
+            stack.send("test/wild.replay", {"i": i}, id=f"rp-{i}")
+        deadline = time.monotonic() + 30
+        while sum(r["status"] == "Completed" for r in stack.latest_runs().values()) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        stack.stop_service("matcher")
+        env["PIPELINE_TOPIC_PREFIX"] = stack.settings.topic_prefix
+        moved = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", "--from-offset", "0"], cwd=ROOT,
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert moved.returncode == 0, moved.stderr
+        assert moved.stdout.count("-> 0") == 3  # every events partition rewound
+        matcher = stack.start_service("matcher")
+        deadline = time.monotonic() + 30
+        while matcher.processed < 5:  # the matcher reprocessed the whole topic
+            assert time.monotonic() < deadline, matcher.processed
+            time.sleep(0.1)
+        time.sleep(1)
+        assert len(stack.latest_runs()) == 5
+        assert stack.runs is not None
+        starts = [s["run_id"] for s in stack.runs.records if s and s["status"] == "Queued"]
+        assert len(starts) == 5 and len(set(starts)) == 5  # each run was started once, replay or not
+
+
+def test_event_produced_without_id_gets_a_stable_one(kafka_bootstrap: str) -> None:
+    from confluent_kafka import Producer
+
+    from pipeline.serde import EVENT, Serde
+
+    with Stack(app, kafka_bootstrap) as stack:
+        producer = Producer({"bootstrap.servers": kafka_bootstrap})
+        record = {"id": "", "name": "test/wild.raw", "data": "{}", "user": "{}", "ts": 0, "v": None}
+        producer.produce(stack.settings.topic("events"), value=Serde().encode(EVENT, record))
+        assert producer.flush(10) == 0
+        run = stack.wait_run(lambda r: r["status"] == "Completed")
+        assert len(run["event_id"]) == 26
