@@ -94,7 +94,8 @@ class ServiceLoop:
         self._stop = threading.Event()
         self._assignment: list[TopicPartition] = []
         self._needs_rebuild = False
-        stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.stats_callback(self.name)} \
+        self.positions: dict[tuple[str, int], int] = {}
+        stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.stats_callback(self.name, self.positions)} \
             if self.settings.metrics_port else {}
         self.consumer = Consumer(consumer_config(
             self.servers, self.group_id, read_committed=True, **stats, **(consumer_overrides or {})))
@@ -203,6 +204,7 @@ class ServiceLoop:
             if tps:
                 self.consumer.commit(offsets=tps, asynchronous=False)
         self.processed += len(msgs)
+        self.positions.update(offsets)
         for topic, n in records_by_topic.items():
             metrics.RECORDS.labels(self.name, topic).inc(n)
         if produced:
@@ -300,6 +302,8 @@ class ServiceLoop:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._assignment = [tp for tp in self._assignment if (tp.topic, tp.partition) not in gone]
+        for key in gone:
+            self.positions.pop(key, None)
         log.info("partitions revoked", extra={"service": self.name,
                                               "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
         on_revoke = getattr(self.processor, "revoked", None)

@@ -31,15 +31,30 @@ def serve(port: int | None) -> None:
         _started.add(port)
 
 
-def stats_callback(service: str):
-    """A librdkafka ``stats_cb`` that turns per-partition ``consumer_lag`` into the lag gauge."""
+def stats_callback(service: str, positions: dict[tuple[str, int], int]):
+    """A librdkafka ``stats_cb`` that sets the lag gauge per assigned partition.
+
+    Lag = the partition's last stable offset (what a read_committed consumer can reach) minus
+    the position the service has processed up to. librdkafka's own ``consumer_lag`` cannot
+    be used: offsets are committed through the producer's transaction, which the consumer's
+    statistics never see. ``positions`` is the loop's live map of processed positions.
+    """
 
     def on_stats(raw: str) -> None:
         stats: dict[str, Any] = json.loads(raw)
         for topic, tstats in stats.get("topics", {}).items():
             for part, pstats in tstats.get("partitions", {}).items():
-                lag = pstats.get("consumer_lag", -1)
-                if part != "-1" and lag is not None and lag >= 0:
-                    LAG.labels(service, topic, part).set(lag)
+                if part == "-1" or pstats.get("fetch_state") in (None, "none", "stopped"):
+                    continue
+                end = pstats.get("ls_offset", -1)
+                if end is None or end < 0:
+                    end = pstats.get("hi_offset", -1)
+                pos = positions.get((topic, int(part)))
+                if pos is None:
+                    pos = pstats.get("committed_offset", -1)
+                if end >= 0 and pos is not None and pos >= 0:
+                    LAG.labels(service, topic, part).set(max(0, end - pos))
+                elif end >= 0:
+                    LAG.labels(service, topic, part).set(end - max(0, pstats.get("lo_offset", 0)))
 
     return on_stats

@@ -37,6 +37,10 @@ class OversizedRecord(ValueError):
     """A record larger than ``PIPELINE_MAX_EVENT_BYTES``: dead-lettered, never processed."""
 
 
+class InvalidEvent(ValueError):
+    """A decodable event that breaks the envelope's rules (dead-lettered with the reason)."""
+
+
 class Matcher:
     """The matcher processor for :class:`pipeline.kafka.loop.ServiceLoop`."""
 
@@ -72,6 +76,8 @@ class Matcher:
         if route is None and not self.triggers.has(name):
             return  # nobody listens: skip the JSON decode of data
         event = event_record_to_dict(record)
+        if not isinstance(event["data"], dict) or not isinstance(event["user"], dict):
+            raise InvalidEvent("event data and user must be JSON objects")
         received_at = msg.timestamp()[1]
         if not event["id"]:
             # Produced straight to Kafka without an id: derive one from where it sits in the log, so a

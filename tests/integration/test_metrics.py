@@ -1,0 +1,50 @@
+"""Services expose Prometheus metrics, including consumer lag from librdkafka's statistics."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from pipeline.config import Settings
+from pipeline.kafka.loop import ServiceLoop
+from pipeline.kafka.passthrough import PassThrough
+from pipeline.testing.helpers import await_records, create_topic, produce, unique_name
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_loop_exports_throughput_dead_letters_and_lag(kafka_bootstrap: str) -> None:
+    prefix = unique_name("m") + "."
+    port = _free_port()
+    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, instance_id="m", metrics_port=port)
+    source, sink = f"{prefix}in", f"{prefix}out"
+    for topic in (source, sink, settings.topic("dead-letter")):
+        create_topic(kafka_bootstrap, topic)
+    produce(kafka_bootstrap, source, [b"a", b"poison", b"b"])
+    loop = ServiceLoop(PassThrough(source, sink), settings, group_id=unique_name("g"))
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        await_records(kafka_bootstrap, sink, 2, timeout=30)
+        deadline = time.monotonic() + 30
+        text = ""
+        while 'pipeline_consumer_lag{partition="0",service="passthrough",topic="%s"}' % source not in text:
+            assert time.monotonic() < deadline, text[-2000:]
+            time.sleep(0.5)
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        loop.stop()
+        thread.join(30)
+    assert 'pipeline_records_processed_total{service="passthrough",topic="%s"} 3.0' % source in text
+    assert 'pipeline_dead_letters_total{reason="ValueError",service="passthrough"} 1.0' in text
+    assert 'pipeline_consumer_lag{partition="0",service="passthrough",topic="%s"} 0.0' % source in text
