@@ -92,3 +92,20 @@ def timed(ctx: pipeline.Context) -> str:
     event="inngest/function.cancelled", expression="event.data.function_id == 'e2e-long'"))
 def on_cancel(ctx: pipeline.Context) -> str:
     return f"cleaned {ctx.event.data['event']['data']['key']}"
+
+
+@app.create_function(
+    fn_id="slow-steps", trigger=pipeline.TriggerEvent(event="test/slow"),
+    cancel=[pipeline.Cancel(event="test/slow.cancel", match="data.key")])
+def slow_steps(ctx: pipeline.Context) -> str:
+    log = ctx.event.data["log"]
+
+    def slow() -> str:
+        _note(log, "slow started")
+        time.sleep(3)
+        _note(log, "slow finished")
+        return "slow"
+
+    ctx.step.run("slow", slow)
+    ctx.step.run("after", lambda: _note(log, "after"))
+    return "done"

@@ -197,3 +197,21 @@ def test_sigkill_of_canceller_and_run_owner_mid_stream_gives_exactly_one_cancell
     ids = [e["id"] for e in cancelled]
     assert len(ids) == runs and len(set(ids)) == runs
     assert {e["data"]["event"]["id"] for e in cancelled} == {f"L{i}" for i in range(runs)}
+
+
+def test_step_in_flight_finishes_and_no_later_step_starts(kafka_bootstrap: str, tmp_path: Path) -> None:
+    log = tmp_path / "slow.log"
+    with Stack(e2e, kafka_bootstrap) as stack:
+        stack.send("test/slow", {"key": "s1", "log": str(log)})
+        deadline = time.monotonic() + 30
+        while "slow started" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        stack.send("test/slow.cancel", {"key": "s1"})
+        (cancelled,) = stack.wait_system_event(CANCELLED, timeout=30)
+        run = stack.wait_run(lambda r: r["status"] == "Cancelled")
+        time.sleep(1)
+    assert log.read_text().splitlines() == ["slow started", "slow finished"]
+    assert [s["id"] for s in run["steps"]] == ["slow"]
+    assert json.loads(run["steps"][0]["output"]) == "slow"
+    assert cancelled["data"]["run_id"] == run["run_id"]
