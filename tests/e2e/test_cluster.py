@@ -1,0 +1,52 @@
+"""On a 3-broker cluster (replication 3, min.insync 2, acks=all), killing one broker mid-run loses nothing:
+every run that was started is cancelled exactly once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.broker import embedded
+from pipeline.testing.stack import Stack
+
+from .apps import app
+
+pytestmark = pytest.mark.integration
+CANCELLED = "inngest/function.cancelled"
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[str, str]]:
+    name = f"e2e3-{uuid.uuid4().hex[:6]}"
+    bootstrap = embedded.start(nodes=3, name=name, port=0, use_env=False, ephemeral=True)
+    try:
+        yield name, bootstrap
+    finally:
+        embedded.destroy(name)
+
+
+def test_one_broker_killed_mid_run_loses_nothing(cluster: tuple[str, str]) -> None:
+    name, bootstrap = cluster
+    runs = 30
+    with Stack(app, bootstrap, replication_factor=3) as stack:
+        for i in range(runs):
+            stack.send("test/long", {"key": f"n{i}", "sleep": 300}, id=f"N{i}")
+        deadline = time.monotonic() + 90
+        while sum(r["status"] == "Sleeping" for r in stack.latest_runs().values()) < runs // 2:
+            assert time.monotonic() < deadline, "runs did not start"
+            time.sleep(0.2)
+        assert embedded.kill_node(name, 1)  # mid-run: some runs may still be starting
+        deadline = time.monotonic() + 120
+        while sum(r["status"] == "Sleeping" for r in stack.latest_runs().values()) < runs:
+            assert time.monotonic() < deadline, "runs were lost with the broker"
+            time.sleep(0.2)
+        for i in range(runs):
+            stack.send("test/cancel", {"key": f"n{i}"}, id=f"X{i}")
+        stack.wait_system_event(CANCELLED, timeout=120, count=runs)
+        time.sleep(2)
+        cancelled = stack.system_events_named(CANCELLED)
+    assert len(cancelled) == runs
+    assert {e["data"]["event"]["id"] for e in cancelled} == {f"N{i}" for i in range(runs)}
