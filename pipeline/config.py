@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     event_key: str | None = Field(default=None, description="key required in POST /e/{key}")
     signing_key: str | None = Field(default=None, description="Bearer key for the run and cancellation APIs")
     max_event_bytes: int = Field(default=512 * 1024, description="larger events are refused / dead-lettered")
+    max_output_bytes: int = Field(
+        default=1_000_000, description="largest record a service writes (the broker's default limit is ~1 MiB)")
     cancel_signal_window_ms: int = Field(
         default=10 * 60 * 1000, description="how long the canceller keeps a signal for late listeners"
     )

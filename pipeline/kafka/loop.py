@@ -40,6 +40,10 @@ log = logging.getLogger("pipeline.loop")
 Headers = list[tuple[str, bytes]]
 
 
+class OutputTooLarge(ValueError):
+    """A processor produced a record larger than the broker accepts."""
+
+
 class Emitter:
     """Where a processor puts its output. Sends are buffered per record and released only if it succeeds."""
 
@@ -55,6 +59,11 @@ class Emitter:
         """Queue one output record. ``schema`` names the Avro record type; None sends ``value`` as raw bytes
         (None value = tombstone). Encoding happens here, so a bad output record fails its input record."""
         payload = self.serde.encode(schema, value) if schema is not None and value is not None else value
+        if payload is not None and len(payload) > self.settings.max_output_bytes:  # type: ignore[arg-type]
+            # Refuse it here, so the *input* is dead-lettered: a record the broker would reject would
+            # otherwise abort the transaction on every retry and wedge the partition.
+            raise OutputTooLarge(f"output record for {topic} is {len(payload)} bytes "  # type: ignore[arg-type]
+                                 f"(limit {self.settings.max_output_bytes})")
         self._pending.append((topic, key, payload, partition, headers))  # type: ignore[arg-type]
 
     def topic(self, name: str) -> str:
@@ -197,8 +206,9 @@ class ServiceLoop:
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         if self.exactly_once:
             if tps:
-                self.producer.send_offsets_to_transaction(tps, self.consumer.consumer_group_metadata(), 30)
-            self.producer.commit_transaction(60)
+                group = self.consumer.consumer_group_metadata()
+                _retrying(lambda: self.producer.send_offsets_to_transaction(tps, group, 30))
+            _retrying(lambda: self.producer.commit_transaction(60))
         else:
             self.producer.flush(60)
             if tps:
@@ -266,10 +276,10 @@ class ServiceLoop:
             self._needs_rebuild = True
             self._rebuild()
             return
-        if getattr(err, "retriable", lambda: False)():
-            log.warning("retriable commit error; rewinding", extra={"service": self.name, "error": str(err)})
-            self._needs_rebuild = True
-            self._rebuild()
+        if not self.exactly_once and err.retriable():
+            # at-least-once: the output is flushed; the offsets go with the next batch (or are redelivered)
+            log.warning("offset commit failed; will retry with the next batch", extra={"service": self.name,
+                                                                                     "error": str(err)})
             return
         raise exc
 
@@ -320,6 +330,21 @@ class ServiceLoop:
             self.consumer.close()
             log.info("service stopped", extra={"service": self.name, "processed": self.processed,
                                                "dead_lettered": self.dead_lettered})
+
+
+def _retrying(call: Any, attempts: int = 5) -> None:
+    """Call a transactional API, repeating it on retriable errors as librdkafka asks (abortable and fatal
+    errors propagate to the loop, which aborts and rewinds, or stops)."""
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if attempt == attempts - 1 or not err.retriable() or err.txn_requires_abort():
+                raise
+            log.warning("retrying transactional call", extra={"error": str(err), "attempt": attempt + 1})
+            time.sleep(0.1 * (attempt + 1))
 
 
 def run_in_thread(loop: ServiceLoop) -> threading.Thread:

@@ -30,7 +30,7 @@ from ..config import Settings
 from ..expr import ExprError, compile_expr
 from ..kafka import topics as t
 from ..kafka.client import bootstrap, consumer_config
-from ..kafka.loop import Emitter
+from ..kafka.loop import Emitter, OutputTooLarge
 from ..kafka.restore import restore
 from ..kafka import metrics
 from ..sdk.app import Registry
@@ -195,7 +195,13 @@ class RunOwner:
             tr = st.completed(state, outcome.output or "null", done)
         if tr.state is None:
             tr.state = state
-        self._apply(tr, fn, p, out, done)
+        try:
+            self._apply(tr, fn, p, out, done)
+        except OutputTooLarge as exc:
+            # The new state (e.g. a huge step output) cannot be stored: fail the run rather than wedge it.
+            error = {"error": str(exc), "message": str(exc), "name": "OutputTooLarge"}
+            self._apply(st.failed_attempt(state, error, fn.retries, done, backoff_ms=self.retry_backoff_ms,
+                                          retriable=False), fn, p, out, done)
 
     @staticmethod
     def _user_event(state: dict[str, Any], step_id: str | None, i: int, ev: dict[str, Any], now: int) -> dict[str, Any]:

@@ -109,3 +109,8 @@ def slow_steps(ctx: pipeline.Context) -> str:
     ctx.step.run("slow", slow)
     ctx.step.run("after", lambda: _note(log, "after"))
     return "done"
+
+
+@app.create_function(fn_id="huge", trigger=pipeline.TriggerEvent(event="test/huge"), retries=0)
+def huge(ctx: pipeline.Context) -> None:
+    ctx.step.run("big", lambda: "x" * 2_000_000)

@@ -46,3 +46,12 @@ def test_matcher_dead_letters_every_kind_of_bad_event_and_keeps_going(kafka_boot
         assert headers["dlq.source.topic"] == events and headers["dlq.service"] == "matcher"
         assert headers["dlq.source.partition"] == "0" and headers["dlq.source.offset"].isdigit()
     assert {m.value() for m in dead} == set(bad.values())  # the original bytes, untouched
+
+
+def test_a_step_output_too_large_to_store_fails_the_run_instead_of_wedging_it(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/huge", {})
+        failed = stack.wait_run(lambda r: r["function_id"] == "e2e-huge" and r["status"] == "Failed")
+        assert "OutputTooLarge" in failed["error"]
+        stack.send("test/wild.after", {}, id="after-huge")  # the executor keeps going
+        stack.wait_run(lambda r: r["event_id"] == "after-huge" and r["status"] == "Completed")
