@@ -114,3 +114,8 @@ def slow_steps(ctx: pipeline.Context) -> str:
 @app.create_function(fn_id="huge", trigger=pipeline.TriggerEvent(event="test/huge"), retries=0)
 def huge(ctx: pipeline.Context) -> None:
     ctx.step.run("big", lambda: "x" * 2_000_000)
+
+
+@app.create_function(fn_id="fan-out", trigger=pipeline.TriggerEvent(event="test/fan-out"))
+def fan_out(ctx: pipeline.Context) -> list[str]:
+    return ctx.step.send_event("emit", [{"name": "test/wild.child", "data": {"parent": ctx.run_id}}])

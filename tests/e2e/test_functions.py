@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -154,3 +155,13 @@ def test_event_produced_without_id_gets_a_stable_one(kafka_bootstrap: str) -> No
         assert producer.flush(10) == 0
         run = stack.wait_run(lambda r: r["status"] == "Completed")
         assert len(run["event_id"]) == 26
+
+
+def test_step_send_event_triggers_another_function_once(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/fan-out", {})
+        parent = stack.wait_run(lambda r: r["function_id"] == "e2e-fan-out" and r["status"] == "Completed")
+        child = stack.wait_run(lambda r: r["function_id"] == "e2e-wild" and r["status"] == "Completed")
+        (sent_id,) = json.loads(parent["output"])
+        assert child["event_id"] == sent_id
+        assert json.loads(child["event"])["data"] == {"parent": parent["run_id"]}

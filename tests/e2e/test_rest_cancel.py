@@ -98,3 +98,16 @@ def test_bulk_cancel_by_window_and_by_if(stack_api: tuple[Stack, httpx.Client]) 
     stopped = client.delete(f"/v1/cancellations/{window_id}")
     assert stopped.status_code == 200
     assert client.delete("/v1/cancellations/nope").status_code == 404
+
+
+def test_bulk_cancel_applies_to_runs_that_start_inside_its_window(stack_api: tuple[Stack, httpx.Client]) -> None:
+    stack, client = stack_api
+    now = int(time.time() * 1000)
+    made = client.post("/v1/cancellations", json={"app_id": "e2e", "function_id": "e2e-long",
+                                                   "started_after": now - 1000, "started_before": now + 4000})
+    assert made.status_code == 200, made.text
+    stack.send("test/long", {"key": "young", "sleep": 300}, id="ev-young")  # scheduled inside the window
+    (cancelled,) = stack.wait_system_event(CANCELLED, timeout=30)
+    run = stack.wait_run(lambda r: r["event_id"] == "ev-young" and r["status"] == "Cancelled")
+    assert run["cancel_reason"] == "bulk" and run["cancel_source"] == made.json()["data"]["id"]
+    assert cancelled["id"] == run["run_id"]

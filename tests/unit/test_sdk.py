@@ -113,3 +113,19 @@ def test_non_serializable_step_output_fails_without_retry() -> None:
 
     out = invoke(app.functions[0], _state(), 1, logging.getLogger("t"))
     assert out.kind == "error" and not out.retriable and "not JSON-serializable" in out.error["message"]
+
+
+def test_sleep_until_takes_aware_and_naive_datetimes() -> None:
+    app = pipeline.App(id="a")
+    at = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+
+    @app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"))
+    def f(ctx: pipeline.Context) -> None:
+        ctx.step.sleep_until("aware", at)
+        ctx.step.sleep_until("naive", at.replace(tzinfo=None))  # read as UTC
+
+    fn = app.functions[0]
+    first = invoke(fn, _state(), 1, logging.getLogger("t"))
+    assert (first.kind, first.step_id, first.wake_at) == ("sleep", "aware", int(at.timestamp() * 1000))
+    second = invoke(fn, _state([{"id": "aware", "output": None}]), 1, logging.getLogger("t"))
+    assert second.wake_at == first.wake_at
