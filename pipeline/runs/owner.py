@@ -124,6 +124,7 @@ class RunOwner:
         metrics.RESTORE_SECONDS.labels(self.name, self.runs_topic).set(seconds)
         metrics.RESTORE_RECORDS.labels(self.name, self.runs_topic).set(count)
         self.timers = [entry for entry in self.timers if entry[2] not in parts]
+        heapq.heapify(self.timers)
         for p in parts:
             for run_id, state in self.tables[p].items():
                 self._arm(state, p)
