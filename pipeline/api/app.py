@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter, make_asgi_app
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ulid import ULID
 
@@ -394,6 +395,17 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
             log.warning("request failed", extra={"path": request.url.path, "status": exc.status, "error": exc.message})
         return JSONResponse(error_body(exc.status, exc.message, exc.details), status_code=exc.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # unknown paths (404) and methods (405) in the same shape as every other error
+        return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code,
+                            headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback (it re-raises to the server); the client gets no detail.
+        return JSONResponse(error_body(500, "internal server error"), status_code=500)
+
     # -- helpers bound to this app ---------------------------------------------------------------------------
 
     def tables(request: Request) -> tuple[RunTable, CancellationTable]:
@@ -419,7 +431,10 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
             raise ApiError(413, f"request body larger than {settings.max_event_bytes} bytes")
         try:
             return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except RecursionError:  # a body of ~1000 nested [ or { fits in any size limit
+            REQUESTS_REFUSED.labels("bad_json").inc()
+            raise ApiError(400, "invalid JSON: nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int over Python's digit limit
             REQUESTS_REFUSED.labels("bad_json").inc()
             raise ApiError(400, f"invalid JSON: {exc}") from None
 

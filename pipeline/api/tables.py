@@ -8,9 +8,10 @@ deletes a key.
 
 A table is *ready* once it has read every partition up to the end offsets it saw when it
 started (or hit the partition's end, which under read_committed is the last stable offset,
-so an open transaction cannot hold readiness back forever). Request handlers use
-:meth:`CompactedTable.wait_until` and :meth:`CompactedTable.wait_offset` to wait for the table
-to catch up with writes that happened just before, instead of answering from a stale view.
+so an open transaction cannot hold readiness back forever). Request handlers poll
+:meth:`CompactedTable.applied` (on the event loop) to wait for the table to catch up with writes
+that happened just before, instead of answering from a stale view; :meth:`CompactedTable.wait_until`
+blocks a thread for the same purpose.
 """
 
 from __future__ import annotations
@@ -90,17 +91,9 @@ class CompactedTable:
                     return value
                 self._cond.wait(min(left, 0.25))
 
-    def wait_offset(self, partition: int, offset: int, timeout: float) -> bool:
-        """Wait until the record at ``offset`` of ``partition`` has been applied (read-your-writes)."""
-        return bool(self.wait_until(lambda: self._positions.get(partition, 0) > offset, timeout))
-
     def applied(self, partition: int, offset: int) -> bool:
-        """Whether the record at ``offset`` of ``partition`` has been applied (non-blocking)."""
+        """Whether the record at ``offset`` of ``partition`` has been applied (non-blocking; read-your-writes)."""
         return self._positions.get(partition, 0) > offset
-
-    def locked(self) -> threading.Condition:
-        """The table lock, for readers that need a consistent view of several entries."""
-        return self._cond
 
     # -- to implement --------------------------------------------------------------------------------------
 
@@ -144,7 +137,7 @@ class CompactedTable:
                         if p in pending and msg.offset() + 1 >= targets[p]:
                             pending.discard(p)
                     self._cond.notify_all()
-                if pending is not None and not pending and not self.ready.is_set():
+                if not pending and not self.ready.is_set():
                     self._mark_ready(started)
         except Exception as exc:  # keep the API up (503s) and say why, rather than dying silently
             self.error = f"{type(exc).__name__}: {exc}"

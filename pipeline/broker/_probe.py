@@ -40,43 +40,53 @@ def answers(bootstrap: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def wait_metadata(bootstrap: str, brokers: int, deadline: float, check_alive: Callable[[], None]) -> None:
-    """Wait until at least ``brokers`` brokers are registered.
+def _retry_until(deadline: float, check_alive: Callable[[], None], attempt: Callable[[float], bool],
+                 timeout_message: str) -> None:
+    """Call ``attempt(remaining seconds)`` every 0.2 s until it returns True; TimeoutError at ``deadline``.
 
-    ``check_alive`` is called between attempts and raises if a node process died, so a
+    ``check_alive`` is called before every attempt and raises if a node process died, so a
     crash is reported at once with its log instead of after the whole timeout.
     """
-    admin = AdminClient(_client_conf(bootstrap))
     while True:
         check_alive()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(f"{bootstrap} did not report {brokers} broker(s) in time")
-        try:
-            if len(admin.list_topics(timeout=min(2.0, remaining)).brokers) >= brokers:
-                return
-        except KafkaException:
-            pass
+            raise TimeoutError(timeout_message)
+        if attempt(remaining):
+            return
         time.sleep(0.2)
+
+
+def wait_metadata(bootstrap: str, brokers: int, deadline: float, check_alive: Callable[[], None]) -> None:
+    """Wait until at least ``brokers`` brokers are registered (``check_alive``: see :func:`_retry_until`)."""
+    admin = AdminClient(_client_conf(bootstrap))
+
+    def registered(remaining: float) -> bool:
+        try:
+            return len(admin.list_topics(timeout=min(2.0, remaining)).brokers) >= brokers
+        except KafkaException:
+            return False
+
+    _retry_until(deadline, check_alive, registered, f"{bootstrap} did not report {brokers} broker(s) in time")
 
 
 def wait_transactions(bootstrap: str, deadline: float, check_alive: Callable[[], None]) -> None:
     """Wait until a transactional producer can ``init_transactions()`` (coordinator loaded)."""
     producer = Producer(_client_conf(bootstrap, **{"transactional.id": f"pipeline-ready-probe-{uuid.uuid4().hex}"}))
+
+    def initialized(remaining: float) -> bool:
+        try:
+            producer.init_transactions(min(10.0, remaining))
+            return True
+        except KafkaException as exc:
+            err = exc.args[0]
+            if getattr(err, "fatal", lambda: False)():
+                raise
+            return False  # retriable or timed out: librdkafka allows calling it again
+
     try:
-        while True:
-            check_alive()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"the transaction coordinator of {bootstrap} did not become ready in time")
-            try:
-                producer.init_transactions(min(10.0, remaining))
-                return
-            except KafkaException as exc:
-                err = exc.args[0]
-                if getattr(err, "fatal", lambda: False)():
-                    raise
-                time.sleep(0.2)  # retriable or timed out: librdkafka allows calling it again
+        _retry_until(deadline, check_alive, initialized,
+                     f"the transaction coordinator of {bootstrap} did not become ready in time")
     finally:
         producer.flush(0)
 

@@ -20,26 +20,31 @@ _VAR_RE: Final = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*\Z")
 class Expr:
     """A compiled CEL predicate.
 
+    ``evaluate(activation)`` is True only if the expression evaluates to boolean ``true``.
+    ``activation`` maps variable names to plain JSON-like values. A missing field, a type error
+    or any other CEL error gives False (no match); it never raises for bad data. It is the
+    predicate itself, stored on the instance (not a method wrapping it): it runs for every
+    event, and the extra call would cost about a tenth of a fast evaluation.
+
     ``compiled`` is True when the fast closure path is used and False when the expression needs
     the full evaluator (``backend`` names which: ``"cel-expr-python"`` or ``"celpy"``).
     Instances are immutable and safe to share between threads.
     """
 
-    __slots__ = ("source", "ast", "variables", "compiled", "backend", "_predicate")
+    __slots__ = ("source", "ast", "variables", "backend", "evaluate")
 
     source: str
     ast: Node
     variables: tuple[str, ...]
-    compiled: bool
     backend: str
+    evaluate: Predicate
 
     def __init__(self, source: str, ast: Node, variables: tuple[str, ...], predicate: Predicate, backend: str) -> None:
         self.source = source
         self.ast = ast
         self.variables = variables
         self.backend = backend
-        self.compiled = backend == "compiled"
-        self._predicate = predicate
+        self.evaluate = predicate
 
     @classmethod
     def from_ast(cls, source: str, ast: Node, variables: tuple[str, ...]) -> Expr:
@@ -53,13 +58,10 @@ class Expr:
         except RecursionError:
             raise ExprError(source, "expression is too deeply nested") from None
 
-    def evaluate(self, activation: Mapping[str, object]) -> bool:
-        """True only if the expression evaluates to boolean ``true``.
-
-        ``activation`` maps variable names to plain JSON-like values. A missing field, a type
-        error or any other CEL error gives False (no match); this never raises for bad data.
-        """
-        return self._predicate(activation)
+    @property
+    def compiled(self) -> bool:
+        """True when the fast closure path is used (``backend == "compiled"``)."""
+        return self.backend == "compiled"
 
     def partial(self, bindings: Mapping[str, object]) -> Residual:
         """Bind some variables to constants and fold (see :mod:`pipeline.expr.residual`)."""

@@ -19,6 +19,10 @@ from .values import INT64_MAX, INT64_MIN, UINT64_MAX, UInt
 
 #: Comprehension macros: ``target.name(var, expr...)``; ``var`` is bound inside the arguments.
 MACROS: Final[frozenset[str]] = frozenset({"all", "exists", "exists_one", "map", "filter"})
+#: Identifiers that name types (``type(x) == string``); allowed even though they are not variables.
+TYPE_IDENTS: Final[frozenset[str]] = frozenset(
+    {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"}
+)
 
 
 class Node:
@@ -192,13 +196,13 @@ def is_const(node: Node) -> bool:
     return isinstance(node, (Lit, Err))
 
 
-def conjuncts(node: Node) -> list[Node]:
-    """The operands of a (possibly nested) top-level ``&&`` chain, left to right."""
+def flatten(node: Node, op: str) -> list[Node]:
+    """The operands of a (possibly nested) chain of the binary operator ``op``, left to right."""
     out: list[Node] = []
     stack = [node]
     while stack:
         n = stack.pop()
-        if isinstance(n, Binary) and n.op == "&&":
+        if isinstance(n, Binary) and n.op == op:
             stack.append(n.right)
             stack.append(n.left)
         else:
@@ -206,14 +210,47 @@ def conjuncts(node: Node) -> list[Node]:
     return out
 
 
+def chain(op: str, nodes: list[Node]) -> Node:
+    """Rebuild a left-associated chain of the binary operator ``op`` (``nodes`` must not be empty)."""
+    acc = nodes[0]
+    for n in nodes[1:]:
+        acc = Binary(op, acc, n)
+    return acc
+
+
+def conjuncts(node: Node) -> list[Node]:
+    """The operands of a (possibly nested) top-level ``&&`` chain, left to right."""
+    return flatten(node, "&&")
+
+
 def and_all(nodes: list[Node]) -> Node:
     """Rebuild a left-associated ``&&`` chain (``true`` when empty)."""
     if not nodes:
         return Lit(True)
-    acc = nodes[0]
-    for n in nodes[1:]:
-        acc = Binary("&&", acc, n)
-    return acc
+    return chain("&&", nodes)
+
+
+def field_path(node: Node) -> tuple[str, tuple[str, ...]] | None:
+    """``("event", ("data", "plan"))`` for ``event.data.plan`` / ``event["data"]["plan"]``.
+
+    A bare identifier gives an empty key tuple; anything but selections and string-literal
+    indexes on an identifier gives None.
+    """
+    keys: list[str] = []
+    cur = node
+    while True:
+        if isinstance(cur, Select):
+            keys.append(cur.field)
+            cur = cur.operand
+        elif isinstance(cur, Index) and isinstance(cur.index, Lit) and type(cur.index.value) is str:
+            keys.append(cur.index.value)
+            cur = cur.operand
+        else:
+            break
+    if not isinstance(cur, Ident):
+        return None
+    keys.reverse()
+    return cur.name, tuple(keys)
 
 
 def var_path(node: Node, var: str) -> str | None:
@@ -222,22 +259,15 @@ def var_path(node: Node, var: str) -> str | None:
     Only non-empty paths whose segments contain no ``.`` qualify: the dotted text must be
     unambiguous for :func:`~pipeline.expr.values.lookup_path`.
     """
-    parts: list[str] = []
-    cur = node
-    while True:
-        if isinstance(cur, Select):
-            parts.append(cur.field)
-            cur = cur.operand
-        elif isinstance(cur, Index) and isinstance(cur.index, Lit) and type(cur.index.value) is str:
-            parts.append(cur.index.value)
-            cur = cur.operand
-        else:
-            break
-    if not (isinstance(cur, Ident) and cur.name == var and parts):
+    path = field_path(node)
+    if path is None:
         return None
-    if any(not p or "." in p for p in parts):
+    name, keys = path
+    if name != var or not keys:
         return None
-    return ".".join(reversed(parts))
+    if any(not k or "." in k for k in keys):
+        return None
+    return ".".join(keys)
 
 
 # --------------------------------------------------------------------------------------------

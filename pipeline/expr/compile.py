@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from .ast import Binary, Call, Cond, Err, Has, Ident, Index, ListExpr, Lit, MapExpr, Node, Select, Unary
+from .ast import TYPE_IDENTS, Binary, Call, Cond, Err, Has, Ident, Index, ListExpr, Lit, MapExpr, Node, Select, Unary
+from .ast import field_path, flatten
 from .errors import EvalError, Unsupported
 from .values import (
     UInt,
@@ -150,20 +151,11 @@ def _fused(kind: str, var: str, keys: tuple[str, ...], **consts: object) -> Fn:
 
 
 def _path_of(node: Node) -> tuple[str, tuple[str, ...]] | None:
-    """``("event", ("data", "plan"))`` for ``event.data.plan`` / ``event["data"]["plan"]``."""
-    keys: list[str] = []
-    cur = node
-    while True:
-        if isinstance(cur, Select):
-            keys.append(cur.field)
-            cur = cur.operand
-        elif isinstance(cur, Index) and isinstance(cur.index, Lit) and type(cur.index.value) is str:
-            keys.append(cur.index.value)
-            cur = cur.operand
-        else:
-            break
-    if isinstance(cur, Ident) and len(keys) <= 8:
-        return cur.name, tuple(reversed(keys))
+    """``("event", ("data", "plan"))`` for ``event.data.plan`` / ``event["data"]["plan"]``, if short
+    enough for a fused template."""
+    path = field_path(node)
+    if path is not None and len(path[1]) <= 8:
+        return path
     return None
 
 
@@ -171,9 +163,6 @@ def _path_of(node: Node) -> tuple[str, tuple[str, ...]] | None:
 # compiler
 
 
-_TYPE_IDENTS: Final[frozenset[str]] = frozenset(
-    {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"}
-)
 _ORDER_FNS: Final[dict[str, Callable[[object, object], bool]]] = {"<": cel_lt, "<=": cel_le, ">": cel_gt, ">=": cel_ge}
 _FLIP: Final[dict[str, str]] = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _ORDER_KIND: Final[dict[str, str]] = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
@@ -192,7 +181,7 @@ def compile_node(node: Node) -> Fn:
     if isinstance(node, Err):
         return error_fn(node.message)
     if isinstance(node, Ident):
-        if node.name in _TYPE_IDENTS:
+        if node.name in TYPE_IDENTS:
             raise Unsupported(f"type identifier {node.name}")
         return _fused("get", node.name, ())
     if isinstance(node, (Select, Index)):
@@ -226,6 +215,15 @@ def compile_node(node: Node) -> Fn:
     if isinstance(node, Call):
         return _call(node)
     raise Unsupported(type(node).__name__)
+
+
+def _call2(fn: Callable[[object, object], object], left: Fn, right: Fn) -> Fn:
+    """``fn(left, right)`` on the operands' values (a CEL operator or method implementation)."""
+
+    def call2(a: Activation) -> object:
+        return fn(left(a), right(a))
+
+    return _fold(call2, left, right)
 
 
 def _select(op: Fn, field: str) -> Fn:
@@ -273,37 +271,17 @@ def _unary(op: str, operand: Fn) -> Fn:
     return _fold(neg, operand)
 
 
-def _flatten(node: Node, op: str) -> list[Node]:
-    out: list[Node] = []
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Binary) and n.op == op:
-            stack.append(n.right)
-            stack.append(n.left)
-        else:
-            out.append(n)
-    return out
-
-
 def _binary(node: Binary) -> Fn:
     op = node.op
     if op in ("&&", "||"):
-        return _logic(op, [compile_node(x) for x in _flatten(node, op)])
+        return _logic(op, [compile_node(x) for x in flatten(node, op)])
     if op in ("==", "!="):
         return _equality(node, op == "==")
     if op in _ORDER_FNS:
         return _ordering(node, op)
     if op == "in":
         return _in(node)
-    fn = _ARITH[op]
-    left = compile_node(node.left)
-    right = compile_node(node.right)
-
-    def arith(a: Activation) -> object:
-        return fn(left(a), right(a))
-
-    return _fold(arith, left, right)
+    return _call2(_ARITH[op], compile_node(node.left), compile_node(node.right))
 
 
 def _logic(op: str, parts: list[Fn]) -> Fn:
@@ -320,41 +298,26 @@ def _logic(op: str, parts: list[Fn]) -> Fn:
     live = [p for p, c in zip(parts, consts) if not (c is not None and c[0] and c[1] is identity)]
     if not live:
         return const_fn(identity)
+    message = f"no matching overload for '{op}'"
     if len(parts) == 2 and len(live) == 2:
         f, g = live
-        if absorbing:
 
-            def or2(a: Activation) -> object:
-                try:
-                    x = f(a)
-                except Exception:  # noqa: BLE001
-                    x = _ERR
-                if x is True:
-                    return True
-                y = g(a)
-                if y is True:
-                    return True
-                if x is False and y is False:
-                    return False
-                raise EvalError("no matching overload for '||'")
-
-            return _fold(or2, f, g)
-
-        def and2(a: Activation) -> object:
+        def logic2(a: Activation) -> object:
+            # the first operand's error is held back: the second may still decide the result
             try:
                 x = f(a)
             except Exception:  # noqa: BLE001
                 x = _ERR
-            if x is False:
-                return False
+            if x is absorbing:
+                return absorbing
             y = g(a)
-            if y is False:
-                return False
-            if x is True and y is True:
-                return True
-            raise EvalError("no matching overload for '&&'")
+            if y is absorbing:
+                return absorbing
+            if x is identity and y is identity:
+                return identity
+            raise EvalError(message)
 
-        return _fold(and2, f, g)
+        return _fold(logic2, f, g)
 
     fns = tuple(live)
     # A removed identity operand (``x && true``) would still have to be a bool; ``live`` keeps
@@ -373,15 +336,18 @@ def _logic(op: str, parts: list[Fn]) -> Fn:
             if v is not identity:
                 failed = True
         if failed:
-            raise EvalError(f"no matching overload for '{op}'")
+            raise EvalError(message)
         return identity
 
     return _fold(logic_n, *fns)
 
 
+_SCALARS: Final[frozenset[type]] = frozenset({str, bytes, int, float, bool, type(None), UInt})
+
+
 def _literal_side(node: Binary) -> tuple[Node, object, bool] | None:
     """``(other side, literal value, literal_was_left)`` if exactly one side is a scalar literal."""
-    scalar = (str, bytes, int, float, bool, type(None), UInt)
+    scalar = _SCALARS
     if isinstance(node.right, Lit) and type(node.right.value) in scalar and not isinstance(node.left, Lit):
         return node.left, node.right.value, False
     if isinstance(node.left, Lit) and type(node.left.value) in scalar and not isinstance(node.right, Lit):
@@ -420,11 +386,7 @@ def _equality(node: Binary, eq: bool) -> Fn:
     left = compile_node(node.left)
     right = compile_node(node.right)
     if eq:
-
-        def equal(a: Activation) -> object:
-            return cel_eq(left(a), right(a))
-
-        return _fold(equal, left, right)
+        return _call2(cel_eq, left, right)
 
     def not_equal(a: Activation) -> object:
         return not cel_eq(left(a), right(a))
@@ -442,14 +404,7 @@ def _ordering(node: Binary, op: str) -> Fn:
         path = _path_of(other)
         if prefix is not None and path is not None:
             return _fused(prefix + _ORDER_KIND[eff], *path, lit=lit)
-    fn = _ORDER_FNS[op]
-    left = compile_node(node.left)
-    right = compile_node(node.right)
-
-    def order(a: Activation) -> object:
-        return fn(left(a), right(a))
-
-    return _fold(order, left, right)
+    return _call2(_ORDER_FNS[op], compile_node(node.left), compile_node(node.right))
 
 
 def _in(node: Binary) -> Fn:
@@ -472,10 +427,7 @@ def _in(node: Binary) -> Fn:
 
             return in_strs
 
-    def in_(a: Activation) -> object:
-        return cel_in(left(a), right(a))
-
-    return _fold(in_, left, right)
+    return _call2(cel_in, left, right)
 
 
 def _cond(cond: Fn, then: Fn, otherwise: Fn) -> Fn:
@@ -533,14 +485,7 @@ def _call(node: Call) -> Fn:
 
         return _fold(size, arg)
     if name in _STR_METHODS and node.target is not None and len(node.args) == 1:
-        method = _STR_METHODS[name]
-        target = compile_node(node.target)
-        arg1 = compile_node(node.args[0])
-
-        def str_method(a: Activation) -> object:
-            return method(target(a), arg1(a))
-
-        return _fold(str_method, target, arg1)
+        return _call2(_STR_METHODS[name], compile_node(node.target), compile_node(node.args[0]))
     raise Unsupported(f"function {name}")
 
 

@@ -16,7 +16,7 @@ import lark.exceptions
 from celpy.celparser import CELParseError, CELParser
 from celpy.evaluation import celbytes, celstr
 
-from .ast import MACROS, Binary, Call, Cond, Has, Ident, Index, ListExpr, Lit, MapExpr, Node, Select, Unary
+from .ast import MACROS, TYPE_IDENTS, Binary, Call, Cond, Has, Ident, Index, ListExpr, Lit, MapExpr, Node, Select, Unary
 from .errors import ExprError
 from .values import INT64_MAX, INT64_MIN, UINT64_MAX, UInt
 
@@ -34,10 +34,6 @@ METHODS: Final[frozenset[str]] = frozenset(
         "trim", "join", "format", "reverse",
     }
     | MACROS
-)
-#: Identifiers that name types (``type(x) == string``); allowed even though they are not variables.
-TYPE_IDENTS: Final[frozenset[str]] = frozenset(
-    {"int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"}
 )
 
 _REL_OPS: Final[dict[str, str]] = {

@@ -41,7 +41,9 @@ from .ast import (
     Select,
     Unary,
     and_all,
+    chain,
     conjuncts,
+    flatten,
     free_vars,
     is_const,
     is_macro,
@@ -126,24 +128,10 @@ def _evaluate_const(node: Node) -> Node:
 
 
 _FALSE: Final = Lit(False)
-_TRUE: Final = Lit(True)
 
 
 def _is_lit(node: Node, value: bool) -> bool:
     return isinstance(node, Lit) and node.value is value
-
-
-def _flatten(node: Node, op: str) -> list[Node]:
-    out: list[Node] = []
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Binary) and n.op == op:
-            stack.append(n.right)
-            stack.append(n.left)
-        else:
-            out.append(n)
-    return out
 
 
 def fold(node: Node, truth: bool = True) -> Node:
@@ -217,36 +205,26 @@ def _fold_logic(node: Binary, truth: bool) -> Node:
     op = node.op
     absorbing = op == "||"
     identity = not absorbing
-    items = [fold(x, truth) for x in _flatten(node, op)]
+    items = [fold(x, truth) for x in flatten(node, op)]
     if any(_is_lit(x, absorbing) for x in items):
         return Lit(absorbing)
     if truth:
         # only "is it true?" matters: in &&, a non-true constant makes it never true; in ||, a
         # non-true constant operand can never make it true, so it can be dropped
-        if op == "&&":
-            if any(is_const(x) and not _is_lit(x, True) for x in items):
-                return _FALSE
-            live = [x for x in items if not is_const(x)]
-        else:
-            live = [x for x in items if not is_const(x)]
+        if op == "&&" and any(is_const(x) and not _is_lit(x, True) for x in items):
+            return _FALSE
+        live = [x for x in items if not is_const(x)]
         if not live:
             return Lit(identity)
-        return _rebuild(op, live)
+        return chain(op, live)
     live = [x for x in items if not _is_lit(x, identity)]
     if not live:
         return Lit(identity)
     if len(live) == 1 and len(items) > 1 and not _is_boolish(live[0]):
         live.append(Lit(identity))  # keep the operator so a non-bool operand is still an error
     if all(is_const(x) for x in live):
-        return _evaluate_const(_rebuild(op, live))
-    return _rebuild(op, live)
-
-
-def _rebuild(op: str, items: list[Node]) -> Node:
-    acc = items[0]
-    for x in items[1:]:
-        acc = Binary(op, acc, x)
-    return acc
+        return _evaluate_const(chain(op, live))
+    return chain(op, live)
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,7 +318,10 @@ class Residual:
         return f"Residual({self.to_source()!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Residual) and self.ast == other.ast and self.variables == other.variables
+        # By text, like __hash__: the nodes' dataclass equality compares literals with Python's ==,
+        # so ``async.x == 1`` would equal ``async.x == true`` (and ``== 1.0``).
+        return (isinstance(other, Residual) and self.variables == other.variables
+                and self.to_source() == other.to_source())
 
     def __hash__(self) -> int:
         return hash((self.to_source(), self.variables))

@@ -187,3 +187,51 @@ def test_body_limit_by_content_length_and_by_bytes_read() -> None:
     assert _call(10, [b"x"], [(b"content-length", b"1"), (b"x", b"y")])[0] == 200
     assert _call(10, [b"x" * 20], [(b"content-length", b"3")])[0] == 413  # a lying header does not help
     assert _call(10, [b""], [(b"content-length", b"abc")])[0] == 400
+
+
+# -- bad requests: a JSON 4xx, never a 500 or a traceback (no broker: the lifespan is not run) ----------------------
+
+
+def _client(**settings: Any) -> Any:
+    from fastapi.testclient import TestClient
+
+    from pipeline.api.app import create_app
+
+    app = create_app(Settings(bootstrap_servers="127.0.0.1:1", event_key=None, signing_key=None, **settings))
+    return app, TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize("path", ["/e/key", "/v1/cancellations"])
+@pytest.mark.parametrize("body,problem", [
+    (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
+    (b'{"name": "a", "data": {"n": ' + b"1" * 5000 + b"}}", "invalid JSON"),  # over Python's int digit limit
+    (b"\xff\xfe{", "invalid JSON"),
+])
+def test_undecodable_bodies_are_400(path: str, body: bytes, problem: str) -> None:
+    _, client = _client()
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["status"] == 400 and problem in r.json()["error"]
+    assert "Traceback" not in r.text
+
+
+def test_unknown_routes_and_methods_answer_in_the_error_shape() -> None:
+    _, client = _client()
+    missing = client.get("/v2/nothing")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found", "status": 404}
+    wrong = client.put("/v1/cancellations")
+    assert wrong.status_code == 405 and wrong.json()["status"] == 405 and "allow" in wrong.headers
+
+
+def test_an_unexpected_failure_is_a_bare_json_500() -> None:
+    app, client = _client()
+
+    class Broken:
+        async def send(self, records: Any) -> Any:
+            raise RuntimeError("internal detail /srv/secret")
+
+    app.state.writer = Broken()
+    r = client.post("/e/key", json={"name": "a"})
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal server error", "status": 500}
+    assert "secret" not in r.text and "Traceback" not in r.text

@@ -502,6 +502,26 @@ def test_partial_sources(source: str, event: object, expected: str) -> None:
     assert to_source(again.ast) == expected
 
 
+def test_residual_equality_follows_the_literal_type() -> None:
+    # CEL never equates 1 with true, and 1 with 1.0 only by value: residuals compare (and hash) by text
+    expr = compile_expr("async.x == event.v", ("event", "async"))
+    by_value = {name: expr.partial({"event": {"v": v}}) for name, v in
+                (("int", 1), ("bool", True), ("float", 1.0), ("int2", 1))}
+    assert by_value["int"] == by_value["int2"] and hash(by_value["int"]) == hash(by_value["int2"])
+    assert by_value["int"] != by_value["bool"]
+    assert by_value["int"] != by_value["float"]
+    assert len(set(by_value.values())) == 3
+    assert by_value["int"] != Residual(by_value["int"].ast, ("event",))  # other variables
+
+
+def test_compiled_follows_backend() -> None:
+    fast = compile_expr('event.data.plan == "pro"')
+    slow = compile_expr('event.data.plan.lowerAscii() == "pro"')
+    assert (fast.compiled, fast.backend) == (True, "compiled")
+    assert slow.compiled is False and slow.backend != "compiled"
+    assert fast.evaluate({"event": EVENT}) is True and slow.evaluate({"event": EVENT}) is True
+
+
 def test_residual_compiles_and_agrees() -> None:
     source = 'async.data.importId == event.data.importId && async.data.kind in ["a", "b"] && event.data.n > 2'
     expr = compile_expr(source, ("event", "async"))
