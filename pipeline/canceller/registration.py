@@ -38,14 +38,13 @@ def _listener(entry: CompiledCancel, fn: Function, event: dict[str, Any], run_id
         if residual.is_false:
             return None
         if entry.join_path is not None:
-            values = [v for p, v in residual.equality_keys("async") if p == entry.join_path]
+            keys = residual.equality_keys("async")
+            values = [v for p, v in keys if p == entry.join_path]
             if not values:
                 return None  # the equality folded away (e.g. the run's field is missing): it can never match
             key = join_key(entry.spec.event, entry.join_path, values[0])
-            rest = residual.without_keys("async")
-            # without_keys drops every async equality; keep the others in the residual
-            extra = [(p, v) for p, v in residual.equality_keys("async") if p != entry.join_path]
-            if extra or not rest.is_true:
+            # the key decides alone only when nothing else is left: no other equality and a true remainder
+            if len(keys) > 1 or not residual.without_keys("async").is_true:
                 residual_src = residual.to_source()
         elif not residual.is_true:
             residual_src = residual.to_source()
