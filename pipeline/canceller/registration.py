@@ -33,7 +33,10 @@ def _listener(entry: CompiledCancel, fn: Function, event: dict[str, Any], run_id
               queued_at: int) -> dict[str, Any] | None:
     residual_src: str | None = None
     key = join_key(entry.spec.event)
-    if entry.expr is not None:
+    fast = _plain_join_key(entry, event)
+    if fast is not None:
+        key = fast
+    elif entry.expr is not None:
         residual = entry.expr.partial({"event": event})
         if residual.is_false:
             return None
@@ -52,6 +55,17 @@ def _listener(entry: CompiledCancel, fn: Function, event: dict[str, Any], run_id
         "join_key": key, "run_id": run_id, "function_id": fn.id, "trigger_event_id": event["id"],
         "trigger_received_at": received_at, "expires_at": queued_at + entry.timeout_ms, "residual": residual_src,
     }
+
+
+def _plain_join_key(entry: CompiledCancel, event: dict[str, Any]) -> str | None:
+    """The join key of ``async.P == event.Q`` by one lookup (same answer as the residual path, see
+    tests/unit/test_cancel_join.py); None when the shape or the value needs the general path."""
+    if entry.event_path is None or entry.join_path is None:
+        return None
+    found, value = lookup_path(event, entry.event_path)
+    if not found or type(value) not in (str, int):
+        return None
+    return join_key(entry.spec.event, entry.join_path, value)
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,11 @@ class ServiceLoop:
         tick = getattr(self.processor, "tick", None)
         try:
             while not self._stop.is_set():
-                msgs = self.consumer.consume(self.settings.batch_size, timeout=self.poll_timeout)
+                # Wait for the first record only, then take whatever is already fetched: waiting
+                # for a full batch would hold every record for up to poll_timeout per hop.
+                msgs = self.consumer.consume(1, timeout=self.poll_timeout)
+                if msgs and self.settings.batch_size > 1:
+                    msgs += self.consumer.consume(self.settings.batch_size - 1, timeout=0)
                 if self._needs_rebuild:
                     self._rebuild()
                     continue
@@ -201,6 +205,7 @@ class ServiceLoop:
             else:
                 self._tick_collect(tick)
                 produced += self._flush_pending()
+        self.producer.poll(0)  # serve delivery reports once per batch
         if not offsets and not in_tx:
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
@@ -241,7 +246,6 @@ class ServiceLoop:
                 except BufferError:  # local queue full: let librdkafka drain, then retry
                     self.producer.poll(0.05)
         pending.clear()
-        self.producer.poll(0)
         return n
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:

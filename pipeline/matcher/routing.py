@@ -11,12 +11,16 @@ from typing import Any
 from ..sdk.function import CompiledTrigger, Function
 
 
+MAX_CACHED_NAMES = 100_000
+
+
 class TriggerIndex:
     """Functions by trigger event name."""
 
     def __init__(self, functions: list[Function]) -> None:
         self.exact: dict[str, list[tuple[Function, CompiledTrigger]]] = {}
         self.wildcards: list[tuple[str, Function, CompiledTrigger]] = []
+        self._cache: dict[str, list[tuple[Function, CompiledTrigger]]] = {}
         for fn in functions:
             for trig in fn.triggers:
                 if trig.prefix is not None:
@@ -25,12 +29,21 @@ class TriggerIndex:
                     self.exact.setdefault(trig.event, []).append((fn, trig))
 
     def candidates(self, name: str) -> list[tuple[Function, CompiledTrigger]]:
-        """Functions whose trigger names match ``name`` (before expressions)."""
+        """Functions whose trigger names match ``name`` (before expressions).
+
+        Cached per name, so wildcard prefixes are scanned once per distinct event name, not per
+        event (bounded: the cache is dropped when it outgrows ``MAX_CACHED_NAMES``)."""
+        hit = self._cache.get(name)
+        if hit is not None:
+            return hit
         found = self.exact.get(name, [])
         if self.wildcards:
             extra = [(fn, trig) for prefix, fn, trig in self.wildcards if name.startswith(prefix)]
             if extra:
-                return found + extra
+                found = found + extra
+        if len(self._cache) >= MAX_CACHED_NAMES:
+            self._cache.clear()
+        self._cache[name] = found
         return found
 
     def matches(self, name: str, event: dict[str, Any]) -> list[Function]:
@@ -50,4 +63,4 @@ class TriggerIndex:
         return out
 
     def has(self, name: str) -> bool:
-        return name in self.exact or any(name.startswith(p) for p, _, _ in self.wildcards)
+        return bool(self.candidates(name))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..expr import Expr, ExprError, compile_expr, join_paths
+from ..expr.ast import Binary, var_path
 from .definitions import MAX_CANCEL_ENTRIES, Cancel, DefinitionError, Timeouts, TriggerEvent
 
 
@@ -42,6 +43,7 @@ class CompiledCancel:
     expr: Expr | None
     join_path: str | None
     timeout_ms: int
+    event_path: str | None = None  # set when the whole condition is ``async.<join_path> == event.<event_path>``
 
 
 @dataclass
@@ -109,4 +111,21 @@ def _compile_cancel(full_id: str, index: int, c: Cancel) -> CompiledCancel:
             raise DefinitionError(full_id, f"cancel[{index}] if_exp", source, str(exc)) from exc
         paths = join_paths(expr, "async")
         path = paths[0] if paths else None
-    return CompiledCancel(index=index, spec=c, expr=expr, join_path=path, timeout_ms=c.timeout_ms())
+    return CompiledCancel(index=index, spec=c, expr=expr, join_path=path, timeout_ms=c.timeout_ms(),
+                          event_path=_plain_join(expr, path))
+
+
+def _plain_join(expr: Expr | None, join_path: str | None) -> str | None:
+    """The event-side path when the condition is exactly one equality between ``async`` and ``event`` fields.
+
+    That is the common shape (``match=``, the seed's ``if``); for it the matcher builds the join key
+    with one field lookup instead of a partial evaluation per scheduled run."""
+    if expr is None or join_path is None:
+        return None
+    node = expr.ast
+    if not isinstance(node, Binary) or node.op != "==":
+        return None
+    for a, b in ((node.left, node.right), (node.right, node.left)):
+        if var_path(a, "async") == join_path:
+            return var_path(b, "event")
+    return None

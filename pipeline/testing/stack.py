@@ -42,6 +42,7 @@ class TopicWatcher:
         self.topic = topic
         self.decode = decode
         self.records: list[Any] = []
+        self.errors: list[str] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._consumer = Consumer(consumer_config(servers, None, **{"enable.partition.eof": False}))
@@ -51,20 +52,23 @@ class TopicWatcher:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            for msg in self._consumer.consume(500, timeout=0.1):
-                if msg.error():
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(str(msg.error()))
-                    continue
-                try:
-                    value = self.decode(msg.value())
-                except SerdeError:
-                    continue
-                with self._cond:
-                    self.records.append(value)
-                    self._cond.notify_all()
-        self._consumer.close()
+        try:
+            while not self._stop.is_set():
+                for msg in self._consumer.consume(500, timeout=0.1):
+                    if msg.error():
+                        # transient (a broker restarting, a leader moving): librdkafka recovers by itself
+                        if msg.error().code() != KafkaError._PARTITION_EOF:
+                            self.errors.append(str(msg.error()))
+                        continue
+                    try:
+                        value = self.decode(msg.value())
+                    except SerdeError:
+                        continue
+                    with self._cond:
+                        self.records.append(value)
+                        self._cond.notify_all()
+        finally:
+            self._consumer.close()
 
     def wait(self, predicate: Callable[[list[Any]], Any], timeout: float, what: str) -> Any:
         """Wait until ``predicate(records)`` is truthy and return it; AssertionError with what was seen otherwise."""

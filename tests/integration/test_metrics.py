@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from pipeline.config import Settings
 from pipeline.kafka.loop import ServiceLoop
@@ -31,6 +32,8 @@ def test_loop_exports_throughput_dead_letters_and_lag(kafka_bootstrap: str) -> N
     for topic in (source, sink, settings.topic("dead-letter")):
         create_topic(kafka_bootstrap, topic)
     produce(kafka_bootstrap, source, [b"a", b"poison", b"b"])
+    dead_before = REGISTRY.get_sample_value("pipeline_dead_letters_total",
+                                            {"reason": "ValueError", "service": "passthrough"}) or 0.0
     loop = ServiceLoop(PassThrough(source, sink), settings, group_id=unique_name("g"))
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
@@ -46,5 +49,5 @@ def test_loop_exports_throughput_dead_letters_and_lag(kafka_bootstrap: str) -> N
         loop.stop()
         thread.join(30)
     assert 'pipeline_records_processed_total{service="passthrough",topic="%s"} 3.0' % source in text
-    assert 'pipeline_dead_letters_total{reason="ValueError",service="passthrough"} 1.0' in text
+    assert f'pipeline_dead_letters_total{{reason="ValueError",service="passthrough"}} {dead_before + 1}' in text
     assert 'pipeline_consumer_lag{partition="0",service="passthrough",topic="%s"} 0.0' % source in text

@@ -126,3 +126,19 @@ def test_remove_listener_and_replay_without_matching() -> None:
     assert index.add_listener("k", _listener("R1"), match=False) == []
     index.remove_listener("k", "R1")
     assert index.listener_count == 0 and "k" not in index.listeners
+
+
+def test_plain_join_fast_path_agrees_with_the_residual_path() -> None:
+    """The one-lookup key for ``async.P == event.Q`` must equal what partial evaluation gives."""
+    from dataclasses import replace
+
+    for entry in FN.cancels:
+        slow = replace(entry, event_path=None)
+        for data in ({"importId": "abc"}, {"importId": 7}, {"importId": 7.0}, {"importId": None}, {"importId": True},
+                     {"importId": {"nested": 1}}, {}, {"importId": "x", "userId": 3, "size": 1}):
+            ev = {**EVENT, "data": data}
+            fast_fn = replace(FN, cancels=(entry,))
+            slow_fn = replace(FN, cancels=(slow,))
+            assert listeners_for(fast_fn, ev, "R", 1, 2) == listeners_for(slow_fn, ev, "R", 1, 2), (entry.spec, data)
+    assert FN.cancels[0].event_path == "data.importId" and FN.cancels[1].event_path == "data.importId"
+    assert FN.cancels[2].event_path is None  # has a second conjunct
