@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -84,11 +85,13 @@ class _StepBase:
         self._seen[step_id] = n + 1
         return step_id if n == 0 else f"{step_id}:{n}"
 
-    def _memoized(self, key: str) -> tuple[bool, Any]:
+    def _lookup(self, step_id: str) -> tuple[str, bool, Any]:
+        """(step key, whether it completed before, its stored output)."""
+        key = self._key(step_id)
         if key in self._memo:
             raw = self._memo[key]
-            return True, None if raw is None else json.loads(raw)
-        return False, None
+            return key, True, None if raw is None else json.loads(raw)
+        return key, False, None
 
     @staticmethod
     def _events(events: Any) -> list[dict[str, Any]]:
@@ -103,6 +106,17 @@ class _StepBase:
         return out
 
 
+@contextmanager
+def _failures_of(key: str) -> Iterator[None]:
+    """Turn an exception raised by a step's code into :class:`StepFailed` (interrupts pass through)."""
+    try:
+        yield
+    except Interrupt:
+        raise
+    except Exception as exc:
+        raise StepFailed(key, exc) from exc
+
+
 def _until_ms(until: datetime.datetime) -> int:
     if until.tzinfo is None:
         until = until.replace(tzinfo=datetime.timezone.utc)
@@ -114,16 +128,11 @@ class Step(_StepBase):
 
     def run(self, step_id: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` once, durably; later invocations get its stored result."""
-        key = self._key(step_id)
-        hit, value = self._memoized(key)
+        key, hit, value = self._lookup(step_id)
         if hit:
             return value
-        try:
+        with _failures_of(key):
             result = fn(*args)
-        except Interrupt:
-            raise
-        except Exception as exc:
-            raise StepFailed(key, exc) from exc
         raise StepCompleted(key, "run", _to_json(key, result))
 
     def sleep(self, step_id: str, duration: datetime.timedelta | int | float) -> None:
@@ -141,8 +150,7 @@ class Step(_StepBase):
 
     def send_event(self, step_id: str, events: Any) -> list[str]:
         """Send one event or a list, once; returns their ids."""
-        key = self._key(step_id)
-        hit, value = self._memoized(key)
+        key, hit, value = self._lookup(step_id)
         if hit:
             return value
         raise SendEventRequested(key, self._events(events))
@@ -152,18 +160,13 @@ class AsyncStep(_StepBase):
     """The step API for ``async def`` handlers: the same calls, awaited."""
 
     async def run(self, step_id: str, fn: Callable[..., Any], *args: Any) -> Any:
-        key = self._key(step_id)
-        hit, value = self._memoized(key)
+        key, hit, value = self._lookup(step_id)
         if hit:
             return value
-        try:
+        with _failures_of(key):
             result = fn(*args)
             if inspect.isawaitable(result):
                 result = await result
-        except Interrupt:
-            raise
-        except Exception as exc:
-            raise StepFailed(key, exc) from exc
         raise StepCompleted(key, "run", _to_json(key, result))
 
     async def sleep(self, step_id: str, duration: datetime.timedelta | int | float) -> None:
