@@ -111,6 +111,10 @@ class ServiceLoop:
         txid = f"{self.group_id}-{self.settings.instance_id}" if self.exactly_once else None
         self.producer = Producer(producer_config(self.servers, transactional_id=txid))
         self.emitter = Emitter(self.serde, self.settings)
+        self._in_tx = False
+        self._uncommitted: dict[tuple[str, int], int] = {}
+        self._last_commit = time.monotonic()
+        self.offset_commit_interval = 1.0
         self.processed = 0
         self.dead_lettered = 0
 
@@ -172,8 +176,7 @@ class ServiceLoop:
 
     def _run_batch(self, msgs: Sequence[Message], tick: Any) -> None:
         produced = 0
-        in_tx = False
-        offsets: dict[tuple[str, int], int] = {}
+        offsets = self._uncommitted
         records_by_topic: dict[str, int] = {}
         for msg in msgs:
             err = msg.error()
@@ -184,9 +187,6 @@ class ServiceLoop:
             topic = msg.topic()
             offsets[(topic, msg.partition())] = msg.offset() + 1
             records_by_topic[topic] = records_by_topic.get(topic, 0) + 1
-            if self.exactly_once and not in_tx:
-                self.producer.begin_transaction()
-                in_tx = True
             try:
                 self.processor.process(msg, self.emitter)
             except Exception as exc:  # one bad record never stops the service
@@ -196,34 +196,49 @@ class ServiceLoop:
                 continue
             produced += self._flush_pending()
         if tick is not None:
-            if self.exactly_once and not in_tx:
-                tick_out = self._tick_collect(tick)
-                if tick_out:
-                    self.producer.begin_transaction()
-                    in_tx = True
-                    produced += self._flush_pending()
-            else:
-                self._tick_collect(tick)
-                produced += self._flush_pending()
+            self._tick_collect(tick)
+            produced += self._flush_pending()
         self.producer.poll(0)  # serve delivery reports once per batch
-        if not offsets and not in_tx:
-            return
-        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        if self.exactly_once:
-            if tps:
-                group = self.consumer.consumer_group_metadata()
-                _retrying(lambda: self.producer.send_offsets_to_transaction(tps, group, 30))
-            _retrying(lambda: self.producer.commit_transaction(60))
-        else:
-            self.producer.flush(60)
-            if tps:
-                self.consumer.commit(offsets=tps, asynchronous=False)
-        self.processed += len(msgs)
-        self.positions.update(offsets)
+        self._commit(force=False)
+        self.processed += sum(records_by_topic.values())
         for topic, n in records_by_topic.items():
             metrics.RECORDS.labels(self.name, topic).inc(n)
         if produced:
             metrics.OUTPUTS.labels(self.name).inc(produced)
+
+    def _ensure_tx(self) -> None:
+        """Begin the transaction at the first output record, so a batch without output opens none."""
+        if self.exactly_once and not self._in_tx:
+            self.producer.begin_transaction()
+            self._in_tx = True
+
+    def _commit(self, *, force: bool) -> None:
+        """Commit the open transaction with every consumed offset not yet committed.
+
+        Offsets of batches that produced nothing wait (at most ``offset_commit_interval`` seconds)
+        for the next transaction instead of opening one each: an empty transaction costs a broker
+        round trip and, right after another commit, a CONCURRENT_TRANSACTIONS back-off. Redoing
+        such records after a crash is harmless, since they produced nothing."""
+        offsets = self._uncommitted
+        due = force or time.monotonic() - self._last_commit >= self.offset_commit_interval
+        if not self._in_tx and not (offsets and due):
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        if self.exactly_once:
+            self._ensure_tx()
+            if tps:
+                group = self.consumer.consumer_group_metadata()
+                _retrying(lambda: self.producer.send_offsets_to_transaction(tps, group, 30))
+            _retrying(lambda: self.producer.commit_transaction(60))
+            self._in_tx = False
+        else:
+            self.producer.flush(60)
+            if tps:
+                self.consumer.commit(offsets=tps, asynchronous=False)
+            self._in_tx = False
+        self.positions.update(offsets)
+        offsets.clear()
+        self._last_commit = time.monotonic()
 
     def _tick_collect(self, tick: Any) -> int:
         """Run the processor's timer hook; returns how many records it queued. A failing tick is logged, not fatal."""
@@ -237,6 +252,10 @@ class ServiceLoop:
     def _flush_pending(self) -> int:
         pending = self.emitter._pending
         n = len(pending)
+        if not n:
+            return 0
+        self._ensure_tx()
+        self._in_tx = True  # at-least-once: marks "output to flush before the offsets"
         produce = self.producer.produce
         for topic, key, value, partition, headers in pending:
             while True:
@@ -264,6 +283,8 @@ class ServiceLoop:
         original = msg.headers()
         if original:
             headers.extend(original)
+        self._ensure_tx()
+        self._in_tx = True
         self.producer.produce(self.dead_letter_topic, value=msg.value(), key=msg.key(), headers=headers)
         self.dead_lettered += 1
         metrics.DEAD_LETTERS.labels(self.name, type(exc).__name__).inc()
@@ -277,6 +298,8 @@ class ServiceLoop:
             log.warning("aborting transaction", extra={"service": self.name, "error": str(err)})
             metrics.TX_ABORTS.labels(self.name).inc()
             self.producer.abort_transaction(60)
+            self._in_tx = False
+            self._uncommitted.clear()
             self._needs_rebuild = True
             self._rebuild()
             return
@@ -318,6 +341,7 @@ class ServiceLoop:
         self._assignment = [tp for tp in self._assignment if (tp.topic, tp.partition) not in gone]
         for key in gone:
             self.positions.pop(key, None)
+            self._uncommitted.pop(key, None)  # produced nothing: the next owner may redo them
         log.info("partitions revoked", extra={"service": self.name,
                                               "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
         on_revoke = getattr(self.processor, "revoked", None)
@@ -326,6 +350,10 @@ class ServiceLoop:
 
     def _close(self) -> None:
         try:
+            try:
+                self._commit(force=True)  # what SIGTERM promises: the last batch's offsets are committed
+            except KafkaException as exc:
+                log.warning("final commit failed", extra={"service": self.name, "error": str(exc)})
             self.producer.flush(30)
             close = getattr(self.processor, "close", None)
             if close:

@@ -58,7 +58,7 @@ class TriggerIndex:
                     activation = {"event": event}
                 if not trig.expr.evaluate(activation):
                     continue
-            if fn not in out:
+            if not any(f is fn for f in out):  # identity: dataclass __eq__ is slow and not what we mean
                 out.append(fn)
         return out
 

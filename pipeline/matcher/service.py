@@ -84,21 +84,22 @@ class Matcher:
             # replay of the same record gets the same id (and so starts no second run).
             event["id"] = derived_ulid(received_at, msg.topic(), str(msg.partition()), str(msg.offset()))
         now = time.time_ns() // 1_000_000
-        for fn in self.triggers.matches(name, event):
-            self._start(fn, event, record, received_at, now, out)
+        matched = self.triggers.matches(name, event)
+        event_json = _event_json(record, event) if matched or route is not None else ""
+        for fn in matched:
+            self._start(fn, event, event_json, received_at, now, out)
         if route is not None:
             for key in signal_keys(route, event):
                 out.send(self.index_topic, signal_record_key(key, event["id"]), CANCEL_SIGNAL,
                          {"join_key": key, "event_id": event["id"], "received_at": received_at,
-                          "event": _event_json(record, event)},
+                          "event": event_json},
                          partition=partition_for(key, self.index_partitions))
                 self.signals_sent += 1
 
-    def _start(self, fn: Any, event: dict[str, Any], record: dict[str, Any], received_at: int, now: int,
+    def _start(self, fn: Any, event: dict[str, Any], event_json: str, received_at: int, now: int,
                out: Emitter) -> None:
         run_id = run_id_for(fn.id, event["id"], event["ts"])
-        out.send(self.commands_topic, run_id, RUN_COMMAND,
-                 start_command(run_id, fn.id, _event_json(record, event), received_at, now))
+        out.send(self.commands_topic, run_id, RUN_COMMAND, start_command(run_id, fn.id, event_json, received_at, now))
         for listener in listeners_for(fn, event, run_id, received_at, now):
             key = listener["join_key"]
             out.send(self.index_topic, listener_record_key(key, run_id), CANCEL_LISTENER, listener,

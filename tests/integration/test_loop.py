@@ -112,3 +112,44 @@ def test_sigterm_drains_commits_and_leaves(kafka_bootstrap: str) -> None:
         again.send_signal(signal.SIGTERM)
         again.wait(30)
     assert len(records) == 51
+
+
+class _Drop:
+    """Consumes and produces nothing: its offsets ride on no transaction of their own."""
+
+    name = "drop"
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def topics(self) -> list[str]:
+        return [self.source]
+
+    def process(self, msg: object, out: object) -> None:
+        return None
+
+
+def test_offsets_of_batches_without_output_are_committed_by_stop(kafka_bootstrap: str) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    source = unique_name("quiet")
+    create_topic(kafka_bootstrap, source, partitions=1)
+    _produce(kafka_bootstrap, source, [b"x"] * 30)
+    group = unique_name("g")
+    settings = Settings(bootstrap_servers=kafka_bootstrap, instance_id="q")
+    loop = ServiceLoop(_Drop(source), settings, group_id=group)
+    loop.offset_commit_interval = 3600  # only the stop may commit them
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while loop.processed < 30:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    try:
+        assert reader.committed([TopicPartition(source, 0)], timeout=10)[0].offset < 0  # nothing yet
+        loop.stop()
+        thread.join(30)
+        assert reader.committed([TopicPartition(source, 0)], timeout=10)[0].offset == 30
+    finally:
+        reader.close()
