@@ -23,13 +23,14 @@ import time
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from ..canceller.keys import listener_record_key, partition_for
 from ..canceller.registration import listeners_for
 from ..config import Settings
 from ..expr import ExprError, compile_expr
 from ..kafka import topics as t
-from ..kafka.client import bootstrap, consumer_config
+from ..kafka.client import admin_config, bootstrap, consumer_config
 from ..kafka.loop import Emitter, OutputTooLarge
 from ..kafka.restore import restore
 from ..kafka import metrics
@@ -236,10 +237,7 @@ class RunOwner:
 
     def _unlisten(self, fn: Function, state: dict[str, Any], out: Emitter) -> None:
         """Tombstone an ended run's cancel listeners so the canceller's table (and the topic) forget them."""
-        if self._index_partitions is None:
-            from confluent_kafka.admin import AdminClient
-
-            from ..kafka.client import admin_config
+        if self._index_partitions is None:  # looked up once, on the first run that ends with listeners
             self._index_partitions = t.partition_count(AdminClient(admin_config(self.servers)), self.index_topic)
         event = json.loads(state["event"])
         for listener in listeners_for(fn, event, state["run_id"], state["received_at"], state["queued_at"]):
