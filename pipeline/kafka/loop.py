@@ -38,6 +38,7 @@ from .client import bootstrap, consumer_config, producer_config
 log = logging.getLogger("pipeline.loop")
 
 Headers = list[tuple[str, bytes]]
+SEND_OFFSETS_TIMEOUT = 10.0
 
 
 class OutputTooLarge(ValueError):
@@ -227,8 +228,12 @@ class ServiceLoop:
         if self.exactly_once:
             self._ensure_tx()
             if tps:
-                group = self.consumer.consumer_group_metadata()
-                _retrying(lambda: self.producer.send_offsets_to_transaction(tps, group, 30))
+                # One bounded try, never a retry loop: if the group is rebalancing (a coordinator
+                # moved, a broker died), only this thread's next consume() can complete the
+                # rebalance, so waiting here would deadlock. On failure the batch is aborted and
+                # replayed from the committed offsets (see _handle_commit_failure).
+                self.producer.send_offsets_to_transaction(tps, self.consumer.consumer_group_metadata(),
+                                                          SEND_OFFSETS_TIMEOUT)
             _retrying(lambda: self.producer.commit_transaction(60))
             self._in_tx = False
         else:
@@ -294,7 +299,7 @@ class ServiceLoop:
     def _handle_commit_failure(self, exc: KafkaException) -> None:
         err = exc.args[0]
         self.emitter._pending.clear()
-        if self.exactly_once and getattr(err, "txn_requires_abort", lambda: False)():
+        if self.exactly_once and self._in_tx and not err.fatal() and (err.txn_requires_abort() or err.retriable()):
             log.warning("aborting transaction", extra={"service": self.name, "error": str(err)})
             metrics.TX_ABORTS.labels(self.name).inc()
             self.producer.abort_transaction(60)
@@ -316,7 +321,12 @@ class ServiceLoop:
         assignment = self.consumer.assignment()
         if not assignment:
             return
-        committed = self.consumer.committed(assignment, timeout=30)
+        try:
+            committed = self.consumer.committed(assignment, timeout=10)
+        except KafkaException as exc:  # coordinator moving: try again after the next consume()
+            log.warning("cannot read committed offsets yet", extra={"service": self.name, "error": str(exc)})
+            self._needs_rebuild = True
+            return
         for tp in committed:
             if tp.offset < 0:
                 tp.offset = -2  # OFFSET_BEGINNING
