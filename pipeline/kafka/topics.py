@@ -104,12 +104,15 @@ def create_topics(admin: AdminClient, settings: Settings, specs: tuple[TopicSpec
         to_create.append(NewTopic(name, num_partitions=_partitions(s, settings), replication_factor=rf, config=conf))
         reports.append(TopicReport(name, "created"))
     if to_create:
+        by_topic = {r.topic: r for r in reports}
         for name, fut in admin.create_topics(to_create, operation_timeout=timeout).items():
             try:
                 fut.result()
             except KafkaException as exc:
                 if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                     raise
+                # metadata lagged behind a creation (ours a moment ago, or another instance's)
+                by_topic[name].action = "exists"
     for report in reports:
         if report.action == "exists":
             report.drift = drift(admin, settings, _by_full_name(settings, report.topic, specs), timeout)
