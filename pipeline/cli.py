@@ -252,8 +252,13 @@ def run_service(service: str = typer.Argument(..., help="matcher | executor | ca
 
 def _run_services(settings: Settings, app_spec: str | None, services: tuple[str, ...], *, host: str,
                   port: int) -> None:
+    from .kafka.loop import run_in_thread
+
     loops = build_loops(settings, app_spec, services)
-    threads = [threading.Thread(target=loop.run, name=f"svc-{loop.name}", daemon=True) for loop in loops]
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threads = [run_in_thread(loop) for loop in loops]
     server = None
     if "api" in services:
         from .api.server import start_in_thread
@@ -261,11 +266,6 @@ def _run_services(settings: Settings, app_spec: str | None, services: tuple[str,
         server, api_thread = start_in_thread(settings, host, port)
         threads.append(api_thread)
         err.print(f"[green]HTTP API on http://{host}:{port}[/green]")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    for thread in threads[: len(loops)]:
-        thread.start()
     while not stop.is_set():
         if any(not th.is_alive() for th in threads):
             err.print("[red]a service stopped unexpectedly; shutting down[/red]")

@@ -67,10 +67,6 @@ class Emitter:
                                  f"(limit {self.settings.max_output_bytes})")
         self._pending.append((topic, key, payload, partition, headers))  # type: ignore[arg-type]
 
-    def topic(self, name: str) -> str:
-        """Full topic name (with the configured prefix)."""
-        return self.settings.topic(name)
-
 
 class Processor(Protocol):
     """What a service implements. Only ``topics`` and ``process`` are required."""
@@ -245,14 +241,13 @@ class ServiceLoop:
         offsets.clear()
         self._last_commit = time.monotonic()
 
-    def _tick_collect(self, tick: Any) -> int:
-        """Run the processor's timer hook; returns how many records it queued. A failing tick is logged, not fatal."""
+    def _tick_collect(self, tick: Any) -> None:
+        """Run the processor's timer hook. A failing tick is logged, not fatal."""
         try:
             tick(self.emitter, time.time_ns() // 1_000_000)
         except Exception:
             self.emitter._pending.clear()
             log.exception("tick failed", extra={"service": self.name})
-        return len(self.emitter._pending)
 
     def _flush_pending(self) -> int:
         pending = self.emitter._pending

@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient
 from ..config import Settings
 from ..kafka import topics as t
 from ..kafka.client import admin_config, consumer_config, producer_config
-from ..kafka.loop import ServiceLoop
+from ..kafka.loop import ServiceLoop, run_in_thread
 from ..sdk.app import App, Registry
 from ..serde import EVENT, RUN_STATE, Serde, SerdeError
 from ..serde.models import Event, event_record_to_dict
@@ -145,9 +145,7 @@ class Stack:
 
     def start_service(self, name: str) -> ServiceLoop:
         loop = self.build_loop(name)
-        thread = threading.Thread(target=loop.run, name=f"svc-{name}", daemon=True)
-        thread.start()
-        self.loops[name], self.threads[name] = loop, thread
+        self.loops[name], self.threads[name] = loop, run_in_thread(loop)
         return loop
 
     def stop_service(self, name: str) -> None:
