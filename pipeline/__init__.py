@@ -1,8 +1,8 @@
 """pipeline: a Kafka-native runtime for event-driven, durable functions with Inngest semantics."""
 
-from .sdk import (App, AsyncStep, Cancel, Context, DefinitionError, Function, NonRetriableError, Step, Timeouts,
+from .sdk import (App, AsyncStep, Cancel, Concurrency, Context, DefinitionError, Function, NonRetriableError, Step, Timeouts,
                   TriggerEvent)
 from .serde.models import Event
 
-__all__ = ["App", "AsyncStep", "Cancel", "Context", "DefinitionError", "Event", "Function", "NonRetriableError",
+__all__ = ["App", "AsyncStep", "Cancel", "Concurrency", "Context", "DefinitionError", "Event", "Function", "NonRetriableError",
            "Step", "Timeouts", "TriggerEvent"]

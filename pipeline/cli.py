@@ -5,7 +5,7 @@ topics   create | describe       topics from the specs in pipeline.kafka.topics
 send     NAME --data JSON        produce one event
 tail     TOPIC                   print decoded records as JSON lines
 dev      --app MODULE:ATTR       broker + topics + every service + the HTTP API in one process
-run      SERVICE --app ...       one service (matcher | executor | canceller | api) for deployment
+run      SERVICE --app ...       one service (matcher | executor | canceller | worker | api) for deployment
 replay   --from-timestamp/--from-offset   reprocess the events topics without duplicate runs
 """
 
@@ -38,7 +38,8 @@ topics_app = typer.Typer(help="Create and inspect the pipeline's topics.", no_ar
 app.add_typer(topics_app, name="topics")
 err = Console(stderr=True)
 
-SERVICES = ("matcher", "executor", "canceller", "api")
+SERVICES = ("matcher", "executor", "canceller", "worker", "api")
+NEEDS_APP = ("matcher", "executor", "worker")
 
 
 def _mount_broker() -> None:
@@ -235,19 +236,68 @@ def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pip
     _run_services(settings, app_spec, SERVICES, host=host, port=port)
 
 
+class ChildWorker:
+    """``pipeline dev``'s workers: a ``pipeline run worker`` child process, so user code can neither stall the
+    services (the GIL) nor crash them. A worker that dies is started again."""
+
+    def __init__(self, settings: Settings, app_spec: str) -> None:
+        self.env = dict(os.environ, PIPELINE_BOOTSTRAP_SERVERS=bootstrap(settings),
+                        PIPELINE_TOPIC_PREFIX=settings.topic_prefix)
+        self.argv = [sys.executable, "-m", "pipeline.cli", "run", "worker", "--app", app_spec]
+        self.proc: Any = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(self.argv, env=self.env)
+
+    def check(self) -> None:
+        """Restart the worker if it died (its unfinished invocations are delivered again)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            err.print(f"[yellow]worker exited with {self.proc.returncode}; starting it again[/yellow]")
+            self.restarts += 1
+            self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(35)
+            except Exception:
+                self.proc.kill()
+
+
 @app.command("run")
-def run_service(service: str = typer.Argument(..., help="matcher | executor | canceller | api"),
-                app_spec: Optional[str] = typer.Option(None, "--app", help="MODULE:ATTR (matcher, executor)"),
+def run_service(service: str = typer.Argument(..., help="matcher | executor | canceller | worker | api"),
+                app_spec: Optional[str] = typer.Option(None, "--app", help="MODULE:ATTR (matcher, executor, worker)"),
                 port: int = typer.Option(8288, "--port"), host: str = typer.Option("0.0.0.0", "--host")) -> None:
     """Run one service; scale by running more instances (same group, distinct PIPELINE_INSTANCE_ID)."""
     if service not in SERVICES:
         err.print(f"[red]unknown service {service!r}; choose one of {', '.join(SERVICES)}[/red]")
         raise typer.Exit(2)
-    if service in ("matcher", "executor") and not app_spec:
+    if service in NEEDS_APP and not app_spec:
         err.print(f"[red]{service} needs --app MODULE:ATTR[/red]")
         raise typer.Exit(2)
     setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
+    if service == "worker":
+        _run_worker(_settings(), app_spec or "")
+        return
     _run_services(_settings(), app_spec, (service,), host=host, port=port)
+
+
+def _run_worker(settings: Settings, app_spec: str) -> None:
+    """A worker process: runs handlers until SIGTERM; exits 1 if its outcomes cannot be delivered."""
+    from .sdk.app import Registry, load_app
+    from .workers.service import Worker, WorkerFailed
+
+    worker = Worker(Registry([load_app(app_spec)]), settings)
+    worker.install_signal_handlers()
+    try:
+        worker.run()
+    except WorkerFailed as exc:
+        err.print(f"[red]worker failed: {exc}[/red]")
+        raise typer.Exit(1)
 
 
 def _run_services(settings: Settings, app_spec: str | None, services: tuple[str, ...], *, host: str,
@@ -259,6 +309,9 @@ def _run_services(settings: Settings, app_spec: str | None, services: tuple[str,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threads = [run_in_thread(loop) for loop in loops]
+    child = ChildWorker(settings, app_spec) if "worker" in services and app_spec else None
+    if child is not None:
+        child.start()
     server = None
     if "api" in services:
         from .api.server import start_in_thread
@@ -266,17 +319,25 @@ def _run_services(settings: Settings, app_spec: str | None, services: tuple[str,
         server, api_thread = start_in_thread(settings, host, port)
         threads.append(api_thread)
         err.print(f"[green]HTTP API on http://{host}:{port}[/green]")
+    failed = False
     while not stop.is_set():
         if any(not th.is_alive() for th in threads):
             err.print("[red]a service stopped unexpectedly; shutting down[/red]")
+            failed = True
             break
+        if child is not None:
+            child.check()
         stop.wait(0.5)
+    if child is not None:
+        child.stop()
     for loop in loops:
         loop.stop()
     if server is not None:
         server.should_exit = True
     for thread in threads:
         thread.join(timeout=30)
+    if failed:
+        raise typer.Exit(1)  # an unexpected stop is a failure: supervisors restart on non-zero
 
 
 # -- replay ---------------------------------------------------------------------------------------------------

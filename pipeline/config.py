@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     )
     metrics_port: int | None = Field(default=None, description="Prometheus /metrics port; unset = none")
     batch_size: int = Field(default=500, ge=1, description="records consumed per batch")
+    worker_concurrency: int = Field(
+        default=200, ge=1, description="invocations one worker process runs at once (threads for sync handlers, "
+        "tasks on one event loop for async ones)")
+    gate_max_wait_ms: int = Field(
+        default=60_000, ge=0, description="longest a run with cancel rules waits for the cancel path to pass its "
+        "point before it goes on anyway (0 turns the gate off)")
+    offset_commit_interval_ms: int = Field(
+        default=20, ge=1, description="how soon a service commits the offsets of records that produced no output; "
+        "the watermark gate waits for those commits")
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:

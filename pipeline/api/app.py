@@ -278,8 +278,8 @@ class Writer:
         while not self._stop.is_set():
             self.producer.poll(0.1)
 
-    async def send(self, records: list[tuple[str, str, bytes | None]]) -> list[tuple[int, int]]:
-        """Produce (topic, key, value) records; returns their (partition, offset) or raises ApiError 503."""
+    async def send(self, records: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
+        """Produce (topic, key, value[, partition]) records; returns their (partition, offset) or raises ApiError 503."""
         if not records:
             return []
         loop = asyncio.get_running_loop()
@@ -300,8 +300,11 @@ class Writer:
             return on_delivery
 
         try:
-            for fut, (topic, key, value) in zip(futures, records):
-                self.producer.produce(topic, key=key.encode(), value=value, on_delivery=report(fut))
+            for fut, record in zip(futures, records):
+                topic, key, value = record[:3]
+                partition = record[3] if len(record) > 3 else -1  # type: ignore[misc]
+                self.producer.produce(topic, key=key.encode(), value=value, partition=partition,
+                                      on_delivery=report(fut))
         except (BufferError, KafkaException) as exc:
             raise ApiError(503, f"cannot queue records for Kafka: {exc}") from exc
         try:
@@ -446,7 +449,7 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
             raise ApiError(404, f"run {run_id} not found")
         return state
 
-    async def write(request: Request, records: list[tuple[str, str, bytes | None]]) -> list[tuple[int, int]]:
+    async def write(request: Request, records: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
         return await request.app.state.writer.send(records)
 
     # -- health ----------------------------------------------------------------------------------------------
@@ -521,7 +524,7 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
         if state["status"] in ENDED_STATUSES:
             raise ApiError(409, f"run {run_id} has already ended ({state['status']})")
         command = cancel_command(run_id, state["function_id"], "rest", None, now_ms())
-        await write(request, [(commands_topic, run_id, serde.encode(RUN_COMMAND, command))])
+        await write(request, [(commands_topic, run_id, serde.encode(RUN_COMMAND, command), runs.partitions[run_id])])
         return {"data": {"run_id": run_id, "status": "Cancelling"}}
 
     # -- bulk cancellations ----------------------------------------------------------------------------------

@@ -97,7 +97,7 @@ class CompactedTable:
 
     # -- to implement --------------------------------------------------------------------------------------
 
-    def apply(self, key: str, value: bytes | None) -> None:  # pragma: no cover - abstract
+    def apply(self, key: str, value: bytes | None, partition: int) -> None:  # pragma: no cover - abstract
         """Apply one record (``value`` None = tombstone). Called with the lock held."""
         raise NotImplementedError
 
@@ -194,7 +194,7 @@ class CompactedTable:
             self.decode_errors += 1
             return
         try:
-            self.apply(raw_key.decode("utf-8", "replace"), msg.value())
+            self.apply(raw_key.decode("utf-8", "replace"), msg.value(), msg.partition())
             self.records_read += 1
         except (SerdeError, KeyError, ValueError, TypeError) as exc:
             self.decode_errors += 1
@@ -227,18 +227,21 @@ class RunTable(CompactedTable):
         self.runs: dict[str, dict[str, Any]] = {}
         self.by_event: dict[str, list[str]] = {}
         self.bulk_counts: dict[str, int] = {}
+        self.partitions: dict[str, int] = {}
 
-    def apply(self, key: str, value: bytes | None) -> None:
+    def apply(self, key: str, value: bytes | None, partition: int) -> None:
         old = self.runs.get(key)
         if value is None:
             if old is not None:
                 del self.runs[key]
+                self.partitions.pop(key, None)
                 self._unindex(key, old)
             return
         state = self.serde.decode_as(RUN_STATE, value)
         if old is not None and old.get("version", 0) > state.get("version", 0):
             return  # an older state (e.g. a zombie writer's) never overwrites a newer one
         self.runs[key] = state
+        self.partitions[key] = partition  # the run owner's partition: commands for the run go there
         if old is None or old["event_id"] != state["event_id"]:
             if old is not None:
                 self._unindex(key, old, count=False)
@@ -293,7 +296,7 @@ class CancellationTable(CompactedTable):
         super().__init__(servers, topic, name="cancellations", serde=serde)
         self.records: dict[str, dict[str, Any]] = {}
 
-    def apply(self, key: str, value: bytes | None) -> None:
+    def apply(self, key: str, value: bytes | None, partition: int) -> None:
         if value is None:
             self.records.pop(key, None)
             return

@@ -33,6 +33,7 @@ class Listener:
     trigger_received_at: int
     expires_at: int
     residual: str | None
+    owner_partition: int = -1
 
 
 @dataclass(slots=True)
@@ -50,6 +51,7 @@ class Match:
     run_id: str
     function_id: str
     event_id: str
+    owner_partition: int = -1
 
 
 class CancelIndex:
@@ -77,7 +79,7 @@ class CancelIndex:
         out = []
         for signal in self.signals.get(key, ()):
             if self._hits(listener, signal):
-                out.append(Match(key, listener.run_id, listener.function_id, signal.event_id))
+                out.append(Match(key, listener.run_id, listener.function_id, signal.event_id, listener.owner_partition))
                 break
         return out
 
@@ -89,7 +91,8 @@ class CancelIndex:
         bucket = self.listeners.get(key)
         if not bucket:
             return []
-        return [Match(key, l.run_id, l.function_id, signal.event_id) for l in bucket.values() if self._hits(l, signal)]
+        return [Match(key, l.run_id, l.function_id, signal.event_id, l.owner_partition)
+                for l in bucket.values() if self._hits(l, signal)]
 
     def remove_listener(self, key: str, run_id: str) -> None:
         bucket = self.listeners.get(key)
@@ -159,7 +162,8 @@ class CancelIndex:
 def listener_from_record(record: dict[str, Any]) -> Listener:
     # function ids repeat across many listeners: intern them (about 60 B less per listener)
     return Listener(record["run_id"], sys.intern(record["function_id"]), record["trigger_event_id"],
-                    record["trigger_received_at"], record["expires_at"], record.get("residual"))
+                    record["trigger_received_at"], record["expires_at"], record.get("residual"),
+                    record.get("owner_partition", -1))
 
 
 def signal_from_record(record: dict[str, Any]) -> Signal:

@@ -79,7 +79,8 @@ class Canceller:
     def process(self, msg: Message, out: Emitter) -> None:
         for m in self._apply(msg, match=True):
             out.send(self.commands_topic, m.run_id, RUN_COMMAND,
-                     cancel_command(m.run_id, m.function_id, "cancel_on", m.event_id, time.time_ns() // 1_000_000))
+                     cancel_command(m.run_id, m.function_id, "cancel_on", m.event_id, time.time_ns() // 1_000_000),
+                     partition=m.owner_partition)
             out.send(self.index_topic, listener_record_key(m.join_key, m.run_id), None, None, partition=msg.partition())
             self.indexes[msg.partition()].remove_listener(m.join_key, m.run_id)
             self.cancels_sent += 1

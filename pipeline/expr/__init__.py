@@ -5,7 +5,7 @@ evaluation); anything else runs on a full CEL evaluator (cel-expr-python, else c
 See ``docs/expressions.md`` for the supported subset and the semantics.
 """
 
-from .api import Expr, compile_expr
+from .api import Expr, ValueExpr, compile_expr
 from .ast import Node, to_source
 from .errors import ExprError
 from .residual import Residual, join_paths
@@ -17,6 +17,7 @@ __all__ = [
     "Node",
     "Residual",
     "UInt",
+    "ValueExpr",
     "compile_expr",
     "join_paths",
     "lookup_path",

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Final
 
 from .ast import Node
-from .compile import compile_predicate
+from .compile import compile_node, compile_predicate
 from .errors import ExprError, Unsupported
 from .fallback import Predicate, build_full_evaluator
 from .parse import parse
@@ -97,3 +97,29 @@ def compile_expr(source: str, variables: tuple[str, ...] = ("event",)) -> Expr:
 def _compile_cached(source: str, variables: tuple[str, ...]) -> Expr:
     ast = parse(source, variables)
     return Expr.from_ast(source, ast, variables)
+
+
+class ValueExpr:
+    """A compiled CEL expression whose *value* is wanted (a concurrency key, say), not a yes/no.
+
+    ``value(activation)`` returns the value, or None when evaluation fails (a missing field):
+    runs whose key cannot be computed share the None slot set rather than crash the owner.
+    Only the compiled subset is accepted, so keys cost a closure call, never a CEL interpreter.
+    """
+
+    __slots__ = ("source", "variables", "_fn")
+
+    def __init__(self, source: str, variables: tuple[str, ...]) -> None:
+        ast = parse(source, variables)
+        try:
+            self._fn = compile_node(ast)
+        except Unsupported as exc:
+            raise ExprError(source, f"not supported in a key expression: {exc}") from None
+        self.source = source
+        self.variables = variables
+
+    def value(self, activation: Mapping[str, object]) -> object:
+        try:
+            return self._fn(activation)
+        except Exception:  # noqa: BLE001 - a CEL error (or bad data) gives no value
+            return None

@@ -111,9 +111,13 @@ class ServiceLoop:
         self._in_tx = False
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
-        self.offset_commit_interval = 1.0
+        self.offset_commit_interval = self.settings.offset_commit_interval_ms / 1000
+        self._committed: dict[tuple[str, int], int] = {}
         self.processed = 0
         self.dead_lettered = 0
+        bind = getattr(processor, "bind", None)
+        if bind is not None:
+            bind(self)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -152,7 +156,9 @@ class ServiceLoop:
             while not self._stop.is_set():
                 # Wait for the first record only, then take whatever is already fetched: waiting
                 # for a full batch would hold every record for up to poll_timeout per hop.
-                msgs = self.consumer.consume(1, timeout=self.poll_timeout)
+                # With offsets waiting for their commit, come back in time to commit them.
+                timeout = min(self.poll_timeout, self.offset_commit_interval) if self._uncommitted else self.poll_timeout
+                msgs = self.consumer.consume(1, timeout=timeout)
                 if msgs and self.settings.batch_size > 1:
                     msgs += self.consumer.consume(self.settings.batch_size - 1, timeout=0)
                 if self._needs_rebuild:
@@ -209,15 +215,35 @@ class ServiceLoop:
             self.producer.begin_transaction()
             self._in_tx = True
 
+    def _advance_positions(self) -> None:
+        """Count the consumer's positions as consumed: they step over transaction markers and aborted records,
+        which ``msg.offset() + 1`` never does. Without this an idle partition whose last record is a commit
+        marker would look one record behind for ever, and the watermark gate (which compares committed
+        offsets with end offsets) would wait on it."""
+        assignment = self._assignment
+        if not assignment:
+            return
+        try:
+            positions = self.consumer.position(assignment)
+        except KafkaException:
+            return
+        for tp in positions:
+            key = (tp.topic, tp.partition)
+            if tp.offset >= 0 and tp.offset > max(self._committed.get(key, -1), self._uncommitted.get(key, -1)):
+                self._uncommitted[key] = tp.offset
+
     def _commit(self, *, force: bool) -> None:
         """Commit the open transaction with every consumed offset not yet committed.
 
-        Offsets of batches that produced nothing wait (at most ``offset_commit_interval`` seconds)
-        for the next transaction instead of opening one each: an empty transaction costs a broker
-        round trip and, right after another commit, a CONCURRENT_TRANSACTIONS back-off. Redoing
-        such records after a crash is harmless, since they produced nothing."""
-        offsets = self._uncommitted
+        Offsets of batches that produced nothing wait (at most ``offset_commit_interval``) for the
+        next transaction instead of opening one each: an empty transaction costs a broker round
+        trip and, right after another commit, a CONCURRENT_TRANSACTIONS back-off. Redoing such
+        records after a crash is harmless, since they produced nothing. The interval is short
+        (20 ms by default) because the watermark gate waits for these commits."""
         due = force or time.monotonic() - self._last_commit >= self.offset_commit_interval
+        if due or self._in_tx:
+            self._advance_positions()
+        offsets = self._uncommitted
         if not self._in_tx and not (offsets and due):
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
@@ -238,6 +264,7 @@ class ServiceLoop:
                 self.consumer.commit(offsets=tps, asynchronous=False)
             self._in_tx = False
         self.positions.update(offsets)
+        self._committed.update(offsets)
         offsets.clear()
         self._last_commit = time.monotonic()
 
@@ -268,21 +295,7 @@ class ServiceLoop:
         return n
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
-        reason = f"{type(exc).__name__}: {exc}"[:1000]
-        log.warning("dead-lettered record", extra={
-            "service": self.name, "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-            "reason": reason, "trace": traceback.format_exc(limit=3)})
-        headers: Headers = [
-            ("dlq.reason", reason.encode()),
-            ("dlq.error.class", type(exc).__name__.encode()),
-            ("dlq.source.topic", msg.topic().encode()),
-            ("dlq.source.partition", str(msg.partition()).encode()),
-            ("dlq.source.offset", str(msg.offset()).encode()),
-            ("dlq.service", self.name.encode()),
-        ]
-        original = msg.headers()
-        if original:
-            headers.extend(original)
+        headers = dead_letter_headers(self.name, msg, exc)
         self._ensure_tx()
         self._in_tx = True
         self.producer.produce(self.dead_letter_topic, value=msg.value(), key=msg.key(), headers=headers)
@@ -346,6 +359,7 @@ class ServiceLoop:
         self._assignment = [tp for tp in self._assignment if (tp.topic, tp.partition) not in gone]
         for key in gone:
             self.positions.pop(key, None)
+            self._committed.pop(key, None)
             self._uncommitted.pop(key, None)  # produced nothing: the next owner may redo them
         log.info("partitions revoked", extra={"service": self.name,
                                               "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
@@ -367,6 +381,26 @@ class ServiceLoop:
             self.consumer.close()
             log.info("service stopped", extra={"service": self.name, "processed": self.processed,
                                                "dead_lettered": self.dead_lettered})
+
+
+def dead_letter_headers(service: str, msg: Message, exc: BaseException) -> Headers:
+    """Log a record a service gives up on and build the headers that say why and where it came from."""
+    reason = f"{type(exc).__name__}: {exc}"[:1000]
+    log.warning("dead-lettered record", extra={
+        "service": service, "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+        "reason": reason, "trace": traceback.format_exc(limit=3)})
+    headers: Headers = [
+        ("dlq.reason", reason.encode()),
+        ("dlq.error.class", type(exc).__name__.encode()),
+        ("dlq.source.topic", msg.topic().encode()),
+        ("dlq.source.partition", str(msg.partition()).encode()),
+        ("dlq.source.offset", str(msg.offset()).encode()),
+        ("dlq.service", service.encode()),
+    ]
+    original = msg.headers()
+    if original:
+        headers.extend(original)
+    return headers
 
 
 def _retrying(call: Any, attempts: int = 5) -> None:

@@ -21,6 +21,19 @@ RESTORE_SECONDS = Gauge("pipeline_restore_seconds", "time the last state rebuild
 RESTORE_RECORDS = Gauge("pipeline_restore_records", "records read by the last state rebuild", ["service", "topic"])
 TX_ABORTS = Counter("pipeline_transaction_aborts_total", "aborted transactions", ["service"])
 
+# the run owner and the workers
+RUNS_WAITING = Gauge("pipeline_runs_waiting", "runs waiting at a point, by what they wait for", ["what"])
+GATE_LAG = Gauge("pipeline_cancel_path_lag_seconds",
+                 "how far behind now the cancel path was last proven to have passed (watermark lag)")
+GATE_WAIT = Histogram("pipeline_gate_wait_seconds", "time a run waited for the cancel path to pass its point",
+                      buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60))
+GATE_TIMEOUTS = Counter("pipeline_gate_timeouts_total", "runs that went on after the gate's maximum wait")
+STALE_OUTCOMES = Counter("pipeline_stale_outcomes_total", "worker outcomes ignored (late, duplicate or for an ended run)")
+INVOCATIONS = Counter("pipeline_worker_invocations_total", "handler invocations run by workers", ["kind"])
+INFLIGHT = Gauge("pipeline_worker_inflight", "invocations running in this worker")
+INVOCATION_SECONDS = Histogram("pipeline_worker_invocation_seconds", "time one invocation took in user code",
+                               buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 120, 600))
+
 _started: set[int] = set()
 
 

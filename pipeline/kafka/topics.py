@@ -20,6 +20,7 @@ EVENTS = "events"
 SYSTEM_EVENTS = "system-events"
 RUN_COMMANDS = "run-commands"
 RUNS = "runs"
+INVOCATIONS = "invocations"
 CANCEL_INDEX = "cancel-index"
 CANCELLATIONS = "cancellations"
 DEAD_LETTER = "dead-letter"
@@ -50,7 +51,10 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(SYSTEM_EVENTS, key="event id (run id for function.* events)",
               doc="inngest/function.* system events; consumed by the matcher like user events",
               config={"message.timestamp.type": "LogAppendTime"}),
-    TopicSpec(RUN_COMMANDS, key="run id", doc="start / execute / cancel commands to the run owner (the run queue)"),
+    TopicSpec(RUN_COMMANDS, key="run id (runs of a function with concurrency limits: sent to the partition of "
+              "their slot set)", doc="start and cancel commands and the workers' step outcomes, to the run owner"),
+    TopicSpec(INVOCATIONS, key="run id", doc="handler invocations from the run owner to the workers",
+              retention_ms=1 * DAY_MS),
     TopicSpec(RUNS, key="run id", doc="run state, the source of truth; co-partitioned with run-commands",
               cleanup_policy="compact", retention_ms=-1,
               config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)}),

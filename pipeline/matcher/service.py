@@ -57,6 +57,7 @@ class Matcher:
         self.index_topic = settings.topic(t.CANCEL_INDEX)
         admin = AdminClient(admin_config(bootstrap(settings)))
         self.index_partitions = t.partition_count(admin, self.index_topic)
+        self.command_partitions = t.partition_count(admin, self.commands_topic)
         self.max_bytes = settings.max_event_bytes
         self.runs_started = 0
         self.signals_sent = 0
@@ -99,8 +100,13 @@ class Matcher:
     def _start(self, fn: Any, event: dict[str, Any], event_json: str, received_at: int, now: int,
                out: Emitter) -> None:
         run_id = run_id_for(fn.id, event["id"], event["ts"])
-        out.send(self.commands_topic, run_id, RUN_COMMAND, start_command(run_id, fn.id, event_json, received_at, now))
+        # Runs that share concurrency slots meet at one owner partition; others go by run id.
+        owner_key = fn.owner_key(event)
+        owner = partition_for(owner_key, self.command_partitions) if owner_key is not None else -1
+        out.send(self.commands_topic, run_id, RUN_COMMAND, start_command(run_id, fn.id, event_json, received_at, now),
+                 partition=owner)
         for listener in listeners_for(fn, event, run_id, received_at, now):
+            listener["owner_partition"] = owner
             key = listener["join_key"]
             out.send(self.index_topic, listener_record_key(key, run_id), CANCEL_LISTENER, listener,
                      partition=partition_for(key, self.index_partitions))

@@ -1,17 +1,19 @@
-"""The run owner (executor): the only writer of run state, one partition of runs at a time.
+"""The run owner (the ``executor`` service): the only writer of run state, and a state machine only.
 
-It consumes ``run-commands`` (start, execute, cancel; keyed by run id) and keeps a table of
-its partitions' runs, rebuilt from the compacted ``runs`` topic (partition p of runs holds
-the runs of partition p of run-commands) on every assignment. Each command's new state, next
-command, system events and consumed offset commit in one Kafka transaction, so a crash can
-neither lose nor duplicate a step result or a system event.
+It consumes ``run-commands`` (start and cancel commands, and the workers' step outcomes, keyed
+by run id or sent to the run's owner partition) and keeps a table of its partitions' runs,
+rebuilt from the compacted ``runs`` topic (partition p of runs holds the runs of partition p of
+run-commands) on every assignment. Everything one input causes - the new state, the next
+invocation for a worker, system events - commits in one Kafka transaction with its offset.
 
-Handlers run here, one step per execution (see :mod:`pipeline.sdk.steps`). Because one
-partition's commands are processed in order, a cancel that arrives while a step runs is
-applied right after that step: the step finishes and no later step starts. Sleeping runs
-and retry backoffs wait on an in-memory timer heap (no thread), rebuilt with the table.
-Bulk cancellations are read whole from their compacted topic by every owner, which applies
-them to its own partitions' runs.
+It never runs user code: an invocation goes to the ``invocations`` topic, a worker runs it and
+sends the outcome back here. So the loop is always free for cancels, wake-ups, timeouts and bulk
+cancellations, whatever the workers are doing. A cancel applies at once, even with a step in
+flight; the step's late outcome is stale and starts nothing.
+
+Between outcome and next invocation a run may wait: for a concurrency slot (:mod:`.slots`) and,
+when its function has cancel rules, for the cancel path to pass the point it reached
+(:mod:`.gate`). Sleeps and retry backoffs wait on an in-memory timer heap, rebuilt with the table.
 """
 
 from __future__ import annotations
@@ -22,25 +24,26 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ..canceller.keys import listener_record_key, partition_for
 from ..canceller.registration import listeners_for
 from ..config import Settings
-from ..expr import ExprError, compile_expr
+from ..kafka import metrics
 from ..kafka import topics as t
-from ..kafka.client import admin_config, bootstrap, consumer_config
+from ..kafka.client import admin_config, bootstrap
 from ..kafka.loop import Emitter, OutputTooLarge
 from ..kafka.restore import restore
-from ..kafka import metrics
 from ..sdk.app import Registry
 from ..sdk.function import Function
-from ..serde import BULK_CANCELLATION, EVENT, RUN_COMMAND, RUN_STATE, Serde
+from ..serde import EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
 from . import state as st
+from .bulk import BulkRule, BulkRules
+from .gate import GateBook, GateProber, positions_of
 from .ids import derived_ulid
-from .invoke import invoke
+from .slots import Slots
 
 log = logging.getLogger("pipeline.executor")
 
@@ -49,35 +52,12 @@ class UnknownFunction(LookupError):
     """A command names a function this deployment does not serve (dead-lettered with that reason)."""
 
 
-class BulkRule:
-    """A bulk cancellation, compiled: which runs (function, start window, ``if``) it cancels."""
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        self.id: str = record["id"]
-        fid = record["function_id"]
-        app = record["app_id"]
-        self.function_id = fid if fid.startswith(f"{app}-") else f"{app}-{fid}"
-        self.after: int | None = record.get("started_after")
-        self.before: int = record["started_before"]
-        self.stopped = record.get("stopped_at") is not None
-        self.expr = None
-        if record.get("if_exp"):
-            try:
-                self.expr = compile_expr(record["if_exp"], ("event",))
-            except ExprError:
-                self.stopped = True  # the API refuses these; a hand-written bad one cancels nothing
-
-    def hits(self, state: dict[str, Any]) -> bool:
-        if self.stopped or state["function_id"] != self.function_id or st.is_ended(state):
-            return False
-        started = state.get("started_at") or state["queued_at"]
-        if started > self.before or (self.after is not None and started < self.after):
-            return False
-        return self.expr is None or self.expr.evaluate({"event": json.loads(state["event"])})
+def _now() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class RunOwner:
-    """The executor processor for :class:`pipeline.kafka.loop.ServiceLoop`."""
+    """The run owner processor for :class:`pipeline.kafka.loop.ServiceLoop`."""
 
     name = "executor"
 
@@ -89,15 +69,18 @@ class RunOwner:
         self.retry_backoff_ms = retry_backoff_ms
         self.commands_topic = settings.topic(t.RUN_COMMANDS)
         self.runs_topic = settings.topic(t.RUNS)
+        self.invocations_topic = settings.topic(t.INVOCATIONS)
         self.system_topic = settings.topic(t.SYSTEM_EVENTS)
         self.events_topic = settings.topic(t.EVENTS)
         self.index_topic = settings.topic(t.CANCEL_INDEX)
-        self.bulk_topic = settings.topic(t.CANCELLATIONS)
         self.servers = bootstrap(settings)
         self.tables: dict[int, dict[str, dict[str, Any]]] = {}
         self.timers: list[tuple[int, str, int]] = []
-        self.bulk: dict[str, BulkRule] = {}
-        self._bulk_consumer: Consumer | None = None
+        self.slots: dict[int, Slots] = {}
+        self.bulk = BulkRules(self.servers, settings.topic(t.CANCELLATIONS), self.serde)
+        self.gates = GateBook(settings.gate_max_wait_ms)
+        self.prober: GateProber | None = None
+        self.loop: Any = None
         self._index_partitions: int | None = None
         self._sweep_bulk = False
         self.fn_logger = logging.getLogger("pipeline.function")
@@ -105,10 +88,14 @@ class RunOwner:
     def topics(self) -> list[str]:
         return [self.commands_topic]
 
+    def bind(self, loop: Any) -> None:
+        """The loop that runs us: the gate reads the consumer's positions (on the loop's own thread)."""
+        self.loop = loop
+
     # -- state rebuild -------------------------------------------------------------------------------------
 
     def assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Rebuild the run table of each assigned partition from ``runs`` and re-arm timers."""
+        """Rebuild the run table of each assigned partition from ``runs``; re-arm timers, slots and gates."""
         parts = [tp.partition for tp in partitions if tp.topic == self.commands_topic]
         for p in parts:
             self.tables[p] = {}
@@ -127,83 +114,97 @@ class RunOwner:
         self.timers = [entry for entry in self.timers if entry[2] not in parts]
         heapq.heapify(self.timers)
         for p in parts:
-            for run_id, state in self.tables[p].items():
-                self._arm(state, p)
-        self._load_bulk()
+            self._rearm(p)
+        self.bulk.load()
         self._sweep_bulk = True  # re-apply every rule to the rebuilt table at the next tick (idempotent)
+
+    def _rearm(self, p: int) -> None:
+        """Derive timers, slot counts, slot queues and gate waits of partition p from its run states."""
+        self.gates.drop_partition(p)
+        slots = self.slots[p] = Slots()
+        waiting = []
+        for state in self.tables[p].values():
+            if st.is_ended(state):
+                continue
+            self._arm(state, p)
+            if st.holds_slot(state):
+                slots.take(state["concurrency_keys"])
+            if state.get("held") == st.CONCURRENCY:
+                waiting.append(state)
+            elif state.get("held") == st.GATE:
+                self.gates.add(p, state["ready_at"], state["run_id"])
+        for state in sorted(waiting, key=lambda s: (s["ready_at"], s["queued_at"], s["run_id"])):
+            fn = self.registry.by_id.get(state["function_id"])
+            if fn is not None:
+                blocked = slots.blocked_by(state["concurrency_keys"], [c.limit for c in fn.concurrency])
+                slots.wait(blocked or state["concurrency_keys"][0], state["run_id"])
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             if tp.topic == self.commands_topic:
                 self.tables.pop(tp.partition, None)
+                self.slots.pop(tp.partition, None)
+                self.gates.drop_partition(tp.partition)
         self.timers = [entry for entry in self.timers if entry[2] in self.tables]
         heapq.heapify(self.timers)
 
-    # -- commands ------------------------------------------------------------------------------------------
+    # -- commands and outcomes -----------------------------------------------------------------------------
 
     def process(self, msg: Message, out: Emitter) -> None:
-        cmd = self.serde.decode_as(RUN_COMMAND, msg.value())
+        name, record = self.serde.decode(msg.value())
         p = msg.partition()
         table = self.tables.setdefault(p, {})
-        now = time.time_ns() // 1_000_000
-        kind = cmd["kind"]
-        state = table.get(cmd["run_id"])
+        now = _now()
+        if name == STEP_OUTCOME:
+            self._outcome(record, table.get(record["run_id"]), p, out, now)
+            return
+        if name != RUN_COMMAND:
+            raise ValueError(f"unexpected {name} record on {self.commands_topic}")
+        kind = record["kind"]
+        state = table.get(record["run_id"])
         if kind == "start":
             if state is not None:
                 return  # a duplicate or replayed event: the run exists already
-            fn = self._function(cmd["function_id"])
-            event = json.loads(cmd["event"])
+            fn = self._function(record["function_id"])
+            event = json.loads(record["event"])
             timeouts = fn.timeouts
-            tr = st.start(cmd, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None)
-            self._apply(tr, fn, p, out, now)
+            tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
+                          slot_keys=fn.slot_keys(event))
             assert tr.state is not None
-            for rule in self.bulk.values():
+            for rule in self.bulk.rules.values():
                 if rule.hits(tr.state):
+                    self._apply(tr, fn, p, out, now, advance=False)
                     self._apply(st.cancel(tr.state, "bulk", rule.id, now), fn, p, out, now)
-                    break
+                    return
+            self._apply(tr, fn, p, out, now)
         elif kind == "cancel":
             if state is None:
-                log.info("cancel for an unknown run ignored", extra={"run_id": cmd["run_id"]})
+                log.info("cancel for an unknown run ignored", extra={"run_id": record["run_id"]})
                 return
-            tr = st.cancel(state, cmd["reason"] or "api", cmd["source_id"], now)
-            self._apply(tr, self.registry.by_id.get(state["function_id"]), p, out, now)
-        elif kind == "execute":
-            if state is None or st.is_ended(state) or cmd["attempt"] != state["attempt"]:
-                return  # stale queue entry (cancelled, finished or superseded attempt)
-            if state.get("wake_at") is not None:
-                return  # sleeping or backing off: the timer resumes it
-            self._execute(state, p, out, now)
+            self._apply(st.cancel(state, record["reason"] or "api", record["source_id"], now),
+                        self.registry.by_id.get(state["function_id"]), p, out, now)
+        # "execute" commands (the run queue of earlier versions) are obsolete: invocations replaced them
 
-    def _execute(self, state: dict[str, Any], p: int, out: Emitter, now: int) -> None:
+    def _outcome(self, outcome: dict[str, Any], state: dict[str, Any] | None, p: int, out: Emitter, now: int) -> None:
+        if state is None or not st.is_current(state, outcome):
+            metrics.STALE_OUTCOMES.inc()
+            return
         fn = self._function(state["function_id"])
-        timeouts = fn.timeouts
-        if state["status"] == "Queued":
-            state = st.begin(state, now, finish_timeout_ms=timeouts.finish_ms() if timeouts else None)
-            self.fn_logger.info("run started", extra={"run_id": state["run_id"], "function_id": fn.id})
-        outcome = invoke(fn, state, now, self.fn_logger)
-        done = time.time_ns() // 1_000_000
-        if outcome.kind == "step":
-            tr = st.step_completed(state, outcome.step_id, "run", outcome.output, done)  # type: ignore[arg-type]
-        elif outcome.kind == "sleep":
-            tr = st.sleep(state, outcome.step_id, outcome.wake_at, done)  # type: ignore[arg-type]
-        elif outcome.kind == "send":
-            events = [self._user_event(state, outcome.step_id, i, ev, done) for i, ev in enumerate(outcome.events or [])]
-            tr = st.step_completed(state, outcome.step_id, "send_event", json.dumps([e["id"] for e in events]), done)  # type: ignore[arg-type]
+        self._release_slots(state, fn, p, out, now)
+        tr = st.apply_outcome(state, outcome, now, retries=fn.retries, backoff_ms=self.retry_backoff_ms)
+        if outcome["kind"] == "send" and tr.state is not None:
+            events = [self._user_event(state, outcome["step_id"], i, ev, now)
+                      for i, ev in enumerate(json.loads(outcome["events"] or "[]"))]
+            tr.state["steps"][-1]["output"] = json.dumps([e["id"] for e in events])
             tr.user_events = events
-        elif outcome.kind == "error":
-            tr = st.failed_attempt(state, outcome.error or {}, fn.retries, done, backoff_ms=self.retry_backoff_ms,
-                                   retriable=outcome.retriable)
-        else:
-            tr = st.completed(state, outcome.output or "null", done)
-        if tr.state is None:
-            tr.state = state
         try:
-            self._apply(tr, fn, p, out, done)
+            self._apply(tr, fn, p, out, now)
         except OutputTooLarge as exc:
             # The new state (e.g. a huge step output) cannot be stored: fail the run rather than wedge it.
             error = {"error": str(exc), "message": str(exc), "name": "OutputTooLarge"}
-            self._apply(st.failed_attempt(state, error, fn.retries, done, backoff_ms=self.retry_backoff_ms,
-                                          retriable=False), fn, p, out, done)
+            failed = st.failed_attempt(st._bump(state, inflight_at=None), error, fn.retries, now,
+                                       backoff_ms=self.retry_backoff_ms, retriable=False)
+            self._apply(failed, fn, p, out, now)
 
     @staticmethod
     def _user_event(state: dict[str, Any], step_id: str | None, i: int, ev: dict[str, Any], now: int) -> dict[str, Any]:
@@ -212,17 +213,75 @@ class RunOwner:
                 "name": ev["name"], "data": ev.get("data") or {}, "user": ev.get("user") or {},
                 "ts": ev.get("ts") or now, "v": ev.get("v")}
 
+    # -- moving a ready run on: slots, gate, invocation ----------------------------------------------------
+
+    def _advance(self, state: dict[str, Any], fn: Function, p: int, out: Emitter, now: int) -> None:
+        """A run waits at its point (``ready_at``): take its slots, pass the gate, then dispatch or end it."""
+        if state.get("finishing") is None and fn.concurrency and state.get("held") != st.GATE:
+            slots = self.slots.setdefault(p, Slots())
+            blocked = slots.blocked_by(state["concurrency_keys"], [c.limit for c in fn.concurrency])
+            if blocked is not None:
+                slots.wait(blocked, state["run_id"])
+                self._write(st.hold(state, st.CONCURRENCY, now), p, out)
+                return
+            slots.take(state["concurrency_keys"])
+            if state.get("held") == st.CONCURRENCY:
+                state = st.slot_acquired(state, now)
+        if fn.cancels and self.settings.gate_max_wait_ms > 0 and st.needs_gate(state) \
+                and state.get("held") != st.GATE:
+            self.gates.add(p, state["ready_at"], state["run_id"])
+            self._write(st.hold(state, st.GATE, now), p, out)
+            return
+        if state.get("held") == st.GATE:
+            metrics.GATE_WAIT.observe(max(0, now - state["ready_at"]) / 1000)
+            state = st.gate_passed(state, now)
+        if state.get("finishing") is not None:
+            self._apply(st.finish(state, now), fn, p, out, now)
+            return
+        timeouts = fn.timeouts
+        if state["status"] == "Queued":
+            self.fn_logger.info("run started", extra={"run_id": state["run_id"], "function_id": fn.id})
+        state = st.dispatch(state, now, finish_timeout_ms=timeouts.finish_ms() if timeouts else None)
+        self._write(state, p, out)
+        out.send(self.invocations_topic, state["run_id"], INVOCATION, st.invocation(state, p, now))
+        self._arm(state, p)
+
+    def _release_slots(self, state: dict[str, Any], fn: Function | None, p: int, out: Emitter, now: int) -> None:
+        """Give back the run's slots and let the longest-waiting runs of those sets go on."""
+        if fn is None or not st.holds_slot(state):
+            return
+        slots = self.slots.setdefault(p, Slots())
+        slots.give_back(state["concurrency_keys"])
+        table = self.tables.get(p, {})
+        for key in state["concurrency_keys"]:
+            while True:
+                run_id = slots.next_waiting(key)
+                if run_id is None:
+                    break
+                waiting = table.get(run_id)
+                if waiting is None or st.is_ended(waiting) or waiting.get("held") != st.CONCURRENCY:
+                    continue
+                wfn = self.registry.by_id.get(waiting["function_id"])
+                if wfn is None:
+                    continue
+                self._advance(waiting, wfn, p, out, now)
+                if self.tables[p][run_id].get("held") == st.CONCURRENCY:
+                    break  # the set is full again (or another set blocks it, and it queued there)
+
     # -- effects -------------------------------------------------------------------------------------------
 
-    def _apply(self, tr: st.Transition, fn: Function | None, p: int, out: Emitter, now: int) -> None:
+    def _write(self, state: dict[str, Any], p: int, out: Emitter) -> None:
+        self.tables.setdefault(p, {})[state["run_id"]] = state
+        out.send(self.runs_topic, state["run_id"], RUN_STATE, state, partition=p)
+
+    def _apply(self, tr: st.Transition, fn: Function | None, p: int, out: Emitter, now: int, *,
+               advance: bool = True) -> None:
         """Turn a transition into output records (all in the current transaction) and update the table."""
         new = tr.state
         if new is None:
             return
-        self.tables.setdefault(p, {})[new["run_id"]] = new
-        out.send(self.runs_topic, new["run_id"], RUN_STATE, new, partition=p)
-        for cmd in tr.commands:
-            out.send(self.commands_topic, cmd["run_id"], RUN_COMMAND, cmd, partition=p)
+        old = self.tables.get(p, {}).get(new["run_id"])
+        self._write(new, p, out)
         for ev in tr.user_events:
             out.send(self.events_topic, ev["id"], EVENT, event_dict_to_record(ev))
         for ev in tr.system_events:
@@ -230,10 +289,16 @@ class RunOwner:
         if tr.ended:
             self.fn_logger.info("run ended", extra={"run_id": new["run_id"], "function_id": new["function_id"],
                                                     "status": new["status"], "reason": new.get("cancel_reason")})
+            if old is not None:
+                self._release_slots(old, fn, p, out, now)
+                if old.get("held") == st.CONCURRENCY:
+                    self.slots.get(p, Slots()).forget(new["run_id"])
             if fn is not None and fn.cancels:
                 self._unlisten(fn, new, out)
-        else:
-            self._arm(new, p)
+            return
+        self._arm(new, p)
+        if tr.ready and advance and fn is not None:
+            self._advance(new, fn, p, out, now)
 
     def _unlisten(self, fn: Function, state: dict[str, Any], out: Emitter) -> None:
         """Tombstone an ended run's cancel listeners so the canceller's table (and the topic) forget them."""
@@ -256,10 +321,10 @@ class RunOwner:
             raise UnknownFunction(f"function {function_id!r} is not served by this deployment")
         return fn
 
-    # -- timers and bulk cancellations ---------------------------------------------------------------------
+    # -- timers, gates and bulk cancellations --------------------------------------------------------------
 
     def tick(self, out: Emitter, now: int) -> None:
-        """Wake sleeping runs, resume retries, time out runs, and apply new bulk cancellations."""
+        """Wake sleeping runs, resume retries, time out runs, release gated runs, apply new bulk cancellations."""
         timers = self.timers
         while timers and timers[0][0] <= now:
             _, run_id, p = heapq.heappop(timers)
@@ -275,47 +340,38 @@ class RunOwner:
             wake_at = state.get("wake_at")
             if wake_at is not None and wake_at <= now:
                 self._apply(st.wake(state, now), fn, p, out, now)
+        self._release_gated(out, now)
         self._poll_bulk(out, now)
 
-    def _load_bulk(self) -> None:
-        """Read every bulk cancellation so far (at assignment), then keep polling for new ones in ``tick``."""
-        if self._bulk_consumer is not None:
+    def _release_gated(self, out: Emitter, now: int) -> None:
+        if not len(self.gates):
+            if self.prober is not None:
+                self.prober.wanted = False
+            metrics.RUNS_WAITING.labels(st.GATE).set(0)
             return
-        consumer = Consumer(consumer_config(self.servers, None, **{"enable.partition.eof": True}))
-        consumer.assign([TopicPartition(self.bulk_topic, 0, OFFSET_BEGINNING)])
-        while True:
-            msg = consumer.poll(5.0)
-            if msg is None:
-                break
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    break
+        if self.prober is None:
+            self.prober = GateProber(self.servers, self.settings)
+            self.prober.start()
+        self.prober.wanted = True
+        self.gates.take_rounds(self.prober.rounds)
+        positions = positions_of(self.loop.consumer, self.commands_topic, list(self.gates.waiting)) \
+            if self.loop is not None else {}
+        for p, run_id, timed_out in self.gates.due(positions, now):
+            state = self.tables.get(p, {}).get(run_id)
+            if state is None or st.is_ended(state) or state.get("held") != st.GATE:
                 continue
-            self._bulk_record(msg)
-        self._bulk_consumer = consumer
-
-    def _bulk_record(self, msg: Message) -> BulkRule | None:
-        if msg.value() is None:
-            self.bulk.pop(msg.key().decode(), None)
-            return None
-        try:
-            rule = BulkRule(self.serde.decode_as(BULK_CANCELLATION, msg.value()))
-        except Exception:
-            log.exception("bad bulk cancellation record skipped")
-            return None
-        self.bulk[rule.id] = rule
-        return rule
+            if timed_out:
+                metrics.GATE_TIMEOUTS.inc()
+                log.warning("cancel path not proven past the run's point in time; going on",
+                            extra={"run_id": run_id, "waited_ms": now - state["ready_at"],
+                                   "cancel_path_lag_ms": now - (self.prober.last_t0 or now)})
+            self._advance(state, self._function(state["function_id"]), p, out, now)
+        metrics.RUNS_WAITING.labels(st.GATE).set(len(self.gates))
 
     def _poll_bulk(self, out: Emitter, now: int) -> None:
-        if self._bulk_consumer is None:
-            return
-        rules: list[BulkRule] = list(self.bulk.values()) if self._sweep_bulk else []
+        rules: list[BulkRule] = list(self.bulk.rules.values()) if self._sweep_bulk else []
         self._sweep_bulk = False
-        for msg in self._bulk_consumer.consume(100, timeout=0):
-            if not msg.error():
-                rule = self._bulk_record(msg)
-                if rule is not None:
-                    rules.append(rule)
+        rules.extend(self.bulk.poll())
         for rule in rules:
             if rule.stopped:
                 continue
@@ -326,6 +382,6 @@ class RunOwner:
                                     p, out, now)
 
     def close(self) -> None:
-        if self._bulk_consumer is not None:
-            self._bulk_consumer.close()
-            self._bulk_consumer = None
+        self.bulk.close()
+        if self.prober is not None:
+            self.prober.stop()

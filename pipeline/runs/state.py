@@ -1,11 +1,21 @@
 """Run state transitions: pure functions from (state, input, now) to (new state, effects).
 
-No Kafka here. The run owner turns a :class:`Transition` into output records, and the
-unit tests check every transition without a broker. States are the plain dicts of the
-``RunState`` Avro record, so nothing is converted on the hot path.
+No Kafka here. The run owner turns a :class:`Transition` into output records, and the unit
+tests check every transition without a broker. States are the plain dicts of the ``RunState``
+Avro record, so nothing is converted on the hot path.
+
+A run's life, as the owner drives it (user code never runs in the owner):
+
+* ``ready``: the run reached a point it must pass (scheduled, a step done, a wake-up, a retry
+  due, its handler returned). ``ready_at`` is that point in time.
+* ``held``: it waits there for a concurrency slot (``held="concurrency"``) or for the cancel
+  path to pass ``ready_at`` (``held="gate"``, the watermark gate).
+* ``dispatched``: an invocation (number ``seq``) is with a worker (``inflight_at`` set).
+* an outcome with that ``seq`` comes back: the run is ready again, sleeps, backs off, or is
+  ``finishing`` (its handler ended) and passes one last gate before it ends.
 
 Statuses: Queued → Running ⇄ Sleeping → Completed | Failed | Cancelled. An ended run never
-changes again: cancelling it is a no-op, and so is any late command.
+changes again: cancelling it is a no-op, and so is any late outcome.
 """
 
 from __future__ import annotations
@@ -14,31 +24,36 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..sysevents import builders
 from ..serde.models import ENDED_STATUSES
+from ..sysevents import builders
 
 MAX_BACKOFF_MS = 5 * 60 * 1000
+CONCURRENCY = "concurrency"
+GATE = "gate"
 
 
 @dataclass
 class Transition:
-    """What one input did to one run. ``state`` is None when nothing changed (a no-op)."""
+    """What one input did to one run. ``state`` is None when nothing changed (a no-op).
+
+    ``ready`` says the run now waits at a point (``ready_at``) and the owner should move it on."""
 
     state: dict[str, Any] | None = None
-    commands: list[dict[str, Any]] = field(default_factory=list)
     system_events: list[dict[str, Any]] = field(default_factory=list)
     user_events: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
+    ready: bool = False
 
 
 def is_ended(state: dict[str, Any]) -> bool:
     return state["status"] in ENDED_STATUSES
 
 
-def execute_command(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    """The run-queue entry that asks the owner to run the next step of ``state``'s attempt."""
-    return {"kind": "execute", "run_id": state["run_id"], "function_id": state["function_id"], "ts": now_ms,
-            "event": None, "received_at": None, "reason": None, "source_id": None, "attempt": state["attempt"]}
+def holds_slot(state: dict[str, Any]) -> bool:
+    """Whether the run occupies its concurrency slots: in flight, or past the slot and waiting at the gate."""
+    if is_ended(state) or not state.get("concurrency_keys"):
+        return False
+    return state.get("inflight_at") is not None or (state.get("held") == GATE and not state.get("finishing"))
 
 
 def cancel_command(run_id: str, function_id: str, reason: str, source_id: str | None, now_ms: int) -> dict[str, Any]:
@@ -60,32 +75,94 @@ def _bump(state: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return new
 
 
-def start(cmd: dict[str, Any], event_id: str, now_ms: int, *, start_timeout_ms: int | None) -> Transition:
-    """Schedule a run: Queued, with its first execute command queued."""
+def start(cmd: dict[str, Any], event_id: str, now_ms: int, *, start_timeout_ms: int | None,
+          slot_keys: list[str] | None = None) -> Transition:
+    """Schedule a run: Queued and ready for its first invocation."""
     state = {
         "run_id": cmd["run_id"], "function_id": cmd["function_id"], "event_id": event_id, "event": cmd["event"],
         "status": "Queued", "attempt": 0, "steps": [], "output": None, "error": None,
         "received_at": cmd["received_at"] or now_ms, "queued_at": now_ms, "started_at": None, "ended_at": None,
         "wake_at": None, "pending_step": None, "deadline_at": now_ms + start_timeout_ms if start_timeout_ms else None,
-        "cancel_reason": None, "cancel_source": None, "version": 1,
+        "cancel_reason": None, "cancel_source": None, "version": 1, "seq": 0, "inflight_at": None,
+        "ready_at": now_ms, "held": None, "gate_wait_ms": 0, "finishing": None,
+        "concurrency_keys": list(slot_keys or []),
     }
-    return Transition(state=state, commands=[execute_command(state, now_ms)])
+    return Transition(state=state, ready=True)
 
 
-def begin(state: dict[str, Any], now_ms: int, *, finish_timeout_ms: int | None) -> dict[str, Any]:
-    """Queued → Running at the first execution; the finish timeout counts from here."""
-    if state["status"] != "Queued":
-        return state
-    return _bump(state, status="Running", started_at=now_ms,
-                 deadline_at=now_ms + finish_timeout_ms if finish_timeout_ms else None)
+def needs_gate(state: dict[str, Any]) -> bool:
+    """Every point but the first invocation passes the gate (a run's own trigger cannot cancel it)."""
+    return state["seq"] > 0 or state.get("finishing") is not None
 
 
-def step_completed(state: dict[str, Any], step_id: str, op: str, output: str | None, now_ms: int) -> Transition:
-    """Store a completed step and queue the next execution. Success resets the attempt counter."""
+def hold(state: dict[str, Any], what: str, now_ms: int) -> dict[str, Any]:
+    """The run waits at its point for ``what``. Waiting for a slot moves the point to when the slot is had."""
+    return _bump(state, held=what)
+
+
+def slot_acquired(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """A run that waited for a slot reaches its point again now (the gate then covers the wait too)."""
+    return _bump(state, held=None, ready_at=max(state["ready_at"] or now_ms, now_ms))
+
+
+def gate_passed(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The cancel path passed ``ready_at``: count the wait and let the run go on."""
+    waited = max(0, now_ms - (state["ready_at"] or now_ms))
+    return _bump(state, held=None, gate_wait_ms=state.get("gate_wait_ms", 0) + waited)
+
+
+def dispatch(state: dict[str, Any], now_ms: int, *, finish_timeout_ms: int | None) -> dict[str, Any]:
+    """Hand invocation ``seq + 1`` to a worker. The first one makes the run Running (the finish timeout counts
+    from here)."""
+    changes: dict[str, Any] = {"seq": state["seq"] + 1, "inflight_at": now_ms, "ready_at": None, "held": None}
+    if state["status"] == "Queued":
+        changes.update(status="Running", started_at=now_ms,
+                       deadline_at=now_ms + finish_timeout_ms if finish_timeout_ms else None)
+    return _bump(state, **changes)
+
+
+def invocation(state: dict[str, Any], owner_partition: int, now_ms: int) -> dict[str, Any]:
+    """The Invocation record for the run's current ``seq`` (after :func:`dispatch`)."""
+    return {"run_id": state["run_id"], "function_id": state["function_id"], "seq": state["seq"],
+            "attempt": state["attempt"], "owner_partition": owner_partition, "event": state["event"],
+            "steps": [{"id": s["id"], "output": s["output"]} for s in state["steps"]], "dispatched_at": now_ms}
+
+
+def is_current(state: dict[str, Any], outcome: dict[str, Any]) -> bool:
+    """Whether an outcome answers the run's in-flight invocation. Late, duplicate and stale ones do not."""
+    return (not is_ended(state) and state.get("inflight_at") is not None and outcome["seq"] == state["seq"]
+            and outcome["attempt"] == state["attempt"])
+
+
+def _landed(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    return _bump(state, inflight_at=None)
+
+
+def apply_outcome(state: dict[str, Any], outcome: dict[str, Any], now_ms: int, *, retries: int,
+                  backoff_ms: int) -> Transition:
+    """Apply a current outcome (check :func:`is_current` first). The caller adds ``send`` events' records."""
+    base = _landed(state, now_ms)
+    kind = outcome["kind"]
+    if kind == "step":
+        return step_completed(base, outcome["step_id"], "run", outcome["output"], now_ms, outcome["started_at"])
+    if kind == "sleep":
+        return sleep(base, outcome["step_id"], outcome["wake_at"], now_ms)
+    if kind == "send":
+        return step_completed(base, outcome["step_id"], "send_event", outcome["output"], now_ms, outcome["started_at"])
+    if kind == "error":
+        error = json.loads(outcome["error"]) if outcome["error"] else {}
+        return failed_attempt(base, error, retries, now_ms, backoff_ms=backoff_ms, retriable=outcome["retriable"])
+    return Transition(state=_bump(base, finishing="Completed", output=outcome["output"] or "null", error=None,
+                                  ready_at=now_ms), ready=True)
+
+
+def step_completed(state: dict[str, Any], step_id: str, op: str, output: str | None, now_ms: int,
+                   started_at: int | None = None) -> Transition:
+    """Store a completed step; the run is ready for its next invocation. Success resets the attempt counter."""
     steps = list(state["steps"])
-    steps.append({"id": step_id, "op": op, "output": output, "completed_at": now_ms})
-    new = _bump(state, steps=steps, status="Running", wake_at=None, attempt=0)
-    return Transition(state=new, commands=[execute_command(new, now_ms)])
+    steps.append({"id": step_id, "op": op, "output": output, "completed_at": now_ms, "started_at": started_at})
+    new = _bump(state, steps=steps, status="Running", wake_at=None, pending_step=None, attempt=0, ready_at=now_ms)
+    return Transition(state=new, ready=True)
 
 
 def sleep(state: dict[str, Any], step_id: str, wake_at: int, now_ms: int) -> Transition:
@@ -96,48 +173,56 @@ def sleep(state: dict[str, Any], step_id: str, wake_at: int, now_ms: int) -> Tra
 
 
 def wake(state: dict[str, Any], now_ms: int) -> Transition:
-    """A timer fired: a sleeping run records its sleep step as done; a retry backoff just resumes."""
-    if is_ended(state) or state.get("wake_at") is None or state["wake_at"] > now_ms:
+    """A timer fired: a sleeping run records its sleep step as done; a retry backoff is over. The point to pass
+    is the wake time itself, so a cancel received before it is always honoured."""
+    wake_at = state.get("wake_at")
+    if is_ended(state) or wake_at is None or wake_at > now_ms:
         return Transition()
     if state["status"] == "Sleeping":
-        return step_completed(_bump(state, wake_at=None, pending_step=None), state["pending_step"], "sleep", None,
-                              now_ms)
-    new = _bump(state, wake_at=None)
-    return Transition(state=new, commands=[execute_command(new, now_ms)])
+        tr = step_completed(_bump(state, wake_at=None), state["pending_step"], "sleep", None, now_ms)
+        assert tr.state is not None
+        tr.state["ready_at"] = wake_at
+        return tr
+    return Transition(state=_bump(state, wake_at=None, ready_at=wake_at), ready=True)
 
 
 def failed_attempt(state: dict[str, Any], error: dict[str, Any], retries: int, now_ms: int, *,
                    backoff_ms: int, retriable: bool = True) -> Transition:
-    """A step or the handler raised. Retry with exponential backoff, or fail the run when retries are spent."""
+    """A step or the handler raised. Retry after an exponential backoff, or finish as Failed when retries are
+    spent (the end passes the gate like any other point)."""
     attempt = state["attempt"] + 1
     if retriable and attempt <= retries:
         delay = min(backoff_ms * (2 ** (attempt - 1)), MAX_BACKOFF_MS)
-        new = _bump(state, attempt=attempt, wake_at=now_ms + delay, error=json.dumps(error), status="Running")
-        return Transition(state=new)
-    new = _bump(state, status="Failed", error=json.dumps(error), ended_at=now_ms, wake_at=None, deadline_at=None,
-                attempt=attempt)
-    return Transition(state=new, ended=True, system_events=[
-        builders.function_failed(new, error, now_ms),
-        builders.function_finished(new, now_ms, error=error),
-    ])
+        return Transition(state=_bump(state, attempt=attempt, wake_at=now_ms + delay, error=json.dumps(error),
+                                      status="Running"))
+    return Transition(state=_bump(state, finishing="Failed", error=json.dumps(error), attempt=attempt,
+                                  wake_at=None, ready_at=now_ms), ready=True)
 
 
-def completed(state: dict[str, Any], output_json: str, now_ms: int) -> Transition:
-    """The handler returned: Completed, with ``function.finished`` carrying the result."""
-    new = _bump(state, status="Completed", output=output_json, error=None, ended_at=now_ms, wake_at=None,
-                deadline_at=None)
+def finish(state: dict[str, Any], now_ms: int) -> Transition:
+    """End a finishing run as it said: Completed (``function.finished`` with the result) or Failed
+    (``function.failed`` and ``function.finished``)."""
+    status = state["finishing"]
+    new = _bump(state, status=status, finishing=None, ended_at=now_ms, wake_at=None, deadline_at=None,
+                ready_at=None, held=None, inflight_at=None)
+    if status == "Completed":
+        return Transition(state=new, ended=True, system_events=[
+            builders.function_finished(new, now_ms, result=json.loads(new["output"] or "null"))])
+    error = json.loads(new["error"] or "{}")
     return Transition(state=new, ended=True, system_events=[
-        builders.function_finished(new, now_ms, result=json.loads(output_json)),
-    ])
+        builders.function_failed(new, error, now_ms), builders.function_finished(new, now_ms, error=error)])
 
 
 def cancel(state: dict[str, Any], reason: str, source_id: str | None, now_ms: int) -> Transition:
-    """Cancel an active run at once (sleeping ones too). An ended run is left alone: no second system event."""
+    """Cancel an active run at once, whatever it is doing: sleeping, waiting, or with a step in flight (that
+    step may finish, but its outcome starts nothing). An ended run is left alone: no second system event.
+    ``held`` keeps what the run was waiting for, so its state says a cancel caught it at the gate."""
     if is_ended(state):
         return Transition()
     error = dict(builders.CANCELLED_ERROR)
     new = _bump(state, status="Cancelled", ended_at=now_ms, wake_at=None, pending_step=None, deadline_at=None,
-                error=json.dumps(error), cancel_reason=reason, cancel_source=source_id)
+                error=json.dumps(error), cancel_reason=reason, cancel_source=source_id, inflight_at=None,
+                ready_at=None, finishing=None)
     return Transition(state=new, ended=True, system_events=[
         builders.function_cancelled(new, now_ms),
         builders.function_finished(new, now_ms, error=error),

@@ -2,9 +2,9 @@
 
 from .app import App, Registry, load_app
 from .context import Context
-from .definitions import Cancel, DefinitionError, Timeouts, TriggerEvent
+from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerEvent
 from .function import Function
 from .steps import AsyncStep, NonRetriableError, Step
 
-__all__ = ["App", "Registry", "load_app", "Context", "Cancel", "DefinitionError", "Timeouts", "TriggerEvent",
+__all__ = ["App", "Registry", "load_app", "Context", "Cancel", "Concurrency", "DefinitionError", "Timeouts", "TriggerEvent",
            "Function", "Step", "AsyncStep", "NonRetriableError"]

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .definitions import Cancel, DefinitionError, Timeouts, TriggerEvent
+from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerEvent
 from .function import Function, build_function
 
 
@@ -23,12 +23,13 @@ class App:
 
     def create_function(self, *, fn_id: str, trigger: TriggerEvent | list[TriggerEvent], name: str | None = None,
                         cancel: list[Cancel] | Cancel | None = None, retries: int = 3,
-                        timeouts: Timeouts | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                        timeouts: Timeouts | None = None,
+                        concurrency: list[Concurrency] | Concurrency | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator registering a handler. The definition is validated and compiled now."""
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             fn = build_function(self.id, fn_id, handler, trigger=trigger, name=name, cancel=cancel,
-                                retries=retries, timeouts=timeouts)
+                                retries=retries, timeouts=timeouts, concurrency=concurrency)
             if fn.id in self._functions:
                 raise DefinitionError(fn.id, "fn_id", fn_id, "is already registered in this app")
             self._functions[fn.id] = fn

@@ -83,6 +83,30 @@ class Timeouts(BaseModel):
         return None if self.finish is None else int(self.finish.total_seconds() * 1000)
 
 
+class Concurrency(BaseModel):
+    """At most ``limit`` runs of the function have an invocation (a step, or the handler's code) in flight.
+
+    With ``key`` (CEL over ``event``, e.g. ``"event.data.account_id"``) the limit applies per key
+    value. Runs over the limit wait in order. As in Inngest, a function takes at most two entries.
+    Only ``scope="fn"`` (the default) is built: limits shared across functions are refused at load.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit: int = Field(ge=1, le=100_000)
+    key: str | None = None
+    scope: str | None = None
+
+    @model_validator(mode="after")
+    def _scope_is_fn(self) -> "Concurrency":
+        if self.scope not in (None, "fn"):
+            raise ValueError(f"concurrency scope {self.scope!r} is not built yet; only 'fn' is")
+        return self
+
+
+MAX_CONCURRENCY_ENTRIES = 2
+
+
 class DefinitionError(ValueError):
     """A function definition is invalid. The message names the function, the field and the value."""
 

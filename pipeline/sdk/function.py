@@ -8,13 +8,15 @@ canceller only ever call ready closures.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..expr import Expr, ExprError, compile_expr, join_paths
+from ..expr import Expr, ExprError, ValueExpr, compile_expr, join_paths
 from ..expr.ast import Binary, var_path
-from .definitions import MAX_CANCEL_ENTRIES, Cancel, DefinitionError, Timeouts, TriggerEvent
+from .definitions import (MAX_CANCEL_ENTRIES, MAX_CONCURRENCY_ENTRIES, Cancel, Concurrency, DefinitionError,
+                          Timeouts, TriggerEvent)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,22 @@ class CompiledCancel:
     event_path: str | None = None  # set when the whole condition is ``async.<join_path> == event.<event_path>``
 
 
+@dataclass(frozen=True)
+class CompiledConcurrency:
+    """A concurrency limit with its key expression compiled over ``event`` (None = one slot set per function)."""
+
+    index: int
+    limit: int
+    key: ValueExpr | None
+
+    def slot_key(self, function_id: str, event: dict[str, Any]) -> str:
+        """The name of the slot set a run of ``event`` uses: function, entry, and the key's value."""
+        if self.key is None:
+            return f"{function_id}\x1f{self.index}"
+        value = self.key.value({"event": event})
+        return f"{function_id}\x1f{self.index}\x1f{json.dumps(value, sort_keys=True, default=str)}"
+
+
 @dataclass
 class Function:
     """One function of an app. ``id`` is ``<app id>-<fn_id>``, Inngest's slug."""
@@ -59,15 +77,32 @@ class Function:
     retries: int
     timeouts: Timeouts | None
     is_async: bool = field(default=False)
+    concurrency: tuple[CompiledConcurrency, ...] = ()
 
     @property
     def id(self) -> str:
         return f"{self.app_id}-{self.fn_id}"
 
+    def slot_keys(self, event: dict[str, Any]) -> list[str]:
+        """The concurrency slot sets a run of ``event`` needs (empty: no limit)."""
+        return [c.slot_key(self.id, event) for c in self.concurrency]
+
+    def owner_key(self, event: dict[str, Any]) -> str | None:
+        """What decides the run owner's partition when the function has concurrency limits, else None.
+
+        All the runs that share a slot set must meet at one owner, which counts them exactly: so a
+        single keyed limit partitions by function and key value, and anything else by function."""
+        if not self.concurrency:
+            return None
+        if len(self.concurrency) == 1 and self.concurrency[0].key is not None:
+            return self.concurrency[0].slot_key(self.id, event)
+        return self.id
+
 
 def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trigger: TriggerEvent | list[TriggerEvent],
                    name: str | None = None, cancel: list[Cancel] | Cancel | None = None, retries: int = 3,
-                   timeouts: Timeouts | None = None) -> Function:
+                   timeouts: Timeouts | None = None,
+                   concurrency: list[Concurrency] | Concurrency | None = None) -> Function:
     """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""
     full_id = f"{app_id}-{fn_id}"
     if not fn_id or any(c.isspace() for c in fn_id):
@@ -84,9 +119,26 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trig
     compiled_cancels = tuple(_compile_cancel(full_id, i, c) for i, c in enumerate(cancels))
     if not callable(handler):
         raise DefinitionError(full_id, "handler", handler, "must be callable")
+    limits = [concurrency] if isinstance(concurrency, Concurrency) else list(concurrency or [])
+    if len(limits) > MAX_CONCURRENCY_ENTRIES:
+        raise DefinitionError(full_id, "concurrency", f"{len(limits)} entries",
+                              f"at most {MAX_CONCURRENCY_ENTRIES} are allowed")
     return Function(app_id=app_id, fn_id=fn_id, name=name or fn_id, handler=handler, triggers=compiled_triggers,
                     cancels=compiled_cancels, retries=retries, timeouts=timeouts,
-                    is_async=inspect.iscoroutinefunction(handler))
+                    is_async=inspect.iscoroutinefunction(handler),
+                    concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)))
+
+
+def _compile_concurrency(full_id: str, index: int, c: Concurrency) -> CompiledConcurrency:
+    if not isinstance(c, Concurrency):
+        raise DefinitionError(full_id, f"concurrency[{index}]", c, "must be a pipeline.Concurrency")
+    key = None
+    if c.key:
+        try:
+            key = ValueExpr(c.key, ("event",))
+        except ExprError as exc:
+            raise DefinitionError(full_id, f"concurrency[{index}] key", c.key, str(exc)) from exc
+    return CompiledConcurrency(index=index, limit=c.limit, key=key)
 
 
 def _compile_trigger(full_id: str, t: TriggerEvent) -> CompiledTrigger:

@@ -10,8 +10,10 @@ RUN_STATE = "pipeline.RunState"
 CANCEL_LISTENER = "pipeline.CancelListener"
 CANCEL_SIGNAL = "pipeline.CancelSignal"
 BULK_CANCELLATION = "pipeline.BulkCancellation"
+INVOCATION = "pipeline.Invocation"
+STEP_OUTCOME = "pipeline.StepOutcome"
 
 __all__ = [
     "Serde", "Catalog", "default_catalog", "SerdeError",
-    "EVENT", "RUN_COMMAND", "RUN_STATE", "CANCEL_LISTENER", "CANCEL_SIGNAL", "BULK_CANCELLATION",
+    "EVENT", "RUN_COMMAND", "RUN_STATE", "CANCEL_LISTENER", "CANCEL_SIGNAL", "BULK_CANCELLATION", "INVOCATION", "STEP_OUTCOME",
 ]

@@ -93,7 +93,7 @@ class Stack:
     """An app's matcher, executor and canceller on their own topics of a real broker."""
 
     def __init__(self, app: App | list[App], bootstrap: str, *, services: tuple[str, ...] = (
-            "matcher", "executor", "canceller"), retry_backoff_ms: int = 200, partitions: int = 3,
+            "matcher", "executor", "canceller", "worker"), retry_backoff_ms: int = 200, partitions: int = 3,
                  **settings: Any) -> None:
         self.apps = app if isinstance(app, list) else [app]
         self.settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
@@ -102,7 +102,7 @@ class Stack:
         self.services = services
         self.retry_backoff_ms = retry_backoff_ms
         self.serde = Serde()
-        self.loops: dict[str, ServiceLoop] = {}
+        self.loops: dict[str, Any] = {}
         self.threads: dict[str, threading.Thread] = {}
         self._producer = Producer(producer_config(bootstrap))
         self.runs: TopicWatcher | None = None
@@ -127,14 +127,17 @@ class Stack:
             if watcher is not None:
                 watcher.close()
 
-    def build_loop(self, name: str, **overrides: Any) -> ServiceLoop:
-        """A service loop for this stack's topics (not started)."""
+    def build_loop(self, name: str, **overrides: Any) -> Any:
+        """A service loop (or the worker) for this stack's topics (not started)."""
         from ..canceller.service import Canceller
         from ..matcher.service import Matcher
         from ..runs.owner import RunOwner
+        from ..workers.service import Worker
 
         registry = Registry(self.apps)
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
+        if name == "worker":
+            return Worker(registry, settings)
         if name == "matcher":
             return ServiceLoop(Matcher(registry, settings), settings)
         if name == "executor":
@@ -143,10 +146,21 @@ class Stack:
             return ServiceLoop(Canceller(settings), settings)
         raise ValueError(f"unknown service {name!r}")
 
-    def start_service(self, name: str) -> ServiceLoop:
+    def start_service(self, name: str) -> Any:
+        from ..workers.service import Worker, run_in_thread as run_worker
+
         loop = self.build_loop(name)
-        self.loops[name], self.threads[name] = loop, run_in_thread(loop)
+        thread = run_worker(loop) if isinstance(loop, Worker) else run_in_thread(loop)
+        self.loops[name], self.threads[name] = loop, thread
         return loop
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a ``pipeline run SERVICE`` subprocess on this stack's topics (tests kill those)."""
+        import os
+
+        return dict(os.environ, PIPELINE_BOOTSTRAP_SERVERS=self.bootstrap,
+                    PIPELINE_TOPIC_PREFIX=self.settings.topic_prefix, PIPELINE_PARTITIONS=str(self.settings.partitions),
+                    **extra)
 
     def stop_service(self, name: str) -> None:
         loop = self.loops.pop(name)

@@ -10,7 +10,19 @@ import logging
 import pytest
 
 import pipeline
-from pipeline.runs.invoke import invoke
+from types import SimpleNamespace
+
+from pipeline.workers.invoke import run_async, run_sync
+
+
+def invoke(fn: pipeline.Function, inv: dict, now_ms: int, log: logging.Logger) -> SimpleNamespace:
+    """Run one invocation as a worker does and give the outcome's fields (error decoded)."""
+    if fn.is_async:
+        out = asyncio.run(run_async(fn, inv, log, now_ms=now_ms))
+    else:
+        out = run_sync(fn, inv, log, now_ms=now_ms)
+    out["error"] = json.loads(out["error"]) if out["error"] else None
+    return SimpleNamespace(**out)
 
 
 def test_function_id_is_app_slug_plus_fn_id() -> None:
@@ -56,7 +68,8 @@ def test_wildcard_trigger_only_at_the_end() -> None:
 
 def _state(steps: list[dict] | None = None) -> dict:
     ev = {"id": "E", "name": "x", "data": {"n": 2}, "user": {}, "ts": 1}
-    return {"run_id": "R", "function_id": "a-f", "event": json.dumps(ev), "attempt": 0, "steps": steps or []}
+    return {"run_id": "R", "function_id": "a-f", "event": json.dumps(ev), "attempt": 0, "steps": steps or [],
+            "seq": 1, "owner_partition": 0, "dispatched_at": 0}
 
 
 def test_steps_memoize_and_stop_at_the_first_new_step() -> None:

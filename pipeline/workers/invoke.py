@@ -1,0 +1,90 @@
+"""Run a handler once for an :class:`Invocation` and say what happened, as a ``StepOutcome`` record.
+
+Pure apart from the user's own code: no Kafka. The handler runs from the top with the run's
+completed steps memoized; the first new step either runs (``step.run``) or asks the owner for
+something (sleep, send). Its outcome travels back to the run owner, which applies it.
+Sync handlers run on the worker's thread pool (:func:`run_sync`), async ones on its one
+long-lived event loop (:func:`run_async`): both share :func:`_classify`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from ..sdk.context import Context, EventView
+from ..sdk.function import Function
+from ..sdk.steps import (AsyncStep, Interrupt, NonRetriableError, SendEventRequested, SleepRequested, Step,
+                         StepCompleted, StepFailed)
+from ..sysevents.builders import error_payload
+
+
+def _now() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _context(fn: Function, inv: dict[str, Any], logger: logging.Logger, now_ms: int) -> Context:
+    memo = {s["id"]: s["output"] for s in inv["steps"]}
+    event = EventView(json.loads(inv["event"]))
+    step = AsyncStep(memo, now_ms) if fn.is_async else Step(memo, now_ms)
+    return Context(event=event, events=[event], run_id=inv["run_id"], attempt=inv["attempt"], logger=logger,
+                   step=step, function_id=fn.id)
+
+
+def outcome(inv: dict[str, Any], kind: str, started_at: int, worker: str, **fields: Any) -> dict[str, Any]:
+    """A StepOutcome record for ``inv``."""
+    record = {"run_id": inv["run_id"], "function_id": inv["function_id"], "seq": inv["seq"],
+              "attempt": inv["attempt"], "kind": kind, "step_id": None, "output": None, "wake_at": None,
+              "events": None, "error": None, "retriable": True, "started_at": started_at,
+              "finished_at": _now(), "worker": worker}
+    record.update(fields)
+    return record
+
+
+def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None,
+              exc: BaseException | None = None) -> dict[str, Any]:
+    """Turn how the handler ended (a return value, an interrupt, an exception) into an outcome."""
+    if isinstance(exc, StepCompleted):
+        return outcome(inv, "step", started, worker, step_id=exc.step_id, output=exc.output)
+    if isinstance(exc, SleepRequested):
+        return outcome(inv, "sleep", started, worker, step_id=exc.step_id, wake_at=exc.wake_at)
+    if isinstance(exc, SendEventRequested):
+        return outcome(inv, "send", started, worker, step_id=exc.step_id, events=json.dumps(exc.events, default=str))
+    if isinstance(exc, StepFailed):
+        return outcome(inv, "error", started, worker, step_id=exc.step_id, error=json.dumps(error_payload(exc.error)),
+                       retriable=not isinstance(exc.error, NonRetriableError))
+    if exc is not None:
+        return outcome(inv, "error", started, worker, error=json.dumps(error_payload(exc)),
+                       retriable=not isinstance(exc, NonRetriableError))
+    try:
+        output = json.dumps(result, separators=(",", ":"))
+    except (TypeError, ValueError) as bad:
+        error = error_payload(ValueError(f"return value is not JSON-serializable: {bad}"))
+        return outcome(inv, "error", started, worker, error=json.dumps(error), retriable=False)
+    return outcome(inv, "completed", started, worker, output=output)
+
+
+def run_sync(fn: Function, inv: dict[str, Any], logger: logging.Logger, worker: str = "",
+             now_ms: int | None = None) -> dict[str, Any]:
+    """Invoke a sync handler (on a worker thread). ``now_ms`` fixes the clock (tests)."""
+    started = _now() if now_ms is None else now_ms
+    ctx = _context(fn, inv, logger, started)
+    try:
+        result = fn.handler(ctx)
+    except (Interrupt, Exception) as exc:
+        return _classify(inv, started, worker, exc=exc)
+    return _classify(inv, started, worker, result=result)
+
+
+async def run_async(fn: Function, inv: dict[str, Any], logger: logging.Logger, worker: str = "",
+                    now_ms: int | None = None) -> dict[str, Any]:
+    """Invoke an async handler (on the worker's event loop)."""
+    started = _now() if now_ms is None else now_ms
+    ctx = _context(fn, inv, logger, started)
+    try:
+        result = await fn.handler(ctx)
+    except (Interrupt, Exception) as exc:
+        return _classify(inv, started, worker, exc=exc)
+    return _classify(inv, started, worker, result=result)

@@ -1,0 +1,302 @@
+"""The worker: runs handler invocations side by side and sends their outcomes back to the run owners.
+
+Workers are where user code runs, apart from the run owner's state machine. A worker consumes
+``invocations`` (a consumer group: add processes to scale, which is also how CPU-bound handlers
+get more cores), runs up to ``PIPELINE_WORKER_CONCURRENCY`` of them at once - sync handlers on a
+thread pool, async handlers as tasks on one long-lived event loop, so module-level async clients
+work across invocations - and produces each outcome to the owner's partition of ``run-commands``.
+
+It is not the transactional :class:`pipeline.kafka.loop.ServiceLoop`: invocations finish out of
+order, so offsets are committed up to the oldest one still running (as parallel consumers do),
+after its outcome is acknowledged by the broker. A worker that dies loses nothing: what it had
+not finished is delivered again, and the step runs again (at least once per step, as in Inngest);
+the owner ignores any duplicate outcome. The consumer keeps polling while handlers run - when
+full it pauses its partitions instead of blocking - so a ten-minute step never triggers a
+rebalance nor holds up another run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from ..config import Settings
+from ..kafka import metrics
+from ..kafka import topics as t
+from ..kafka.client import bootstrap, consumer_config, producer_config
+from ..kafka.loop import dead_letter_headers
+from ..sdk.app import Registry
+from ..sdk.function import Function
+from ..serde import INVOCATION, STEP_OUTCOME, Serde
+from .invoke import outcome, run_async, run_sync
+
+log = logging.getLogger("pipeline.worker")
+
+COMMIT_INTERVAL = 0.1
+REVOKE_WAIT_SECONDS = 30.0
+
+
+class WorkerFailed(RuntimeError):
+    """An outcome could not be delivered: the worker stops (non-zero) and its invocations run again elsewhere."""
+
+
+class _Offsets:
+    """Per partition: offsets still running, and the next offset after everything consumed (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[int, set[int]] = {}
+        self.next: dict[int, int] = {}
+        self.committed: dict[int, int] = {}
+
+    def begin(self, partition: int, offset: int) -> None:
+        with self.lock:
+            self.running.setdefault(partition, set()).add(offset)
+            self.next[partition] = max(self.next.get(partition, 0), offset + 1)
+
+    def done(self, partition: int, offset: int) -> None:
+        with self.lock:
+            self.running.get(partition, set()).discard(offset)
+
+    def count(self, partitions: set[int] | None = None) -> int:
+        with self.lock:
+            return sum(len(v) for p, v in self.running.items() if partitions is None or p in partitions)
+
+    def committable(self) -> dict[int, int]:
+        """Offsets safe to commit that were not committed yet: up to the oldest invocation still running."""
+        with self.lock:
+            out = {}
+            for p, nxt in self.next.items():
+                running = self.running.get(p)
+                offset = min(running) if running else nxt
+                if offset > self.committed.get(p, -1):
+                    out[p] = offset
+            return out
+
+    def forget(self, partitions: set[int]) -> None:
+        with self.lock:
+            for p in partitions:
+                self.running.pop(p, None)
+                self.next.pop(p, None)
+                self.committed.pop(p, None)
+
+
+class Worker:
+    """One worker process's consumer, producer, thread pool and event loop."""
+
+    name = "worker"
+
+    def __init__(self, registry: Registry, settings: Settings | None = None, *, concurrency: int | None = None,
+                 group_id: str | None = None) -> None:
+        self.registry = registry
+        self.settings = settings or Settings()
+        self.serde = Serde()
+        self.concurrency = concurrency or self.settings.worker_concurrency
+        self.servers = bootstrap(self.settings)
+        self.topic = self.settings.topic(t.INVOCATIONS)
+        self.commands_topic = self.settings.topic(t.RUN_COMMANDS)
+        self.dead_letter_topic = self.settings.topic(t.DEAD_LETTER)
+        self.group_id = group_id or f"{self.settings.topic_prefix}pipeline-worker"
+        self.ident = f"{socket.gethostname()}:{os.getpid()}"
+        self.consumer = Consumer(consumer_config(self.servers, self.group_id, read_committed=True))
+        self.producer = Producer(producer_config(self.servers, **{"linger.ms": 1}))
+        self.offsets = _Offsets()
+        self.fn_logger = logging.getLogger("pipeline.function")
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._athread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._failure: str | None = None
+        self._paused = False
+        self._assigned: set[int] = set()
+        self._last_commit = time.monotonic()
+        self.completed = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop taking invocations; the ones running finish and are committed (SIGTERM does this)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def run(self) -> None:
+        """Consume and run invocations until :meth:`stop`; raises :class:`WorkerFailed` if outcomes cannot be sent."""
+        metrics.serve(self.settings.metrics_port)
+        poller = threading.Thread(target=self._serve_producer, name="worker-producer", daemon=True)
+        poller.start()
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        log.info("worker started", extra={"group": self.group_id, "concurrency": self.concurrency,
+                                          "worker": self.ident})
+        try:
+            while not self._stop.is_set():
+                if self._failure is not None:
+                    raise WorkerFailed(self._failure)
+                free = self.concurrency - self.offsets.count()
+                self._flow(free)
+                for msg in self.consumer.consume(max(1, free), timeout=0.05):
+                    self._take(msg)
+                if time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
+                    self._commit(asynchronous=True)
+        finally:
+            self._drain()
+
+    def _flow(self, free: int) -> None:
+        """Pause fetching while every slot is busy (the consumer keeps polling, so the group keeps us)."""
+        assignment = [TopicPartition(self.topic, p) for p in self._assigned]
+        if free <= 0 and not self._paused and assignment:
+            self.consumer.pause(assignment)
+            self._paused = True
+        elif free > 0 and self._paused:
+            if assignment:
+                self.consumer.resume(assignment)
+            self._paused = False
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + REVOKE_WAIT_SECONDS
+        while self.offsets.count() and time.monotonic() < deadline and self._failure is None:
+            time.sleep(0.05)
+        try:
+            self._commit(asynchronous=False)
+        except KafkaException as exc:
+            log.warning("final commit failed", extra={"error": str(exc)})
+        self.producer.flush(10)
+        self.consumer.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._aloop is not None:
+            self._aloop.call_soon_threadsafe(self._aloop.stop)
+        self._stop.set()
+        log.info("worker stopped", extra={"completed": self.completed, "worker": self.ident})
+
+    # -- one invocation ------------------------------------------------------------------------------------
+
+    def _take(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error", extra={"error": str(err)})
+            return
+        p, offset = msg.partition(), msg.offset()
+        self.offsets.begin(p, offset)
+        try:
+            inv = self.serde.decode_as(INVOCATION, msg.value())
+        except Exception as exc:  # a poison record: dead-letter it, never stop
+            self.producer.produce(self.dead_letter_topic, value=msg.value(), key=msg.key(),
+                                  headers=dead_letter_headers(self.name, msg, exc),
+                                  on_delivery=self._delivered(p, offset))
+            return
+        fn = self.registry.by_id.get(inv["function_id"])
+        if fn is None:
+            error = '{"error":"unknown function","message":"function %s is not served by this worker",' \
+                    '"name":"UnknownFunction"}' % inv["function_id"]
+            self._send(inv, outcome(inv, "error", int(time.time() * 1000), self.ident, error=error), p, offset)
+            return
+        metrics.INFLIGHT.set(self.offsets.count())
+        if fn.is_async:
+            asyncio.run_coroutine_threadsafe(self._run_async(fn, inv, p, offset), self._event_loop())
+        else:
+            self._thread_pool().submit(self._run_sync, fn, inv, p, offset)
+
+    def _run_sync(self, fn: Function, inv: dict[str, Any], p: int, offset: int) -> None:
+        try:
+            result = run_sync(fn, inv, self.fn_logger, self.ident)
+        except BaseException as exc:  # SystemExit & co. from user code: report it as a failure, keep the thread
+            result = outcome(inv, "error", int(time.time() * 1000), self.ident,
+                             error='{"error":%r,"message":%r,"name":"%s"}' % (str(exc), str(exc), type(exc).__name__))
+        self._send(inv, result, p, offset)
+
+    async def _run_async(self, fn: Function, inv: dict[str, Any], p: int, offset: int) -> None:
+        self._send(inv, await run_async(fn, inv, self.fn_logger, self.ident), p, offset)
+
+    def _send(self, inv: dict[str, Any], result: dict[str, Any], p: int, offset: int) -> None:
+        """Produce the outcome to the owner's partition (thread-safe); the offset is done once it is acknowledged."""
+        metrics.INVOCATIONS.labels(result["kind"]).inc()
+        metrics.INVOCATION_SECONDS.observe(max(0, result["finished_at"] - result["started_at"]) / 1000)
+        value = self.serde.encode(STEP_OUTCOME, result)
+        while True:
+            try:
+                self.producer.produce(self.commands_topic, key=inv["run_id"], value=value,
+                                      partition=inv["owner_partition"], on_delivery=self._delivered(p, offset))
+                return
+            except BufferError:
+                time.sleep(0.01)
+
+    def _delivered(self, p: int, offset: int) -> Any:
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                self._failure = f"outcome not delivered: {err}"
+                log.error("outcome not delivered; stopping so the invocation runs again", extra={"error": str(err)})
+                return
+            self.offsets.done(p, offset)
+            self.completed += 1
+
+        return report
+
+    # -- machinery -----------------------------------------------------------------------------------------
+
+    def _thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="handler")
+        return self._pool
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """One event loop for the worker's life, so async clients created by user code keep working."""
+        if self._aloop is None:
+            self._aloop = asyncio.new_event_loop()
+            self._athread = threading.Thread(target=self._aloop.run_forever, name="handler-loop", daemon=True)
+            self._athread.start()
+        return self._aloop
+
+    def _serve_producer(self) -> None:
+        while not self._stop.is_set() or len(self.producer):
+            self.producer.poll(0.05)
+
+    def _commit(self, *, asynchronous: bool) -> None:
+        self._last_commit = time.monotonic()
+        todo = {p: o for p, o in self.offsets.committable().items() if p in self._assigned}
+        if not todo:
+            return
+        self.consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in todo.items()],
+                             asynchronous=asynchronous)
+        with self.offsets.lock:
+            self.offsets.committed.update(todo)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {tp.partition for tp in partitions}
+        self._paused = False
+        log.info("partitions assigned", extra={"service": self.name, "partitions": sorted(self._assigned)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Let the invocations of revoked partitions finish (bounded) and commit them, so a rebalance does not
+        make another worker run them a second time."""
+        gone = {tp.partition for tp in partitions}
+        deadline = time.monotonic() + REVOKE_WAIT_SECONDS
+        while self.offsets.count(gone) and time.monotonic() < deadline and self._failure is None:
+            time.sleep(0.02)
+        try:
+            self._commit(asynchronous=False)
+        except KafkaException as exc:
+            log.warning("commit on revoke failed", extra={"error": str(exc)})
+        self._assigned -= gone
+        self.offsets.forget(gone)
+        log.info("partitions revoked", extra={"service": self.name, "partitions": sorted(gone)})
+
+
+def run_in_thread(worker: Worker) -> threading.Thread:
+    """Start a worker in a daemon thread (tests and in-process stacks)."""
+    thread = threading.Thread(target=worker.run, name="svc-worker", daemon=True)
+    thread.start()
+    return thread
