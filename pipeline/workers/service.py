@@ -146,8 +146,10 @@ class Worker:
                     raise WorkerFailed(self._failure)
                 free = self.concurrency - self.offsets.count()
                 self._flow(free)
-                for msg in self.consumer.consume(max(1, free), timeout=0.05):
-                    self._take(msg)
+                batch = [(msg, self._decode(msg)) for msg in self.consumer.consume(max(1, free), timeout=0.05)]
+                latest = _latest_seq(batch) if len(batch) > 1 else None
+                for msg, inv in batch:
+                    self._take(msg, inv, latest)
                 if time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
                     self._commit(asynchronous=True)
         finally:
@@ -183,20 +185,34 @@ class Worker:
 
     # -- one invocation ------------------------------------------------------------------------------------
 
-    def _take(self, msg: Message) -> None:
+    def _decode(self, msg: Message) -> dict[str, Any] | Exception | None:
+        """The invocation, the reason it cannot be read, or None for a consumer event."""
         err = msg.error()
         if err is not None:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error", extra={"error": str(err)})
+            return None
+        try:
+            return self.serde.decode_as(INVOCATION, msg.value())
+        except Exception as exc:
+            return exc
+
+    def _take(self, msg: Message, inv: dict[str, Any] | Exception | None,
+              latest: dict[bytes, int] | None = None) -> None:
+        if inv is None:
             return
         p, offset = msg.partition(), msg.offset()
         self.offsets.begin(p, offset)
-        try:
-            inv = self.serde.decode_as(INVOCATION, msg.value())
-        except Exception as exc:  # a poison record: dead-letter it, never stop
+        if isinstance(inv, Exception):  # a poison record: dead-letter it, never stop
             self.producer.produce(self.dead_letter_topic, value=msg.value(), key=msg.key(),
-                                  headers=dead_letter_headers(self.name, msg, exc),
+                                  headers=dead_letter_headers(self.name, msg, inv),
                                   on_delivery=self._delivered(p, offset))
+            return
+        if latest is not None and latest.get(msg.key() or b"", -1) > inv["seq"]:
+            # Redelivered after a crash, and already superseded: the owner dispatched a later invocation of
+            # this run, so this one's outcome was applied. Running it again would repeat a completed step.
+            metrics.INVOCATIONS.labels("superseded").inc()
+            self.offsets.done(p, offset)
             return
         fn = self.registry.by_id.get(inv["function_id"])
         if fn is None:
@@ -293,6 +309,15 @@ class Worker:
         self._assigned -= gone
         self.offsets.forget(gone)
         log.info("partitions revoked", extra={"service": self.name, "partitions": sorted(gone)})
+
+
+def _latest_seq(batch: list[tuple[Message, Any]]) -> dict[bytes, int]:
+    """The highest invocation seq per run (record key) in a batch of decoded invocations."""
+    latest: dict[bytes, int] = {}
+    for msg, inv in batch:
+        if isinstance(inv, dict) and msg.key() is not None and inv["seq"] > latest.get(msg.key(), -1):
+            latest[msg.key()] = inv["seq"]
+    return latest
 
 
 def run_in_thread(worker: Worker) -> threading.Thread:

@@ -119,3 +119,60 @@ def huge(ctx: pipeline.Context) -> None:
 @app.create_function(fn_id="fan-out", trigger=pipeline.TriggerEvent(event="test/fan-out"))
 def fan_out(ctx: pipeline.Context) -> list[str]:
     return ctx.step.send_event("emit", [{"name": "test/wild.child", "data": {"parent": ctx.run_id}}])
+
+
+# -- steps side by side (workers) ------------------------------------------------------------------------------
+
+@app.create_function(fn_id="io-step", trigger=pipeline.TriggerEvent(event="test/io"))
+def io_step(ctx: pipeline.Context) -> str:
+    """A step that waits on I/O (sleep stands in for a remote call)."""
+    return ctx.step.run("call", lambda: (time.sleep(ctx.event.data.get("seconds", 0.2)), "ok")[1])
+
+
+@app.create_function(
+    fn_id="stepless", trigger=pipeline.TriggerEvent(event="test/stepless"),
+    cancel=[pipeline.Cancel(event="test/stepless.cancel", match="data.key")])
+def stepless(ctx: pipeline.Context) -> str:
+    """Works for 3 s without a step (inngest-py's own cancellation test has this shape)."""
+    time.sleep(3)
+    _note(ctx.event.data["log"], "handler returned")
+    return "finished"
+
+
+def _interval(log: str, run_id: str, seconds: float) -> str:
+    start = time.time()
+    time.sleep(seconds)
+    _note(log, f"{run_id} {start} {time.time()}")
+    return "ok"
+
+
+@app.create_function(fn_id="limited", trigger=pipeline.TriggerEvent(event="test/limited"),
+                     concurrency=[pipeline.Concurrency(limit=2)])
+def limited(ctx: pipeline.Context) -> str:
+    return ctx.step.run("work", _interval, ctx.event.data["log"], ctx.run_id, 0.4)
+
+
+@app.create_function(fn_id="keyed", trigger=pipeline.TriggerEvent(event="test/keyed"),
+                     concurrency=[pipeline.Concurrency(limit=1, key="event.data.account")])
+def keyed(ctx: pipeline.Context) -> str:
+    log = ctx.event.data["log"]
+    return ctx.step.run("work", _interval, log, f"{ctx.event.data['account']}/{ctx.run_id}", 0.4)
+
+
+_SHARED: dict[str, object] = {}
+
+
+@app.create_function(fn_id="async-shared", trigger=pipeline.TriggerEvent(event="test/async-shared"))
+async def async_shared(ctx: pipeline.Context) -> list[int]:
+    """Uses a module-level asyncio object across invocations, as a shared async client would."""
+    import asyncio
+
+    async def use() -> int:
+        lock = _SHARED.setdefault("lock", asyncio.Lock())
+        async with lock:  # raises if this invocation runs on another event loop than the lock's
+            await asyncio.sleep(0.01)
+        return id(asyncio.get_running_loop())
+
+    first = await ctx.step.run("first", use)
+    second = await ctx.step.run("second", use)
+    return [first, second]

@@ -16,6 +16,7 @@ from pipeline.runs.ids import run_id_for
 from pipeline.testing.stack import Stack
 
 from .apps import app
+from .procs import service_process
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,42 +79,65 @@ def test_failing_step_retries_then_fails_with_function_failed(kafka_bootstrap: s
         assert not stack.system_events_named("inngest/function.cancelled")
 
 
-def _executor_process(stack: Stack) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_BOOTSTRAP_SERVERS": stack.bootstrap,
-           "PIPELINE_TOPIC_PREFIX": stack.settings.topic_prefix, "PIPELINE_INSTANCE_ID": "exec-1"}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "executor", "--app", "tests.e2e.apps:app"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def test_steps_run_in_order_and_a_killed_executor_does_not_repeat_completed_steps(kafka_bootstrap: str,
-                                                                                  tmp_path: Path) -> None:
+def test_owner_killed_with_a_step_in_flight_loses_nothing_and_repeats_no_step(kafka_bootstrap: str,
+                                                                               tmp_path: Path) -> None:
+    """The step runs on a worker, so the owner's death does not stop it: its outcome waits in Kafka for the
+    restarted owner. No step runs twice and none is lost."""
     log, hold = tmp_path / "steps.log", tmp_path / "hold"
     hold.write_text("x")
-    with Stack(app, kafka_bootstrap, services=("matcher",)) as stack:
-        executor = _executor_process(stack)
+    with Stack(app, kafka_bootstrap, services=("matcher", "worker")) as stack:
+        owner = service_process(stack, "executor", "exec-1")
         try:
             stack.send("test/steps", {"log": str(log), "hold": str(hold)}, id="st-1")
-            deadline = time.monotonic() + 60
-            while "two" not in (log.read_text() if log.exists() else ""):
-                assert time.monotonic() < deadline, "step two never started"
-                time.sleep(0.05)
-            executor.send_signal(signal.SIGKILL)
-            executor.wait(10)
+            _wait_for_line(log, "two")
+            owner.send_signal(signal.SIGKILL)
+            owner.wait(10)
         finally:
-            if executor.poll() is None:
-                executor.kill()
-        hold.unlink()
-        executor = _executor_process(stack)
+            if owner.poll() is None:
+                owner.kill()
+        hold.unlink()  # the step finishes while no owner runs
+        time.sleep(0.5)
+        owner = service_process(stack, "executor", "exec-1")
         try:
             done = stack.wait_run(lambda r: r["status"] == "Completed", timeout=60)
         finally:
-            executor.send_signal(signal.SIGTERM)
-            executor.wait(30)
-    lines = log.read_text().splitlines()
-    # "one" completed before the kill and is never repeated; "two" was in flight and runs again.
-    assert lines == ["one", "two", "two", "three"]
+            owner.send_signal(signal.SIGTERM)
+            assert owner.wait(30) == 0
+    assert log.read_text().splitlines() == ["one", "two", "three"]
     assert [s["id"] for s in done["steps"]] == ["one", "two", "three"]
     assert done["output"] == '["a","b","c"]'
+
+
+def test_worker_killed_mid_step_runs_the_step_again_and_the_run_completes_once(kafka_bootstrap: str,
+                                                                                 tmp_path: Path) -> None:
+    log, hold = tmp_path / "steps.log", tmp_path / "hold"
+    hold.write_text("x")
+    with Stack(app, kafka_bootstrap, services=("matcher", "executor", "canceller")) as stack:
+        worker = service_process(stack, "worker", "w-1")
+        try:
+            stack.send("test/steps", {"log": str(log), "hold": str(hold)}, id="st-2")
+            _wait_for_line(log, "two")
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+            hold.unlink()
+            worker = service_process(stack, "worker", "w-1")
+            done = stack.wait_run(lambda r: r["status"] == "Completed", timeout=90)
+            time.sleep(1)
+            finished = stack.system_events_named("inngest/function.finished")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(40) == 0
+    # "one" completed before the kill and is never repeated; "two" was in flight and runs again.
+    assert log.read_text().splitlines() == ["one", "two", "two", "three"]
+    assert [s["id"] for s in done["steps"]] == ["one", "two", "three"]
+    assert [e["data"]["run_id"] for e in finished] == [done["run_id"]]
+
+
+def _wait_for_line(log: Path, line: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in (log.read_text().splitlines() if log.exists() else []):
+        assert time.monotonic() < deadline, f"{line!r} never appeared in {log}"
+        time.sleep(0.05)
 
 
 def test_replay_from_the_start_starts_no_second_run(kafka_bootstrap: str) -> None:
