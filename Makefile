@@ -29,6 +29,7 @@ bench: broker-fetch
 	$(PY) bench/baseline.py
 	$(PY) bench/matcher.py
 	$(PY) bench/cancel.py
+	$(PY) bench/steps.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

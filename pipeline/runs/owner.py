@@ -88,6 +88,11 @@ class RunOwner:
     def topics(self) -> list[str]:
         return [self.commands_topic]
 
+    @property
+    def waiting(self) -> bool:
+        """Runs wait at the gate: the loop should tick often (the gate releases them on the tick)."""
+        return len(self.gates) > 0
+
     def bind(self, loop: Any) -> None:
         """The loop that runs us: the gate reads the consumer's positions (on the loop's own thread)."""
         self.loop = loop

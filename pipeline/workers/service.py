@@ -146,7 +146,12 @@ class Worker:
                     raise WorkerFailed(self._failure)
                 free = self.concurrency - self.offsets.count()
                 self._flow(free)
-                batch = [(msg, self._decode(msg)) for msg in self.consumer.consume(max(1, free), timeout=0.05)]
+                # The first record with a wait, then only what is already fetched: consume(n, timeout) would
+                # hold every invocation until n arrived or the timeout ran out.
+                msgs = self.consumer.consume(1, timeout=0.05)
+                if msgs and free > 1:
+                    msgs += self.consumer.consume(free - 1, timeout=0)
+                batch = [(msg, self._decode(msg)) for msg in msgs]
                 latest = _latest_seq(batch) if len(batch) > 1 else None
                 for msg, inv in batch:
                     self._take(msg, inv, latest)

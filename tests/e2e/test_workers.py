@@ -131,3 +131,36 @@ def test_async_handlers_share_one_event_loop(kafka_bootstrap: str) -> None:
     assert [r["status"] for r in runs] == ["Completed"] * 3, [r["error"] for r in runs]
     loops = {v for r in runs for v in __import__("json").loads(r["output"])}
     assert len(loops) == 1
+
+
+def test_a_wake_up_is_held_back_by_a_lagging_canceller_then_the_cancel_wins(kafka_bootstrap: str) -> None:
+    """The watermark gate: the run's sleep ends while its cancel event sits unprocessed (the canceller is
+    down). The run must not move on; once the canceller runs again, the cancel applies and the state says
+    the run was held at the gate."""
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/long", {"key": "held", "sleep": 2}, id="held-run")
+        stack.wait_run(lambda r: r["function_id"] == "e2e-long" and r["status"] == "Sleeping")
+        stack.stop_service("canceller")
+        stack.send("test/cancel", {"key": "held"}, id="held-cancel")  # received before the wake time
+        time.sleep(3)  # past the wake time: without the gate the run would complete now
+        run = stack.wait_run(lambda r: r["function_id"] == "e2e-long")
+        assert run["status"] == "Running" and run["held"] == "gate", run
+        assert not stack.system_events_named("inngest/function.finished")
+        stack.start_service("canceller")
+        cancelled = stack.wait_run(lambda r: r["function_id"] == "e2e-long" and r["status"] == "Cancelled",
+                                   timeout=20)
+    assert cancelled["held"] == "gate" and cancelled["cancel_reason"] == "cancel_on"
+    assert [s["id"] for s in cancelled["steps"]] == ["start", "wait"]  # the sleep ended; nothing after it ran
+
+
+def test_a_held_run_goes_on_once_the_lagging_cancel_path_shows_no_cancel_for_it(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/long", {"key": "free", "sleep": 2}, id="free-run")
+        stack.wait_run(lambda r: r["function_id"] == "e2e-long" and r["status"] == "Sleeping")
+        stack.stop_service("canceller")
+        stack.send("test/cancel", {"key": "someone-else"}, id="other-cancel")  # unprocessed: could be ours
+        time.sleep(3)
+        assert stack.wait_run(lambda r: r["function_id"] == "e2e-long")["held"] == "gate"
+        stack.start_service("canceller")
+        done = stack.wait_run(lambda r: r["function_id"] == "e2e-long" and r["status"] == "Completed", timeout=20)
+    assert done["gate_wait_ms"] >= 1000 and done["held"] is None
