@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from typing import Any, Optional
 
@@ -32,6 +30,7 @@ from .kafka.client import admin_config, bootstrap, consumer_config, producer_con
 from .logs import setup_logging
 from .serde import EVENT, Serde, SerdeError
 from .serde.models import Event
+from .supervise import run_services, run_worker
 
 app = typer.Typer(help="Kafka-native runtime for event-driven functions.", no_args_is_help=True)
 topics_app = typer.Typer(help="Create and inspect the pipeline's topics.", no_args_is_help=True)
@@ -190,26 +189,6 @@ def tail(topic: str = typer.Argument(..., help="topic, unprefixed (events, runs,
 # -- services -------------------------------------------------------------------------------------------------
 
 
-def build_loops(settings: Settings, app_spec: str | None, services: tuple[str, ...]) -> list[Any]:
-    """Build the service loops for ``services`` (not started)."""
-    from .canceller.service import Canceller
-    from .kafka.loop import ServiceLoop
-    from .matcher.service import Matcher
-    from .runs.owner import RunOwner
-    from .sdk.app import Registry, load_app
-
-    registry = Registry([load_app(app_spec)]) if app_spec else Registry([])
-    loops = []
-    for name in services:
-        if name == "matcher":
-            loops.append(ServiceLoop(Matcher(registry, settings), settings))
-        elif name == "executor":
-            loops.append(ServiceLoop(RunOwner(registry, settings), settings))
-        elif name == "canceller":
-            loops.append(ServiceLoop(Canceller(settings), settings))
-    return loops
-
-
 def _ensure_dev_broker(settings: Settings) -> Settings:
     if settings.bootstrap_servers or os.environ.get("PIPELINE_BOOTSTRAP_SERVERS"):
         return settings
@@ -233,39 +212,9 @@ def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pip
     for report in t.create_topics(_admin(settings), settings):
         if report.drift:
             err.print(f"[yellow]topic {report.topic} drifts from its spec: {'; '.join(report.drift)}[/yellow]")
-    _run_services(settings, app_spec, SERVICES, host=host, port=port)
-
-
-class ChildWorker:
-    """``pipeline dev``'s workers: a ``pipeline run worker`` child process, so user code can neither stall the
-    services (the GIL) nor crash them. A worker that dies is started again."""
-
-    def __init__(self, settings: Settings, app_spec: str) -> None:
-        self.env = dict(os.environ, PIPELINE_BOOTSTRAP_SERVERS=bootstrap(settings),
-                        PIPELINE_TOPIC_PREFIX=settings.topic_prefix)
-        self.argv = [sys.executable, "-m", "pipeline.cli", "run", "worker", "--app", app_spec]
-        self.proc: Any = None
-        self.restarts = 0
-
-    def start(self) -> None:
-        import subprocess
-
-        self.proc = subprocess.Popen(self.argv, env=self.env)
-
-    def check(self) -> None:
-        """Restart the worker if it died (its unfinished invocations are delivered again)."""
-        if self.proc is not None and self.proc.poll() is not None:
-            err.print(f"[yellow]worker exited with {self.proc.returncode}; starting it again[/yellow]")
-            self.restarts += 1
-            self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(35)
-            except Exception:
-                self.proc.kill()
+    code = run_services(settings, app_spec, SERVICES, host=host, port=port)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("run")
@@ -281,63 +230,11 @@ def run_service(service: str = typer.Argument(..., help="matcher | executor | ca
         raise typer.Exit(2)
     setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
     if service == "worker":
-        _run_worker(_settings(), app_spec or "")
-        return
-    _run_services(_settings(), app_spec, (service,), host=host, port=port)
-
-
-def _run_worker(settings: Settings, app_spec: str) -> None:
-    """A worker process: runs handlers until SIGTERM; exits 1 if its outcomes cannot be delivered."""
-    from .sdk.app import Registry, load_app
-    from .workers.service import Worker, WorkerFailed
-
-    worker = Worker(Registry([load_app(app_spec)]), settings)
-    worker.install_signal_handlers()
-    try:
-        worker.run()
-    except WorkerFailed as exc:
-        err.print(f"[red]worker failed: {exc}[/red]")
-        raise typer.Exit(1)
-
-
-def _run_services(settings: Settings, app_spec: str | None, services: tuple[str, ...], *, host: str,
-                  port: int) -> None:
-    from .kafka.loop import run_in_thread
-
-    loops = build_loops(settings, app_spec, services)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    threads = [run_in_thread(loop) for loop in loops]
-    child = ChildWorker(settings, app_spec) if "worker" in services and app_spec else None
-    if child is not None:
-        child.start()
-    server = None
-    if "api" in services:
-        from .api.server import start_in_thread
-
-        server, api_thread = start_in_thread(settings, host, port)
-        threads.append(api_thread)
-        err.print(f"[green]HTTP API on http://{host}:{port}[/green]")
-    failed = False
-    while not stop.is_set():
-        if any(not th.is_alive() for th in threads):
-            err.print("[red]a service stopped unexpectedly; shutting down[/red]")
-            failed = True
-            break
-        if child is not None:
-            child.check()
-        stop.wait(0.5)
-    if child is not None:
-        child.stop()
-    for loop in loops:
-        loop.stop()
-    if server is not None:
-        server.should_exit = True
-    for thread in threads:
-        thread.join(timeout=30)
-    if failed:
-        raise typer.Exit(1)  # an unexpected stop is a failure: supervisors restart on non-zero
+        code = run_worker(_settings(), app_spec or "")
+    else:
+        code = run_services(_settings(), app_spec, (service,), host=host, port=port)
+    if code:
+        raise typer.Exit(code)
 
 
 # -- replay ---------------------------------------------------------------------------------------------------
@@ -366,6 +263,11 @@ def replay(from_timestamp: Optional[int] = typer.Option(None, "--from-timestamp"
         for tp in parts:
             if tp.offset < 0:  # no record at or after the time: start at the end
                 tp.offset = consumer.get_watermark_offsets(TopicPartition(name, tp.partition), timeout=10)[1]
+    members = _wait_group_empty(_admin(settings), group_id, timeout=12.0)
+    if members:
+        consumer.close()
+        err.print(f"[red]group {group_id} still has live members ({', '.join(members)}): stop them first[/red]")
+        raise typer.Exit(1)
     try:
         consumer.commit(offsets=parts, asynchronous=False)
     except Exception as exc:
@@ -375,6 +277,25 @@ def replay(from_timestamp: Optional[int] = typer.Option(None, "--from-timestamp"
         consumer.close()
     for tp in parts:
         typer.echo(f"{name}[{tp.partition}] -> {tp.offset}")
+
+
+def _wait_group_empty(admin: AdminClient, group_id: str, timeout: float) -> list[str]:
+    """Wait until ``group_id`` has no members; return the ones left after ``timeout``.
+
+    A stopped service stays a member for its session timeout (6 s): it is a static member, which does not
+    leave its group on close, so that a restart takes its partitions back without a rebalance."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        description = admin.describe_consumer_groups([group_id])[group_id].result(10)
+        members = [m.group_instance_id or m.member_id for m in description.members]
+        if not members or time.monotonic() > deadline:
+            return members
+        if not told:
+            err.print(f"[yellow]waiting for {len(members)} member(s) of {group_id} to leave "
+                      "(a stopped service leaves after its 6 s session timeout)[/yellow]")
+            told = True
+        time.sleep(0.5)
 
 
 def main() -> None:

@@ -25,8 +25,13 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1)
     instance_id: str = Field(
         default_factory=socket.gethostname,
-        description="stable and unique per instance (default: host name): names the transactional.id, so a "
-        "restarted instance fences its previous self; two instances on one host need distinct ids")
+        description="stable and unique per instance: names the transactional.id and the static group member, so a "
+        "restarted instance fences its previous self and takes its partitions back. `pipeline run`/`dev` default "
+        "to the host name plus the lowest free slot on the host (pipeline.instance)")
+    static_membership: bool = Field(
+        default=True, description="join consumer groups as a static member named by the instance id: a restarted "
+        "instance takes its partitions back at once; one that stops for good hands them over after the session "
+        "timeout (6 s)")
     exactly_once: bool = Field(default=True, description="Kafka transactions; false = at-least-once")
     event_key: str | None = Field(default=None, description="key required in POST /e/{key}")
     signing_key: str | None = Field(default=None, description="Bearer key for the run and cancellation APIs")
@@ -47,6 +52,9 @@ class Settings(BaseSettings):
     offset_commit_interval_ms: int = Field(
         default=20, ge=1, description="how soon a service commits the offsets of records that produced no output; "
         "the watermark gate waits for those commits")
+    stall_timeout_ms: int = Field(
+        default=30_000, ge=0, description="`pipeline run`/`dev` exit with code 70 when a service loop makes no "
+        "progress for this long (a Kafka call hung past its deadline); 0 turns the watchdog off")
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:

@@ -536,6 +536,17 @@ def kill_node(name: str, index: int, *, home: Path | None = None) -> bool:
     return True
 
 
+def pause_node(name: str, index: int, paused: bool = True, *, home: Path | None = None) -> bool:
+    """SIGSTOP (or SIGCONT) node ``index``: a broker that hangs with its sockets open, the fault that makes
+    client calls block instead of fail. For stall tests; True if the node runs."""
+    cdir, spec = _require_spec(name, home)
+    pid = _pid_of(cdir, index)
+    if pid is None or not _node_alive(cdir, index):
+        return False
+    signal_pid(pid, signal.SIGSTOP if paused else signal.SIGCONT)
+    return True
+
+
 def start_node(name: str, index: int, *, timeout: float = 90.0, home: Path | None = None,
                progress: Progress = _quiet) -> str:
     """(Re)start one node of an existing cluster and wait until it serves; returns the bootstrap."""

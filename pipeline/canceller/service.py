@@ -23,6 +23,7 @@ from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import bootstrap
 from ..kafka.loop import Emitter
+from ..kafka.deadletter import DeadLetterSink
 from ..kafka.restore import restore
 from ..runs.state import cancel_command
 from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, RUN_COMMAND, Serde
@@ -46,6 +47,7 @@ class Canceller:
         self.index_topic = settings.topic(t.CANCEL_INDEX)
         self.commands_topic = settings.topic(t.RUN_COMMANDS)
         self.servers = bootstrap(settings)
+        self.restore_dead_letters = DeadLetterSink(self.servers, settings.topic(t.DEAD_LETTER), self.name)
         self.indexes: dict[int, CancelIndex] = {}
         self._next_expiry = 0
         self.cancels_sent = 0
@@ -65,7 +67,7 @@ class Canceller:
             self.indexes[p] = self._new_index()
         count, seconds = restore(self.servers, self.index_topic, [p for p in parts if ends.get(p, 0) > 0],
                                  lambda msg: self._apply(msg, match=False), end_offsets=ends,
-                                 label="canceller index")
+                                 label="canceller index", dead_letter=self.restore_dead_letters)
         metrics.RESTORE_SECONDS.labels(self.name, self.index_topic).set(seconds)
         metrics.RESTORE_RECORDS.labels(self.name, self.index_topic).set(count)
         log.info("cancel index rebuilt", extra={"partitions": parts, "records": count, "seconds": round(seconds, 3),

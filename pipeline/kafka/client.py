@@ -45,8 +45,13 @@ def producer_config(servers: str, *, transactional_id: str | None = None, **extr
     return conf
 
 
-def consumer_config(servers: str, group_id: str | None, *, read_committed: bool = True, **extra: Any) -> dict[str, Any]:
-    """A consumer that never auto-commits (the loop commits with its output) and reads only committed data."""
+def consumer_config(servers: str, group_id: str | None, *, read_committed: bool = True,
+                    instance_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A consumer that never auto-commits (the loop commits with its output) and reads only committed data.
+
+    ``instance_id`` makes it a static member of its group (KIP-345): a restarted process with the same id
+    rejoins with its old partitions and no rebalance, so a SIGKILL costs seconds, not a session timeout
+    plus a stop-the-world rebalance of every member."""
     conf: dict[str, Any] = {
         "bootstrap.servers": servers,
         "group.id": group_id or "pipeline-reader",
@@ -54,8 +59,12 @@ def consumer_config(servers: str, group_id: str | None, *, read_committed: bool 
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed" if read_committed else "read_uncommitted",
-        "partition.assignment.strategy": "range",
-        "session.timeout.ms": 10000,
+        # Cooperative-sticky: a member joining or leaving moves only the partitions that must move; the
+        # others keep being consumed through the rebalance (range stopped every member for every change).
+        "partition.assignment.strategy": "cooperative-sticky",
+        # The broker's default minimum. A member that dies unseen (SIGKILL) loses its partitions after this
+        # long; with static membership a restarted member takes them back at once instead.
+        "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 1000,
         "max.poll.interval.ms": 300000,
         # A read_committed fetch that is already waiting is not woken by a commit marker (only by new bytes),
@@ -63,6 +72,8 @@ def consumer_config(servers: str, group_id: str | None, *, read_committed: bool 
         # an idle consumer ~100 small fetches a second.
         "fetch.wait.max.ms": 10,
     }
+    if instance_id:
+        conf["group.instance.id"] = instance_id
     conf.update(extra)
     return conf
 

@@ -24,7 +24,6 @@ import logging
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -34,6 +33,8 @@ from ..config import Settings
 from ..serde import Serde
 from . import metrics
 from .client import bootstrap, consumer_config, producer_config
+from .deadletter import dead_letter_headers
+from .watchdog import Heart
 
 log = logging.getLogger("pipeline.loop")
 
@@ -104,7 +105,8 @@ class ServiceLoop:
         stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.stats_callback(self.name, self.positions)} \
             if self.settings.metrics_port else {}
         self.consumer = Consumer(consumer_config(
-            self.servers, self.group_id, read_committed=True, **stats, **(consumer_overrides or {})))
+            self.servers, self.group_id, read_committed=True, **stats, **(consumer_overrides or {}),
+            instance_id=self.settings.instance_id if self.settings.static_membership else None))
         txid = f"{self.group_id}-{self.settings.instance_id}" if self.exactly_once else None
         self.producer = Producer(producer_config(self.servers, transactional_id=txid))
         self.emitter = Emitter(self.serde, self.settings)
@@ -115,6 +117,7 @@ class ServiceLoop:
         self._committed: dict[tuple[str, int], int] = {}
         self.processed = 0
         self.dead_lettered = 0
+        self.heart = Heart(self.name)  # beaten every iteration; a Watchdog may watch it (pipeline run/dev)
         bind = getattr(processor, "bind", None)
         if bind is not None:
             bind(self)
@@ -145,8 +148,9 @@ class ServiceLoop:
     def run(self) -> None:
         """Consume, process and commit batches until :meth:`stop`; then close cleanly."""
         metrics.serve(self.settings.metrics_port)
+        self.heart.attach()
         if self.exactly_once:
-            self.producer.init_transactions(60)
+            self.producer.init_transactions(20)
         self.consumer.subscribe(self.processor.topics(), on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_revoke)
         log.info("service started", extra={"service": self.name, "group": self.group_id,
@@ -154,6 +158,7 @@ class ServiceLoop:
         tick = getattr(self.processor, "tick", None)
         try:
             while not self._stop.is_set():
+                self.heart.beat()
                 # Wait for the first record only, then take whatever is already fetched: waiting
                 # for a full batch would hold every record for up to poll_timeout per hop.
                 # With offsets waiting for their commit, come back in time to commit them.
@@ -186,6 +191,9 @@ class ServiceLoop:
         for msg in msgs:
             err = msg.error()
             if err is not None:
+                # e.g. fenced by a newer member with our group.instance.id: this consumer cannot go on
+                if err.fatal() or err.code() == KafkaError._FATAL:
+                    raise KafkaException(err)
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error", extra={"service": self.name, "error": str(err)})
                 continue
@@ -258,7 +266,7 @@ class ServiceLoop:
                 # replayed from the committed offsets (see _handle_commit_failure).
                 self.producer.send_offsets_to_transaction(tps, self.consumer.consumer_group_metadata(),
                                                           SEND_OFFSETS_TIMEOUT)
-            _retrying(lambda: self.producer.commit_transaction(60))
+            _retrying(lambda: self.producer.commit_transaction(20), attempts=3)
             self._in_tx = False
         else:
             self.producer.flush(60)
@@ -312,7 +320,7 @@ class ServiceLoop:
         if self.exactly_once and self._in_tx and not err.fatal() and (err.txn_requires_abort() or err.retriable()):
             log.warning("aborting transaction", extra={"service": self.name, "error": str(err)})
             metrics.TX_ABORTS.labels(self.name).inc()
-            self.producer.abort_transaction(60)
+            self.producer.abort_transaction(20)
             self._in_tx = False
             self._uncommitted.clear()
             self._needs_rebuild = True
@@ -349,7 +357,9 @@ class ServiceLoop:
             on_assign(self.consumer, assignment)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assignment = list(partitions)
+        # Cooperative rebalancing: ``partitions`` are the ones added, not the whole assignment.
+        have = {(tp.topic, tp.partition) for tp in self._assignment}
+        self._assignment += [tp for tp in partitions if (tp.topic, tp.partition) not in have]
         log.info("partitions assigned", extra={"service": self.name,
                                                "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
         on_assign = getattr(self.processor, "assigned", None)
@@ -383,26 +393,6 @@ class ServiceLoop:
             self.consumer.close()
             log.info("service stopped", extra={"service": self.name, "processed": self.processed,
                                                "dead_lettered": self.dead_lettered})
-
-
-def dead_letter_headers(service: str, msg: Message, exc: BaseException) -> Headers:
-    """Log a record a service gives up on and build the headers that say why and where it came from."""
-    reason = f"{type(exc).__name__}: {exc}"[:1000]
-    log.warning("dead-lettered record", extra={
-        "service": service, "topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-        "reason": reason, "trace": traceback.format_exc(limit=3)})
-    headers: Headers = [
-        ("dlq.reason", reason.encode()),
-        ("dlq.error.class", type(exc).__name__.encode()),
-        ("dlq.source.topic", msg.topic().encode()),
-        ("dlq.source.partition", str(msg.partition()).encode()),
-        ("dlq.source.offset", str(msg.offset()).encode()),
-        ("dlq.service", service.encode()),
-    ]
-    original = msg.headers()
-    if original:
-        headers.extend(original)
-    return headers
 
 
 def _retrying(call: Any, attempts: int = 5) -> None:

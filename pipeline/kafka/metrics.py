@@ -19,6 +19,8 @@ BATCH_SECONDS = Histogram("pipeline_batch_seconds", "time to process and commit 
 LAG = Gauge("pipeline_consumer_lag", "records behind the end of the partition", ["service", "topic", "partition"])
 RESTORE_SECONDS = Gauge("pipeline_restore_seconds", "time the last state rebuild took", ["service", "topic"])
 RESTORE_RECORDS = Gauge("pipeline_restore_records", "records read by the last state rebuild", ["service", "topic"])
+WATCHDOG_TRIPS = Counter("pipeline_watchdog_trips_total", "loops found making no progress (the process then exits)",
+                         ["service"])
 TX_ABORTS = Counter("pipeline_transaction_aborts_total", "aborted transactions", ["service"])
 
 # the run owner and the workers

@@ -16,16 +16,20 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .client import consumer_config
+from .deadletter import DeadLetterSink
+from .watchdog import beat
 
 log = logging.getLogger("pipeline.restore")
 
 
 def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Callable[[Message], None],
             *, end_offsets: dict[int, int] | None = None, label: str = "restore",
-            batch: int = 2000) -> tuple[int, float]:
+            batch: int = 2000, dead_letter: DeadLetterSink | None = None) -> tuple[int, float]:
     """Feed every record of ``topic``'s ``partitions`` (from offset 0 up to the end, or ``end_offsets``) to on_record.
 
-    Reads with read_committed, so aborted writes are never restored. Returns (records, seconds).
+    Reads with read_committed, so aborted writes are never restored. A record that ``on_record`` raises on goes
+    to ``dead_letter`` and the restore goes on (without a sink it raises: a caller that cannot lose a record says
+    so). Returns (records, seconds).
     """
     started = time.monotonic()
     parts = sorted(set(partitions))
@@ -62,11 +66,19 @@ def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Call
                     if msg.offset() >= targets[p]:
                         pending.discard(p)
                         continue
-                    on_record(msg)
+                    try:
+                        on_record(msg)
+                    except Exception as exc:
+                        if dead_letter is None:
+                            raise
+                        dead_letter.send(msg, exc)
                     count += 1
                     if msg.offset() + 1 >= targets[p]:
                         pending.discard(p)
                 advance(len(msgs))
+                beat()  # a long restore is progress, not a stall
+        if dead_letter is not None:
+            dead_letter.flush()
         seconds = time.monotonic() - started
         log.info("state rebuilt", extra={"topic": topic, "partitions": parts, "records": count,
                                          "seconds": round(seconds, 3), "label": label})

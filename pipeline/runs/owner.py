@@ -34,6 +34,7 @@ from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
 from ..kafka.loop import Emitter, OutputTooLarge
+from ..kafka.deadletter import DeadLetterSink
 from ..kafka.restore import restore
 from ..sdk.app import Registry
 from ..sdk.function import Function
@@ -74,6 +75,7 @@ class RunOwner:
         self.events_topic = settings.topic(t.EVENTS)
         self.index_topic = settings.topic(t.CANCEL_INDEX)
         self.servers = bootstrap(settings)
+        self.restore_dead_letters = DeadLetterSink(self.servers, settings.topic(t.DEAD_LETTER), self.name)
         self.tables: dict[int, dict[str, dict[str, Any]]] = {}
         self.timers: list[tuple[int, str, int]] = []
         self.slots: dict[int, Slots] = {}
@@ -113,7 +115,8 @@ class RunOwner:
             state = self.serde.decode_as(RUN_STATE, msg.value())
             table[state["run_id"]] = state
 
-        count, seconds = restore(self.servers, self.runs_topic, parts, load, label="executor runs")
+        count, seconds = restore(self.servers, self.runs_topic, parts, load, label="executor runs",
+                                 dead_letter=self.restore_dead_letters)
         metrics.RESTORE_SECONDS.labels(self.name, self.runs_topic).set(seconds)
         metrics.RESTORE_RECORDS.labels(self.name, self.runs_topic).set(count)
         self.timers = [entry for entry in self.timers if entry[2] not in parts]

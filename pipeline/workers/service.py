@@ -33,7 +33,8 @@ from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import bootstrap, consumer_config, producer_config
-from ..kafka.loop import dead_letter_headers
+from ..kafka.watchdog import Heart
+from ..kafka.deadletter import dead_letter_headers
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import INVOCATION, STEP_OUTCOME, Serde
@@ -107,7 +108,9 @@ class Worker:
         self.dead_letter_topic = self.settings.topic(t.DEAD_LETTER)
         self.group_id = group_id or f"{self.settings.topic_prefix}pipeline-worker"
         self.ident = f"{socket.gethostname()}:{os.getpid()}"
-        self.consumer = Consumer(consumer_config(self.servers, self.group_id, read_committed=True))
+        self.consumer = Consumer(consumer_config(
+            self.servers, self.group_id, read_committed=True,
+            instance_id=self.settings.instance_id if self.settings.static_membership else None))
         self.producer = Producer(producer_config(self.servers, **{"linger.ms": 1}))
         self.offsets = _Offsets()
         self.fn_logger = logging.getLogger("pipeline.function")
@@ -120,6 +123,7 @@ class Worker:
         self._assigned: set[int] = set()
         self._last_commit = time.monotonic()
         self.completed = 0
+        self.heart = Heart(self.name)  # the loop's progress, for the process watchdog (slow handlers do not stop it)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -140,8 +144,10 @@ class Worker:
                                 on_lost=self._on_revoke)
         log.info("worker started", extra={"group": self.group_id, "concurrency": self.concurrency,
                                           "worker": self.ident})
+        self.heart.attach()
         try:
             while not self._stop.is_set():
+                self.heart.beat()
                 if self._failure is not None:
                     raise WorkerFailed(self._failure)
                 free = self.concurrency - self.offsets.count()
@@ -194,6 +200,8 @@ class Worker:
         """The invocation, the reason it cannot be read, or None for a consumer event."""
         err = msg.error()
         if err is not None:
+            if err.fatal() or err.code() == KafkaError._FATAL:  # fenced by a twin: this consumer cannot go on
+                raise WorkerFailed(str(err))
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error", extra={"error": str(err)})
             return None

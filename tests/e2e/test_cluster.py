@@ -4,7 +4,6 @@ every run that was started is cancelled exactly once."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +12,7 @@ from pipeline.broker import embedded
 from pipeline.testing.stack import Stack
 
 from .apps import app
+from .clusters import own_cluster
 
 # Not in the default run: 5 of 9 runs here passed in ~30 s. In the others a service thread stays
 # blocked in producer.send_offsets_to_transaction after the broker dies, which looks like a deadlock
@@ -24,12 +24,8 @@ CANCELLED = "inngest/function.cancelled"
 
 @pytest.fixture
 def cluster() -> Iterator[tuple[str, str]]:
-    name = f"e2e3-{uuid.uuid4().hex[:6]}"
-    bootstrap = embedded.start(nodes=3, name=name, port=0, use_env=False, ephemeral=True)
-    try:
-        yield name, bootstrap
-    finally:
-        embedded.destroy(name)
+    with own_cluster(3, "e2e3") as named:
+        yield named
 
 
 def test_one_broker_killed_mid_run_loses_nothing(cluster: tuple[str, str]) -> None:

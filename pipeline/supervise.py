@@ -1,0 +1,154 @@
+"""Running services as a process: which loops, which instance id, who watches them, and how the process ends.
+
+``pipeline run SERVICE`` and ``pipeline dev`` both come here. The rules are crash-only (docs/reliability.md):
+every stop that nobody asked for ends the process with a non-zero code, so that a supervisor which restarts
+on failure (compose ``restart: on-failure``, systemd ``Restart=on-failure``) always restarts it:
+
+* 0  asked to stop (SIGTERM/SIGINT), after the last batch committed;
+* 1  a service failed (its thread died, or a worker could not deliver outcomes);
+* 70 the watchdog found a loop making no progress (a Kafka call hung past its deadline).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+from rich.console import Console
+
+from .config import Settings
+from .instance import resolve_instance
+from .kafka.client import bootstrap
+from .kafka.watchdog import Watchdog
+
+err = Console(stderr=True)
+EXIT_FAILED = 1
+
+
+def build_loops(settings: Settings, app_spec: str | None, services: tuple[str, ...]) -> list[Any]:
+    """Build the service loops for ``services`` (not started)."""
+    from .canceller.service import Canceller
+    from .kafka.loop import ServiceLoop
+    from .matcher.service import Matcher
+    from .runs.owner import RunOwner
+    from .sdk.app import Registry, load_app
+
+    registry = Registry([load_app(app_spec)]) if app_spec else Registry([])
+    loops = []
+    for name in services:
+        if name == "matcher":
+            loops.append(ServiceLoop(Matcher(registry, settings), settings))
+        elif name == "executor":
+            loops.append(ServiceLoop(RunOwner(registry, settings), settings))
+        elif name == "canceller":
+            loops.append(ServiceLoop(Canceller(settings), settings))
+    return loops
+
+
+
+
+class ChildWorker:
+    """``pipeline dev``'s workers: a ``pipeline run worker`` child process, so user code can neither stall the
+    services (the GIL) nor crash them. A worker that dies is started again."""
+
+    def __init__(self, settings: Settings, app_spec: str) -> None:
+        self.env = dict(os.environ, PIPELINE_BOOTSTRAP_SERVERS=bootstrap(settings),
+                        PIPELINE_TOPIC_PREFIX=settings.topic_prefix)
+        self.argv = [sys.executable, "-m", "pipeline.cli", "run", "worker", "--app", app_spec]
+        self.proc: Any = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env)
+
+    def check(self) -> None:
+        """Restart the worker if it died (its unfinished invocations are delivered again)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            err.print(f"[yellow]worker exited with {self.proc.returncode}; starting it again[/yellow]")
+            self.restarts += 1
+            self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(35)
+            except Exception:
+                self.proc.kill()
+
+
+
+
+
+def _watchdog(settings: Settings, hearts: list[Any]) -> Watchdog | None:
+    """Watch the loops' hearts when the stall limit is on (``PIPELINE_STALL_TIMEOUT_MS``)."""
+    if not settings.stall_timeout_ms:
+        return None
+    dog = Watchdog(settings.stall_timeout_ms / 1000)
+    for heart in hearts:
+        dog.watch(heart)
+    dog.start()
+    return dog
+
+
+def run_services(settings: Settings, app_spec: str | None, services: tuple[str, ...], *, host: str,
+                 port: int) -> int:
+    """Run ``services`` in this process until SIGTERM/SIGINT or a failure; returns the exit code."""
+    from .kafka.loop import run_in_thread
+
+    settings = resolve_instance(settings, [s for s in services if s != "worker"])
+    loops = build_loops(settings, app_spec, services)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    _watchdog(settings, [loop.heart for loop in loops])
+    threads = [run_in_thread(loop) for loop in loops]
+    child = ChildWorker(settings, app_spec) if "worker" in services and app_spec else None
+    if child is not None:
+        child.start()
+    server = None
+    if "api" in services:
+        from .api.server import start_in_thread
+
+        server, api_thread = start_in_thread(settings, host, port)
+        threads.append(api_thread)
+        err.print(f"[green]HTTP API on http://{host}:{port}[/green]")
+    code = 0
+    while not stop.is_set():
+        if any(not th.is_alive() for th in threads):
+            err.print("[red]a service stopped unexpectedly; shutting down[/red]")
+            code = EXIT_FAILED  # supervisors restart on non-zero
+            break
+        if child is not None:
+            child.check()
+        stop.wait(0.5)
+    if child is not None:
+        child.stop()
+    for loop in loops:
+        loop.stop()
+    if server is not None:
+        server.should_exit = True
+    for thread in threads:
+        thread.join(timeout=30)
+    return code
+
+
+def run_worker(settings: Settings, app_spec: str) -> int:
+    """A worker process: runs handlers until SIGTERM; 1 if its outcomes cannot be delivered."""
+    from .sdk.app import Registry, load_app
+    from .workers.service import Worker, WorkerFailed
+
+    settings = resolve_instance(settings, ["worker"])
+    worker = Worker(Registry([load_app(app_spec)]), settings)
+    worker.install_signal_handlers()
+    _watchdog(settings, [worker.heart])
+    try:
+        worker.run()
+    except WorkerFailed as exc:
+        err.print(f"[red]worker failed: {exc}[/red]")
+        return EXIT_FAILED
+    return 0
