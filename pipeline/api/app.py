@@ -29,7 +29,7 @@ from typing import Annotated, Any, TypeVar
 
 from confluent_kafka import KafkaException, Producer
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter, make_asgi_app
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
@@ -45,6 +45,7 @@ from ..runs.state import cancel_command
 from ..serde import BULK_CANCELLATION, EVENT, RUN_COMMAND, Serde, SerdeError
 from ..serde.models import ENDED_STATUSES, Event, RunView, now_ms
 from . import auth
+from .edge import SafeJSONResponse, allowed_methods, answers, body, event_body_schema, has_lone_surrogate
 from .tables import CancellationTable, RunTable
 
 log = logging.getLogger("pipeline.api")
@@ -215,6 +216,8 @@ def validate_window(started_before: int, started_after: int | None, now: int) ->
     applies to runs that have already started, and a far-future bound would silently keep
     cancelling new runs for as long as the rule lives.
     """
+    if started_before < 0:
+        raise ValueError("started_before must not be negative")
     if started_before > now + MAX_FUTURE_MS:
         raise ValueError(f"started_before is {started_before - now} ms in the future; "
                          f"at most {MAX_FUTURE_MS} ms is allowed")
@@ -384,7 +387,7 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
             app.state.writer = None
             del writer, prod
 
-    app = FastAPI(title="pipeline", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="pipeline", version="0.1.0", lifespan=lifespan, default_response_class=SafeJSONResponse,
                   description="Inngest-compatible event, run and cancellation API backed by Kafka")
     app.add_middleware(BodySizeLimit, limit=settings.max_event_bytes)
     metrics_app = make_asgi_app()
@@ -396,18 +399,24 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         if exc.status >= 500:
             log.warning("request failed", extra={"path": request.url.path, "status": exc.status, "error": exc.message})
-        return JSONResponse(error_body(exc.status, exc.message, exc.details), status_code=exc.status)
+        return SafeJSONResponse(error_body(exc.status, exc.message, exc.details), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # unknown paths (404) and methods (405) in the same shape as every other error
-        return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code,
-                            headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allow = allowed_methods(request.app.routes, request.scope)
+            if request.method == "OPTIONS" and allow:  # what a path serves (no CORS here: same-origin API)
+                return Response(status_code=204, headers={"Allow": ", ".join(allow)})
+            headers["Allow"] = ", ".join(allow)
+        return SafeJSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code,
+                                headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the traceback (it re-raises to the server); the client gets no detail.
-        return JSONResponse(error_body(500, "internal server error"), status_code=500)
+        return SafeJSONResponse(error_body(500, "internal server error"), status_code=500)
 
     # -- helpers bound to this app ---------------------------------------------------------------------------
 
@@ -433,13 +442,17 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
         if len(raw) > settings.max_event_bytes:  # the middleware already cuts these off; belt and braces
             raise ApiError(413, f"request body larger than {settings.max_event_bytes} bytes")
         try:
-            return json.loads(raw)
+            payload = json.loads(raw)
         except RecursionError:  # a body of ~1000 nested [ or { fits in any size limit
             REQUESTS_REFUSED.labels("bad_json").inc()
             raise ApiError(400, "invalid JSON: nested too deeply") from None
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int over Python's digit limit
             REQUESTS_REFUSED.labels("bad_json").inc()
             raise ApiError(400, f"invalid JSON: {exc}") from None
+        if has_lone_surrogate(raw, payload):
+            REQUESTS_REFUSED.labels("bad_json").inc()
+            raise ApiError(400, "invalid JSON: a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)")
+        return payload
 
     async def find_run(runs: RunTable, run_id: str) -> dict[str, Any]:
         state = runs.get(run_id)
@@ -454,21 +467,21 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
 
     # -- health ----------------------------------------------------------------------------------------------
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses={503: {"description": "tables still loading from Kafka"}})
     async def healthz(request: Request) -> JSONResponse:
         """200 once both tables have caught up with Kafka, so a load balancer only routes to a useful instance."""
         runs, cancellations = tables(request)
-        body: dict[str, Any] = {"tables": {
+        report: dict[str, Any] = {"tables": {
             table.name: {"ready": table.ready.is_set(), "records": table.records_read,
                          "restore_seconds": table.restore_seconds, "error": table.error}
             for table in (runs, cancellations)}}
         if runs.ready.is_set() and cancellations.ready.is_set():
-            return JSONResponse({"status": "ok", **body})
-        return JSONResponse({"status": "starting", **body}, status_code=503)
+            return JSONResponse({"status": "ok", **report})
+        return JSONResponse({"status": "starting", **report}, status_code=503)
 
     # -- events ----------------------------------------------------------------------------------------------
 
-    @app.post("/e/{event_key}")
+    @app.post("/e/{event_key}", responses=answers(400, 401, 413), openapi_extra=body(event_body_schema()))
     async def send_events(event_key: str, request: Request) -> dict[str, Any]:
         """Ingest one event or a list of them (Inngest's ``/e/{key}``); answers the ids in order."""
         if not auth.event_key_ok(settings, event_key):
@@ -502,20 +515,20 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
 
     # -- runs ------------------------------------------------------------------------------------------------
 
-    @app.get("/v1/events/{event_id}/runs")
+    @app.get("/v1/events/{event_id}/runs", responses=answers(401, 503))
     async def event_runs(event_id: str, request: Request) -> dict[str, Any]:
         """The runs an event started (empty while the matcher has not scheduled them yet)."""
         require_signing_key(request)
         runs, _ = await ensure_ready(request)
         return {"data": [RunView.from_state(s).model_dump() for s in runs.for_event(event_id)]}
 
-    @app.get("/v1/runs/{run_id}")
+    @app.get("/v1/runs/{run_id}", responses=answers(401, 404, 503))
     async def get_run(run_id: str, request: Request) -> dict[str, Any]:
         require_signing_key(request)
         runs, _ = await ensure_ready(request)
         return {"data": RunView.from_state(await find_run(runs, run_id)).model_dump()}
 
-    @app.delete("/v1/runs/{run_id}")
+    @app.delete("/v1/runs/{run_id}", responses=answers(401, 404, 409, 503))
     async def cancel_run(run_id: str, request: Request) -> dict[str, Any]:
         """Ask the run's owner to cancel it. Answers once the command is in Kafka, before it is applied."""
         require_signing_key(request)
@@ -529,7 +542,8 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
 
     # -- bulk cancellations ----------------------------------------------------------------------------------
 
-    @app.post("/v1/cancellations")
+    @app.post("/v1/cancellations", responses=answers(400, 401, 413, 503),
+              openapi_extra=body(CancellationRequest.model_json_schema(by_alias=True)))
     async def create_cancellation(request: Request) -> dict[str, Any]:
         """Cancel every active run of a function started within a window (and matching ``if``)."""
         require_signing_key(request)
@@ -557,13 +571,13 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
         await poll_until(lambda: cancellations.applied(partition, offset), run_wait_seconds)
         return {"data": cancellation_view(record, 0)}
 
-    @app.get("/v1/cancellations")
+    @app.get("/v1/cancellations", responses=answers(401, 503))
     async def list_cancellations(request: Request) -> dict[str, Any]:
         require_signing_key(request)
         runs, cancellations = await ensure_ready(request)
         return {"data": [cancellation_view(r, runs.cancelled_by(r["id"])) for r in cancellations.all()]}
 
-    @app.delete("/v1/cancellations/{cancellation_id}")
+    @app.delete("/v1/cancellations/{cancellation_id}", responses=answers(401, 404, 503))
     async def stop_cancellation(cancellation_id: str, request: Request) -> dict[str, Any]:
         """Stop a bulk cancellation: runs it already cancelled stay cancelled; no further ones are."""
         require_signing_key(request)

@@ -87,7 +87,9 @@ class Watchdog:
         return [(h, now - h.last) for h in self.hearts if now - h.last > self.limit]
 
     def check(self) -> bool:
-        """One round: report and trip on the first stalled heart. True if one tripped."""
+        """One round: report each stalled heart, stop watching it and trip ``on_stall`` (which exits, or, in
+        an in-process test stack, replaces the service and watches the new heart). True if one tripped."""
+        tripped = False
         for heart, silent in self.stalled():
             frame = sys._current_frames().get(heart.thread_id) if heart.thread_id else None
             stack = "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)"
@@ -97,16 +99,16 @@ class Watchdog:
                                 "limit_seconds": self.limit, "stack": stack})
             for handler in logging.getLogger().handlers:
                 handler.flush()
+            self.hearts.remove(heart)
             self.on_stall(heart, silent)
-            return True
-        return False
+            tripped = True
+        return tripped
 
     def start(self) -> threading.Thread:
         """Check every ``interval`` seconds in a daemon thread until :meth:`stop`."""
         def run() -> None:
             while not self._stop.wait(self.interval):
-                if self.check():
-                    return
+                self.check()
 
         thread = threading.Thread(target=run, name="watchdog", daemon=True)
         thread.start()

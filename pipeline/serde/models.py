@@ -32,7 +32,7 @@ class Event(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     user: dict[str, Any] = Field(default_factory=dict)
     id: str = ""
-    ts: int = 0
+    ts: int = Field(default=0, ge=0, le=2**63 - 1, description="ms since the epoch; 0 or absent = now")
     v: str | None = None
 
     @field_validator("name")

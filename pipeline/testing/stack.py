@@ -30,6 +30,7 @@ from ..config import Settings
 from ..kafka import topics as t
 from ..kafka.client import admin_config, consumer_config, producer_config
 from ..kafka.loop import ServiceLoop, run_in_thread
+from ..kafka.watchdog import Watchdog
 from ..sdk.app import App, Registry
 from ..serde import EVENT, RUN_STATE, Serde, SerdeError
 from ..serde.models import Event, event_record_to_dict
@@ -94,7 +95,7 @@ class Stack:
 
     def __init__(self, app: App | list[App], bootstrap: str, *, services: tuple[str, ...] = (
             "matcher", "executor", "canceller", "worker"), retry_backoff_ms: int = 200, partitions: int = 3,
-                 **settings: Any) -> None:
+                 stall_timeout_s: float | None = None, **settings: Any) -> None:
         self.apps = app if isinstance(app, list) else [app]
         self.settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
                                  partitions=partitions, instance_id=uuid.uuid4().hex[:8], **settings)
@@ -105,6 +106,11 @@ class Stack:
         self.loops: dict[str, Any] = {}
         self.threads: dict[str, threading.Thread] = {}
         self._producer = Producer(producer_config(bootstrap))
+        # In-process crash-only: a service whose loop stalls (a Kafka call hung) is replaced by a fresh one with
+        # the same instance id, which fences the stuck one, as `pipeline run` exits and is restarted.
+        self.watchdog = Watchdog(stall_timeout_s, on_stall=self._replace) if stall_timeout_s else None
+        self.replaced: list[tuple[str, float]] = []
+        self._hearts: dict[int, str] = {}
         self.runs: TopicWatcher | None = None
         self.system_events: TopicWatcher | None = None
 
@@ -118,9 +124,13 @@ class Stack:
                                           lambda v: event_record_to_dict(self.serde.decode_as(EVENT, v)))
         for name in self.services:
             self.start_service(name)
+        if self.watchdog is not None:
+            self.watchdog.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
         for name in list(self.loops):
             self.stop_service(name)
         for watcher in (self.runs, self.system_events):
@@ -150,9 +160,22 @@ class Stack:
         from ..workers.service import Worker, run_in_thread as run_worker
 
         loop = self.build_loop(name)
+        if self.watchdog is not None:
+            self._hearts[id(self.watchdog.watch(loop.heart))] = name
         thread = run_worker(loop) if isinstance(loop, Worker) else run_in_thread(loop)
         self.loops[name], self.threads[name] = loop, thread
         return loop
+
+    def _replace(self, heart: Any, silent: float) -> None:
+        """The watchdog's action here: abandon the stuck loop (its thread is blocked in librdkafka) and start
+        a new one; the stuck one's producer and consumer are fenced, so it dies when its call returns."""
+        name = self._hearts.pop(id(heart), None)
+        if name is None or name not in self.loops:
+            return
+        self.replaced.append((name, silent))
+        self.loops.pop(name).stop()
+        self.threads.pop(name)
+        self.start_service(name)
 
     def env(self, **extra: str) -> dict[str, str]:
         """Environment for a ``pipeline run SERVICE`` subprocess on this stack's topics (tests kill those)."""
