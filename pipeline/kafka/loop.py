@@ -164,7 +164,7 @@ class ServiceLoop:
                 # With offsets waiting for their commit, come back in time to commit them.
                 timeout = min(self.poll_timeout, self.offset_commit_interval) if self._uncommitted else self.poll_timeout
                 if getattr(self.processor, "waiting", False):  # runs wait on the tick (the owner's gate)
-                    timeout = min(timeout, 0.005)
+                    timeout = min(timeout, 0.002)
                 msgs = self.consumer.consume(1, timeout=timeout)
                 if msgs and self.settings.batch_size > 1:
                     msgs += self.consumer.consume(self.settings.batch_size - 1, timeout=0)

@@ -17,7 +17,9 @@ The proof that the cancel path passed T comes from the broker, not from the serv
    it has applied every such cancel, and the runs of that partition waiting at points ``<= t0``
    may go on.
 
-A :class:`GateProber` thread runs such rounds back to back while any run waits; the owner's loop
+:class:`GateProber` threads run such rounds back to back while any run waits, several at once and out of
+step, so that a run that starts waiting meets a round that begins soon after (a run waits for one whole
+round that *began* after its point, so with one thread it waited 1.5 rounds on average); the owner's loop
 thread releases runs (:class:`GateBook`). A partition that nobody consumes (a dead matcher not yet
 replaced) stalls step 2 or 3: that is exactly when waiting is right. The wait is bounded
 (``PIPELINE_GATE_MAX_WAIT_MS``); past it the run goes on with a warning and a metric.
@@ -54,7 +56,7 @@ def _now() -> int:
 class GateProber:
     """Runs proof rounds against the broker while :attr:`wanted`; finished rounds queue up in :attr:`rounds`."""
 
-    def __init__(self, servers: str, settings: Settings, *, poll_interval: float = 0.002) -> None:
+    def __init__(self, servers: str, settings: Settings, *, poll_interval: float = 0.002, threads: int = 3) -> None:
         self.settings = settings
         self.admin = AdminClient(admin_config(servers))
         self.poll_interval = poll_interval
@@ -64,19 +66,35 @@ class GateProber:
             (f"{prefix}pipeline-canceller", [settings.topic(t.CANCEL_INDEX)]),
         ]
         self.commands_topic = settings.topic(t.RUN_COMMANDS)
-        self.wanted = False
+        self._wanted = threading.Event()
         self.rounds: deque[Round] = deque()
         self.last_t0 = 0
         self._partitions: dict[str, list[int]] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gate-prober", daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(i,), name=f"gate-prober-{i}", daemon=True)
+                         for i in range(threads)]
+
+    @property
+    def wanted(self) -> bool:
+        return self._wanted.is_set()
+
+    @wanted.setter
+    def wanted(self, value: bool) -> None:
+        """Runs wait (or no longer do): idle threads wake at once instead of at their next poll."""
+        if value:
+            self._wanted.set()
+        else:
+            self._wanted.clear()
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        self._wanted.set()
+        for thread in self._threads:
+            thread.join(5)
 
     # -- one round -----------------------------------------------------------------------------------------
 
@@ -123,11 +141,16 @@ class GateProber:
         ends = self._ends(commands)
         return t0, {p: ends[(topic, p)] for topic, p in ends}
 
-    def _run(self) -> None:
+    def _run(self, index: int) -> None:
+        idle = True
         while not self._stop.is_set():
-            if not self.wanted:
-                self._stop.wait(0.01)
+            if not self._wanted.is_set():
+                idle = True
+                self._wanted.wait(0.1)
                 continue
+            if idle and index:  # thread 0 starts a round at once, the others out of step behind it
+                self._stop.wait(0.0015 * index)
+            idle = False
             try:
                 done = self.round()
             except Exception as exc:  # a broker hiccup: try again; the owner's max wait bounds the damage
@@ -135,8 +158,8 @@ class GateProber:
                 self._stop.wait(0.2)
                 continue
             if done is not None:
-                self.rounds.append(done)
-                self.last_t0 = done[0]
+                self.rounds.append(done)  # deque.append is thread-safe; the book takes rounds in any order
+                self.last_t0 = max(self.last_t0, done[0])
                 metrics.GATE_LAG.set(max(0.0, (_now() - done[0]) / 1000))
 
 
