@@ -235,3 +235,41 @@ def test_an_unexpected_failure_is_a_bare_json_500() -> None:
     assert r.status_code == 500
     assert r.json() == {"error": "internal server error", "status": 500}
     assert "secret" not in r.text and "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("body,problem", [
+    (b'{"name": "a", "ts": 9223372036854775808}', "ts"),  # one past int64: was an OverflowError in serde
+    (b'{"name": "a", "ts": -1}', "ts"),
+    (b'{"name": "a\\ud800"}', "surrogate"),  # a lone surrogate escape: not Unicode, and broke the error page
+    (b'{"name": "a", "id": "\\udfff"}', "surrogate"),
+])
+def test_inputs_found_by_fuzzing_are_400(body: bytes, problem: str) -> None:
+    _, client = _client()
+    r = client.post("/e/key", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert problem in r.text
+
+
+def test_a_bulk_cancellation_with_a_lone_surrogate_or_a_huge_negative_time_is_400() -> None:
+    _, client = _client()
+    for body in (b'{"app_id": "\\ud834", "function_id": "f", "started_before": 1}',
+                 b'{"app_id": "a", "function_id": "f", "started_before": -9223372036854775809}'):
+        r = client.post("/v1/cancellations", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+
+
+def test_options_and_405_name_every_method_that_the_path_serves() -> None:
+    _, client = _client()
+    options = client.options("/v1/runs/01ABC")
+    assert options.status_code == 204 and options.headers["allow"] == "DELETE, GET, OPTIONS"
+    wrong = client.post("/v1/runs/01ABC")
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "DELETE, GET, OPTIONS"
+
+
+def test_openapi_declares_the_request_bodies_and_the_error_codes() -> None:
+    _, client = _client()
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "requestBody" in paths["/e/{event_key}"]["post"]
+    assert "requestBody" in paths["/v1/cancellations"]["post"]
+    assert {"400", "401", "413"} <= set(paths["/e/{event_key}"]["post"]["responses"])
+    assert {"404", "409"} <= set(paths["/v1/runs/{run_id}"]["delete"]["responses"])
