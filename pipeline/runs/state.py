@@ -192,8 +192,10 @@ def failed_attempt(state: dict[str, Any], error: dict[str, Any], retries: int, n
     spent (the end passes the gate like any other point)."""
     attempt = state["attempt"] + 1
     if retriable and attempt <= retries:
-        delay = min(backoff_ms * (2 ** (attempt - 1)), MAX_BACKOFF_MS)
-        return Transition(state=_bump(state, attempt=attempt, wake_at=now_ms + delay, error=json.dumps(error),
+        retry_at = error.get("retry_at")  # RetryAfterError: the user said when
+        wake_at = max(int(retry_at), now_ms) if isinstance(retry_at, int) else \
+            now_ms + min(backoff_ms * (2 ** (attempt - 1)), MAX_BACKOFF_MS)
+        return Transition(state=_bump(state, attempt=attempt, wake_at=wake_at, error=json.dumps(error),
                                       status="Running"))
     return Transition(state=_bump(state, finishing="Failed", error=json.dumps(error), attempt=attempt,
                                   wake_at=None, ready_at=now_ms), ready=True)

@@ -4,7 +4,7 @@ from .app import App, Registry, load_app
 from .context import Context
 from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerEvent
 from .function import Function
-from .steps import AsyncStep, NonRetriableError, Step
+from .steps import AsyncStep, NonRetriableError, RetryAfterError, Step
 
 __all__ = ["App", "Registry", "load_app", "Context", "Cancel", "Concurrency", "DefinitionError", "Timeouts", "TriggerEvent",
-           "Function", "Step", "AsyncStep", "NonRetriableError"]
+           "Function", "Step", "AsyncStep", "NonRetriableError", "RetryAfterError"]

@@ -22,7 +22,7 @@ class App:
         self._functions: dict[str, Function] = {}
 
     def create_function(self, *, fn_id: str, trigger: TriggerEvent | list[TriggerEvent], name: str | None = None,
-                        cancel: list[Cancel] | Cancel | None = None, retries: int = 3,
+                        cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                         timeouts: Timeouts | None = None,
                         concurrency: list[Concurrency] | Concurrency | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator registering a handler. The definition is validated and compiled now."""

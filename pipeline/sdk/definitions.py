@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .durations import as_timedelta
 
 DEFAULT_CANCEL_TIMEOUT = datetime.timedelta(days=365)
 MAX_CANCEL_ENTRIES = 5
@@ -47,6 +49,11 @@ class Cancel(BaseModel):
     timeout: datetime.timedelta | None = None
     match: str | None = None
 
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout_ms(cls, value: Any) -> Any:
+        return as_timedelta(value, "Cancel.timeout")
+
     @model_validator(mode="after")
     def _match_or_if(self) -> "Cancel":
         if self.match is not None and self.if_exp is not None:
@@ -75,6 +82,11 @@ class Timeouts(BaseModel):
 
     start: datetime.timedelta | None = None
     finish: datetime.timedelta | None = None
+
+    @field_validator("start", "finish", mode="before")
+    @classmethod
+    def _ms(cls, value: Any) -> Any:
+        return as_timedelta(value, "Timeouts")
 
     def start_ms(self) -> int | None:
         return None if self.start is None else int(self.start.total_seconds() * 1000)

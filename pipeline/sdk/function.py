@@ -100,7 +100,7 @@ class Function:
 
 
 def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trigger: TriggerEvent | list[TriggerEvent],
-                   name: str | None = None, cancel: list[Cancel] | Cancel | None = None, retries: int = 3,
+                   name: str | None = None, cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                    timeouts: Timeouts | None = None,
                    concurrency: list[Concurrency] | Concurrency | None = None) -> Function:
     """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""

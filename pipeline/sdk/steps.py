@@ -12,9 +12,12 @@ from __future__ import annotations
 import datetime
 import inspect
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from .durations import duration_ms
 
 
 class Interrupt(BaseException):
@@ -62,7 +65,30 @@ class SendEventRequested(Interrupt):
 
 
 class NonRetriableError(Exception):
-    """Raise from a handler or step to fail the run at once, without retries."""
+    """Raise from a handler or step to fail the run at once, without retries (inngest-py's name and arguments).
+
+    ``quiet=True`` keeps the worker from logging it as an error: an expected failure, not a bug."""
+
+    def __init__(self, message: str | None = None, quiet: bool = False) -> None:
+        super().__init__(message or "")
+        self.quiet = quiet
+
+
+class RetryAfterError(Exception):
+    """Raise to retry no sooner than ``retry_after``: an int of milliseconds, a timedelta, or a datetime.
+
+    The owner schedules the next attempt at that time instead of its exponential backoff (a rate-limited API
+    that said when to come back). It still counts as an attempt."""
+
+    def __init__(self, message: str | None, retry_after: int | datetime.timedelta | datetime.datetime,
+                 quiet: bool = False) -> None:
+        super().__init__(message or "")
+        self.quiet = quiet
+        if isinstance(retry_after, datetime.datetime):
+            when = retry_after if retry_after.tzinfo else retry_after.replace(tzinfo=datetime.timezone.utc)
+            self.retry_at_ms = int(when.timestamp() * 1000)
+        else:
+            self.retry_at_ms = time.time_ns() // 1_000_000 + duration_ms(retry_after, "RetryAfterError.retry_after")
 
 
 def _to_json(step_id: str, value: Any) -> str:
@@ -135,12 +161,12 @@ class Step(_StepBase):
             result = fn(*args)
         raise StepCompleted(key, "run", _to_json(key, result))
 
-    def sleep(self, step_id: str, duration: datetime.timedelta | int | float) -> None:
-        """Sleep durably; a number is seconds."""
-        seconds = duration.total_seconds() if isinstance(duration, datetime.timedelta) else float(duration)
+    def sleep(self, step_id: str, duration: datetime.timedelta | int) -> None:
+        """Sleep durably for a timedelta or an int of **milliseconds** (as inngest-py)."""
+        ms = duration_ms(duration, f"step.sleep({step_id!r})")
         key = self._key(step_id)
         if key not in self._memo:
-            raise SleepRequested(key, self._now_ms + int(seconds * 1000))
+            raise SleepRequested(key, self._now_ms + ms)
 
     def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
         """Sleep durably until a point in time."""
@@ -169,7 +195,7 @@ class AsyncStep(_StepBase):
                 result = await result
         raise StepCompleted(key, "run", _to_json(key, result))
 
-    async def sleep(self, step_id: str, duration: datetime.timedelta | int | float) -> None:
+    async def sleep(self, step_id: str, duration: datetime.timedelta | int) -> None:
         Step.sleep(self, step_id, duration)  # type: ignore[arg-type]
 
     async def sleep_until(self, step_id: str, until: datetime.datetime) -> None:

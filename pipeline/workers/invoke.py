@@ -16,8 +16,8 @@ from typing import Any
 
 from ..sdk.context import Context, EventView
 from ..sdk.function import Function
-from ..sdk.steps import (AsyncStep, Interrupt, NonRetriableError, SendEventRequested, SleepRequested, Step,
-                         StepCompleted, StepFailed)
+from ..sdk.steps import (AsyncStep, Interrupt, NonRetriableError, RetryAfterError, SendEventRequested,
+                         SleepRequested, Step, StepCompleted, StepFailed)
 from ..sysevents.builders import error_payload
 
 
@@ -43,6 +43,22 @@ def outcome(inv: dict[str, Any], kind: str, started_at: int, worker: str, **fiel
     return record
 
 
+def _report(logger: logging.Logger, exc: BaseException) -> None:
+    """Log a handler's or step's error with its stack, unless it was raised ``quiet=True`` (an expected failure)."""
+    error = exc.error if isinstance(exc, StepFailed) else exc
+    if isinstance(error, Interrupt) or getattr(error, "quiet", False):
+        return
+    logger.warning("function raised %s: %s", type(error).__name__, error, exc_info=error)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    """Inngest's error shape, plus when to retry for a :class:`RetryAfterError` (the owner schedules it)."""
+    payload = error_payload(exc)
+    if isinstance(exc, RetryAfterError):
+        payload["retry_at"] = exc.retry_at_ms
+    return payload
+
+
 def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None,
               exc: BaseException | None = None) -> dict[str, Any]:
     """Turn how the handler ended (a return value, an interrupt, an exception) into an outcome."""
@@ -53,10 +69,10 @@ def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None
     if isinstance(exc, SendEventRequested):
         return outcome(inv, "send", started, worker, step_id=exc.step_id, events=json.dumps(exc.events, default=str))
     if isinstance(exc, StepFailed):
-        return outcome(inv, "error", started, worker, step_id=exc.step_id, error=json.dumps(error_payload(exc.error)),
+        return outcome(inv, "error", started, worker, step_id=exc.step_id, error=json.dumps(_error(exc.error)),
                        retriable=not isinstance(exc.error, NonRetriableError))
     if exc is not None:
-        return outcome(inv, "error", started, worker, error=json.dumps(error_payload(exc)),
+        return outcome(inv, "error", started, worker, error=json.dumps(_error(exc)),
                        retriable=not isinstance(exc, NonRetriableError))
     try:
         output = json.dumps(result, separators=(",", ":"))
@@ -74,6 +90,7 @@ def run_sync(fn: Function, inv: dict[str, Any], logger: logging.Logger, worker: 
     try:
         result = fn.handler(ctx)
     except (Interrupt, Exception) as exc:
+        _report(logger, exc)
         return _classify(inv, started, worker, exc=exc)
     return _classify(inv, started, worker, result=result)
 
@@ -86,5 +103,6 @@ async def run_async(fn: Function, inv: dict[str, Any], logger: logging.Logger, w
     try:
         result = await fn.handler(ctx)
     except (Interrupt, Exception) as exc:
+        _report(logger, exc)
         return _classify(inv, started, worker, exc=exc)
     return _classify(inv, started, worker, result=result)

@@ -176,3 +176,10 @@ async def async_shared(ctx: pipeline.Context) -> list[int]:
     first = await ctx.step.run("first", use)
     second = await ctx.step.run("second", use)
     return [first, second]
+
+
+@app.create_function(fn_id="retry-after", trigger=pipeline.TriggerEvent(event="test/retry-after"))
+def retry_after(ctx: pipeline.Context) -> int:
+    if ctx.attempt == 0:  # a rate-limited API that said when to come back
+        raise pipeline.RetryAfterError("429 from the API", ctx.event.data["after_ms"])
+    return ctx.attempt

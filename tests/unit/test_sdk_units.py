@@ -1,0 +1,83 @@
+"""inngest-py's units and error types: int durations are milliseconds, retries default to 4,
+NonRetriableError(message, quiet=), RetryAfterError(message, retry_after) schedules the next attempt."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+
+import pytest
+from pydantic import ValidationError
+
+import pipeline
+from pipeline.runs import state as st
+
+from .test_sdk import _state, invoke
+
+NOW = 1_700_000_000_000
+
+
+def _fn(handler):  # type: ignore[no-untyped-def]
+    app = pipeline.App(id="a")
+    app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"))(handler)
+    return app.functions[-1]
+
+
+@pytest.mark.parametrize("duration,ms", [(2000, 2000), (datetime.timedelta(seconds=3), 3000), (0, 0)])
+def test_step_sleep_reads_ints_as_milliseconds(duration, ms) -> None:  # type: ignore[no-untyped-def]
+    fn = _fn(lambda ctx: ctx.step.sleep("nap", duration))
+    out = invoke(fn, _state(), NOW, logging.getLogger("t"))
+    assert out.kind == "sleep" and out.wake_at == NOW + ms
+
+
+@pytest.mark.parametrize("bad", [1.5, True, "2s", -1])
+def test_step_sleep_refuses_what_is_not_a_duration(bad) -> None:  # type: ignore[no-untyped-def]
+    fn = _fn(lambda ctx: ctx.step.sleep("nap", bad))
+    out = invoke(fn, _state(), NOW, logging.getLogger("t"))
+    assert out.kind == "error" and "step.sleep('nap')" in out.error["message"]
+
+
+def test_cancel_and_timeouts_read_ints_as_milliseconds() -> None:
+    assert pipeline.Cancel(event="c", match="data.k", timeout=60_000).timeout_ms() == 60_000
+    assert pipeline.Cancel(event="c", match="data.k", timeout=datetime.timedelta(minutes=2)).timeout_ms() == 120_000
+    timeouts = pipeline.Timeouts(start=1500, finish=datetime.timedelta(seconds=9))
+    assert (timeouts.start_ms(), timeouts.finish_ms()) == (1500, 9000)
+    with pytest.raises(ValidationError, match="int of milliseconds"):
+        pipeline.Cancel(event="c", match="data.k", timeout=1.5)
+
+
+def test_retries_default_to_four_as_in_inngest() -> None:
+    assert _fn(lambda ctx: None).retries == 4
+
+
+def test_non_retriable_error_takes_quiet_and_quiet_errors_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    def loud(ctx):  # type: ignore[no-untyped-def]
+        raise pipeline.NonRetriableError("bad input")
+
+    def quiet(ctx):  # type: ignore[no-untyped-def]
+        raise pipeline.NonRetriableError("expected", quiet=True)
+
+    log = logging.getLogger("fn-test")
+    with caplog.at_level(logging.WARNING, logger="fn-test"):
+        loud_out = invoke(_fn(loud), _state(), NOW, log)
+        quiet_out = invoke(_fn(quiet), _state(), NOW, log)
+    assert loud_out.retriable is False and quiet_out.retriable is False
+    assert [r.getMessage() for r in caplog.records] == ["function raised NonRetriableError: bad input"]
+
+
+def test_retry_after_error_schedules_the_next_attempt_when_the_user_said() -> None:
+    def limited(ctx):  # type: ignore[no-untyped-def]
+        ctx.step.run("call", lambda: (_ for _ in ()).throw(pipeline.RetryAfterError("429", 30_000)))
+
+    out = invoke(_fn(limited), _state(), NOW, logging.getLogger("t"))
+    assert out.kind == "error" and out.retriable
+    retry_at = out.error["retry_at"]
+    state = {**_state(), "status": "Running", "version": 1}
+    tr = st.failed_attempt(state, out.error, retries=4, now_ms=retry_at - 30_000, backoff_ms=1000)
+    assert tr.state is not None and tr.state["wake_at"] == retry_at  # not the 1 s backoff
+    past = st.failed_attempt(state, {**out.error, "retry_at": 5}, retries=4, now_ms=NOW, backoff_ms=1000)
+    assert past.state is not None and past.state["wake_at"] == NOW
+    at = pipeline.RetryAfterError("later", datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))
+    assert at.retry_at_ms == int(datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc).timestamp() * 1000)
+    assert json.loads(json.dumps(out.error))["name"] == "RetryAfterError"
