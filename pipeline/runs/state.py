@@ -30,6 +30,7 @@ from ..sysevents import builders
 MAX_BACKOFF_MS = 5 * 60 * 1000
 CONCURRENCY = "concurrency"
 GATE = "gate"
+STEP_ERROR = "error"  # the op of a step that failed for good (its output is the error JSON)
 
 
 @dataclass
@@ -125,7 +126,14 @@ def invocation(state: dict[str, Any], owner_partition: int, now_ms: int) -> dict
     """The Invocation record for the run's current ``seq`` (after :func:`dispatch`)."""
     return {"run_id": state["run_id"], "function_id": state["function_id"], "seq": state["seq"],
             "attempt": state["attempt"], "owner_partition": owner_partition, "event": state["event"],
-            "steps": [{"id": s["id"], "output": s["output"]} for s in state["steps"]], "dispatched_at": now_ms}
+            "steps": [_memo_step(s) for s in state["steps"]], "dispatched_at": now_ms}
+
+
+def _memo_step(step: dict[str, Any]) -> dict[str, Any]:
+    """A stored step as the handler sees it again: its output, or the error that ``step.run`` raises."""
+    if step["op"] == STEP_ERROR:
+        return {"id": step["id"], "output": None, "error": step["output"]}
+    return {"id": step["id"], "output": step["output"], "error": None}
 
 
 def is_current(state: dict[str, Any], outcome: dict[str, Any]) -> bool:
@@ -151,7 +159,8 @@ def apply_outcome(state: dict[str, Any], outcome: dict[str, Any], now_ms: int, *
         return step_completed(base, outcome["step_id"], "send_event", outcome["output"], now_ms, outcome["started_at"])
     if kind == "error":
         error = json.loads(outcome["error"]) if outcome["error"] else {}
-        return failed_attempt(base, error, retries, now_ms, backoff_ms=backoff_ms, retriable=outcome["retriable"])
+        return failed_attempt(base, error, retries, now_ms, backoff_ms=backoff_ms, retriable=outcome["retriable"],
+                              step_id=outcome["step_id"])
     return Transition(state=_bump(base, finishing="Completed", output=outcome["output"] or "null", error=None,
                                   ready_at=now_ms), ready=True)
 
@@ -187,9 +196,12 @@ def wake(state: dict[str, Any], now_ms: int) -> Transition:
 
 
 def failed_attempt(state: dict[str, Any], error: dict[str, Any], retries: int, now_ms: int, *,
-                   backoff_ms: int, retriable: bool = True) -> Transition:
-    """A step or the handler raised. Retry after an exponential backoff, or finish as Failed when retries are
-    spent (the end passes the gate like any other point)."""
+                   backoff_ms: int, retriable: bool = True, step_id: str | None = None) -> Transition:
+    """A step or the handler raised. Retry after an exponential backoff (or when a RetryAfterError said).
+
+    With no retry left: a failed *step* is stored as failed for good, and the handler is invoked again so
+    that ``step.run`` raises StepError where the user can catch it (as inngest-py); a failure of the
+    handler itself finishes the run as Failed (the end passes the gate like any other point)."""
     attempt = state["attempt"] + 1
     if retriable and attempt <= retries:
         retry_at = error.get("retry_at")  # RetryAfterError: the user said when
@@ -197,6 +209,8 @@ def failed_attempt(state: dict[str, Any], error: dict[str, Any], retries: int, n
             now_ms + min(backoff_ms * (2 ** (attempt - 1)), MAX_BACKOFF_MS)
         return Transition(state=_bump(state, attempt=attempt, wake_at=wake_at, error=json.dumps(error),
                                       status="Running"))
+    if step_id is not None:
+        return step_completed(_bump(state, error=None), step_id, STEP_ERROR, json.dumps(error), now_ms)
     return Transition(state=_bump(state, finishing="Failed", error=json.dumps(error), attempt=attempt,
                                   wake_at=None, ready_at=now_ms), ready=True)
 

@@ -4,7 +4,7 @@ from .app import App, Registry, load_app
 from .context import Context
 from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerEvent
 from .function import Function
-from .steps import AsyncStep, NonRetriableError, RetryAfterError, Step
+from .steps import AsyncStep, NonRetriableError, RetryAfterError, Step, StepError
 
 __all__ = ["App", "Registry", "load_app", "Context", "Cancel", "Concurrency", "DefinitionError", "Timeouts", "TriggerEvent",
-           "Function", "Step", "AsyncStep", "NonRetriableError", "RetryAfterError"]
+           "Function", "Step", "AsyncStep", "NonRetriableError", "RetryAfterError", "StepError"]

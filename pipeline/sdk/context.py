@@ -19,6 +19,22 @@ class EventView(dict):
             raise AttributeError(item) from None
 
 
+class ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """``ctx.logger``: silent while the handler replays steps that completed in an earlier invocation.
+
+    A handler runs again from the top for every step, so a plain logger would repeat each line once per
+    later step. Lines are let through once the handler has passed every memoized step (as inngest-py does).
+    """
+
+    def __init__(self, logger: logging.Logger, step: Step | AsyncStep) -> None:
+        super().__init__(logger, {})
+        self._step = step
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self._step.replaying:
+            super().log(level, msg, *args, **kwargs)
+
+
 @dataclass
 class Context:
     """The run context passed to every handler invocation."""
@@ -27,6 +43,6 @@ class Context:
     events: list[EventView]
     run_id: str
     attempt: int
-    logger: logging.Logger
+    logger: logging.Logger | ReplayAwareLogger
     step: Step | AsyncStep
     function_id: str

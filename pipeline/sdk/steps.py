@@ -74,6 +74,24 @@ class NonRetriableError(Exception):
         self.quiet = quiet
 
 
+class StepError(Exception):
+    """Raised by ``step.run`` in the handler when that step failed for good (its retries spent, or it raised
+    NonRetriableError). Catch it to let the run go on; left uncaught, it fails the run without more retries.
+
+    ``name``, ``message`` and ``stack`` describe the step's own error, as in inngest-py."""
+
+    def __init__(self, message: str, name: str, stack: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.name = name
+        self.stack = stack
+
+    @classmethod
+    def from_json(cls, raw: str) -> "StepError":
+        payload = json.loads(raw)
+        return cls(payload.get("message") or "", payload.get("name") or "Error", payload.get("stack"))
+
+
 class RetryAfterError(Exception):
     """Raise to retry no sooner than ``retry_after``: an int of milliseconds, a timedelta, or a datetime.
 
@@ -101,19 +119,31 @@ def _to_json(step_id: str, value: Any) -> str:
 class _StepBase:
     """Shared bookkeeping: memoized outputs and Inngest-style ids for repeated step names (``id``, ``id:1``, ...)."""
 
-    def __init__(self, memo: dict[str, str | None], now_ms: int) -> None:
+    def __init__(self, memo: dict[str, str | None], now_ms: int, errors: dict[str, str] | None = None) -> None:
         self._memo = memo
+        self._errors = errors or {}
         self._seen: dict[str, int] = {}
         self._now_ms = now_ms
+        self._replayed = 0
+
+    @property
+    def replaying(self) -> bool:
+        """Whether memoized steps remain ahead: the code running now already ran in an earlier invocation."""
+        return self._replayed < len(self._memo)
 
     def _key(self, step_id: str) -> str:
         n = self._seen.get(step_id, 0)
         self._seen[step_id] = n + 1
-        return step_id if n == 0 else f"{step_id}:{n}"
+        key = step_id if n == 0 else f"{step_id}:{n}"
+        if key in self._memo:
+            self._replayed += 1
+        return key
 
     def _lookup(self, step_id: str) -> tuple[str, bool, Any]:
         """(step key, whether it completed before, its stored output)."""
         key = self._key(step_id)
+        if key in self._errors:
+            raise StepError.from_json(self._errors[key])
         if key in self._memo:
             raw = self._memo[key]
             return key, True, None if raw is None else json.loads(raw)

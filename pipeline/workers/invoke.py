@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 import time
 from typing import Any
 
-from ..sdk.context import Context, EventView
+from ..sdk.context import Context, EventView, ReplayAwareLogger
 from ..sdk.function import Function
 from ..sdk.steps import (AsyncStep, Interrupt, NonRetriableError, RetryAfterError, SendEventRequested,
-                         SleepRequested, Step, StepCompleted, StepFailed)
+                         SleepRequested, Step, StepCompleted, StepError, StepFailed)
 from ..sysevents.builders import error_payload
 
 
@@ -27,10 +28,11 @@ def _now() -> int:
 
 def _context(fn: Function, inv: dict[str, Any], logger: logging.Logger, now_ms: int) -> Context:
     memo = {s["id"]: s["output"] for s in inv["steps"]}
+    errors = {s["id"]: s["error"] for s in inv["steps"] if s.get("error")}
     event = EventView(json.loads(inv["event"]))
-    step = AsyncStep(memo, now_ms) if fn.is_async else Step(memo, now_ms)
-    return Context(event=event, events=[event], run_id=inv["run_id"], attempt=inv["attempt"], logger=logger,
-                   step=step, function_id=fn.id)
+    step = AsyncStep(memo, now_ms, errors) if fn.is_async else Step(memo, now_ms, errors)
+    return Context(event=event, events=[event], run_id=inv["run_id"], attempt=inv["attempt"],
+                   logger=ReplayAwareLogger(logger, step), step=step, function_id=fn.id)
 
 
 def outcome(inv: dict[str, Any], kind: str, started_at: int, worker: str, **fields: Any) -> dict[str, Any]:
@@ -54,6 +56,7 @@ def _report(logger: logging.Logger, exc: BaseException) -> None:
 def _error(exc: BaseException) -> dict[str, Any]:
     """Inngest's error shape, plus when to retry for a :class:`RetryAfterError` (the owner schedules it)."""
     payload = error_payload(exc)
+    payload["stack"] = "".join(traceback.format_exception(exc))[-4000:]
     if isinstance(exc, RetryAfterError):
         payload["retry_at"] = exc.retry_at_ms
     return payload
@@ -71,9 +74,9 @@ def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None
     if isinstance(exc, StepFailed):
         return outcome(inv, "error", started, worker, step_id=exc.step_id, error=json.dumps(_error(exc.error)),
                        retriable=not isinstance(exc.error, NonRetriableError))
-    if exc is not None:
+    if exc is not None:  # an uncaught StepError: the step already used its retries
         return outcome(inv, "error", started, worker, error=json.dumps(_error(exc)),
-                       retriable=not isinstance(exc, NonRetriableError))
+                       retriable=not isinstance(exc, (NonRetriableError, StepError)))
     try:
         output = json.dumps(result, separators=(",", ":"))
     except (TypeError, ValueError) as bad:

@@ -183,3 +183,18 @@ def retry_after(ctx: pipeline.Context) -> int:
     if ctx.attempt == 0:  # a rate-limited API that said when to come back
         raise pipeline.RetryAfterError("429 from the API", ctx.event.data["after_ms"])
     return ctx.attempt
+
+
+def _always_fails(what: str) -> None:
+    raise ValueError(f"{what} is down")
+
+
+@app.create_function(fn_id="step-error", retries=1, trigger=pipeline.TriggerEvent(event="test/step-error"))
+def step_error(ctx: pipeline.Context) -> str:
+    try:
+        ctx.step.run("charge", _always_fails, "the payment API")
+    except pipeline.StepError as err:
+        if ctx.event.data.get("catch", True):
+            return ctx.step.run("fallback", lambda: f"recovered from {err.name}: {err.message}")
+        raise
+    return "unreachable"

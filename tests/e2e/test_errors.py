@@ -26,3 +26,19 @@ def test_retry_after_error_delays_the_next_attempt_to_the_time_it_names(kafka_bo
     assert error["name"] == "RetryAfterError" and retried[0]["wake_at"] == error["retry_at"]
     assert run["output"] == "1"
     assert run["ended_at"] - run["started_at"] >= 2400, "the retry ran before the time RetryAfterError named"
+
+
+def test_a_step_that_exhausts_its_retries_raises_step_error_which_the_handler_can_catch(
+        kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/step-error", {"catch": True}, id="se-caught")
+        stack.send("test/step-error", {"catch": False}, id="se-uncaught")
+        caught = stack.wait_run(lambda r: r["event_id"] == "se-caught" and r["status"] == "Completed", timeout=30)
+        failed = stack.wait_run(lambda r: r["event_id"] == "se-uncaught" and r["status"] == "Failed", timeout=30)
+        attempts = [s["attempt"] for s in stack.runs.records  # type: ignore[union-attr]
+                    if s and s["run_id"] == failed["run_id"]]
+    assert json.loads(caught["output"]) == "recovered from ValueError: the payment API is down"
+    charge = next(s for s in caught["steps"] if s["id"] == "charge")
+    assert charge["op"] == "error" and json.loads(charge["output"])["name"] == "ValueError"
+    assert json.loads(failed["error"])["name"] == "StepError"
+    assert max(attempts) <= 2, "an uncaught StepError must not retry the handler again"

@@ -63,7 +63,7 @@ def test_a_step_outcome_is_stored_and_the_run_waits_at_the_gate_for_the_next_one
     assert new["steps"] == [{"id": "load", "op": "run", "output": "[1,2]", "completed_at": 12_000,
                              "started_at": 11_500}]
     assert st.invocation(st.dispatch(new, 12_001, finish_timeout_ms=None), 0, 1)["steps"] == [
-        {"id": "load", "output": "[1,2]"}]
+        {"id": "load", "output": "[1,2]", "error": None}]
 
 
 def test_stale_duplicate_and_late_outcomes_are_not_current() -> None:

@@ -81,3 +81,49 @@ def test_retry_after_error_schedules_the_next_attempt_when_the_user_said() -> No
     at = pipeline.RetryAfterError("later", datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))
     assert at.retry_at_ms == int(datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc).timestamp() * 1000)
     assert json.loads(json.dumps(out.error))["name"] == "RetryAfterError"
+
+
+def test_ctx_logger_says_each_line_once_across_replays(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(ctx):  # type: ignore[no-untyped-def]
+        ctx.logger.info("before")
+        ctx.step.run("a", lambda: 1)
+        ctx.logger.info("between")
+        ctx.step.run("b", lambda: 2)
+        ctx.logger.info("after")
+        return "done"
+
+    fn = _fn(handler)
+    log = logging.getLogger("replay-test")
+    steps: list[dict] = []
+    with caplog.at_level(logging.INFO, logger="replay-test"):
+        for _ in range(3):  # as the owner re-invokes after each step
+            out = invoke(fn, _state(steps), NOW, log)
+            if out.kind == "step":
+                steps.append({"id": out.step_id, "output": out.output})
+    assert out.kind == "completed"
+    assert [r.getMessage() for r in caplog.records] == ["before", "between", "after"]
+
+
+def test_a_step_failed_for_good_is_stored_and_raises_step_error_on_the_next_invocation() -> None:
+    state = {**_state(), "status": "Running", "version": 1, "attempt": 1, "steps": []}
+    error = {"error": "boom", "message": "boom", "name": "ValueError", "stack": "Traceback ..."}
+    tr = st.failed_attempt(state, error, retries=1, now_ms=NOW, backoff_ms=1000, step_id="charge")
+    assert tr.ready and tr.state is not None and tr.state.get("finishing") is None
+    assert tr.state["steps"][-1]["op"] == "error" and tr.state["attempt"] == 0
+    memo = st._memo_step(tr.state["steps"][-1])
+    assert memo["output"] is None and json.loads(memo["error"])["name"] == "ValueError"
+    handler_failed = st.failed_attempt(state, error, retries=1, now_ms=NOW, backoff_ms=1000)
+    assert handler_failed.state is not None and handler_failed.state["finishing"] == "Failed"
+
+    seen: list[pipeline.StepError] = []
+
+    def handler(ctx):  # type: ignore[no-untyped-def]
+        try:
+            ctx.step.run("charge", lambda: 1)
+        except pipeline.StepError as err:
+            seen.append(err)
+            return "caught"
+
+    out = invoke(_fn(handler), {**_state(), "steps": [memo]}, NOW, logging.getLogger("t"))
+    assert out.kind == "completed" and out.output == '"caught"'
+    assert (seen[0].name, seen[0].message, seen[0].stack) == ("ValueError", "boom", "Traceback ...")
