@@ -166,8 +166,8 @@ def part_throughput(servers: str, args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- part 2: latency
 
 
-def latency_app() -> pipeline.App:
-    app = pipeline.App(id="benchlat")
+def latency_app() -> pipeline.Inngest:
+    app = pipeline.Inngest(app_id="benchlat")
 
     @app.create_function(fn_id="sleeper", trigger=pipeline.TriggerEvent(event="bench/long"),
                          cancel=[pipeline.Cancel(event=CANCEL_EVENT, match="data.key")])

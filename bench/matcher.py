@@ -55,8 +55,8 @@ from pipeline.serde import EVENT, Serde
 NAMES = 200
 
 
-def build_app(functions: int) -> pipeline.App:
-    app = pipeline.App(id="bench")
+def build_app(functions: int) -> pipeline.Inngest:
+    app = pipeline.Inngest(app_id="bench")
 
     def handler(ctx):  # never executed: only the matcher runs
         return None

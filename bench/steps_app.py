@@ -8,7 +8,7 @@ import time
 
 import pipeline
 
-app = pipeline.App(id="bench")
+app = pipeline.Inngest(app_id="bench")
 IO_SECONDS = 0.2
 
 

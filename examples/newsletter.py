@@ -18,7 +18,7 @@ import os
 
 import pipeline
 
-app = pipeline.App(id="newsletter-app")
+app = pipeline.Inngest(app_id="newsletter-app")
 
 # How long each batch of the import takes; the dev default gives you time to cancel it.
 BATCH_PAUSE = datetime.timedelta(seconds=float(os.environ.get("NEWSLETTER_BATCH_PAUSE_S", "30")))

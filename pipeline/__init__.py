@@ -1,8 +1,13 @@
-"""pipeline: a Kafka-native runtime for event-driven, durable functions with Inngest semantics."""
+"""pipeline: a Kafka-native runtime for event-driven, durable functions with Inngest semantics.
 
-from .sdk import (App, AsyncStep, Cancel, Concurrency, Context, DefinitionError, Function, NonRetriableError,
-                  RetryAfterError, Step, StepError, Timeouts, TriggerEvent)
+Code written for inngest-py runs after ``import pipeline as inngest`` for what is built (see the README).
+"""
+
+from .sdk import (Batch, Cancel, Concurrency, Context, ContextSync, Debounce, DefinitionError, Function, Inngest,
+                  NonRetriableError, RateLimit, RetryAfterError, Step, StepError, StepSync, Throttle, Timeouts,
+                  TriggerCron, TriggerEvent)
 from .serde.models import Event
 
-__all__ = ["App", "AsyncStep", "Cancel", "Concurrency", "Context", "DefinitionError", "Event", "Function",
-           "NonRetriableError", "RetryAfterError", "StepError", "Step", "Timeouts", "TriggerEvent"]
+__all__ = ["Batch", "Cancel", "Concurrency", "Context", "ContextSync", "Debounce", "DefinitionError", "Event",
+           "Function", "Inngest", "NonRetriableError", "RateLimit", "RetryAfterError", "Step", "StepError",
+           "StepSync", "Throttle", "Timeouts", "TriggerCron", "TriggerEvent"]

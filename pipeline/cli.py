@@ -200,7 +200,7 @@ def _ensure_dev_broker(settings: Settings) -> Settings:
 
 
 @app.command()
-def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pipeline.App"),
+def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pipeline.Inngest client"),
         port: int = typer.Option(8288, "--port", help="HTTP API port"),
         host: str = typer.Option("127.0.0.1", "--host")) -> None:
     """Everything in one process for development: broker, topics, matcher, executor, canceller and the API."""

@@ -1,54 +1,19 @@
-"""``App``: the set of functions a deployment serves (Inngest's client + serve in one object)."""
+"""Which functions a service runs: the :class:`Registry` of one or more clients, and ``--app`` loading."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
-from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerEvent
-from .function import Function, build_function
-
-
-class App:
-    """A named group of functions. Function ids are ``<app id>-<fn_id>``."""
-
-    def __init__(self, id: str) -> None:
-        if not id or any(c.isspace() for c in id):
-            raise ValueError(f"app id {id!r} must be a non-empty slug without spaces")
-        self.id = id
-        self._functions: dict[str, Function] = {}
-
-    def create_function(self, *, fn_id: str, trigger: TriggerEvent | list[TriggerEvent], name: str | None = None,
-                        cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
-                        timeouts: Timeouts | None = None,
-                        concurrency: list[Concurrency] | Concurrency | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator registering a handler. The definition is validated and compiled now."""
-
-        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
-            fn = build_function(self.id, fn_id, handler, trigger=trigger, name=name, cancel=cancel,
-                                retries=retries, timeouts=timeouts, concurrency=concurrency)
-            if fn.id in self._functions:
-                raise DefinitionError(fn.id, "fn_id", fn_id, "is already registered in this app")
-            self._functions[fn.id] = fn
-            return handler
-
-        return register
-
-    @property
-    def functions(self) -> list[Function]:
-        return list(self._functions.values())
-
-    def function(self, function_id: str) -> Function | None:
-        return self._functions.get(function_id)
+from .client import Inngest
+from .function import Function
 
 
 class Registry:
     """Functions of one or more apps, looked up by full function id. Services take a registry."""
 
-    def __init__(self, apps: list[App]) -> None:
+    def __init__(self, apps: list[Inngest]) -> None:
         self.apps = apps
         self.by_id: dict[str, Function] = {}
         for app in apps:
@@ -60,8 +25,8 @@ class Registry:
         return list(self.by_id.values())
 
 
-def load_app(spec: str) -> App:
-    """Import ``module:attr`` (``examples.newsletter:app``) and return the App it names."""
+def load_app(spec: str) -> Inngest:
+    """Import ``module:attr`` (``examples.newsletter:app``) and return the Inngest client it names."""
     module_name, _, attr = spec.partition(":")
     if not module_name:
         raise ValueError(f"--app {spec!r}: expected MODULE:ATTR, e.g. examples.newsletter:app")
@@ -69,6 +34,6 @@ def load_app(spec: str) -> App:
         sys.path.insert(0, os.getcwd())
     module = importlib.import_module(module_name)
     obj = getattr(module, attr or "app", None)
-    if not isinstance(obj, App):
-        raise ValueError(f"--app {spec!r}: {module_name}.{attr or 'app'} is not a pipeline.App")
+    if not isinstance(obj, Inngest):
+        raise ValueError(f"--app {spec!r}: {module_name}.{attr or 'app'} is not a pipeline.Inngest client")
     return obj

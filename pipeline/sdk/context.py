@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .steps import AsyncStep, Step
+from .steps import Step, StepSync
 
 
 class EventView(dict):
@@ -26,7 +26,7 @@ class ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     later step. Lines are let through once the handler has passed every memoized step (as inngest-py does).
     """
 
-    def __init__(self, logger: logging.Logger, step: Step | AsyncStep) -> None:
+    def __init__(self, logger: logging.Logger, step: StepSync | Step) -> None:
         super().__init__(logger, {})
         self._step = step
 
@@ -44,5 +44,8 @@ class Context:
     run_id: str
     attempt: int
     logger: logging.Logger | ReplayAwareLogger
-    step: Step | AsyncStep
+    step: StepSync | Step
     function_id: str
+
+
+ContextSync = Context  # inngest-py's name for the context of sync handlers: one class serves both here

@@ -127,3 +127,33 @@ class DefinitionError(ValueError):
         self.field = field
         self.value = value
         super().__init__(f"function {function_id!r}: {field} {value!r}: {problem}")
+
+
+# -- inngest-py options that are not built yet --------------------------------------------------------------
+# They exist so that ported code imports and reads as before; create_function refuses them by name.
+
+
+class _Later(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class TriggerCron(_Later):
+    """``TriggerCron(cron="*/5 * * * *")``: not supported yet (refused when the function is defined)."""
+
+    cron: str
+
+
+class Debounce(_Later):
+    """inngest-py's debounce option: not supported yet."""
+
+
+class Throttle(_Later):
+    """inngest-py's throttle option: not supported yet."""
+
+
+class RateLimit(_Later):
+    """inngest-py's rate_limit option: not supported yet."""
+
+
+class Batch(_Later):
+    """inngest-py's batch_events option: not supported yet."""

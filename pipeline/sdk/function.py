@@ -8,6 +8,7 @@ canceller only ever call ready closures.
 from __future__ import annotations
 
 import inspect
+import logging
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 from ..expr import Expr, ExprError, ValueExpr, compile_expr, join_paths
 from ..expr.ast import Binary, var_path
 from .definitions import (MAX_CANCEL_ENTRIES, MAX_CONCURRENCY_ENTRIES, Cancel, Concurrency, DefinitionError,
-                          Timeouts, TriggerEvent)
+                          Timeouts, TriggerCron, TriggerEvent)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Function:
     timeouts: Timeouts | None
     is_async: bool = field(default=False)
     concurrency: tuple[CompiledConcurrency, ...] = ()
+    logger: logging.Logger | None = None  # the client's logger: the base of ctx.logger
 
     @property
     def id(self) -> str:
@@ -102,7 +104,8 @@ class Function:
 def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trigger: TriggerEvent | list[TriggerEvent],
                    name: str | None = None, cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                    timeouts: Timeouts | None = None,
-                   concurrency: list[Concurrency] | Concurrency | None = None) -> Function:
+                   concurrency: list[Concurrency] | Concurrency | None = None,
+                   logger: logging.Logger | None = None) -> Function:
     """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""
     full_id = f"{app_id}-{fn_id}"
     if not fn_id or any(c.isspace() for c in fn_id):
@@ -112,6 +115,9 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trig
     triggers = trigger if isinstance(trigger, list) else [trigger]
     if not triggers:
         raise DefinitionError(full_id, "trigger", triggers, "at least one trigger is required")
+    for t in triggers:
+        if isinstance(t, TriggerCron):
+            raise DefinitionError(full_id, "trigger", t.cron, "TriggerCron is not supported yet by pipeline")
     compiled_triggers = tuple(_compile_trigger(full_id, t) for t in triggers)
     cancels = [cancel] if isinstance(cancel, Cancel) else list(cancel or [])
     if len(cancels) > MAX_CANCEL_ENTRIES:
@@ -125,7 +131,7 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trig
                               f"at most {MAX_CONCURRENCY_ENTRIES} are allowed")
     return Function(app_id=app_id, fn_id=fn_id, name=name or fn_id, handler=handler, triggers=compiled_triggers,
                     cancels=compiled_cancels, retries=retries, timeouts=timeouts,
-                    is_async=inspect.iscoroutinefunction(handler),
+                    is_async=inspect.iscoroutinefunction(handler), logger=logger,
                     concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)))
 
 

@@ -179,7 +179,7 @@ def _until_ms(until: datetime.datetime) -> int:
     return int(until.timestamp() * 1000)
 
 
-class Step(_StepBase):
+class StepSync(_StepBase):
     """The step API for sync handlers: ``ctx.step.run / sleep / sleep_until / send_event``."""
 
     def run(self, step_id: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -212,7 +212,7 @@ class Step(_StepBase):
         raise SendEventRequested(key, self._events(events))
 
 
-class AsyncStep(_StepBase):
+class Step(_StepBase):
     """The step API for ``async def`` handlers: the same calls, awaited."""
 
     async def run(self, step_id: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -226,11 +226,11 @@ class AsyncStep(_StepBase):
         raise StepCompleted(key, "run", _to_json(key, result))
 
     async def sleep(self, step_id: str, duration: datetime.timedelta | int) -> None:
-        Step.sleep(self, step_id, duration)  # type: ignore[arg-type]
+        StepSync.sleep(self, step_id, duration)  # type: ignore[arg-type]
 
     async def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
-        Step.sleep_until(self, step_id, until)  # type: ignore[arg-type]
+        StepSync.sleep_until(self, step_id, until)  # type: ignore[arg-type]
 
     async def send_event(self, step_id: str, events: Any) -> list[str]:
-        return Step.send_event(self, step_id, events)  # type: ignore[arg-type]
+        return StepSync.send_event(self, step_id, events)  # type: ignore[arg-type]
 

@@ -31,7 +31,8 @@ from ..kafka import topics as t
 from ..kafka.client import admin_config, consumer_config, producer_config
 from ..kafka.loop import ServiceLoop, run_in_thread
 from ..kafka.watchdog import Watchdog
-from ..sdk.app import App, Registry
+from ..sdk.app import Registry
+from ..sdk.client import Inngest
 from ..serde import EVENT, RUN_STATE, Serde, SerdeError
 from ..serde.models import Event, event_record_to_dict
 
@@ -93,7 +94,7 @@ class TopicWatcher:
 class Stack:
     """An app's matcher, executor and canceller on their own topics of a real broker."""
 
-    def __init__(self, app: App | list[App], bootstrap: str, *, services: tuple[str, ...] = (
+    def __init__(self, app: Inngest | list[Inngest], bootstrap: str, *, services: tuple[str, ...] = (
             "matcher", "executor", "canceller", "worker"), retry_backoff_ms: int = 200, partitions: int = 3,
                  stall_timeout_s: float | None = None, **settings: Any) -> None:
         self.apps = app if isinstance(app, list) else [app]

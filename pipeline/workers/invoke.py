@@ -17,8 +17,8 @@ from typing import Any
 
 from ..sdk.context import Context, EventView, ReplayAwareLogger
 from ..sdk.function import Function
-from ..sdk.steps import (AsyncStep, Interrupt, NonRetriableError, RetryAfterError, SendEventRequested,
-                         SleepRequested, Step, StepCompleted, StepError, StepFailed)
+from ..sdk.steps import (Step, Interrupt, NonRetriableError, RetryAfterError, SendEventRequested,
+                         SleepRequested, StepSync, StepCompleted, StepError, StepFailed)
 from ..sysevents.builders import error_payload
 
 
@@ -30,9 +30,9 @@ def _context(fn: Function, inv: dict[str, Any], logger: logging.Logger, now_ms: 
     memo = {s["id"]: s["output"] for s in inv["steps"]}
     errors = {s["id"]: s["error"] for s in inv["steps"] if s.get("error")}
     event = EventView(json.loads(inv["event"]))
-    step = AsyncStep(memo, now_ms, errors) if fn.is_async else Step(memo, now_ms, errors)
+    step = Step(memo, now_ms, errors) if fn.is_async else StepSync(memo, now_ms, errors)
     return Context(event=event, events=[event], run_id=inv["run_id"], attempt=inv["attempt"],
-                   logger=ReplayAwareLogger(logger, step), step=step, function_id=fn.id)
+                   logger=ReplayAwareLogger(fn.logger or logger, step), step=step, function_id=fn.id)
 
 
 def outcome(inv: dict[str, Any], kind: str, started_at: int, worker: str, **fields: Any) -> dict[str, Any]:

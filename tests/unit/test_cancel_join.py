@@ -9,7 +9,7 @@ from pipeline.canceller.index import CancelIndex, Listener, Signal
 from pipeline.canceller.keys import join_key, partition_for
 from pipeline.canceller.registration import listeners_for, signal_keys, signal_routes
 
-app = pipeline.App(id="shop")
+app = pipeline.Inngest(app_id="shop")
 
 
 @app.create_function(fn_id="import", trigger=pipeline.TriggerEvent(event="import/requested"), cancel=[

@@ -26,7 +26,7 @@ def invoke(fn: pipeline.Function, inv: dict, now_ms: int, log: logging.Logger) -
 
 
 def test_function_id_is_app_slug_plus_fn_id() -> None:
-    app = pipeline.App(id="newsletter-app")
+    app = pipeline.Inngest(app_id="newsletter-app")
 
     @app.create_function(fn_id="import-all-contacts", trigger=pipeline.TriggerEvent(event="a"))
     def f(ctx: pipeline.Context) -> None:
@@ -36,7 +36,7 @@ def test_function_id_is_app_slug_plus_fn_id() -> None:
 
 
 def test_invalid_expression_is_refused_naming_function_field_and_expression() -> None:
-    app = pipeline.App(id="a")
+    app = pipeline.Inngest(app_id="a")
     with pytest.raises(pipeline.DefinitionError) as err:
         app.create_function(fn_id="bad", trigger=pipeline.TriggerEvent(event="x", expression="event.data.( =="))(
             lambda ctx: None)
@@ -48,7 +48,7 @@ def test_invalid_expression_is_refused_naming_function_field_and_expression() ->
 
 
 def test_at_most_five_cancel_entries() -> None:
-    app = pipeline.App(id="a")
+    app = pipeline.Inngest(app_id="a")
     with pytest.raises(pipeline.DefinitionError, match="at most 5"):
         app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"),
                             cancel=[pipeline.Cancel(event=f"c{i}") for i in range(6)])(lambda ctx: None)
@@ -73,7 +73,7 @@ def _state(steps: list[dict] | None = None) -> dict:
 
 
 def test_steps_memoize_and_stop_at_the_first_new_step() -> None:
-    app = pipeline.App(id="a")
+    app = pipeline.Inngest(app_id="a")
     calls: list[str] = []
 
     @app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"))
@@ -98,7 +98,7 @@ def test_steps_memoize_and_stop_at_the_first_new_step() -> None:
 
 
 def test_async_handlers_and_errors() -> None:
-    app = pipeline.App(id="a")
+    app = pipeline.Inngest(app_id="a")
 
     @app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"))
     async def f(ctx: pipeline.Context) -> str:
@@ -118,7 +118,7 @@ def test_async_handlers_and_errors() -> None:
 
 
 def test_non_serializable_step_output_fails_without_retry() -> None:
-    app = pipeline.App(id="a")
+    app = pipeline.Inngest(app_id="a")
 
     @app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"))
     def f(ctx: pipeline.Context) -> None:
@@ -129,7 +129,7 @@ def test_non_serializable_step_output_fails_without_retry() -> None:
 
 
 def test_sleep_until_takes_aware_and_naive_datetimes() -> None:
-    app = pipeline.App(id="a")
+    app = pipeline.Inngest(app_id="a")
     at = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
 
     @app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"))

@@ -19,7 +19,7 @@ NOW = 1_700_000_000_000
 
 
 def _fn(handler):  # type: ignore[no-untyped-def]
-    app = pipeline.App(id="a")
+    app = pipeline.Inngest(app_id="a")
     app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"))(handler)
     return app.functions[-1]
 

@@ -1,0 +1,116 @@
+"""``Inngest``: the client, under inngest-py's name and arguments, so ported code changes only its import.
+
+It holds the app's functions (``@client.create_function(...)`` returns the :class:`Function`) and sends events
+straight to Kafka (``client.send`` / ``send_sync``). Options of inngest-py that this runtime does not build yet
+are refused when the function is defined, with an error that names them, rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerEvent
+from .function import Function, build_function
+
+# inngest-py create_function options that are not built yet: refused at definition time.
+NOT_BUILT = ("debounce", "throttle", "rate_limit", "batch_events", "on_failure", "priority", "idempotency",
+             "singleton")
+
+
+class Inngest:
+    """A named group of functions (``app_id``); function ids are ``<app_id>-<fn_id>``.
+
+    ``logger`` is the base of ``ctx.logger`` for this app's functions. ``is_production``, ``event_key``,
+    ``signing_key``, ``env``, ``api_base_url`` and ``event_api_base_url`` are accepted for compatibility: here
+    events go to Kafka (``PIPELINE_*`` settings), and the HTTP API's keys are ``PIPELINE_EVENT_KEY`` and
+    ``PIPELINE_SIGNING_KEY``.
+    """
+
+    def __init__(self, *, app_id: str, logger: logging.Logger | None = None, is_production: bool | None = None,
+                 event_key: str | None = None, signing_key: str | None = None, env: str | None = None,
+                 api_base_url: str | None = None, event_api_base_url: str | None = None,
+                 middleware: list[Any] | None = None) -> None:
+        if not app_id or any(c.isspace() for c in app_id):
+            raise ValueError(f"app_id {app_id!r} must be a non-empty slug without spaces")
+        if middleware:
+            raise ValueError("Inngest(middleware=...) is not supported yet by pipeline")
+        self.app_id = app_id
+        self.logger = logger
+        self.is_production = is_production
+        self._functions: dict[str, Function] = {}
+        self._producer: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def id(self) -> str:
+        return self.app_id
+
+    # -- functions -----------------------------------------------------------------------------------------
+
+    def create_function(self, *, fn_id: str, trigger: TriggerEvent | list[TriggerEvent], name: str | None = None,
+                        cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
+                        timeouts: Timeouts | None = None, concurrency: list[Concurrency] | Concurrency | None = None,
+                        **unbuilt: Any) -> Callable[[Callable[..., Any]], Function]:
+        """Decorator: validate and compile the definition now and return the :class:`Function`."""
+        full_id = f"{self.app_id}-{fn_id}"
+        for option, value in unbuilt.items():
+            if option not in NOT_BUILT:
+                raise TypeError(f"create_function() got an unexpected keyword argument {option!r}")
+            if value is not None:
+                raise DefinitionError(full_id, option, value, "is not supported yet by pipeline")
+
+        def register(handler: Callable[..., Any]) -> Function:
+            fn = build_function(self.app_id, fn_id, handler, trigger=trigger, name=name, cancel=cancel,
+                                retries=retries, timeouts=timeouts, concurrency=concurrency, logger=self.logger)
+            if fn.id in self._functions:
+                raise DefinitionError(fn.id, "fn_id", fn_id, "is already registered in this app")
+            self._functions[fn.id] = fn
+            return fn
+
+        return register
+
+    @property
+    def functions(self) -> list[Function]:
+        return list(self._functions.values())
+
+    def function(self, function_id: str) -> Function | None:
+        return self._functions.get(function_id)
+
+    # -- events --------------------------------------------------------------------------------------------
+
+    def send_sync(self, events: Any) -> list[str]:
+        """Produce one event or a list to the events topic (acks=all) and return their ids, in order.
+
+        Events get an id and a ts when they have none; resending an id starts no second run."""
+        from ..kafka import topics as t
+        from ..kafka.client import bootstrap, producer_config
+        from ..serde import EVENT, Serde
+        from ..serde.models import Event
+        from ..config import Settings
+
+        settings = Settings()
+        items = events if isinstance(events, list) else [events]
+        records = [(e if isinstance(e, Event) else Event.model_validate(e)).with_defaults() for e in items]
+        with self._lock:
+            if self._producer is None:
+                from confluent_kafka import Producer
+
+                self._producer = Producer(producer_config(bootstrap(settings), **{"linger.ms": 1}))
+            producer = self._producer
+            failures: list[str] = []
+            serde = Serde()
+            for ev in records:
+                producer.produce(settings.topic(t.EVENTS), key=ev.id, value=serde.encode(EVENT, ev.to_record()),
+                                 on_delivery=lambda err, _msg: failures.append(str(err)) if err else None)
+            left = producer.flush(30)
+        if failures or left:
+            raise RuntimeError(f"events not delivered: {failures[:3] or f'{left} timed out'}")
+        return [ev.id for ev in records]
+
+    async def send(self, events: Any) -> list[str]:
+        """:meth:`send_sync` without blocking the event loop."""
+        return await asyncio.to_thread(self.send_sync, events)

@@ -1,0 +1,52 @@
+"""Code written for inngest-py: ``import pipeline as inngest``, the client, Function objects, and the options
+that are not built yet refused by name."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+import pytest
+
+import pipeline as inngest
+
+
+def test_inngest_py_style_definitions_load_and_return_function_objects() -> None:
+    logger = logging.getLogger("my_app")
+    client = inngest.Inngest(app_id="my_app", logger=logger, is_production=False)
+
+    @client.create_function(fn_id="import-contacts", trigger=inngest.TriggerEvent(event="contacts/import"),
+                            cancel=[inngest.Cancel(event="contacts/cancel", if_exp="async.data.id == event.data.id",
+                                                   timeout=datetime.timedelta(hours=1))], retries=2)
+    def import_contacts(ctx: inngest.ContextSync) -> str:
+        return ctx.step.run("load", lambda: "ok")
+
+    @client.create_function(fn_id="async-one", trigger=inngest.TriggerEvent(event="a/b"))
+    async def async_one(ctx: inngest.Context) -> None:
+        await ctx.step.sleep("nap", 1000)
+
+    assert isinstance(import_contacts, inngest.Function) and import_contacts.id == "my_app-import-contacts"
+    assert import_contacts.logger is logger and import_contacts.retries == 2
+    assert async_one.is_async and not import_contacts.is_async
+    assert [f.id for f in client.functions] == ["my_app-import-contacts", "my_app-async-one"]
+
+
+@pytest.mark.parametrize("option,value", [
+    ("debounce", inngest.Debounce(period=datetime.timedelta(seconds=5))),
+    ("throttle", inngest.Throttle(limit=1, period=datetime.timedelta(seconds=1))),
+    ("rate_limit", inngest.RateLimit(limit=1, period=datetime.timedelta(seconds=1))),
+    ("batch_events", inngest.Batch(max_size=10, timeout=datetime.timedelta(seconds=1))),
+    ("on_failure", lambda ctx: None),
+])
+def test_options_not_built_yet_are_refused_by_name(option: str, value: object) -> None:
+    client = inngest.Inngest(app_id="a")
+    with pytest.raises(inngest.DefinitionError, match=f"{option}.*not supported yet"):
+        client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="x"), **{option: value})
+
+
+def test_cron_triggers_and_unknown_options_are_refused_clearly() -> None:
+    client = inngest.Inngest(app_id="a")
+    with pytest.raises(inngest.DefinitionError, match="TriggerCron is not supported yet"):
+        client.create_function(fn_id="f", trigger=inngest.TriggerCron(cron="*/5 * * * *"))(lambda ctx: None)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'retry'"):
+        client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="x"), retry=3)
