@@ -55,6 +55,8 @@ def _report(logger: logging.Logger, exc: BaseException) -> None:
 
 def _error(exc: BaseException) -> dict[str, Any]:
     """Inngest's error shape, plus when to retry for a :class:`RetryAfterError` (the owner schedules it)."""
+    if isinstance(exc, StepError):  # uncaught: the run fails with the step's own error, as it was stored
+        return {"error": exc.message, "message": exc.message, "name": exc.name, "stack": exc.stack}
     payload = error_payload(exc)
     payload["stack"] = "".join(traceback.format_exception(exc))[-4000:]
     if isinstance(exc, RetryAfterError):

@@ -40,5 +40,5 @@ def test_a_step_that_exhausts_its_retries_raises_step_error_which_the_handler_ca
     assert json.loads(caught["output"]) == "recovered from ValueError: the payment API is down"
     charge = next(s for s in caught["steps"] if s["id"] == "charge")
     assert charge["op"] == "error" and json.loads(charge["output"])["name"] == "ValueError"
-    assert json.loads(failed["error"])["name"] == "StepError"
+    assert json.loads(failed["error"])["name"] == "ValueError"  # the step's own error, not the wrapper
     assert max(attempts) <= 2, "an uncaught StepError must not retry the handler again"
