@@ -17,8 +17,8 @@ from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, Trigger
 from .function import Function, build_function
 
 # inngest-py create_function options that are not built yet: refused at definition time.
-NOT_BUILT = ("debounce", "throttle", "rate_limit", "batch_events", "on_failure", "priority", "idempotency",
-             "singleton")
+NOT_BUILT = ("debounce", "throttle", "rate_limit", "batch_events", "priority", "idempotency", "singleton")
+FAILED = "inngest/function.failed"
 
 
 class Inngest:
@@ -54,8 +54,13 @@ class Inngest:
     def create_function(self, *, fn_id: str, trigger: TriggerEvent | list[TriggerEvent], name: str | None = None,
                         cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                         timeouts: Timeouts | None = None, concurrency: list[Concurrency] | Concurrency | None = None,
+                        on_failure: Callable[..., Any] | None = None,
                         **unbuilt: Any) -> Callable[[Callable[..., Any]], Function]:
-        """Decorator: validate and compile the definition now and return the :class:`Function`."""
+        """Decorator: validate and compile the definition now and return the :class:`Function`.
+
+        ``on_failure`` is a handler run once the function has failed for good, with the
+        ``inngest/function.failed`` event as ``ctx.event`` (``data.error``, ``data.event``, ``data.run_id``):
+        as in Inngest, it is a function of its own, ``<fn_id>-failure``, triggered by that event."""
         full_id = f"{self.app_id}-{fn_id}"
         for option, value in unbuilt.items():
             if option not in NOT_BUILT:
@@ -68,7 +73,15 @@ class Inngest:
                                 retries=retries, timeouts=timeouts, concurrency=concurrency, logger=self.logger)
             if fn.id in self._functions:
                 raise DefinitionError(fn.id, "fn_id", fn_id, "is already registered in this app")
+            failure = None
+            if on_failure is not None:
+                failure = build_function(
+                    self.app_id, f"{fn_id}-failure", on_failure, name=f"{name or fn_id} (failure)",
+                    trigger=TriggerEvent(event=FAILED, expression=f"event.data.function_id == {fn.id!r}"),
+                    retries=retries, logger=self.logger)
             self._functions[fn.id] = fn
+            if failure is not None:
+                self._functions[failure.id] = failure
             return fn
 
         return register

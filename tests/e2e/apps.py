@@ -198,3 +198,14 @@ def step_error(ctx: pipeline.Context) -> str:
             raise
         what = f"recovered from {err.name}: {err.message}"
     return ctx.step.run("fallback", lambda: what)
+
+
+def _after_doomed(ctx: pipeline.Context) -> str:
+    data = ctx.event.data
+    return f"cleaned up {data['event']['id']} after {data['error']['name']}: {data['error']['message']}"
+
+
+@app.create_function(fn_id="doomed", retries=0, trigger=pipeline.TriggerEvent(event="test/doomed"),
+                     on_failure=_after_doomed)
+def doomed(ctx: pipeline.Context) -> None:
+    raise RuntimeError("no way")

@@ -4,6 +4,7 @@ instead of the owner's backoff (the stack's is 200 ms)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -42,3 +43,16 @@ def test_a_step_that_exhausts_its_retries_raises_step_error_which_the_handler_ca
     assert charge["op"] == "error" and json.loads(charge["output"])["name"] == "ValueError"
     assert json.loads(failed["error"])["name"] == "ValueError"  # the step's own error, not the wrapper
     assert max(attempts) <= 2, "an uncaught StepError must not retry the handler again"
+
+
+def test_on_failure_runs_once_after_the_function_failed_for_good(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/doomed", {}, id="doomed-1")
+        stack.send("test/wild.fine", {}, id="fine-1")  # another function's runs start no failure handler
+        handler = stack.wait_run(lambda r: r["function_id"] == "e2e-doomed-failure" and r["status"] == "Completed",
+                                 timeout=30)
+        stack.wait_run(lambda r: r["function_id"] == "e2e-wild" and r["status"] == "Completed", timeout=30)
+        time.sleep(1)
+        handlers = [r for r in stack.latest_runs().values() if r["function_id"] == "e2e-doomed-failure"]
+    assert json.loads(handler["output"]) == "cleaned up doomed-1 after RuntimeError: no way"
+    assert len(handlers) == 1
