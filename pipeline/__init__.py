@@ -8,6 +8,8 @@ from .sdk import (Batch, Cancel, Concurrency, Context, ContextSync, Debounce, De
                   TriggerCron, TriggerEvent)
 from .serde.models import Event
 
-__all__ = ["Batch", "Cancel", "Concurrency", "Context", "ContextSync", "Debounce", "DefinitionError", "Event",
+from . import fast_api  # noqa: E402  (inngest.fast_api.serve, after the SDK it uses)
+
+__all__ = ["fast_api", "Batch", "Cancel", "Concurrency", "Context", "ContextSync", "Debounce", "DefinitionError", "Event",
            "Function", "Inngest", "NonRetriableError", "RateLimit", "RetryAfterError", "Step", "StepError",
            "StepSync", "Throttle", "Timeouts", "TriggerCron", "TriggerEvent"]

@@ -49,3 +49,32 @@ def test_cron_triggers_and_unknown_options_are_refused_clearly() -> None:
         client.create_function(fn_id="f", trigger=inngest.TriggerCron(cron="*/5 * * * *"))(lambda ctx: None)
     with pytest.raises(TypeError, match="unexpected keyword argument 'retry'"):
         client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="x"), retry=3)
+
+
+def test_fast_api_serve_leaves_the_web_app_working_and_describes_the_functions() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    client = inngest.Inngest(app_id="shop")
+
+    @client.create_function(fn_id="ship", trigger=inngest.TriggerEvent(event="order/paid"),
+                            cancel=inngest.Cancel(event="order/cancelled", match="data.order_id"))
+    def ship(ctx: inngest.Context) -> None:
+        return None
+
+    web = FastAPI()
+
+    @web.get("/hello")
+    def hello() -> dict:
+        return {"hello": "world"}
+
+    inngest.fast_api.serve(web, client, [ship])
+    http = TestClient(web)
+    assert http.get("/hello").json() == {"hello": "world"}
+    described = http.get("/api/inngest").json()
+    assert described["functions"] == [{"id": "shop-ship", "name": "ship", "triggers": ["order/paid"],
+                                       "cancel": ["order/cancelled"]}]
+    assert http.put("/api/inngest").status_code == 200 and http.post("/api/inngest").status_code == 501
+    other = inngest.Inngest(app_id="other")
+    with pytest.raises(ValueError, match="not created by client 'other'"):
+        inngest.fast_api.serve(FastAPI(), other, [ship])
