@@ -29,26 +29,39 @@ err = Console(stderr=True)
 EXIT_FAILED = 1
 
 
-def build_loops(settings: Settings, app_spec: str | None, services: tuple[str, ...]) -> list[Any]:
-    """Build the service loops for ``services`` (not started)."""
+LOOP_SERVICES = ("matcher", "executor", "canceller")
+
+
+def build_service(name: str, registry: Any, settings: Settings, **owner_options: Any) -> Any:
+    """One service, not started: a ServiceLoop for the matcher, run owner ("executor") or canceller, or the
+    Worker. ``owner_options`` go to the RunOwner (tests shorten its retry backoff)."""
     from .canceller.service import Canceller
     from .kafka.loop import ServiceLoop
     from .matcher.service import Matcher
     from .runs.owner import RunOwner
+    from .workers.service import Worker
+
+    if name == "worker":
+        return Worker(registry, settings)
+    if name == "matcher":
+        return ServiceLoop(Matcher(registry, settings), settings)
+    if name == "executor":
+        return ServiceLoop(RunOwner(registry, settings, **owner_options), settings)
+    if name == "canceller":
+        return ServiceLoop(Canceller(settings), settings)
+    raise ValueError(f"unknown service {name!r}")
+
+
+def _registry(app_spec: str | None) -> Any:
     from .sdk.app import Registry, load_app
 
-    registry = Registry([load_app(app_spec)]) if app_spec else Registry([])
-    loops = []
-    for name in services:
-        if name == "matcher":
-            loops.append(ServiceLoop(Matcher(registry, settings), settings))
-        elif name == "executor":
-            loops.append(ServiceLoop(RunOwner(registry, settings), settings))
-        elif name == "canceller":
-            loops.append(ServiceLoop(Canceller(settings), settings))
-    return loops
+    return Registry([load_app(app_spec)]) if app_spec else Registry([])
 
 
+def build_loops(settings: Settings, app_spec: str | None, services: tuple[str, ...]) -> list[Any]:
+    """The service loops among ``services`` (not started; the worker and the API run apart)."""
+    registry = _registry(app_spec)
+    return [build_service(name, registry, settings) for name in services if name in LOOP_SERVICES]
 
 
 class ChildWorker:
@@ -79,9 +92,6 @@ class ChildWorker:
                 self.proc.wait(35)
             except Exception:
                 self.proc.kill()
-
-
-
 
 
 def _watchdog(settings: Settings, hearts: list[Any]) -> Watchdog | None:
@@ -139,11 +149,10 @@ def run_services(settings: Settings, app_spec: str | None, services: tuple[str, 
 
 def run_worker(settings: Settings, app_spec: str) -> int:
     """A worker process: runs handlers until SIGTERM; 1 if its outcomes cannot be delivered."""
-    from .sdk.app import Registry, load_app
-    from .workers.service import Worker, WorkerFailed
+    from .workers.service import WorkerFailed
 
     settings = resolve_instance(settings, ["worker"])
-    worker = Worker(Registry([load_app(app_spec)]), settings)
+    worker = build_service("worker", _registry(app_spec), settings)
     worker.install_signal_handlers()
     _watchdog(settings, [worker.heart])
     try:

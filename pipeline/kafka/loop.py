@@ -101,7 +101,7 @@ class ServiceLoop:
         self._stop = threading.Event()
         self._assignment: list[TopicPartition] = []
         self._needs_rebuild = False
-        self.positions: dict[tuple[str, int], int] = {}
+        self.positions: dict[tuple[str, int], int] = {}  # committed positions per partition (lag, _advance_positions)
         stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.stats_callback(self.name, self.positions)} \
             if self.settings.metrics_port else {}
         self.consumer = Consumer(consumer_config(
@@ -114,7 +114,6 @@ class ServiceLoop:
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
         self.offset_commit_interval = self.settings.offset_commit_interval_ms / 1000
-        self._committed: dict[tuple[str, int], int] = {}
         self.processed = 0
         self.dead_lettered = 0
         self.heart = Heart(self.name)  # beaten every iteration; a Watchdog may watch it (pipeline run/dev)
@@ -239,7 +238,7 @@ class ServiceLoop:
             return
         for tp in positions:
             key = (tp.topic, tp.partition)
-            if tp.offset >= 0 and tp.offset > max(self._committed.get(key, -1), self._uncommitted.get(key, -1)):
+            if tp.offset >= 0 and tp.offset > max(self.positions.get(key, -1), self._uncommitted.get(key, -1)):
                 self._uncommitted[key] = tp.offset
 
     def _commit(self, *, force: bool) -> None:
@@ -274,7 +273,6 @@ class ServiceLoop:
                 self.consumer.commit(offsets=tps, asynchronous=False)
             self._in_tx = False
         self.positions.update(offsets)
-        self._committed.update(offsets)
         offsets.clear()
         self._last_commit = time.monotonic()
 
@@ -371,7 +369,6 @@ class ServiceLoop:
         self._assignment = [tp for tp in self._assignment if (tp.topic, tp.partition) not in gone]
         for key in gone:
             self.positions.pop(key, None)
-            self._committed.pop(key, None)
             self._uncommitted.pop(key, None)  # produced nothing: the next owner may redo them
         log.info("partitions revoked", extra={"service": self.name,
                                               "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
@@ -410,8 +407,8 @@ def _retrying(call: Any, attempts: int = 5) -> None:
             time.sleep(0.1 * (attempt + 1))
 
 
-def run_in_thread(loop: ServiceLoop) -> threading.Thread:
-    """Start a loop in a daemon thread (``pipeline dev`` runs every service in one process this way)."""
+def run_in_thread(loop: Any) -> threading.Thread:
+    """Start a service loop (or a Worker: anything with ``name`` and ``run``) in a daemon thread."""
     thread = threading.Thread(target=loop.run, name=f"svc-{loop.name}", daemon=True)
     thread.start()
     return thread

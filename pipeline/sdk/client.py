@@ -42,7 +42,9 @@ class Inngest:
         self.logger = logger
         self.is_production = is_production
         self._functions: dict[str, Function] = {}
-        self._producer: Any = None
+        self._producer: Any = None  # with _serde and _events_topic, made by _sender() at the first send
+        self._serde: Any = None
+        self._events_topic = ""
         self._lock = threading.Lock()
 
     @property
@@ -99,30 +101,36 @@ class Inngest:
         """Produce one event or a list to the events topic (acks=all) and return their ids, in order.
 
         Events get an id and a ts when they have none; resending an id starts no second run."""
-        from ..kafka import topics as t
-        from ..kafka.client import bootstrap, producer_config
-        from ..serde import EVENT, Serde
+        from ..serde import EVENT
         from ..serde.models import Event
-        from ..config import Settings
 
-        settings = Settings()
         items = events if isinstance(events, list) else [events]
         records = [(e if isinstance(e, Event) else Event.model_validate(e)).with_defaults() for e in items]
         with self._lock:
-            if self._producer is None:
-                from confluent_kafka import Producer
-
-                self._producer = Producer(producer_config(bootstrap(settings), **{"linger.ms": 1}))
-            producer = self._producer
+            producer, serde, topic = self._sender()
             failures: list[str] = []
-            serde = Serde()
             for ev in records:
-                producer.produce(settings.topic(t.EVENTS), key=ev.id, value=serde.encode(EVENT, ev.to_record()),
+                producer.produce(topic, key=ev.id, value=serde.encode(EVENT, ev.to_record()),
                                  on_delivery=lambda err, _msg: failures.append(str(err)) if err else None)
             left = producer.flush(30)
         if failures or left:
             raise RuntimeError(f"events not delivered: {failures[:3] or f'{left} timed out'}")
         return [ev.id for ev in records]
+
+    def _sender(self) -> tuple[Any, Any, str]:
+        """The producer, serde and events topic, made at the first send from the ``PIPELINE_*`` settings."""
+        if self._producer is None:
+            from confluent_kafka import Producer
+
+            from ..config import Settings
+            from ..kafka import topics as t
+            from ..kafka.client import bootstrap, producer_config
+            from ..serde import Serde
+
+            settings = Settings()
+            self._serde, self._events_topic = Serde(), settings.topic(t.EVENTS)
+            self._producer = Producer(producer_config(bootstrap(settings), **{"linger.ms": 1}))
+        return self._producer, self._serde, self._events_topic
 
     async def send(self, events: Any) -> list[str]:
         """:meth:`send_sync` without blocking the event loop."""

@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient
 from ..config import Settings
 from ..kafka import topics as t
 from ..kafka.client import admin_config, consumer_config, producer_config
-from ..kafka.loop import ServiceLoop, run_in_thread
+from ..kafka.loop import run_in_thread
 from ..kafka.watchdog import Watchdog
 from ..sdk.app import Registry
 from ..sdk.client import Inngest
@@ -140,31 +140,17 @@ class Stack:
 
     def build_loop(self, name: str, **overrides: Any) -> Any:
         """A service loop (or the worker) for this stack's topics (not started)."""
-        from ..canceller.service import Canceller
-        from ..matcher.service import Matcher
-        from ..runs.owner import RunOwner
-        from ..workers.service import Worker
+        from ..supervise import build_service
 
-        registry = Registry(self.apps)
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        if name == "worker":
-            return Worker(registry, settings)
-        if name == "matcher":
-            return ServiceLoop(Matcher(registry, settings), settings)
-        if name == "executor":
-            return ServiceLoop(RunOwner(registry, settings, retry_backoff_ms=self.retry_backoff_ms), settings)
-        if name == "canceller":
-            return ServiceLoop(Canceller(settings), settings)
-        raise ValueError(f"unknown service {name!r}")
+        options = {"retry_backoff_ms": self.retry_backoff_ms} if name == "executor" else {}
+        return build_service(name, Registry(self.apps), settings, **options)
 
     def start_service(self, name: str) -> Any:
-        from ..workers.service import Worker, run_in_thread as run_worker
-
         loop = self.build_loop(name)
         if self.watchdog is not None:
             self._hearts[id(self.watchdog.watch(loop.heart))] = name
-        thread = run_worker(loop) if isinstance(loop, Worker) else run_in_thread(loop)
-        self.loops[name], self.threads[name] = loop, thread
+        self.loops[name], self.threads[name] = loop, run_in_thread(loop)
         return loop
 
     def _replace(self, heart: Any, silent: float) -> None:

@@ -332,9 +332,3 @@ def _latest_seq(batch: list[tuple[Message, Any]]) -> dict[bytes, int]:
             latest[msg.key()] = inv["seq"]
     return latest
 
-
-def run_in_thread(worker: Worker) -> threading.Thread:
-    """Start a worker in a daemon thread (tests and in-process stacks)."""
-    thread = threading.Thread(target=worker.run, name="svc-worker", daemon=True)
-    thread.start()
-    return thread
