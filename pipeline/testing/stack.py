@@ -189,6 +189,23 @@ class Stack:
 
     # -- waiting -------------------------------------------------------------------------------------------
 
+    def snapshot(self) -> str:
+        """What each service is doing, for a failed wait's message: run statuses seen, each service's
+        assignment, records processed and seconds since its loop last beat, and the watchers' errors."""
+        statuses: dict[str, int] = {}
+        for state in self.latest_runs().values():
+            statuses[state["status"]] = statuses.get(state["status"], 0) + 1
+        now = time.monotonic()
+        lines = [f"run statuses: {statuses}"]
+        for name, loop in self.loops.items():
+            assigned = sorted(f"{tp.topic.rsplit('.', 1)[-1]}[{tp.partition}]" for tp in getattr(loop, "assignment", []))
+            lines.append(f"{name}: assigned={assigned} processed={getattr(loop, 'processed', '?')} "
+                         f"silent={now - loop.heart.last:.1f}s alive={self.threads[name].is_alive()}")
+        for watcher in (self.runs, self.system_events):
+            if watcher is not None and watcher.errors:
+                lines.append(f"watcher {watcher.topic}: {watcher.errors[-5:]}")
+        return "\n".join(lines)
+
     def latest_runs(self) -> dict[str, dict[str, Any]]:
         """Each run's newest state seen so far."""
         assert self.runs is not None

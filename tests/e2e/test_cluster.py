@@ -35,12 +35,12 @@ def test_one_broker_killed_mid_run_loses_nothing(cluster: tuple[str, str]) -> No
             stack.send("test/long", {"key": f"n{i}", "sleep": 300}, id=f"N{i}")
         deadline = time.monotonic() + 90
         while sum(r["status"] == "Sleeping" for r in stack.latest_runs().values()) < runs // 2:
-            assert time.monotonic() < deadline, "runs did not start"
+            assert time.monotonic() < deadline, f"runs did not start\n{stack.snapshot()}"
             time.sleep(0.2)
         assert embedded.kill_node(name, 1)  # mid-run: some runs may still be starting
         deadline = time.monotonic() + 120
         while sum(r["status"] == "Sleeping" for r in stack.latest_runs().values()) < runs:
-            assert time.monotonic() < deadline, "runs were lost with the broker"
+            assert time.monotonic() < deadline, f"runs were lost with the broker\n{stack.snapshot()}"
             time.sleep(0.2)
         for i in range(runs):
             stack.send("test/cancel", {"key": f"n{i}"}, id=f"X{i}")
