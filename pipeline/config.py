@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     cancel_signal_window_ms: int = Field(
         default=10 * 60 * 1000, description="how long the canceller keeps a signal for late listeners"
     )
+    event_dedup_window_ms: int = Field(
+        default=24 * 3600 * 1000, ge=0, description="an event whose id was received within this window before "
+        "starts nothing (Inngest's 24 h event-id deduplication); 0 turns it off")
     metrics_port: int | None = Field(default=None, description="Prometheus /metrics port; unset = none")
     batch_size: int = Field(default=500, ge=1, description="records consumed per batch")
     worker_concurrency: int = Field(

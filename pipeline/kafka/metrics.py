@@ -21,6 +21,8 @@ RESTORE_SECONDS = Gauge("pipeline_restore_seconds", "time the last state rebuild
 RESTORE_RECORDS = Gauge("pipeline_restore_records", "records read by the last state rebuild", ["service", "topic"])
 WATCHDOG_TRIPS = Counter("pipeline_watchdog_trips_total", "loops found making no progress (the process then exits)",
                          ["service"])
+DUPLICATE_EVENTS = Counter("pipeline_duplicate_events_total",
+                           "events skipped by the matcher: an event with the same id was received within the dedup window")
 TX_ABORTS = Counter("pipeline_transaction_aborts_total", "aborted transactions", ["service"])
 
 # the run owner and the workers

@@ -24,6 +24,7 @@ INVOCATIONS = "invocations"
 CANCEL_INDEX = "cancel-index"
 CANCELLATIONS = "cancellations"
 DEAD_LETTER = "dead-letter"
+EVENT_IDS = "event-ids"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class TopicSpec:
 SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(EVENTS, key="event id", doc="user events in; the broker stamps the receive time",
               config={"message.timestamp.type": "LogAppendTime"}),
+    TopicSpec(EVENT_IDS, key="event id; co-partitioned with events",
+              doc="the matcher's dedup table: the first record of each event id, tombstoned after the window",
+              cleanup_policy="compact", retention_ms=-1,
+              config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)}),
     TopicSpec(SYSTEM_EVENTS, key="event id (run id for function.* events)",
               doc="inngest/function.* system events; consumed by the matcher like user events",
               config={"message.timestamp.type": "LogAppendTime"}),

@@ -1,6 +1,7 @@
 """The matcher: events and system events in; run starts, cancel listeners and cancel signals out.
 
-For each event it (1) starts every function whose trigger matches, with a run id derived
+An event whose id was already received within the dedup window (24 h) is skipped first (see
+:mod:`pipeline.matcher.dedup`). For each other event it (1) starts every function whose trigger matches, with a run id derived
 from (function id, event id) so duplicates and replays start nothing new; (2) registers the
 new run's cancel listeners, keyed and partitioned by join key; (3) if the event's name is a
 cancel event of any function, emits a cancel signal under each join key it can hit.
@@ -14,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ..canceller.keys import listener_record_key, partition_for, signal_record_key
@@ -22,12 +23,16 @@ from ..canceller.registration import listeners_for, signal_keys, signal_routes
 from ..config import Settings
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
+from ..kafka import metrics
+from ..kafka.deadletter import DeadLetterSink
 from ..kafka.loop import Emitter
+from ..kafka.restore import restore
 from ..runs.ids import derived_ulid, run_id_for
 from ..runs.state import start_command
 from ..sdk.app import Registry
-from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, EVENT, RUN_COMMAND, Serde
+from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, EVENT, EVENT_SEEN, RUN_COMMAND, Serde
 from ..serde.models import event_record_to_dict
+from .dedup import Seen, SeenEvents
 from .routing import TriggerIndex
 
 log = logging.getLogger("pipeline.matcher")
@@ -59,11 +64,56 @@ class Matcher:
         self.index_partitions = t.partition_count(admin, self.index_topic)
         self.command_partitions = t.partition_count(admin, self.commands_topic)
         self.max_bytes = settings.max_event_bytes
+        self.servers = bootstrap(settings)
+        self.ids_topic = settings.topic(t.EVENT_IDS)
+        self.dedup_window_ms = settings.event_dedup_window_ms
+        self.seen: dict[int, SeenEvents] = {}  # events partition -> its dedup table
+        self.restore_dead_letters = DeadLetterSink(self.servers, settings.topic(t.DEAD_LETTER), self.name)
+        self._next_expiry = 0
         self.runs_started = 0
         self.signals_sent = 0
+        self.duplicates = 0
 
     def topics(self) -> list[str]:
         return [self.events_topic, self.system_topic]
+
+    # -- the dedup table ------------------------------------------------------------------------------------
+
+    def assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Rebuild the dedup table of each assigned events partition from ``event-ids`` (read_committed: what
+        the matcher wrote with its offsets, so the table matches the committed position exactly)."""
+        if not self.dedup_window_ms:
+            return
+        parts = [tp.partition for tp in partitions if tp.topic == self.events_topic]
+        for p in parts:
+            self.seen[p] = SeenEvents(self.dedup_window_ms)
+
+        def load(msg: Message) -> None:
+            value = msg.value()
+            record = None if value is None else self.serde.decode_as(EVENT_SEEN, value)
+            self.seen[msg.partition()].load(msg.key().decode(), None if record is None else
+                                            Seen(record["offset"], record["first_seen"]))
+
+        count, seconds = restore(self.servers, self.ids_topic, parts, load, label="matcher event ids",
+                                 dead_letter=self.restore_dead_letters)
+        metrics.RESTORE_SECONDS.labels(self.name, self.ids_topic).set(seconds)
+        metrics.RESTORE_RECORDS.labels(self.name, self.ids_topic).set(count)
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp.topic == self.events_topic:
+                self.seen.pop(tp.partition, None)
+
+    def tick(self, out: Emitter, now: int) -> None:
+        """Once a minute, forget ids older than the window (tombstones keep the compacted topic small)."""
+        if now < self._next_expiry or not self.seen:
+            return
+        self._next_expiry = now + 60_000
+        for p, table in self.seen.items():
+            for event_id in table.expire(now):
+                out.send(self.ids_topic, event_id, None, None, partition=p)
+
+    # -- one record ----------------------------------------------------------------------------------------
 
     def process(self, msg: Message, out: Emitter) -> None:
         value = msg.value()
@@ -80,13 +130,26 @@ class Matcher:
         if not isinstance(event["data"], dict) or not isinstance(event["user"], dict):
             raise InvalidEvent("event data and user must be JSON objects")
         received_at = msg.timestamp()[1]
+        seen = None
         if not event["id"]:
             # Produced straight to Kafka without an id: derive one from where it sits in the log, so a
             # replay of the same record gets the same id (and so starts no second run).
             event["id"] = derived_ulid(received_at, msg.topic(), str(msg.partition()), str(msg.offset()))
+        elif self.dedup_window_ms and msg.topic() == self.events_topic:
+            seen = self.seen.get(msg.partition())
+            if seen is not None and seen.is_duplicate(event["id"], msg.offset(), received_at):
+                self.duplicates += 1
+                metrics.DUPLICATE_EVENTS.inc()
+                return
         now = time.time_ns() // 1_000_000
         matched = self.triggers.matches(name, event)
-        event_json = _event_json(record, event) if matched or route is not None else ""
+        if not matched and route is None:
+            return
+        event_json = _event_json(record, event)
+        if seen is not None and seen.remember(event["id"], msg.offset(), received_at):
+            out.send(self.ids_topic, event["id"], EVENT_SEEN,
+                     {"event_id": event["id"], "offset": msg.offset(), "first_seen": received_at},
+                     partition=msg.partition())
         for fn in matched:
             self._start(fn, event, event_json, received_at, now, out)
         if route is not None:

@@ -12,8 +12,10 @@ CANCEL_SIGNAL = "pipeline.CancelSignal"
 BULK_CANCELLATION = "pipeline.BulkCancellation"
 INVOCATION = "pipeline.Invocation"
 STEP_OUTCOME = "pipeline.StepOutcome"
+EVENT_SEEN = "pipeline.EventSeen"
 
 __all__ = [
     "Serde", "Catalog", "default_catalog", "SerdeError",
     "EVENT", "RUN_COMMAND", "RUN_STATE", "CANCEL_LISTENER", "CANCEL_SIGNAL", "BULK_CANCELLATION", "INVOCATION", "STEP_OUTCOME",
+    "EVENT_SEEN",
 ]
