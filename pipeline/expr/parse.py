@@ -14,10 +14,10 @@ from typing import Final
 import lark
 import lark.exceptions
 from celpy.celparser import CELParseError, CELParser
-from celpy.evaluation import celbytes, celstr
 
 from .ast import MACROS, TYPE_IDENTS, Binary, Call, Cond, Has, Ident, Index, ListExpr, Lit, MapExpr, Node, Select, Unary
 from .errors import ExprError
+from .literals import decode_bytes, decode_string
 from .values import INT64_MAX, INT64_MIN, UINT64_MAX, UInt
 
 #: Global functions of the CEL standard library.
@@ -150,6 +150,13 @@ class _Converter:
         if data in ("ident", "dot_ident"):
             tok = ch[0]
             name = str(tok)
+            if data == "dot_ident":
+                # ``.x`` is x at the root scope. Outside a macro binding x that is plain x, so the AST keeps no dot;
+                # inside one, the tree (and any residual printed from it) could not tell them apart: refused.
+                if name in scope and (name in self.variables or name in TYPE_IDENTS):
+                    raise self.fail(f"a leading-dot identifier .{name} inside a macro that binds {name} is not "
+                                    "supported", tok)
+                scope = frozenset()
             if name in scope or name in self.variables or name in TYPE_IDENTS:
                 return Ident(name)
             known = ", ".join(sorted(self.variables)) or "none"
@@ -160,13 +167,15 @@ class _Converter:
         if data == "map_lit":
             inits = ch[0].children if ch else []
             entries = []
-            seen: set[str] = set()
+            seen: set[tuple[str, object]] = set()
             for i in range(0, len(inits), 2):
                 k = self.convert(inits[i], scope)
-                if isinstance(k, Lit) and type(k.value) is str:
-                    if k.value in seen:
+                if isinstance(k, Lit) and isinstance(k.value, (str, int)):
+                    # CEL map keys are equal across int and uint (0 == 0u), never across bool and int
+                    same = ("bool" if type(k.value) is bool else "str" if type(k.value) is str else "num", k.value)
+                    if same in seen:
                         raise self.fail(f"duplicate map key {k.value!r}", inits[i])
-                    seen.add(k.value)
+                    seen.add(same)
                 entries.append((k, self.convert(inits[i + 1], scope)))
             return MapExpr(tuple(entries))
         if data == "literal":
@@ -190,12 +199,12 @@ class _Converter:
             return float(text)
         if kind in ("STRING_LIT", "MLSTRING_LIT"):
             try:
-                return str(celstr(tok))
+                return decode_string(str(tok))
             except (ValueError, OverflowError) as exc:
                 raise self.fail(f"invalid string literal: {exc}", tok) from None
         if kind == "BYTES_LIT":
             try:
-                return bytes(celbytes(tok))
+                return decode_bytes(str(tok))
             except (ValueError, OverflowError) as exc:
                 raise self.fail(f"invalid bytes literal: {exc}", tok) from None
         if kind == "BOOL_LIT":

@@ -48,20 +48,39 @@ class TopicWatcher:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._consumer = Consumer(consumer_config(servers, None, **{"enable.partition.eof": False}))
-        meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
-        self._consumer.assign([TopicPartition(topic, p, -2) for p in meta.partitions])
+        self._next: dict[int, int] = dict.fromkeys(self._partitions_with_leaders(), -2)  # -2: the beginning
+        self._consumer.assign([TopicPartition(topic, p, o) for p, o in self._next.items()])
         self._thread = threading.Thread(target=self._run, name=f"watch-{topic}", daemon=True)
         self._thread.start()
+
+    def _partitions_with_leaders(self, timeout: float = 30.0) -> list[int]:
+        """The topic's partitions, once each has a leader: on a brand-new cluster a topic just created may
+        not be known to every broker yet, and an offset lookup sent then fails for good
+        (UNKNOWN_TOPIC_OR_PART) instead of being retried, leaving the watcher blind."""
+        deadline = time.monotonic() + timeout
+        while True:
+            meta = self._consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+            if meta is not None and meta.error is None and meta.partitions and all(
+                    p.leader >= 0 for p in meta.partitions.values()):
+                return sorted(meta.partitions)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.topic} has no leader for every partition after {timeout}s")
+            time.sleep(0.2)
 
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 for msg in self._consumer.consume(500, timeout=0.1):
                     if msg.error():
-                        # transient (a broker restarting, a leader moving): librdkafka recovers by itself
-                        if msg.error().code() != KafkaError._PARTITION_EOF:
-                            self.errors.append(str(msg.error()))
-                        continue
+                        code = msg.error().code()
+                        if code == KafkaError._PARTITION_EOF:
+                            continue
+                        self.errors.append(str(msg.error()))
+                        if code == KafkaError.UNKNOWN_TOPIC_OR_PART:  # not retried by librdkafka: assign again
+                            time.sleep(0.2)
+                            self._consumer.assign([TopicPartition(self.topic, p, o) for p, o in self._next.items()])
+                        continue  # other errors are transient (a broker restarting): librdkafka recovers
+                    self._next[msg.partition()] = msg.offset() + 1
                     try:
                         value = self.decode(msg.value())
                     except SerdeError:
