@@ -34,6 +34,12 @@ class Listener:
     expires_at: int
     residual: str | None
     owner_partition: int = -1
+    wait_step: str | None = None  # a step.wait_for_event listener: a match resumes that step (see registration)
+
+    @property
+    def ident(self) -> str:
+        """Its id within a join key: the run id, plus the step for a wait (a run may have both kinds)."""
+        return self.run_id if self.wait_step is None else f"{self.run_id}\x1e{self.wait_step}"
 
 
 @dataclass(slots=True)
@@ -45,13 +51,19 @@ class Signal:
 
 @dataclass(slots=True)
 class Match:
-    """A run to cancel because of a signal."""
+    """A run to cancel (or, for a wait listener, a step to resume) because of a signal."""
 
     join_key: str
     run_id: str
     function_id: str
     event_id: str
     owner_partition: int = -1
+    wait_step: str | None = None
+    event: str | None = None  # the signal's event JSON, for a wait (its step's output)
+
+    @property
+    def ident(self) -> str:
+        return self.run_id if self.wait_step is None else f"{self.run_id}\x1e{self.wait_step}"
 
 
 class CancelIndex:
@@ -71,17 +83,15 @@ class CancelIndex:
         bucket = self.listeners.get(key)
         if bucket is None:
             bucket = self.listeners[key] = {}
-        if listener.run_id not in bucket:
+        if listener.ident not in bucket:
             self.listener_count += 1
-        bucket[listener.run_id] = listener
+        bucket[listener.ident] = listener
         if not match:
             return []
-        out = []
-        for signal in self.signals.get(key, ()):
+        for signal in self.signals.get(key, ()):  # oldest first: a wait gets the first event after it began
             if self._hits(listener, signal):
-                out.append(Match(key, listener.run_id, listener.function_id, signal.event_id, listener.owner_partition))
-                break
-        return out
+                return [_match(key, listener, signal)]
+        return []
 
     def add_signal(self, key: str, signal: Signal, *, match: bool = True) -> list[Match]:
         """Keep a signal for the window; with ``match``, return the listeners it cancels."""
@@ -91,12 +101,12 @@ class CancelIndex:
         bucket = self.listeners.get(key)
         if not bucket:
             return []
-        return [Match(key, l.run_id, l.function_id, signal.event_id, l.owner_partition)
-                for l in bucket.values() if self._hits(l, signal)]
+        return [_match(key, l, signal) for l in bucket.values() if self._hits(l, signal)]
 
-    def remove_listener(self, key: str, run_id: str) -> None:
+    def remove_listener(self, key: str, ident: str) -> None:
+        """Forget a listener by its :attr:`Listener.ident` (the run id for a cancel_on listener)."""
         bucket = self.listeners.get(key)
-        if bucket is not None and bucket.pop(run_id, None) is not None:
+        if bucket is not None and bucket.pop(ident, None) is not None:
             self.listener_count -= 1
             if not bucket:
                 del self.listeners[key]
@@ -159,11 +169,18 @@ class CancelIndex:
         return self._residuals[source]
 
 
+def _match(key: str, listener: Listener, signal: Signal) -> Match:
+    if listener.wait_step is None:
+        return Match(key, listener.run_id, listener.function_id, signal.event_id, listener.owner_partition)
+    return Match(key, listener.run_id, listener.function_id, signal.event_id, listener.owner_partition,
+                 listener.wait_step, signal.event)
+
+
 def listener_from_record(record: dict[str, Any]) -> Listener:
     # function ids repeat across many listeners: intern them (about 60 B less per listener)
     return Listener(record["run_id"], sys.intern(record["function_id"]), record["trigger_event_id"],
                     record["trigger_received_at"], record["expires_at"], record.get("residual"),
-                    record.get("owner_partition", -1))
+                    record.get("owner_partition", -1), record.get("wait_step"))
 
 
 def signal_from_record(record: dict[str, Any]) -> Signal:

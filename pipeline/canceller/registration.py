@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..expr import lookup_path
+from ..expr import Expr, ExprError, compile_expr, join_paths, lookup_path
 from ..sdk.function import CompiledCancel, Function
 from .keys import join_key
 
@@ -31,30 +31,73 @@ def listeners_for(fn: Function, event: dict[str, Any], run_id: str, received_at:
 
 def _listener(entry: CompiledCancel, fn: Function, event: dict[str, Any], run_id: str, received_at: int,
               queued_at: int) -> dict[str, Any] | None:
-    residual_src: str | None = None
-    key = join_key(entry.spec.event)
     fast = _plain_join_key(entry, event)
     if fast is not None:
-        key = fast
-    elif entry.expr is not None:
-        residual = entry.expr.partial({"event": event})
-        if residual.is_false:
+        key, residual_src = fast, None
+    else:
+        joined = _join(entry.spec.event, entry.expr, entry.join_path, event)
+        if joined is None:
             return None
-        if entry.join_path is not None:
-            keys = residual.equality_keys("async")
-            values = [v for p, v in keys if p == entry.join_path]
-            if not values:
-                return None  # the equality folded away (e.g. the run's field is missing): it can never match
-            key = join_key(entry.spec.event, entry.join_path, values[0])
-            # the key decides alone only when nothing else is left: no other equality and a true remainder
-            if len(keys) > 1 or not residual.without_keys("async").is_true:
-                residual_src = residual.to_source()
-        elif not residual.is_true:
-            residual_src = residual.to_source()
+        key, residual_src = joined
     return {
         "join_key": key, "run_id": run_id, "function_id": fn.id, "trigger_event_id": event["id"],
         "trigger_received_at": received_at, "expires_at": queued_at + entry.timeout_ms, "residual": residual_src,
     }
+
+
+def _join(event_name: str, expr: Expr | None, join_path: str | None,
+          event: dict[str, Any]) -> tuple[str, str | None] | None:
+    """(join key, residual over ``async`` or None) of a condition with the run's ``event`` bound; None when it
+    can never match."""
+    if expr is None:
+        return join_key(event_name), None
+    residual = expr.partial({"event": event})
+    if residual.is_false:
+        return None
+    if join_path is not None:
+        keys = residual.equality_keys("async")
+        values = [v for p, v in keys if p == join_path]
+        if not values:
+            return None  # the equality folded away (e.g. the run's field is missing): it can never match
+        # the key decides alone only when nothing else is left: no other equality and a true remainder
+        alone = len(keys) == 1 and residual.without_keys("async").is_true
+        return join_key(event_name, join_path, values[0]), None if alone else residual.to_source()
+    return join_key(event_name), None if residual.is_true else residual.to_source()
+
+
+class WaitNotRoutable(ValueError):
+    """A wait the matcher would not signal for: not found in the module, or its condition is not valid CEL."""
+
+
+def wait_listener(fn: Function, event: dict[str, Any], run_id: str, step_id: str, wait_event: str,
+                  if_exp: str | None, since: int, timeout_at: int) -> dict[str, Any] | None:
+    """The CancelListener record of a ``step.wait_for_event`` (``wait_step`` set), or None when its condition can
+    never hold for this run. Raises :class:`WaitNotRoutable` for a wait the matcher does not signal.
+
+    The join is keyed by the condition's ``async`` equality path when the matcher signals the event under that
+    path (a literal ``if_exp`` in the source), else by the event name alone."""
+    paths = fn.wait_paths(wait_event)
+    if not paths:
+        raise WaitNotRoutable(f"wait_for_event(event={wait_event!r}) was not found in the source of {fn.id}'s "
+                              "module; the matcher does not watch that event")
+    expr = None
+    path = None
+    if if_exp:
+        try:
+            expr = compile_expr(if_exp, ("event", "async"))
+        except ExprError as exc:
+            raise WaitNotRoutable(str(exc)) from None
+        found = join_paths(expr, "async")
+        path = found[0] if found and found[0] in paths else None
+    if path is None and None not in paths:
+        raise WaitNotRoutable(f"wait_for_event(event={wait_event!r}, if_exp={if_exp!r}): the condition differs from "
+                              "the literal one in the source, so the matcher does not signal it by name")
+    joined = _join(wait_event, expr, path, event)
+    if joined is None:
+        return None
+    key, residual = joined
+    return {"join_key": key, "run_id": run_id, "function_id": fn.id, "trigger_event_id": event["id"],
+            "trigger_received_at": since, "expires_at": timeout_at, "residual": residual, "wait_step": step_id}
 
 
 def _plain_join_key(entry: CompiledCancel, event: dict[str, Any]) -> str | None:
@@ -77,13 +120,16 @@ class SignalRoute:
 
 
 def signal_routes(functions: list[Function]) -> dict[str, SignalRoute]:
-    """Per cancel event name, the distinct join paths in use across all functions' cancel entries."""
+    """Per cancel or awaited event name, the distinct join paths in use across all functions' cancel entries
+    and ``wait_for_event`` calls."""
     paths: dict[str, list[str | None]] = {}
     for fn in functions:
-        for entry in fn.cancels:
-            lst = paths.setdefault(entry.spec.event, [])
-            if entry.join_path not in lst:
-                lst.append(entry.join_path)
+        pairs = [(entry.spec.event, entry.join_path) for entry in fn.cancels]
+        pairs += [(wait.event, wait.join_path) for wait in fn.waits]
+        for name, path in pairs:
+            lst = paths.setdefault(name, [])
+            if path not in lst:
+                lst.append(path)
     return {name: SignalRoute(name, tuple(p)) for name, p in paths.items()}
 
 

@@ -25,7 +25,7 @@ from ..kafka.client import bootstrap
 from ..kafka.loop import Emitter
 from ..kafka.deadletter import DeadLetterSink
 from ..kafka.restore import restore
-from ..runs.state import cancel_command
+from ..runs.state import cancel_command, resume_command
 from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, RUN_COMMAND, Serde
 from .index import CancelIndex, Match, listener_from_record, signal_from_record
 from .keys import listener_record_key, signal_record_key
@@ -51,6 +51,7 @@ class Canceller:
         self.indexes: dict[int, CancelIndex] = {}
         self._next_expiry = 0
         self.cancels_sent = 0
+        self.resumes_sent = 0
 
     def topics(self) -> list[str]:
         return [self.index_topic]
@@ -79,13 +80,17 @@ class Canceller:
                 self.indexes.pop(tp.partition, None)
 
     def process(self, msg: Message, out: Emitter) -> None:
+        now = time.time_ns() // 1_000_000
         for m in self._apply(msg, match=True):
-            out.send(self.commands_topic, m.run_id, RUN_COMMAND,
-                     cancel_command(m.run_id, m.function_id, "cancel_on", m.event_id, time.time_ns() // 1_000_000),
-                     partition=m.owner_partition)
-            out.send(self.index_topic, listener_record_key(m.join_key, m.run_id), None, None, partition=msg.partition())
-            self.indexes[msg.partition()].remove_listener(m.join_key, m.run_id)
-            self.cancels_sent += 1
+            if m.wait_step is None:
+                command = cancel_command(m.run_id, m.function_id, "cancel_on", m.event_id, now)
+                self.cancels_sent += 1
+            else:
+                command = resume_command(m.run_id, m.function_id, m.wait_step, m.event or "null", now)
+                self.resumes_sent += 1
+            out.send(self.commands_topic, m.run_id, RUN_COMMAND, command, partition=m.owner_partition)
+            out.send(self.index_topic, listener_record_key(m.join_key, m.ident), None, None, partition=msg.partition())
+            self.indexes[msg.partition()].remove_listener(m.join_key, m.ident)
 
     def _apply(self, msg: Message, *, match: bool) -> list[Match]:
         p = msg.partition()

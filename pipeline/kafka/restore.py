@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .client import consumer_config
@@ -40,7 +40,7 @@ def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Call
     try:
         targets: dict[int, int] = {}
         for p in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = _watermarks(consumer, TopicPartition(topic, p))
             end = high if end_offsets is None or p not in end_offsets else min(end_offsets[p], high)
             if end > low:
                 targets[p] = end
@@ -106,3 +106,23 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, deadline_s: float = 30.0) -> tuple[int, int]:
+    """A partition's offsets, retried while the error is transient: a leader moving or just elected answers
+    NOT_LEADER_FOR_PARTITION for a moment (seen on brand-new topics), which must not kill the service."""
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in (KafkaError.NOT_LEADER_FOR_PARTITION,
+                                                          KafkaError.LEADER_NOT_AVAILABLE,
+                                                          KafkaError.UNKNOWN_TOPIC_OR_PART)) \
+                    or time.monotonic() > give_up:
+                raise
+            log.info("offsets not available yet; retrying", extra={"topic": tp.topic, "partition": tp.partition,
+                                                                   "error": str(error)})
+            beat()
+            time.sleep(0.2)

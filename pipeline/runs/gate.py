@@ -171,16 +171,21 @@ class GateBook:
         self.waiting: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (ready_at, run_id)
         self.passed: dict[int, int] = {}  # partition -> the latest t0 the owner has caught up with
         self._pending: list[Round] = []
+        # each run's latest point: a run that left the gate another way (a wait answered) and came back at a
+        # later point leaves a stale entry behind, which must not release it early
+        self._points: dict[tuple[int, str], int] = {}
 
     def __len__(self) -> int:
         return sum(len(h) for h in self.waiting.values())
 
     def add(self, partition: int, ready_at: int, run_id: str) -> None:
         heapq.heappush(self.waiting.setdefault(partition, []), (ready_at, run_id))
+        self._points[(partition, run_id)] = ready_at
 
     def drop_partition(self, partition: int) -> None:
         self.waiting.pop(partition, None)
         self.passed.pop(partition, None)
+        self._points = {k: v for k, v in self._points.items() if k[0] != partition}
 
     def take_rounds(self, rounds: deque[Round]) -> None:
         while rounds:
@@ -205,6 +210,9 @@ class GateBook:
             passed = self.passed.get(p, 0)
             while heap and (heap[0][0] <= passed or now - heap[0][0] >= self.max_wait_ms):
                 ready_at, run_id = heapq.heappop(heap)
+                if self._points.get((p, run_id)) != ready_at:
+                    continue  # stale: the run is back at a later point, with its own entry
+                del self._points[(p, run_id)]
                 out.append((p, run_id, ready_at > passed))
         return out
 

@@ -28,7 +28,7 @@ from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from ..canceller.keys import listener_record_key, partition_for
-from ..canceller.registration import listeners_for
+from ..canceller.registration import WaitNotRoutable, listeners_for, wait_listener
 from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
@@ -38,7 +38,7 @@ from ..kafka.deadletter import DeadLetterSink
 from ..kafka.restore import restore
 from ..sdk.app import Registry
 from ..sdk.function import Function
-from ..serde import EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
+from ..serde import CANCEL_LISTENER, EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
 from . import state as st
 from .bulk import BulkRule, BulkRules
@@ -191,6 +191,13 @@ class RunOwner:
                 return
             self._apply(st.cancel(state, record["reason"] or "api", record["source_id"], now),
                         self.registry.by_id.get(state["function_id"]), p, out, now)
+        elif kind == "resume":
+            if state is None:
+                return
+            if state.get("held") == st.GATE and state["status"] == "Waiting":  # timed out, at the gate: give
+                self._release_slots(state, self.registry.by_id.get(state["function_id"]), p, out, now)  # slots back
+            self._apply(st.resume(state, record["step_id"], record["event"] or "null", now),
+                        self.registry.by_id.get(state["function_id"]), p, out, now)
         # "execute" commands (the run queue of earlier versions) are obsolete: invocations replaced them
 
     def _outcome(self, outcome: dict[str, Any], state: dict[str, Any] | None, p: int, out: Emitter, now: int) -> None:
@@ -205,6 +212,8 @@ class RunOwner:
                       for i, ev in enumerate(json.loads(outcome["events"] or "[]"))]
             tr.state["steps"][-1]["output"] = json.dumps([e["id"] for e in events])
             tr.user_events = events
+        if outcome["kind"] == "wait" and tr.state is not None and tr.state["status"] == "Waiting":
+            tr = self._listen(tr, fn, p, out, now)
         try:
             self._apply(tr, fn, p, out, now)
         except OutputTooLarge as exc:
@@ -213,6 +222,42 @@ class RunOwner:
             failed = st.failed_attempt(st._bump(state, inflight_at=None), error, fn.retries, now,
                                        backoff_ms=self.retry_backoff_ms, retriable=False)
             self._apply(failed, fn, p, out, now)
+
+    def _listen(self, tr: st.Transition, fn: Function, p: int, out: Emitter, now: int) -> st.Transition:
+        """Register a Waiting run's listener with the join (a wait the matcher cannot signal fails the step)."""
+        state = tr.state
+        assert state is not None
+        spec = json.loads(state["waiting_for"])
+        try:
+            listener = wait_listener(fn, json.loads(state["event"]), state["run_id"], state["pending_step"],
+                                     spec["event"], spec.get("if"), spec["since"], state["wake_at"])
+        except WaitNotRoutable as exc:
+            error = {"error": str(exc), "message": str(exc), "name": "WaitNotRoutable"}
+            return st.failed_attempt(st._bump(state, status="Running", wake_at=None, pending_step=None,
+                                              waiting_for=None), error, fn.retries, now,
+                                     backoff_ms=self.retry_backoff_ms, retriable=False, step_id=state["pending_step"])
+        if listener is None:
+            return tr  # the condition can never hold for this run: it times out
+        listener["owner_partition"] = p
+        key = listener["join_key"]
+        spec["join_key"] = key
+        state["waiting_for"] = json.dumps(spec)
+        out.send(self.index_topic, listener_record_key(key, _listener_ident(state)), CANCEL_LISTENER, listener,
+                 partition=self._index_partition(key))
+        return tr
+
+    def _unlisten_wait(self, state: dict[str, Any], out: Emitter) -> None:
+        """Tombstone the wait listener of a run that stops waiting (timed out, or ended)."""
+        found = st.waiting_listener(state)
+        if found is not None:
+            key = found[0]
+            out.send(self.index_topic, listener_record_key(key, _listener_ident(state)), None, None,
+                     partition=self._index_partition(key))
+
+    def _index_partition(self, key: str) -> int:
+        if self._index_partitions is None:  # looked up once, when first needed
+            self._index_partitions = t.partition_count(AdminClient(admin_config(self.servers)), self.index_topic)
+        return partition_for(key, self._index_partitions)
 
     @staticmethod
     def _user_event(state: dict[str, Any], step_id: str | None, i: int, ev: dict[str, Any], now: int) -> dict[str, Any]:
@@ -235,14 +280,19 @@ class RunOwner:
             slots.take(state["concurrency_keys"])
             if state.get("held") == st.CONCURRENCY:
                 state = st.slot_acquired(state, now)
-        if fn.cancels and self.settings.gate_max_wait_ms > 0 and st.needs_gate(state) \
-                and state.get("held") != st.GATE:
+        if (fn.cancels or state["status"] == "Waiting") and self.settings.gate_max_wait_ms > 0 \
+                and st.needs_gate(state) and state.get("held") != st.GATE:
             self.gates.add(p, state["ready_at"], state["run_id"])
             self._write(st.hold(state, st.GATE, now), p, out)
             return
         if state.get("held") == st.GATE:
             metrics.GATE_WAIT.observe(max(0, now - state["ready_at"]) / 1000)
             state = st.gate_passed(state, now)
+        if state["status"] == "Waiting":  # its timeout passed the gate and no event came: the step answers null
+            self._unlisten_wait(state, out)
+            timed_out = st.wait_timed_out(state, now).state
+            assert timed_out is not None
+            state = timed_out
         if state.get("finishing") is not None:
             self._apply(st.finish(state, now), fn, p, out, now)
             return
@@ -303,6 +353,8 @@ class RunOwner:
                     self.slots.get(p, Slots()).forget(new["run_id"])
             if fn is not None and fn.cancels:
                 self._unlisten(fn, new, out)
+            if old is not None and old["status"] == "Waiting":
+                self._unlisten_wait(old, out)
             return
         self._arm(new, p)
         if tr.ready and advance and fn is not None:
@@ -310,13 +362,11 @@ class RunOwner:
 
     def _unlisten(self, fn: Function, state: dict[str, Any], out: Emitter) -> None:
         """Tombstone an ended run's cancel listeners so the canceller's table (and the topic) forget them."""
-        if self._index_partitions is None:  # looked up once, on the first run that ends with listeners
-            self._index_partitions = t.partition_count(AdminClient(admin_config(self.servers)), self.index_topic)
         event = json.loads(state["event"])
         for listener in listeners_for(fn, event, state["run_id"], state["received_at"], state["queued_at"]):
             key = listener["join_key"]
             out.send(self.index_topic, listener_record_key(key, state["run_id"]), None, None,
-                     partition=partition_for(key, self._index_partitions))
+                     partition=self._index_partition(key))
 
     def _arm(self, state: dict[str, Any], p: int) -> None:
         at = st.next_timer(state)
@@ -393,3 +443,8 @@ class RunOwner:
         self.bulk.close()
         if self.prober is not None:
             self.prober.stop()
+
+
+def _listener_ident(state: dict[str, Any]) -> str:
+    """The id of a run's wait listener in the join: run id and step (a cancel_on listener's is the run id)."""
+    return f"{state['run_id']}\x1e{state['pending_step']}"

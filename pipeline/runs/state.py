@@ -14,7 +14,11 @@ A run's life, as the owner drives it (user code never runs in the owner):
 * an outcome with that ``seq`` comes back: the run is ready again, sleeps, backs off, or is
   ``finishing`` (its handler ended) and passes one last gate before it ends.
 
-Statuses: Queued → Running ⇄ Sleeping → Completed | Failed | Cancelled. An ended run never
+* ``Waiting`` (``step.wait_for_event``): a listener joins it with the awaited events; a ``resume`` command
+  answers the step with the event, or its timeout passes the gate (an event received before the timeout
+  may still arrive) and answers it with null.
+
+Statuses: Queued → Running ⇄ Sleeping | Waiting → Completed | Failed | Cancelled. An ended run never
 changes again: cancelling it is a no-op, and so is any late outcome.
 """
 
@@ -60,13 +64,19 @@ def holds_slot(state: dict[str, Any]) -> bool:
 def cancel_command(run_id: str, function_id: str, reason: str, source_id: str | None, now_ms: int) -> dict[str, Any]:
     """A cancel command for the run owner (cancel_on, rest, bulk or timeout)."""
     return {"kind": "cancel", "run_id": run_id, "function_id": function_id, "ts": now_ms, "event": None,
-            "received_at": None, "reason": reason, "source_id": source_id, "attempt": 0}
+            "received_at": None, "reason": reason, "source_id": source_id, "attempt": 0, "step_id": None}
+
+
+def resume_command(run_id: str, function_id: str, step_id: str, event_json: str, now_ms: int) -> dict[str, Any]:
+    """Answer a run's wait_for_event step with the event that matched (sent by the canceller)."""
+    return {"kind": "resume", "run_id": run_id, "function_id": function_id, "ts": now_ms, "event": event_json,
+            "received_at": None, "reason": None, "source_id": None, "attempt": 0, "step_id": step_id}
 
 
 def start_command(run_id: str, function_id: str, event_json: str, received_at: int, now_ms: int) -> dict[str, Any]:
     """The command that schedules a run (sent by the matcher)."""
     return {"kind": "start", "run_id": run_id, "function_id": function_id, "ts": now_ms, "event": event_json,
-            "received_at": received_at, "reason": None, "source_id": None, "attempt": 0}
+            "received_at": received_at, "reason": None, "source_id": None, "attempt": 0, "step_id": None}
 
 
 def _bump(state: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -86,9 +96,17 @@ def start(cmd: dict[str, Any], event_id: str, now_ms: int, *, start_timeout_ms: 
         "wake_at": None, "pending_step": None, "deadline_at": now_ms + start_timeout_ms if start_timeout_ms else None,
         "cancel_reason": None, "cancel_source": None, "version": 1, "seq": 0, "inflight_at": None,
         "ready_at": now_ms, "held": None, "gate_wait_ms": 0, "finishing": None,
-        "concurrency_keys": list(slot_keys or []),
+        "concurrency_keys": list(slot_keys or []), "waiting_for": None,
     }
     return Transition(state=state, ready=True)
+
+
+def waiting_listener(state: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(join key, spec) of the wait_for_event listener a Waiting run has registered, if any."""
+    if not state.get("waiting_for"):
+        return None
+    spec = json.loads(state["waiting_for"])
+    return (spec["join_key"], spec) if spec.get("join_key") else None
 
 
 def needs_gate(state: dict[str, Any]) -> bool:
@@ -157,6 +175,8 @@ def apply_outcome(state: dict[str, Any], outcome: dict[str, Any], now_ms: int, *
         return sleep(base, outcome["step_id"], outcome["wake_at"], now_ms)
     if kind == "send":
         return step_completed(base, outcome["step_id"], "send_event", outcome["output"], now_ms, outcome["started_at"])
+    if kind == "wait":
+        return wait(base, outcome["step_id"], outcome["wait"] or "{}", outcome["wake_at"], outcome["finished_at"])
     if kind == "error":
         error = json.loads(outcome["error"]) if outcome["error"] else {}
         return failed_attempt(base, error, retries, now_ms, backoff_ms=backoff_ms, retriable=outcome["retriable"],
@@ -181,12 +201,42 @@ def sleep(state: dict[str, Any], step_id: str, wake_at: int, now_ms: int) -> Tra
     return Transition(state=_bump(state, status="Sleeping", wake_at=wake_at, pending_step=step_id))
 
 
+WAIT_STEP = "wait_for_event"
+
+
+def wait(state: dict[str, Any], step_id: str, spec_json: str, timeout_at: int, since: int) -> Transition:
+    """The run waits for an event (``spec_json``: {event, if}) received from ``since`` until ``timeout_at``.
+    The owner registers the listener and adds its join key (:func:`waiting_listener`)."""
+    spec = json.loads(spec_json)
+    spec.update(since=since, join_key=None)
+    return Transition(state=_bump(state, status="Waiting", wake_at=timeout_at, pending_step=step_id,
+                                  waiting_for=json.dumps(spec)))
+
+
+def resume(state: dict[str, Any], step_id: str | None, event_json: str, now_ms: int) -> Transition:
+    """An awaited event arrived: the wait step's output is the event. Anything else (the run no longer waits
+    on that step: it timed out, was cancelled, or this is a duplicate) is a no-op."""
+    if is_ended(state) or state["status"] != "Waiting" or state["pending_step"] != step_id:
+        return Transition()
+    return step_completed(_bump(state, waiting_for=None, held=None), step_id, WAIT_STEP, event_json, now_ms)
+
+
+def wait_timed_out(state: dict[str, Any], now_ms: int) -> Transition:
+    """The timeout passed (and the gate with it) with no event: the wait step's output is null."""
+    tr = step_completed(_bump(state, waiting_for=None, held=None), state["pending_step"], WAIT_STEP, "null", now_ms)
+    assert tr.state is not None
+    tr.state["ready_at"] = state["ready_at"] or now_ms
+    return tr
+
+
 def wake(state: dict[str, Any], now_ms: int) -> Transition:
     """A timer fired: a sleeping run records its sleep step as done; a retry backoff is over. The point to pass
     is the wake time itself, so a cancel received before it is always honoured."""
     wake_at = state.get("wake_at")
     if is_ended(state) or wake_at is None or wake_at > now_ms:
         return Transition()
+    if state["status"] == "Waiting":  # timed out: still Waiting until the gate has passed the timeout
+        return Transition(state=_bump(state, wake_at=None, ready_at=wake_at), ready=True)
     if state["status"] == "Sleeping":
         tr = step_completed(_bump(state, wake_at=None), state["pending_step"], "sleep", None, now_ms)
         assert tr.state is not None

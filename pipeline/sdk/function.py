@@ -16,6 +16,7 @@ from typing import Any
 
 from ..expr import Expr, ExprError, ValueExpr, compile_expr, join_paths
 from ..expr.ast import Binary, var_path
+from .waits import WaitNotDeclared, declared_waits
 from .definitions import (MAX_CANCEL_ENTRIES, MAX_CONCURRENCY_ENTRIES, Cancel, Concurrency, DefinitionError,
                           Timeouts, TriggerCron, TriggerEvent)
 
@@ -50,6 +51,14 @@ class CompiledCancel:
 
 
 @dataclass(frozen=True)
+class CompiledWait:
+    """An event name the function may wait for, and the ``async`` path its join is keyed by (None: by name)."""
+
+    event: str
+    join_path: str | None
+
+
+@dataclass(frozen=True)
 class CompiledConcurrency:
     """A concurrency limit with its key expression compiled over ``event`` (None = one slot set per function)."""
 
@@ -80,6 +89,11 @@ class Function:
     is_async: bool = field(default=False)
     concurrency: tuple[CompiledConcurrency, ...] = ()
     logger: logging.Logger | None = None  # the client's logger: the base of ctx.logger
+    waits: tuple[CompiledWait, ...] = ()  # the wait_for_event calls found in the handler's module
+
+    def wait_paths(self, event: str) -> tuple[str | None, ...]:
+        """The join paths the matcher signals ``event`` under for this function's waits (empty: none)."""
+        return tuple(w.join_path for w in self.waits if w.event == event)
 
     @property
     def id(self) -> str:
@@ -129,10 +143,26 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trig
     if len(limits) > MAX_CONCURRENCY_ENTRIES:
         raise DefinitionError(full_id, "concurrency", f"{len(limits)} entries",
                               f"at most {MAX_CONCURRENCY_ENTRIES} are allowed")
+    try:
+        waits = tuple(dict.fromkeys(_compile_wait(full_id, w.event, w.if_exp) for w in declared_waits(handler)))
+    except WaitNotDeclared as exc:
+        raise DefinitionError(full_id, "step.wait_for_event", "event", str(exc)) from exc
     return Function(app_id=app_id, fn_id=fn_id, name=name or fn_id, handler=handler, triggers=compiled_triggers,
-                    cancels=compiled_cancels, retries=retries, timeouts=timeouts,
+                    cancels=compiled_cancels, retries=retries, timeouts=timeouts, waits=waits,
                     is_async=inspect.iscoroutinefunction(handler), logger=logger,
                     concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)))
+
+
+def _compile_wait(full_id: str, event: str, if_exp: str | None) -> CompiledWait:
+    """A literal ``if_exp`` is compiled now (a typo fails at load time) and may key the join; others join by name."""
+    if if_exp is None:
+        return CompiledWait(event, None)
+    try:
+        expr = compile_expr(if_exp, ("event", "async"))
+    except ExprError as exc:
+        raise DefinitionError(full_id, "step.wait_for_event if_exp", if_exp, str(exc)) from exc
+    paths = join_paths(expr, "async")
+    return CompiledWait(event, paths[0] if paths else None)
 
 
 def _compile_concurrency(full_id: str, index: int, c: Concurrency) -> CompiledConcurrency:

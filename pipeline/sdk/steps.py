@@ -64,6 +64,17 @@ class SendEventRequested(Interrupt):
         self.events = events
 
 
+class WaitRequested(Interrupt):
+    """``step.wait_for_event``: the run waits (no thread held) until a matching event or ``timeout_at`` (ms)."""
+
+    def __init__(self, step_id: str, event: str, if_exp: str | None, timeout_at: int) -> None:
+        super().__init__(step_id)
+        self.step_id = step_id
+        self.event = event
+        self.if_exp = if_exp
+        self.timeout_at = timeout_at
+
+
 class NonRetriableError(Exception):
     """Raise from a handler or step to fail the run at once, without retries (inngest-py's name and arguments).
 
@@ -212,6 +223,29 @@ class StepSync(_StepBase):
         raise SendEventRequested(key, self._events(events))
 
 
+    def wait_for_event(self, step_id: str, *, event: str, timeout: datetime.timedelta | int,
+                       if_exp: str | None = None) -> Any:
+        """Wait durably for an event named ``event`` (received after the wait began) for which ``if_exp`` holds
+        (CEL over ``event``, the run's trigger, and ``async``, the candidate); returns it as a
+        :class:`pipeline.Event`, or None once ``timeout`` (a timedelta or an int of **milliseconds**) passed."""
+        key, hit, value = self._lookup(step_id)
+        if hit:
+            return _as_event(value)
+        if not isinstance(event, str) or not event:
+            raise NonRetriableError(f"step.wait_for_event({step_id!r}): event must be an event name")
+        ms = duration_ms(timeout, f"step.wait_for_event({step_id!r}) timeout")
+        # from now, not from the invocation's start: code before the call may have taken a while
+        raise WaitRequested(key, event, if_exp or None, time.time_ns() // 1_000_000 + ms)
+
+
+def _as_event(value: Any) -> Any:
+    if value is None:
+        return None
+    from ..serde.models import Event  # the SDK's Event model (kept out of the import path of every step)
+
+    return Event.model_validate(value)
+
+
 class Step(_StepBase):
     """The step API for ``async def`` handlers: the same calls, awaited."""
 
@@ -233,4 +267,9 @@ class Step(_StepBase):
 
     async def send_event(self, step_id: str, events: Any) -> list[str]:
         return StepSync.send_event(self, step_id, events)  # type: ignore[arg-type]
+
+    async def wait_for_event(self, step_id: str, *, event: str, timeout: datetime.timedelta | int,
+                             if_exp: str | None = None) -> Any:
+        return StepSync.wait_for_event(self, step_id, event=event, timeout=timeout,  # type: ignore[arg-type]
+                                       if_exp=if_exp)
 

@@ -18,7 +18,7 @@ from typing import Any
 from ..sdk.context import Context, EventView, ReplayAwareLogger
 from ..sdk.function import Function
 from ..sdk.steps import (Step, Interrupt, NonRetriableError, RetryAfterError, SendEventRequested,
-                         SleepRequested, StepSync, StepCompleted, StepError, StepFailed)
+                         SleepRequested, StepSync, StepCompleted, StepError, StepFailed, WaitRequested)
 from ..sysevents.builders import error_payload
 
 
@@ -40,7 +40,7 @@ def outcome(inv: dict[str, Any], kind: str, started_at: int, worker: str, **fiel
     record = {"run_id": inv["run_id"], "function_id": inv["function_id"], "seq": inv["seq"],
               "attempt": inv["attempt"], "kind": kind, "step_id": None, "output": None, "wake_at": None,
               "events": None, "error": None, "retriable": True, "started_at": started_at,
-              "finished_at": _now(), "worker": worker}
+              "finished_at": _now(), "worker": worker, "wait": None}
     record.update(fields)
     return record
 
@@ -71,6 +71,9 @@ def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None
         return outcome(inv, "step", started, worker, step_id=exc.step_id, output=exc.output)
     if isinstance(exc, SleepRequested):
         return outcome(inv, "sleep", started, worker, step_id=exc.step_id, wake_at=exc.wake_at)
+    if isinstance(exc, WaitRequested):
+        return outcome(inv, "wait", started, worker, step_id=exc.step_id, wake_at=exc.timeout_at,
+                       wait=json.dumps({"event": exc.event, "if": exc.if_exp}))
     if isinstance(exc, SendEventRequested):
         return outcome(inv, "send", started, worker, step_id=exc.step_id, events=json.dumps(exc.events, default=str))
     if isinstance(exc, StepFailed):

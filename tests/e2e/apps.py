@@ -209,3 +209,20 @@ def _after_doomed(ctx: pipeline.Context) -> str:
                      on_failure=_after_doomed)
 def doomed(ctx: pipeline.Context) -> None:
     raise RuntimeError("no way")
+
+
+# -- step.wait_for_event ---------------------------------------------------------------------------------------
+
+@app.create_function(fn_id="waiter", trigger=pipeline.TriggerEvent(event="test/wait.start"))
+def waiter(ctx: pipeline.Context) -> dict:
+    time.sleep(float(ctx.event.data.get("pause", 0)))  # not a step: runs on every invocation (the race test)
+    got = ctx.step.wait_for_event("approval", event="test/wait.approve", if_exp="async.data.key == event.data.key",
+                                  timeout=int(ctx.event.data.get("timeout_ms", 30_000)))
+    return {"approved": None if got is None else got.data, "by": None if got is None else got.id}
+
+
+@app.create_function(fn_id="waiter-async", trigger=pipeline.TriggerEvent(event="test/wait.async"))
+async def waiter_async(ctx: pipeline.Context) -> dict:
+    got = await ctx.step.wait_for_event("any", event="test/wait.any", timeout=datetime.timedelta(seconds=30))
+    after = await ctx.step.run("after", lambda: "went on")
+    return {"got": None if got is None else got.data, "after": after}

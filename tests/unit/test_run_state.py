@@ -30,7 +30,7 @@ def _outcome(state: dict, kind: str, **fields: object) -> dict:
     base = {"run_id": state["run_id"], "function_id": state["function_id"], "seq": state["seq"],
             "attempt": state["attempt"], "kind": kind, "step_id": None, "output": None, "wake_at": None,
             "events": None, "error": None, "retriable": True, "started_at": 11_500, "finished_at": 11_900,
-            "worker": "w"}
+            "worker": "w", "wait": None}
     base.update(fields)
     return base
 
