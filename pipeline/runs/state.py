@@ -175,6 +175,9 @@ def apply_outcome(state: dict[str, Any], outcome: dict[str, Any], now_ms: int, *
         return sleep(base, outcome["step_id"], outcome["wake_at"], now_ms)
     if kind == "send":
         return step_completed(base, outcome["step_id"], "send_event", outcome["output"], now_ms, outcome["started_at"])
+    if kind == "steps":
+        return steps_completed(base, json.loads(outcome["output"] or "[]"), now_ms, outcome["started_at"],
+                               retries=retries, backoff_ms=backoff_ms)
     if kind == "wait":
         return wait(base, outcome["step_id"], outcome["wait"] or "{}", outcome["wake_at"], outcome["finished_at"])
     if kind == "error":
@@ -192,6 +195,24 @@ def step_completed(state: dict[str, Any], step_id: str, op: str, output: str | N
     steps.append({"id": step_id, "op": op, "output": output, "completed_at": now_ms, "started_at": started_at})
     new = _bump(state, steps=steps, status="Running", wake_at=None, pending_step=None, attempt=0, ready_at=now_ms)
     return Transition(state=new, ready=True)
+
+
+def steps_completed(state: dict[str, Any], entries: list[dict[str, Any]], now_ms: int, started_at: int | None, *,
+                    retries: int, backoff_ms: int) -> Transition:
+    """Steps that ran side by side (group.parallel): store every success; a failure then counts as a failed
+    attempt of its step (a retry runs again only the steps not stored)."""
+    steps = list(state["steps"])
+    for entry in entries:
+        if "error" not in entry:
+            steps.append({"id": entry["id"], "op": "run", "output": entry["output"], "completed_at": now_ms,
+                          "started_at": started_at})
+    failed = [e for e in entries if "error" in e]
+    if not failed:
+        new = _bump(state, steps=steps, status="Running", wake_at=None, pending_step=None, attempt=0, ready_at=now_ms)
+        return Transition(state=new, ready=True)
+    first = failed[0]
+    return failed_attempt(_bump(state, steps=steps), first["error"], retries, now_ms, backoff_ms=backoff_ms,
+                          retriable=first.get("retriable", True), step_id=first["id"])
 
 
 def sleep(state: dict[str, Any], step_id: str, wake_at: int, now_ms: int) -> Transition:

@@ -1,4 +1,5 @@
-"""What a handler receives: ``ctx.event``, ``ctx.events``, ``ctx.run_id``, ``ctx.attempt``, ``ctx.logger``, ``ctx.step``."""
+"""What a handler receives: ``ctx.event``, ``ctx.events``, ``ctx.run_id``, ``ctx.attempt``, ``ctx.logger``, ``ctx.step``,
+``ctx.group``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from .group import Group, GroupSync
 from .steps import Step, StepSync
 
 
@@ -46,6 +48,7 @@ class Context:
     logger: logging.Logger | ReplayAwareLogger
     step: StepSync | Step
     function_id: str
+    group: GroupSync | Group  # ctx.group.parallel
 
 
 ContextSync = Context  # inngest-py's name for the context of sync handlers: one class serves both here

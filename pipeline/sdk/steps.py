@@ -64,6 +64,25 @@ class SendEventRequested(Interrupt):
         self.events = events
 
 
+class StepsCompleted(Interrupt):
+    """``group.parallel`` ran several steps side by side: each entry is ``(step_id, output JSON, None)`` or
+    ``(step_id, None, the exception)``. The owner stores every success and retries the run for a failure."""
+
+    def __init__(self, entries: list[tuple[str, str | None, BaseException | None]]) -> None:
+        super().__init__(entries[0][0])
+        self.entries = entries
+
+
+class Planned(Interrupt):
+    """Inside ``group.parallel``: a ``step.run`` that has not completed yet, collected to run side by side."""
+
+    def __init__(self, step_id: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        super().__init__(step_id)
+        self.step_id = step_id
+        self.fn = fn
+        self.args = args
+
+
 class WaitRequested(Interrupt):
     """``step.wait_for_event``: the run waits (no thread held) until a matching event or ``timeout_at`` (ms)."""
 
@@ -136,6 +155,7 @@ class _StepBase:
         self._seen: dict[str, int] = {}
         self._now_ms = now_ms
         self._replayed = 0
+        self.planning = False  # inside group.parallel: new step.run calls are collected, not run
 
     @property
     def replaying(self) -> bool:
@@ -149,6 +169,10 @@ class _StepBase:
         if key in self._memo:
             self._replayed += 1
         return key
+
+    def _only_run_in_parallel(self, what: str) -> None:
+        if self.planning:
+            raise NonRetriableError(f"group.parallel takes step.run calls only, not step.{what}")
 
     def _lookup(self, step_id: str) -> tuple[str, bool, Any]:
         """(step key, whether it completed before, its stored output)."""
@@ -198,12 +222,15 @@ class StepSync(_StepBase):
         key, hit, value = self._lookup(step_id)
         if hit:
             return value
+        if self.planning:
+            raise Planned(key, fn, args)
         with _failures_of(key):
             result = fn(*args)
         raise StepCompleted(key, "run", _to_json(key, result))
 
     def sleep(self, step_id: str, duration: datetime.timedelta | int) -> None:
         """Sleep durably for a timedelta or an int of **milliseconds** (as inngest-py)."""
+        self._only_run_in_parallel("sleep")
         ms = duration_ms(duration, f"step.sleep({step_id!r})")
         key = self._key(step_id)
         if key not in self._memo:
@@ -211,12 +238,14 @@ class StepSync(_StepBase):
 
     def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
         """Sleep durably until a point in time."""
+        self._only_run_in_parallel("sleep_until")
         key = self._key(step_id)
         if key not in self._memo:
             raise SleepRequested(key, _until_ms(until))
 
     def send_event(self, step_id: str, events: Any) -> list[str]:
         """Send one event or a list, once; returns their ids."""
+        self._only_run_in_parallel("send_event")
         key, hit, value = self._lookup(step_id)
         if hit:
             return value
@@ -228,6 +257,7 @@ class StepSync(_StepBase):
         """Wait durably for an event named ``event`` (received after the wait began) for which ``if_exp`` holds
         (CEL over ``event``, the run's trigger, and ``async``, the candidate); returns it as a
         :class:`pipeline.Event`, or None once ``timeout`` (a timedelta or an int of **milliseconds**) passed."""
+        self._only_run_in_parallel("wait_for_event")
         key, hit, value = self._lookup(step_id)
         if hit:
             return _as_event(value)
@@ -253,6 +283,8 @@ class Step(_StepBase):
         key, hit, value = self._lookup(step_id)
         if hit:
             return value
+        if self.planning:
+            raise Planned(key, fn, args)
         with _failures_of(key):
             result = fn(*args)
             if inspect.isawaitable(result):

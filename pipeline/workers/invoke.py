@@ -16,9 +16,11 @@ import time
 from typing import Any
 
 from ..sdk.context import Context, EventView, ReplayAwareLogger
+from ..sdk.group import Group, GroupSync
 from ..sdk.function import Function
 from ..sdk.steps import (Step, Interrupt, NonRetriableError, RetryAfterError, SendEventRequested,
-                         SleepRequested, StepSync, StepCompleted, StepError, StepFailed, WaitRequested)
+                         SleepRequested, StepSync, StepCompleted, StepError, StepFailed, StepsCompleted,
+                         WaitRequested)
 from ..sysevents.builders import error_payload
 
 
@@ -30,9 +32,14 @@ def _context(fn: Function, inv: dict[str, Any], logger: logging.Logger, now_ms: 
     memo = {s["id"]: s["output"] for s in inv["steps"]}
     errors = {s["id"]: s["error"] for s in inv["steps"] if s.get("error")}
     event = EventView(json.loads(inv["event"]))
-    step = Step(memo, now_ms, errors) if fn.is_async else StepSync(memo, now_ms, errors)
+    if fn.is_async:
+        step: Step | StepSync = Step(memo, now_ms, errors)
+        group: Group | GroupSync = Group(step)  # type: ignore[arg-type]
+    else:
+        step = StepSync(memo, now_ms, errors)
+        group = GroupSync(step)
     return Context(event=event, events=[event], run_id=inv["run_id"], attempt=inv["attempt"],
-                   logger=ReplayAwareLogger(fn.logger or logger, step), step=step, function_id=fn.id)
+                   logger=ReplayAwareLogger(fn.logger or logger, step), step=step, function_id=fn.id, group=group)
 
 
 def outcome(inv: dict[str, Any], kind: str, started_at: int, worker: str, **fields: Any) -> dict[str, Any]:
@@ -71,6 +78,15 @@ def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None
         return outcome(inv, "step", started, worker, step_id=exc.step_id, output=exc.output)
     if isinstance(exc, SleepRequested):
         return outcome(inv, "sleep", started, worker, step_id=exc.step_id, wake_at=exc.wake_at)
+    if isinstance(exc, StepsCompleted):
+        entries: list[dict[str, Any]] = []
+        for key, output, error in exc.entries:
+            if error is None:
+                entries.append({"id": key, "output": output})
+            else:
+                entries.append({"id": key, "error": _error(error),
+                                "retriable": not isinstance(error, NonRetriableError)})
+        return outcome(inv, "steps", started, worker, step_id=exc.entries[0][0], output=json.dumps(entries))
     if isinstance(exc, WaitRequested):
         return outcome(inv, "wait", started, worker, step_id=exc.step_id, wake_at=exc.timeout_at,
                        wait=json.dumps({"event": exc.event, "if": exc.if_exp}))

@@ -226,3 +226,35 @@ async def waiter_async(ctx: pipeline.Context) -> dict:
     got = await ctx.step.wait_for_event("any", event="test/wait.any", timeout=datetime.timedelta(seconds=30))
     after = await ctx.step.run("after", lambda: "went on")
     return {"got": None if got is None else got.data, "after": after}
+
+
+# -- ctx.group.parallel ----------------------------------------------------------------------------------------
+
+def _timed(log: str, name: str, fail_first: bool = False) -> str:
+    """Note start and end (epoch ms) of one execution; optionally fail the first execution of this step."""
+    runs = Path(log).read_text().count(f"start {name} ") if Path(log).exists() else 0
+    _note(log, f"start {name} {time.time() * 1000:.0f}")
+    time.sleep(1.0)
+    _note(log, f"end {name} {time.time() * 1000:.0f}")
+    if fail_first and runs == 0:
+        raise RuntimeError(f"{name} fails once")
+    return name.upper()
+
+
+@app.create_function(fn_id="par-steps", retries=2, trigger=pipeline.TriggerEvent(event="test/parallel"))
+def par_steps(ctx: pipeline.Context) -> list:
+    log = ctx.event.data["log"]
+    results = ctx.group.parallel(tuple(
+        (lambda n=n: ctx.step.run(n, _timed, log, n, n == "c")) for n in ("a", "b", "c")))
+    return [*results, ctx.step.run("after", lambda: "done")]
+
+
+@app.create_function(fn_id="par-steps-async", trigger=pipeline.TriggerEvent(event="test/parallel.async"))
+async def par_steps_async(ctx: pipeline.Context) -> list:
+    import asyncio
+
+    async def slow(name: str) -> str:
+        await asyncio.sleep(1.0)
+        return name * 2
+
+    return list(await ctx.group.parallel(tuple((lambda n=n: ctx.step.run(n, slow, n)) for n in ("x", "y", "z"))))
