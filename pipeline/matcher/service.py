@@ -32,6 +32,7 @@ from ..runs.state import start_command
 from ..sdk.app import Registry
 from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, EVENT, EVENT_SEEN, RUN_COMMAND, Serde
 from ..serde.models import event_record_to_dict
+from ..sysevents.builders import FUNCTION_INVOKED
 from .dedup import Seen, SeenEvents
 from .routing import TriggerIndex
 
@@ -55,6 +56,7 @@ class Matcher:
         self.settings = settings
         self.serde = serde or Serde()
         self.triggers = TriggerIndex(registry.functions)
+        self.functions_by_id = registry.by_id
         self.routes = signal_routes(registry.functions)
         self.events_topic = settings.topic(t.EVENTS)
         self.system_topic = settings.topic(t.SYSTEM_EVENTS)
@@ -124,7 +126,7 @@ class Matcher:
         record = self.serde.decode_as(EVENT, value)
         name = record["name"]
         route = self.routes.get(name)
-        if route is None and not self.triggers.has(name):
+        if route is None and name != FUNCTION_INVOKED and not self.triggers.has(name):
             return  # nobody listens: skip the JSON decode of data
         event = event_record_to_dict(record)
         if not isinstance(event["data"], dict) or not isinstance(event["user"], dict):
@@ -142,7 +144,7 @@ class Matcher:
                 metrics.DUPLICATE_EVENTS.inc()
                 return
         now = time.time_ns() // 1_000_000
-        matched = self.triggers.matches(name, event)
+        matched = self.triggers.matches(name, event) if name != FUNCTION_INVOKED else self._invoked(event)
         if not matched and route is None:
             return
         event_json = _event_json(record, event)
@@ -159,6 +161,12 @@ class Matcher:
                           "event": event_json},
                          partition=partition_for(key, self.index_partitions))
                 self.signals_sent += 1
+
+    def _invoked(self, event: dict[str, Any]) -> list[Any]:
+        """``inngest/function.invoked`` (a step.invoke) starts the function it names, whatever its triggers."""
+        meta = event["data"].get("_inngest")
+        fn = self.functions_by_id.get(meta.get("fn_id")) if isinstance(meta, dict) else None
+        return [fn] if fn is not None else []
 
     def _start(self, fn: Any, event: dict[str, Any], event_json: str, received_at: int, now: int,
                out: Emitter) -> None:

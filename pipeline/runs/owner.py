@@ -40,6 +40,7 @@ from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import CANCEL_LISTENER, EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
+from ..sysevents.builders import FUNCTION_INVOKED
 from . import state as st
 from .bulk import BulkRule, BulkRules
 from .gate import GateBook, GateProber, positions_of
@@ -228,6 +229,11 @@ class RunOwner:
         state = tr.state
         assert state is not None
         spec = json.loads(state["waiting_for"])
+        if spec.get("invoke"):
+            failed = self._invoke_child(spec, state, fn, p, out, now)
+            if failed is not None:
+                return failed
+            state["waiting_for"] = json.dumps(spec)
         try:
             listener = wait_listener(fn, json.loads(state["event"]), state["run_id"], state["pending_step"],
                                      spec["event"], spec.get("if"), spec["since"], state["wake_at"])
@@ -245,6 +251,31 @@ class RunOwner:
         out.send(self.index_topic, listener_record_key(key, _listener_ident(state)), CANCEL_LISTENER, listener,
                  partition=self._index_partition(key))
         return tr
+
+    def _invoke_child(self, spec: dict[str, Any], state: dict[str, Any], fn: Function, p: int, out: Emitter,
+                      now: int) -> st.Transition | None:
+        """step.invoke: send ``inngest/function.invoked`` for the child (the matcher starts it whatever its
+        triggers) and turn the wait into one for the child's ``function.finished`` with this correlation id.
+        Returns the failed step's transition when no served function has that id."""
+        invoke = spec["invoke"]
+        target = self.registry.by_id.get(invoke["function_id"]) or \
+            self.registry.by_id.get(f"{fn.app_id}-{invoke['function_id']}")
+        step_id = state["pending_step"]
+        if target is None:
+            message = f"step.invoke: function {invoke['function_id']!r} is not served by this deployment"
+            error = {"error": message, "message": message, "name": "FunctionNotFound"}
+            return st.failed_attempt(st._bump(state, status="Running", wake_at=None, pending_step=None,
+                                              waiting_for=None), error, fn.retries, now,
+                                     backoff_ms=self.retry_backoff_ms, retriable=False, step_id=step_id)
+        correlation = f"{state['run_id']}.{step_id}"
+        spec["if"] = f"async.data.invoke_correlation_id == {json.dumps(correlation)}"
+        data = dict(invoke.get("data") or {})
+        data["_inngest"] = {"fn_id": target.id, "invoke_correlation_id": correlation,
+                            "parent_run_id": state["run_id"]}
+        event = {"id": derived_ulid(spec["since"], "invoke", state["run_id"], step_id), "name": FUNCTION_INVOKED,
+                 "data": data, "user": invoke.get("user") or {}, "ts": now, "v": None}
+        out.send(self.events_topic, event["id"], EVENT, event_dict_to_record(event))
+        return None
 
     def _unlisten_wait(self, state: dict[str, Any], out: Emitter) -> None:
         """Tombstone the wait listener of a run that stops waiting (timed out, or ended)."""

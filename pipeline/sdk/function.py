@@ -50,6 +50,9 @@ class CompiledCancel:
     event_path: str | None = None  # set when the whole condition is ``async.<join_path> == event.<event_path>``
 
 
+INVOKE_JOIN_PATH = "data.invoke_correlation_id"  # step.invoke waits for function.finished keyed by this
+
+
 @dataclass(frozen=True)
 class CompiledWait:
     """An event name the function may wait for, and the ``async`` path its join is keyed by (None: by name)."""
@@ -144,7 +147,8 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trig
         raise DefinitionError(full_id, "concurrency", f"{len(limits)} entries",
                               f"at most {MAX_CONCURRENCY_ENTRIES} are allowed")
     try:
-        waits = tuple(dict.fromkeys(_compile_wait(full_id, w.event, w.if_exp) for w in declared_waits(handler)))
+        waits = tuple(dict.fromkeys(CompiledWait(w.event, INVOKE_JOIN_PATH) if w.invoke else
+                                    _compile_wait(full_id, w.event, w.if_exp) for w in declared_waits(handler)))
     except WaitNotDeclared as exc:
         raise DefinitionError(full_id, "step.wait_for_event", "event", str(exc)) from exc
     return Function(app_id=app_id, fn_id=fn_id, name=name or fn_id, handler=handler, triggers=compiled_triggers,

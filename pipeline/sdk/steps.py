@@ -86,12 +86,19 @@ class Planned(Interrupt):
 class WaitRequested(Interrupt):
     """``step.wait_for_event``: the run waits (no thread held) until a matching event or ``timeout_at`` (ms)."""
 
-    def __init__(self, step_id: str, event: str, if_exp: str | None, timeout_at: int) -> None:
+    def __init__(self, step_id: str, event: str, if_exp: str | None, timeout_at: int,
+                 invoke: dict[str, Any] | None = None) -> None:
         super().__init__(step_id)
         self.step_id = step_id
         self.event = event
         self.if_exp = if_exp
         self.timeout_at = timeout_at
+        self.invoke = invoke  # step.invoke: {function_id, data, user}; the wait is for the child's function.finished
+
+
+FUNCTION_FINISHED = "inngest/function.finished"
+FUNCTION_INVOKED = "inngest/function.invoked"
+INVOKE_TIMEOUT_MS = 365 * 24 * 3600 * 1000  # no timeout given: wait for the child as long as it runs (a year)
 
 
 class NonRetriableError(Exception):
@@ -267,6 +274,41 @@ class StepSync(_StepBase):
         # from now, not from the invocation's start: code before the call may have taken a while
         raise WaitRequested(key, event, if_exp or None, time.time_ns() // 1_000_000 + ms)
 
+    def invoke(self, step_id: str, *, function: Any, data: Any = None, user: Any = None,
+               timeout: datetime.timedelta | int | None = None, v: str | None = None) -> Any:
+        """Run ``function`` (a Function of any served app) as a child run with ``data`` as its event data, and
+        return its result; raises StepError if it fails (after its own retries) or ``timeout`` passes."""
+        return _invoke(self, step_id, function.id, data, user, timeout)
+
+    def invoke_by_id(self, step_id: str, *, function_id: str, app_id: str | None = None, data: Any = None,
+                     user: Any = None, timeout: datetime.timedelta | int | None = None, v: str | None = None) -> Any:
+        """:meth:`invoke` by id: ``function_id`` is the fn_id within ``app_id`` (default: this run's app), or the
+        full ``<app>-<fn>`` id."""
+        return _invoke(self, step_id, f"{app_id}-{function_id}" if app_id else function_id, data, user, timeout)
+
+
+def _invoke(step: "_StepBase", step_id: str, function_id: str, data: Any, user: Any,
+            timeout: datetime.timedelta | int | None) -> Any:
+    """step.invoke: the child's result once its ``function.finished`` came back, StepError if it failed or timed
+    out; otherwise ask the owner to start the child and wait for it."""
+    step._only_run_in_parallel("invoke")
+    key, hit, value = step._lookup(step_id)
+    if hit:
+        if value is None:
+            raise StepError(f"invoked function {function_id!r} did not finish in time", "InngestInvokeTimeoutError")
+        error = (value.get("data") or {}).get("error")
+        if error:
+            raise StepError(error.get("message") or "", error.get("name") or "Error", error.get("stack"))
+        return (value.get("data") or {}).get("result")
+    if data is not None and hasattr(data, "model_dump"):
+        data = data.model_dump()
+    if data is not None and not isinstance(data, dict):
+        raise NonRetriableError(f"step.invoke({step_id!r}): data must be a JSON object")
+    ms = INVOKE_TIMEOUT_MS if timeout is None else duration_ms(timeout, f"step.invoke({step_id!r}) timeout")
+    json.dumps(data)  # fail here, in the handler, if it cannot travel
+    raise WaitRequested(key, FUNCTION_FINISHED, None, time.time_ns() // 1_000_000 + ms,
+                        invoke={"function_id": function_id, "data": data or {}, "user": user or {}})
+
 
 def _as_event(value: Any) -> Any:
     if value is None:
@@ -304,4 +346,13 @@ class Step(_StepBase):
                              if_exp: str | None = None) -> Any:
         return StepSync.wait_for_event(self, step_id, event=event, timeout=timeout,  # type: ignore[arg-type]
                                        if_exp=if_exp)
+
+    async def invoke(self, step_id: str, *, function: Any, data: Any = None, user: Any = None,
+                     timeout: datetime.timedelta | int | None = None, v: str | None = None) -> Any:
+        return _invoke(self, step_id, function.id, data, user, timeout)
+
+    async def invoke_by_id(self, step_id: str, *, function_id: str, app_id: str | None = None, data: Any = None,
+                           user: Any = None, timeout: datetime.timedelta | int | None = None,
+                           v: str | None = None) -> Any:
+        return _invoke(self, step_id, f"{app_id}-{function_id}" if app_id else function_id, data, user, timeout)
 

@@ -29,6 +29,10 @@ class DeclaredWait:
     event: str
     if_exp: str | None
     dynamic: bool = False
+    invoke: bool = False  # step.invoke / invoke_by_id: a wait for the child's function.finished
+
+
+INVOKED_FINISHED = DeclaredWait("inngest/function.finished", None, invoke=True)
 
 
 def declared_waits(handler: Callable[..., Any]) -> list[DeclaredWait]:
@@ -43,7 +47,11 @@ def declared_waits(handler: Callable[..., Any]) -> list[DeclaredWait]:
     found: list[DeclaredWait] = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "wait_for_event"):
+                and node.func.attr in ("wait_for_event", "invoke", "invoke_by_id")):
+            continue
+        if node.func.attr != "wait_for_event":
+            if INVOKED_FINISHED not in found:
+                found.append(INVOKED_FINISHED)
             continue
         kwargs = {k.arg: k.value for k in node.keywords if k.arg}
         event = kwargs.get("event")

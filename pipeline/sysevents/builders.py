@@ -15,6 +15,7 @@ from ..runs.ids import derived_ulid
 FUNCTION_CANCELLED = "inngest/function.cancelled"
 FUNCTION_FINISHED = "inngest/function.finished"
 FUNCTION_FAILED = "inngest/function.failed"
+FUNCTION_INVOKED = "inngest/function.invoked"
 
 CANCELLED_ERROR = {"error": "function cancelled", "message": "function cancelled", "name": "Error"}
 
@@ -60,6 +61,9 @@ def function_finished(state: dict[str, Any], now_ms: int, *, result: Any = None,
     event = _trigger(state)
     data: dict[str, Any] = {"event": event, "events": [event], "function_id": state["function_id"],
                             "run_id": state["run_id"], "correlation_id": state["run_id"]}
+    invoked = (event.get("data") or {}).get("_inngest") if event.get("name") == FUNCTION_INVOKED else None
+    if isinstance(invoked, dict) and invoked.get("invoke_correlation_id"):
+        data["invoke_correlation_id"] = invoked["invoke_correlation_id"]  # the parent's step.invoke waits on it
     if error is not None:
         data["error"] = error
     else:

@@ -89,7 +89,7 @@ def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None
         return outcome(inv, "steps", started, worker, step_id=exc.entries[0][0], output=json.dumps(entries))
     if isinstance(exc, WaitRequested):
         return outcome(inv, "wait", started, worker, step_id=exc.step_id, wake_at=exc.timeout_at,
-                       wait=json.dumps({"event": exc.event, "if": exc.if_exp}))
+                       wait=json.dumps({"event": exc.event, "if": exc.if_exp, "invoke": exc.invoke}, default=str))
     if isinstance(exc, SendEventRequested):
         return outcome(inv, "send", started, worker, step_id=exc.step_id, events=json.dumps(exc.events, default=str))
     if isinstance(exc, StepFailed):

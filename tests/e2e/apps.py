@@ -258,3 +258,31 @@ async def par_steps_async(ctx: pipeline.Context) -> list:
         return name * 2
 
     return list(await ctx.group.parallel(tuple((lambda n=n: ctx.step.run(n, slow, n)) for n in ("x", "y", "z"))))
+
+
+# -- step.invoke -----------------------------------------------------------------------------------------------
+
+@app.create_function(fn_id="square", retries=0, trigger=pipeline.TriggerEvent(event="test/never.sent"))
+def square(ctx: pipeline.Context) -> int:
+    if ctx.event.data.get("fail"):
+        raise ValueError(f"cannot square {ctx.event.data['n']}")
+    ctx.step.sleep("think", int(ctx.event.data.get("think_ms", 0)))
+    return ctx.step.run("square", lambda: ctx.event.data["n"] ** 2)
+
+
+@app.create_function(fn_id="invoker", trigger=pipeline.TriggerEvent(event="test/invoke"))
+def invoker(ctx: pipeline.Context) -> object:
+    data = ctx.event.data
+    try:
+        got = ctx.step.invoke("child", function=square, data={"n": data["n"], "fail": data.get("fail", False),
+                                                               "think_ms": data.get("think_ms", 0)},
+                              timeout=data.get("timeout_ms"))
+    except pipeline.StepError as err:
+        return {"error": err.name, "message": err.message}
+    return {"squared": got}
+
+
+@app.create_function(fn_id="invoker-async", trigger=pipeline.TriggerEvent(event="test/invoke.async"))
+async def invoker_async(ctx: pipeline.Context) -> object:
+    got = await ctx.step.invoke_by_id("child", function_id="square", data={"n": ctx.event.data["n"]})
+    return {"squared": got}

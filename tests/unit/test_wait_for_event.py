@@ -51,7 +51,8 @@ def test_the_worker_reports_a_wait_with_its_condition_and_timeout() -> None:
     inv = {"run_id": "R", "function_id": approve.id, "seq": 1, "attempt": 0, "event": json.dumps(EVENT), "steps": []}
     out = run_sync(approve, inv, __import__("logging").getLogger("t"), now_ms=1_000)
     assert out["kind"] == "wait" and out["step_id"] == "review"
-    assert json.loads(out["wait"]) == {"event": "doc/reviewed", "if": "async.data.importId == event.data.importId"}
+    assert json.loads(out["wait"]) == {"event": "doc/reviewed", "if": "async.data.importId == event.data.importId",
+                                       "invoke": None}
     assert out["wake_at"] >= out["finished_at"] + 59_000
     inv["steps"] = [{"id": "review", "output": json.dumps({**EVENT, "name": "doc/reviewed"}), "error": None}]
     done = run_sync(approve, inv, __import__("logging").getLogger("t"))
@@ -126,3 +127,35 @@ def test_a_stale_gate_entry_does_not_release_a_run_back_at_a_later_point() -> No
     assert book.due({}, now=2_100) == []
     book.passed[0] = 5_000
     assert book.due({}, now=5_100) == [(0, "R", False)]
+
+
+@client.create_function(fn_id="parent", trigger=pipeline.TriggerEvent(event="p"))
+def parent(ctx: pipeline.ContextSync) -> object:
+    return ctx.step.invoke("child", function=approve, data={"n": 1}, timeout=5_000)
+
+
+def test_invoke_asks_for_the_child_and_reads_its_finished_event() -> None:
+    log = __import__("logging").getLogger("t")
+    inv = {"run_id": "R", "function_id": parent.id, "seq": 1, "attempt": 0, "event": json.dumps(EVENT), "steps": []}
+    out = run_sync(parent, inv, log)
+    wait = json.loads(out["wait"])
+    assert out["kind"] == "wait" and wait["event"] == "inngest/function.finished"
+    assert wait["invoke"] == {"function_id": approve.id, "data": {"n": 1}, "user": {}}
+    assert [w.join_path for w in parent.waits] == ["data.invoke_correlation_id"]
+    finished = {"name": "inngest/function.finished", "data": {"result": {"ok": 1}}}
+    inv["steps"] = [{"id": "child", "output": json.dumps(finished), "error": None}]
+    assert json.loads(run_sync(parent, inv, log)["output"]) == {"ok": 1}
+    failed = {"name": "inngest/function.finished", "data": {"error": {"name": "ValueError", "message": "m"}}}
+    inv["steps"] = [{"id": "child", "output": json.dumps(failed), "error": None}]
+    out = run_sync(parent, inv, log)
+    assert out["kind"] == "error" and not out["retriable"] and json.loads(out["error"])["name"] == "ValueError"
+
+
+def test_a_finished_child_carries_its_invoke_correlation_id() -> None:
+    from pipeline.sysevents.builders import function_finished
+
+    invoked = {"id": "E", "name": "inngest/function.invoked", "data": {"_inngest": {"invoke_correlation_id": "R.s"}}}
+    child = {"event": json.dumps(invoked), "function_id": "f", "run_id": "C", "queued_at": 1}
+    assert function_finished(child, 5, result=1)["data"]["invoke_correlation_id"] == "R.s"
+    plain = dict(child, event=json.dumps(EVENT))
+    assert "invoke_correlation_id" not in function_finished(plain, 5, result=1)["data"]
