@@ -141,7 +141,7 @@ def test_invoke_asks_for_the_child_and_reads_its_finished_event() -> None:
     wait = json.loads(out["wait"])
     assert out["kind"] == "wait" and wait["event"] == "inngest/function.finished"
     assert wait["invoke"] == {"function_id": approve.id, "data": {"n": 1}, "user": {}}
-    assert [w.join_path for w in parent.waits] == ["data.invoke_correlation_id"]
+    assert parent.wait_paths("inngest/function.finished") == ("data.invoke_correlation_id",)
     finished = {"name": "inngest/function.finished", "data": {"result": {"ok": 1}}}
     inv["steps"] = [{"id": "child", "output": json.dumps(finished), "error": None}]
     assert json.loads(run_sync(parent, inv, log)["output"]) == {"ok": 1}
