@@ -24,7 +24,8 @@ def describe(client: Inngest, functions: list[Function]) -> dict[str, Any]:
         raise ValueError(f"serve(): functions {stray} were not created by client {client.app_id!r}")
     return {"app_id": client.app_id, "runtime": "pipeline (Kafka)",
             "run_with": f"pipeline run worker --app MODULE:{client.app_id}",
-            "functions": [{"id": fn.id, "name": fn.name, "triggers": [t.event for t in fn.triggers],
+            "functions": [{"id": fn.id, "name": fn.name, "triggers": [{"event": t.event} for t in fn.triggers] +
+                           [{"cron": c.expression} for c in fn.crons],
                            "cancel": [c.spec.event for c in fn.cancels]} for fn in functions]}
 
 

@@ -32,11 +32,14 @@ from ..runs.state import start_command
 from ..sdk.app import Registry
 from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, EVENT, EVENT_SEEN, RUN_COMMAND, Serde
 from ..serde.models import event_record_to_dict
-from ..sysevents.builders import FUNCTION_INVOKED
+from ..sysevents.builders import FUNCTION_INVOKED, SCHEDULED_TIMER
 from .dedup import Seen, SeenEvents
 from .routing import TriggerIndex
 
 log = logging.getLogger("pipeline.matcher")
+
+
+DIRECTED = frozenset({FUNCTION_INVOKED, SCHEDULED_TIMER})  # events naming the function they start
 
 
 class OversizedRecord(ValueError):
@@ -126,7 +129,7 @@ class Matcher:
         record = self.serde.decode_as(EVENT, value)
         name = record["name"]
         route = self.routes.get(name)
-        if route is None and name != FUNCTION_INVOKED and not self.triggers.has(name):
+        if route is None and name not in DIRECTED and not self.triggers.has(name):
             return  # nobody listens: skip the JSON decode of data
         event = event_record_to_dict(record)
         if not isinstance(event["data"], dict) or not isinstance(event["user"], dict):
@@ -144,7 +147,7 @@ class Matcher:
                 metrics.DUPLICATE_EVENTS.inc()
                 return
         now = time.time_ns() // 1_000_000
-        matched = self.triggers.matches(name, event) if name != FUNCTION_INVOKED else self._invoked(event)
+        matched = self.triggers.matches(name, event) if name not in DIRECTED else self._directed(name, event)
         if not matched and route is None:
             return
         event_json = _event_json(record, event)
@@ -162,11 +165,14 @@ class Matcher:
                          partition=partition_for(key, self.index_partitions))
                 self.signals_sent += 1
 
-    def _invoked(self, event: dict[str, Any]) -> list[Any]:
-        """``inngest/function.invoked`` (a step.invoke) starts the function it names, whatever its triggers."""
+    def _directed(self, name: str, event: dict[str, Any]) -> list[Any]:
+        """``inngest/function.invoked`` (a step.invoke) starts the function it names, whatever its triggers;
+        ``inngest/scheduled.timer`` (a cron tick) the cron function it names."""
         meta = event["data"].get("_inngest")
         fn = self.functions_by_id.get(meta.get("fn_id")) if isinstance(meta, dict) else None
-        return [fn] if fn is not None else []
+        if fn is None or (name == SCHEDULED_TIMER and not fn.crons):
+            return []
+        return [fn]
 
     def _start(self, fn: Any, event: dict[str, Any], event_json: str, received_at: int, now: int,
                out: Emitter) -> None:

@@ -40,7 +40,8 @@ from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import CANCEL_LISTENER, EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
-from ..sysevents.builders import FUNCTION_INVOKED
+from ..sdk.cron import CronClock
+from ..sysevents.builders import FUNCTION_INVOKED, SCHEDULED_TIMER
 from . import state as st
 from .bulk import BulkRule, BulkRules
 from .gate import GateBook, GateProber, positions_of
@@ -87,6 +88,9 @@ class RunOwner:
         self._index_partitions: int | None = None
         self._sweep_bulk = False
         self.fn_logger = logging.getLogger("pipeline.function")
+        self.cron_functions = [fn for fn in registry.functions if fn.crons]
+        self.cron_clocks: dict[tuple[str, int], CronClock] = {}  # (function id, schedule index) -> its clock
+        self._cron_partition: dict[str, int] = {}
 
     def topics(self) -> list[str]:
         return [self.commands_topic]
@@ -126,6 +130,19 @@ class RunOwner:
             self._rearm(p)
         self.bulk.load()
         self._sweep_bulk = True  # re-apply every rule to the rebuilt table at the next tick (idempotent)
+        self._start_cron_clocks(parts)
+
+    def _start_cron_clocks(self, parts: list[int]) -> None:
+        """Clocks for the cron functions whose scheduling partition (by function id) was just assigned here."""
+        if not self.cron_functions or not parts:
+            return
+        count = t.partition_count(AdminClient(admin_config(self.servers)), self.commands_topic)
+        now = _now()
+        for fn in self.cron_functions:
+            if partition_for(fn.id, count) in parts:
+                for i, schedule in enumerate(fn.crons):
+                    self.cron_clocks[(fn.id, i)] = CronClock(schedule, now)
+                    self._cron_partition[fn.id] = partition_for(fn.id, count)
 
     def _rearm(self, p: int) -> None:
         """Derive timers, slot counts, slot queues and gate waits of partition p from its run states."""
@@ -154,6 +171,8 @@ class RunOwner:
                 self.tables.pop(tp.partition, None)
                 self.slots.pop(tp.partition, None)
                 self.gates.drop_partition(tp.partition)
+                gone = {fid for fid, cp in self._cron_partition.items() if cp == tp.partition}
+                self.cron_clocks = {k: c for k, c in self.cron_clocks.items() if k[0] not in gone}
         self.timers = [entry for entry in self.timers if entry[2] in self.tables]
         heapq.heapify(self.timers)
 
@@ -431,6 +450,20 @@ class RunOwner:
                 self._apply(st.wake(state, now), fn, p, out, now)
         self._release_gated(out, now)
         self._poll_bulk(out, now)
+        self._fire_crons(out, now)
+
+    def _fire_crons(self, out: Emitter, now: int) -> None:
+        """Send ``inngest/scheduled.timer`` for every due tick; its id and ts come from (function, tick), so the
+        run it starts is the same whoever fires it and however often (see :mod:`pipeline.sdk.cron`)."""
+        for (fn_id, i), clock in self.cron_clocks.items():
+            tick = clock.due(now)
+            if tick is None:
+                continue
+            cron = clock.schedule.expression
+            event = {"id": derived_ulid(tick, "cron", fn_id, str(i), str(tick)), "name": SCHEDULED_TIMER,
+                     "data": {"cron": cron, "_inngest": {"fn_id": fn_id}}, "user": {}, "ts": tick, "v": None}
+            out.send(self.events_topic, event["id"], EVENT, event_dict_to_record(event))
+            log.info("cron tick fired", extra={"function_id": fn_id, "cron": cron, "tick": tick})
 
     def _release_gated(self, out: Emitter, now: int) -> None:
         if not len(self.gates):

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerEvent
+from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerCron, TriggerEvent
 from .function import Function, build_function
 
 # inngest-py create_function options that are not built yet: refused at definition time.
@@ -53,7 +53,7 @@ class Inngest:
 
     # -- functions -----------------------------------------------------------------------------------------
 
-    def create_function(self, *, fn_id: str, trigger: TriggerEvent | list[TriggerEvent], name: str | None = None,
+    def create_function(self, *, fn_id: str, trigger: TriggerEvent | TriggerCron | list[TriggerEvent | TriggerCron], name: str | None = None,
                         cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                         timeouts: Timeouts | None = None, concurrency: list[Concurrency] | Concurrency | None = None,
                         on_failure: Callable[..., Any] | None = None,

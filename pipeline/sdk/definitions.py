@@ -137,10 +137,13 @@ class _Later(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
 
-class TriggerCron(_Later):
-    """``TriggerCron(cron="*/5 * * * *")``: not supported yet (refused when the function is defined)."""
+class TriggerCron(BaseModel):
+    """Start a run on a schedule: ``TriggerCron(cron="*/5 * * * *")``, optionally ``"TZ=Europe/Paris 0 9 * * *"``
+    (UTC otherwise). Exactly one run per tick; see :mod:`pipeline.sdk.cron` for ticks missed while down."""
 
-    cron: str
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cron: str = Field(min_length=1)
 
 
 class Debounce(_Later):

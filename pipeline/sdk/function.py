@@ -16,6 +16,7 @@ from typing import Any
 
 from ..expr import Expr, ExprError, ValueExpr, compile_expr, join_paths
 from ..expr.ast import Binary, var_path
+from .cron import BadCron, CronSchedule
 from .waits import WaitNotDeclared, declared_waits
 from .definitions import (MAX_CANCEL_ENTRIES, MAX_CONCURRENCY_ENTRIES, Cancel, Concurrency, DefinitionError,
                           Timeouts, TriggerCron, TriggerEvent)
@@ -93,6 +94,7 @@ class Function:
     concurrency: tuple[CompiledConcurrency, ...] = ()
     logger: logging.Logger | None = None  # the client's logger: the base of ctx.logger
     waits: tuple[CompiledWait, ...] = ()  # the wait_for_event calls found in the handler's module
+    crons: tuple[CronSchedule, ...] = ()  # TriggerCron schedules (fired by the run owner, see sdk/cron.py)
 
     def wait_paths(self, event: str) -> tuple[str | None, ...]:
         """The join paths the matcher signals ``event`` under for this function's waits (empty: none)."""
@@ -118,7 +120,8 @@ class Function:
         return self.id
 
 
-def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trigger: TriggerEvent | list[TriggerEvent],
+def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
+                   trigger: TriggerEvent | TriggerCron | list[TriggerEvent | TriggerCron],
                    name: str | None = None, cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                    timeouts: Timeouts | None = None,
                    concurrency: list[Concurrency] | Concurrency | None = None,
@@ -132,10 +135,14 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trig
     triggers = trigger if isinstance(trigger, list) else [trigger]
     if not triggers:
         raise DefinitionError(full_id, "trigger", triggers, "at least one trigger is required")
+    crons = []
     for t in triggers:
         if isinstance(t, TriggerCron):
-            raise DefinitionError(full_id, "trigger", t.cron, "TriggerCron is not supported yet by pipeline")
-    compiled_triggers = tuple(_compile_trigger(full_id, t) for t in triggers)
+            try:
+                crons.append(CronSchedule(t.cron))
+            except BadCron as exc:
+                raise DefinitionError(full_id, "trigger", t.cron, str(exc)) from exc
+    compiled_triggers = tuple(_compile_trigger(full_id, t) for t in triggers if not isinstance(t, TriggerCron))
     cancels = [cancel] if isinstance(cancel, Cancel) else list(cancel or [])
     if len(cancels) > MAX_CANCEL_ENTRIES:
         raise DefinitionError(full_id, "cancel", f"{len(cancels)} entries", f"at most {MAX_CANCEL_ENTRIES} are allowed")
@@ -152,7 +159,7 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *, trig
     except WaitNotDeclared as exc:
         raise DefinitionError(full_id, "step.wait_for_event", "event", str(exc)) from exc
     return Function(app_id=app_id, fn_id=fn_id, name=name or fn_id, handler=handler, triggers=compiled_triggers,
-                    cancels=compiled_cancels, retries=retries, timeouts=timeouts, waits=waits,
+                    cancels=compiled_cancels, retries=retries, timeouts=timeouts, waits=waits, crons=tuple(crons),
                     is_async=inspect.iscoroutinefunction(handler), logger=logger,
                     concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)))
 

@@ -16,6 +16,7 @@ FUNCTION_CANCELLED = "inngest/function.cancelled"
 FUNCTION_FINISHED = "inngest/function.finished"
 FUNCTION_FAILED = "inngest/function.failed"
 FUNCTION_INVOKED = "inngest/function.invoked"
+SCHEDULED_TIMER = "inngest/scheduled.timer"  # a TriggerCron tick (data: cron, _inngest.fn_id)
 
 CANCELLED_ERROR = {"error": "function cancelled", "message": "function cancelled", "name": "Error"}
 

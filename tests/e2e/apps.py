@@ -286,3 +286,13 @@ def invoker(ctx: pipeline.Context) -> object:
 async def invoker_async(ctx: pipeline.Context) -> object:
     got = await ctx.step.invoke_by_id("child", function_id="square", data={"n": ctx.event.data["n"]})
     return {"squared": got}
+
+
+# -- TriggerCron: an app of its own, so that its ticks start no runs in the other tests' stacks ----------------
+
+cron_app = pipeline.Inngest(app_id="e2e-cron")
+
+
+@cron_app.create_function(fn_id="every-minute", trigger=pipeline.TriggerCron(cron="* * * * *"))
+def every_minute(ctx: pipeline.Context) -> object:
+    return {"tick": ctx.event.ts, "cron": ctx.event.data["cron"]}

@@ -43,10 +43,16 @@ def test_options_not_built_yet_are_refused_by_name(option: str, value: object) -
         client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="x"), **{option: value})
 
 
-def test_cron_triggers_and_unknown_options_are_refused_clearly() -> None:
+def test_bad_cron_triggers_and_unknown_options_are_refused_clearly() -> None:
     client = inngest.Inngest(app_id="a")
-    with pytest.raises(inngest.DefinitionError, match="TriggerCron is not supported yet"):
-        client.create_function(fn_id="f", trigger=inngest.TriggerCron(cron="*/5 * * * *"))(lambda ctx: None)
+    with pytest.raises(inngest.DefinitionError, match="invalid cron expression"):
+        client.create_function(fn_id="f", trigger=inngest.TriggerCron(cron="*/5 * * *"))(lambda ctx: None)
+    with pytest.raises(inngest.DefinitionError, match="unknown time zone"):
+        client.create_function(fn_id="g", trigger=inngest.TriggerCron(cron="TZ=Mars/Olympus 0 9 * * *"))(
+            lambda ctx: None)
+    fn = client.create_function(fn_id="h", trigger=[inngest.TriggerCron(cron="TZ=Europe/Paris 0 9 * * *"),
+                                                    inngest.TriggerEvent(event="x")])(lambda ctx: None)
+    assert [c.expression for c in fn.crons] == ["TZ=Europe/Paris 0 9 * * *"] and len(fn.triggers) == 1
     with pytest.raises(TypeError, match="unexpected keyword argument 'retry'"):
         client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="x"), retry=3)
 
@@ -72,7 +78,7 @@ def test_fast_api_serve_leaves_the_web_app_working_and_describes_the_functions()
     http = TestClient(web)
     assert http.get("/hello").json() == {"hello": "world"}
     described = http.get("/api/inngest").json()
-    assert described["functions"] == [{"id": "shop-ship", "name": "ship", "triggers": ["order/paid"],
+    assert described["functions"] == [{"id": "shop-ship", "name": "ship", "triggers": [{"event": "order/paid"}],
                                        "cancel": ["order/cancelled"]}]
     assert http.put("/api/inngest").status_code == 200 and http.post("/api/inngest").status_code == 501
     other = inngest.Inngest(app_id="other")

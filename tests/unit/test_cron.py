@@ -1,0 +1,38 @@
+"""Cron schedules (pure): TZ prefix, the latest tick, and the clock an owner fires from."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from pipeline.sdk.cron import BadCron, CronClock, CronSchedule
+
+
+def ms(h: int, m: int, s: int = 0, day: int = 25) -> int:
+    return int(datetime.datetime(2026, 11, day, h, m, s, tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
+
+def test_latest_and_next_ticks_in_utc_and_in_a_time_zone() -> None:
+    every5 = CronSchedule("*/5 * * * *")
+    assert every5.latest(ms(5, 35)) == ms(5, 35)  # a tick exactly now is due now
+    assert every5.latest(ms(5, 34, 59)) == ms(5, 30)
+    assert every5.next_after(ms(5, 35)) == ms(5, 40)
+    paris = CronSchedule("TZ=Europe/Paris 0 9 * * *")
+    assert paris.latest(ms(5, 38)) == ms(8, 0, day=24)  # 09:00 in Paris is 08:00 UTC in winter
+    assert paris.next_after(ms(5, 38)) == ms(8, 0)
+
+
+def test_an_owner_fires_the_latest_missed_tick_once_then_each_on_time() -> None:
+    clock = CronClock(CronSchedule("*/5 * * * *"), now_ms=ms(5, 38))
+    assert clock.due(ms(5, 38)) == ms(5, 35)  # down since 05:20: only the latest tick, not 05:20..05:35
+    assert clock.due(ms(5, 39)) is None
+    assert clock.due(ms(5, 40, 0)) == ms(5, 40)
+    assert clock.due(ms(5, 40, 1)) is None
+    assert clock.due(ms(5, 56)) == ms(5, 55)  # a late owner skips to the latest tick, once
+
+
+@pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "TZ=Nowhere/Land * * * * *", "every minute"])
+def test_bad_expressions_are_refused(bad: str) -> None:
+    with pytest.raises(BadCron):
+        CronSchedule(bad)
