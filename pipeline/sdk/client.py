@@ -53,7 +53,8 @@ class Inngest:
 
     # -- functions -----------------------------------------------------------------------------------------
 
-    def create_function(self, *, fn_id: str, trigger: TriggerEvent | TriggerCron | list[TriggerEvent | TriggerCron], name: str | None = None,
+    def create_function(self, *, fn_id: str, trigger: TriggerEvent | TriggerCron | list[TriggerEvent | TriggerCron],
+                        name: str | None = None,
                         cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                         timeouts: Timeouts | None = None, concurrency: list[Concurrency] | Concurrency | None = None,
                         on_failure: Callable[..., Any] | None = None,
