@@ -296,3 +296,20 @@ cron_app = pipeline.Inngest(app_id="e2e-cron")
 @cron_app.create_function(fn_id="every-minute", trigger=pipeline.TriggerCron(cron="* * * * *"))
 def every_minute(ctx: pipeline.Context) -> object:
     return {"tick": ctx.event.ts, "cron": ctx.event.data["cron"]}
+
+
+# -- errors in an async handler --------------------------------------------------------------------------------
+
+def _declined() -> None:
+    raise pipeline.NonRetriableError("card declined", quiet=True)
+
+
+@app.create_function(fn_id="errors-async", retries=1, trigger=pipeline.TriggerEvent(event="test/errors.async"))
+async def errors_async(ctx: pipeline.Context) -> dict:
+    if ctx.attempt == 0:
+        raise pipeline.RetryAfterError("slow down", ctx.event.data["retry_after_ms"])
+    try:
+        await ctx.step.run("charge", _declined)
+    except pipeline.StepError as err:
+        return {"caught": err.name, "message": err.message, "attempt": ctx.attempt}
+    return {"caught": None}

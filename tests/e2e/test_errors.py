@@ -56,3 +56,13 @@ def test_on_failure_runs_once_after_the_function_failed_for_good(kafka_bootstrap
         handlers = [r for r in stack.latest_runs().values() if r["function_id"] == "e2e-doomed-failure"]
     assert json.loads(handler["output"]) == "cleaned up doomed-1 after RuntimeError: no way"
     assert len(handlers) == 1
+
+
+def test_async_handlers_get_retry_after_and_a_non_retriable_step_as_step_error(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("test/errors.async", {"retry_after_ms": 1500}, id="ea-1")
+        run = stack.wait_run(lambda r: r["event_id"] == "ea-1" and r["status"] == "Completed", timeout=30)
+    assert json.loads(run["output"]) == {"caught": "NonRetriableError", "message": "card declined", "attempt": 1}
+    charge = next(s for s in run["steps"] if s["id"] == "charge")
+    assert charge["op"] == "error"  # failed for good at once: NonRetriableError is not retried
+    assert run["ended_at"] - run["started_at"] >= 1400, "the retry ran before the time RetryAfterError named"
