@@ -8,8 +8,8 @@ from .sdk import (Batch, Cancel, Concurrency, Context, ContextSync, Debounce, De
                   TriggerCron, TriggerEvent)
 from .serde.models import Event
 
-from . import fast_api  # noqa: E402  (inngest.fast_api.serve, after the SDK it uses)
+from . import django, fast_api, flask  # noqa: E402  (inngest.<framework>.serve, after the SDK they use)
 
-__all__ = ["fast_api", "Batch", "Cancel", "Concurrency", "Context", "ContextSync", "Debounce", "DefinitionError", "Event",
+__all__ = ["django", "fast_api", "flask", "Batch", "Cancel", "Concurrency", "Context", "ContextSync", "Debounce", "DefinitionError", "Event",
            "Function", "Inngest", "NonRetriableError", "RateLimit", "RetryAfterError", "Step", "StepError",
            "StepSync", "Throttle", "Timeouts", "TriggerCron", "TriggerEvent"]

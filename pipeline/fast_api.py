@@ -1,12 +1,4 @@
-"""``inngest.fast_api.serve(app, client, functions)`` for code ported from inngest-py.
-
-In Inngest, ``serve`` exposes the functions over HTTP so that the Inngest server can call them. Here the
-functions run on this runtime's workers (``pipeline run worker --app MODULE:CLIENT``, or ``pipeline dev``), fed
-by Kafka, so nothing needs to call into the web app. ``serve`` therefore only checks that the functions belong
-to the client and mounts a read-only ``GET {serve_path}`` (default ``/api/inngest``) that lists them and says
-where they run; the web app keeps all its own routes. ``PUT`` (Inngest's sync) answers 200 and does nothing;
-``POST`` (a call from an Inngest server) answers 501, since no such server drives these functions.
-"""
+"""``inngest.fast_api.serve(app, client, functions)`` for code ported from inngest-py (see :mod:`pipeline.serving`)."""
 
 from __future__ import annotations
 
@@ -14,38 +6,18 @@ from typing import Any
 
 from .sdk.client import Inngest
 from .sdk.function import Function
+from .serving import SERVE_PATH, answers, describe
+
+__all__ = ["serve", "describe"]
 
 
-def describe(client: Inngest, functions: list[Function]) -> dict[str, Any]:
-    """What ``GET {serve_path}`` answers: the app, its functions and their triggers."""
-    known = {fn.id for fn in client.functions}
-    stray = [fn.id for fn in functions if fn.id not in known]
-    if stray:
-        raise ValueError(f"serve(): functions {stray} were not created by client {client.app_id!r}")
-    return {"app_id": client.app_id, "runtime": "pipeline (Kafka)",
-            "run_with": f"pipeline run worker --app MODULE:{client.app_id}",
-            "functions": [{"id": fn.id, "name": fn.name, "triggers": [{"event": t.event} for t in fn.triggers] +
-                           [{"cron": c.expression} for c in fn.crons],
-                           "cancel": [c.spec.event for c in fn.cancels]} for fn in functions]}
-
-
-def serve(app: Any, client: Inngest, functions: list[Function], *, serve_path: str = "/api/inngest",
+def serve(app: Any, client: Inngest, functions: list[Function], *, serve_path: str = SERVE_PATH,
           **_: Any) -> None:
-    """Mount the description route on a FastAPI app (see the module docstring for what serve means here)."""
+    """Mount the description route on a FastAPI app; its other routes keep working."""
     from fastapi.responses import JSONResponse
 
-    body = describe(client, functions)
+    for method, (status, body) in answers(client, functions).items():
+        async def route(status: int = status, body: dict[str, Any] = body) -> JSONResponse:
+            return JSONResponse(body, status_code=status)
 
-    async def get() -> JSONResponse:
-        return JSONResponse(body)
-
-    async def put() -> JSONResponse:
-        return JSONResponse({"ok": True, "note": "functions are registered with the client; nothing to sync"})
-
-    async def post() -> JSONResponse:
-        return JSONResponse({"error": "functions run on pipeline workers, not through this endpoint"},
-                            status_code=501)
-
-    app.add_api_route(serve_path, get, methods=["GET"], include_in_schema=False)
-    app.add_api_route(serve_path, put, methods=["PUT"], include_in_schema=False)
-    app.add_api_route(serve_path, post, methods=["POST"], include_in_schema=False)
+        app.add_api_route(serve_path, route, methods=[method], include_in_schema=False)
