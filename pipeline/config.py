@@ -45,6 +45,8 @@ class Settings(BaseSettings):
         default=24 * 3600 * 1000, ge=0, description="an event whose id was received within this window before "
         "starts nothing (Inngest's 24 h event-id deduplication); 0 turns it off")
     metrics_port: int | None = Field(default=None, description="Prometheus /metrics port; unset = none")
+    health_port: int | None = Field(
+        default=None, description="`pipeline run`: serve /healthz, /readyz and /metrics on this port; unset = none")
     batch_size: int = Field(default=500, ge=1, description="records consumed per batch")
     worker_concurrency: int = Field(
         default=200, ge=1, description="invocations one worker process runs at once (threads for sync handlers, "

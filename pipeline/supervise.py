@@ -105,6 +105,15 @@ def _watchdog(settings: Settings, hearts: list[Any]) -> Watchdog | None:
     return dog
 
 
+def _health(settings: Settings, loops: list[Any]) -> None:
+    """Serve /healthz, /readyz and /metrics for these loops when ``PIPELINE_HEALTH_PORT`` is set."""
+    if settings.health_port and loops:
+        from .health import serve
+
+        serve(settings.health_port, loops, settings.stall_timeout_ms / 1000)
+        err.print(f"[green]health on http://0.0.0.0:{settings.health_port}/healthz, /readyz, /metrics[/green]")
+
+
 def run_services(settings: Settings, app_spec: str | None, services: tuple[str, ...], *, host: str,
                  port: int) -> int:
     """Run ``services`` in this process until SIGTERM/SIGINT or a failure; returns the exit code."""
@@ -116,6 +125,7 @@ def run_services(settings: Settings, app_spec: str | None, services: tuple[str, 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     _watchdog(settings, [loop.heart for loop in loops])
+    _health(settings, loops)
     threads = [run_in_thread(loop) for loop in loops]
     child = ChildWorker(settings, app_spec) if "worker" in services and app_spec else None
     if child is not None:
@@ -155,6 +165,7 @@ def run_worker(settings: Settings, app_spec: str) -> int:
     worker = build_service("worker", _registry(app_spec), settings)
     worker.install_signal_handlers()
     _watchdog(settings, [worker.heart])
+    _health(settings, [worker])
     try:
         worker.run()
     except WorkerFailed as exc:

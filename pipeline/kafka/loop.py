@@ -117,6 +117,8 @@ class ServiceLoop:
         self.processed = 0
         self.dead_lettered = 0
         self.heart = Heart(self.name)  # beaten every iteration; a Watchdog may watch it (pipeline run/dev)
+        self._rebalanced = False  # the first assignment (and its restore) is done
+        self._restoring = False
         bind = getattr(processor, "bind", None)
         if bind is not None:
             bind(self)
@@ -130,6 +132,11 @@ class ServiceLoop:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def ready(self) -> bool:
+        """Joined its group and not restoring state (``/readyz``)."""
+        return self._rebalanced and not self._restoring and not self._stop.is_set()
 
     @property
     def assignment(self) -> list[TopicPartition]:
@@ -361,8 +368,13 @@ class ServiceLoop:
         log.info("partitions assigned", extra={"service": self.name,
                                                "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
         on_assign = getattr(self.processor, "assigned", None)
-        if on_assign:
-            on_assign(consumer, partitions)
+        self._restoring = True
+        try:
+            if on_assign:
+                on_assign(consumer, partitions)
+        finally:
+            self._restoring = False
+        self._rebalanced = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}

@@ -121,6 +121,7 @@ class Worker:
         self._failure: str | None = None
         self._paused = False
         self._assigned: set[int] = set()
+        self._rebalanced = False
         self._last_commit = time.monotonic()
         self.completed = 0
         self.heart = Heart(self.name)  # the loop's progress, for the process watchdog (slow handlers do not stop it)
@@ -303,7 +304,17 @@ class Worker:
         with self.offsets.lock:
             self.offsets.committed.update(todo)
 
+    @property
+    def ready(self) -> bool:
+        """Joined its group (``/readyz``); a worker has no state to restore."""
+        return self._rebalanced and not self._stop.is_set()
+
+    @property
+    def assignment(self) -> list[int]:
+        return sorted(self._assigned)
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalanced = True
         self._assigned |= {tp.partition for tp in partitions}
         self._paused = False
         log.info("partitions assigned", extra={"service": self.name, "partitions": sorted(self._assigned)})
