@@ -6,7 +6,8 @@ send     NAME --data JSON        produce one event
 tail     TOPIC                   print decoded records as JSON lines
 dev      --app MODULE:ATTR       broker + topics + every service + the HTTP API in one process
 run      SERVICE --app ...       one service (matcher | executor | canceller | worker | api) for deployment
-replay   --from-timestamp/--from-offset   reprocess the events topics without duplicate runs
+replay   group | topic | runs    move a service's offsets, re-publish a topic range, replay runs
+dlq      list | show | replay     dead letters
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ def _mount_broker() -> None:
 
 
 _mount_broker()
+
+
+def _mount_ops() -> None:
+    from .cli_ops import dlq_app, replay_app
+
+    app.add_typer(replay_app, name="replay")
+    app.add_typer(dlq_app, name="dlq")
+
+
+_mount_ops()
 
 
 def _settings() -> Settings:
@@ -235,67 +246,6 @@ def run_service(service: str = typer.Argument(..., help="matcher | executor | ca
         code = run_services(_settings(), app_spec, (service,), host=host, port=port)
     if code:
         raise typer.Exit(code)
-
-
-# -- replay ---------------------------------------------------------------------------------------------------
-
-
-@app.command()
-def replay(from_timestamp: Optional[int] = typer.Option(None, "--from-timestamp", help="ms since epoch"),
-           from_offset: Optional[int] = typer.Option(None, "--from-offset", help="offset in every partition"),
-           topic: str = typer.Option(t.EVENTS, help="events or system-events"),
-           group: Optional[str] = typer.Option(None, help="consumer group (default: the matcher's)")) -> None:
-    """Rewind the matcher to reprocess a topic. Run ids are derived from event ids, so nothing starts twice.
-
-    Stop the matcher first: a group's offsets can only be moved while it has no members."""
-    if (from_timestamp is None) == (from_offset is None):
-        err.print("[red]give exactly one of --from-timestamp or --from-offset[/red]")
-        raise typer.Exit(2)
-    settings = _settings()
-    name = settings.topic(topic)
-    group_id = group or f"{settings.topic_prefix}pipeline-matcher"
-    consumer = Consumer(consumer_config(bootstrap(settings), group_id))
-    meta = consumer.list_topics(name, timeout=10).topics[name]
-    parts = [TopicPartition(name, p, from_timestamp if from_timestamp is not None else from_offset)
-             for p in meta.partitions]
-    if from_timestamp is not None:
-        parts = consumer.offsets_for_times(parts, timeout=10)
-        for tp in parts:
-            if tp.offset < 0:  # no record at or after the time: start at the end
-                tp.offset = consumer.get_watermark_offsets(TopicPartition(name, tp.partition), timeout=10)[1]
-    members = _wait_group_empty(_admin(settings), group_id, timeout=12.0)
-    if members:
-        consumer.close()
-        err.print(f"[red]group {group_id} still has live members ({', '.join(members)}): stop them first[/red]")
-        raise typer.Exit(1)
-    try:
-        consumer.commit(offsets=parts, asynchronous=False)
-    except Exception as exc:
-        err.print(f"[red]cannot move group {group_id}: {exc} (is the matcher still running?)[/red]")
-        raise typer.Exit(1)
-    finally:
-        consumer.close()
-    for tp in parts:
-        typer.echo(f"{name}[{tp.partition}] -> {tp.offset}")
-
-
-def _wait_group_empty(admin: AdminClient, group_id: str, timeout: float) -> list[str]:
-    """Wait until ``group_id`` has no members; return the ones left after ``timeout``.
-
-    A stopped service stays a member for its session timeout (6 s): it is a static member, which does not
-    leave its group on close, so that a restart takes its partitions back without a rebalance."""
-    deadline = time.monotonic() + timeout
-    told = False
-    while True:
-        description = admin.describe_consumer_groups([group_id])[group_id].result(10)
-        members = [m.group_instance_id or m.member_id for m in description.members]
-        if not members or time.monotonic() > deadline:
-            return members
-        if not told:
-            err.print(f"[yellow]waiting for {len(members)} member(s) of {group_id} to leave "
-                      "(a stopped service leaves after its 6 s session timeout)[/yellow]")
-            told = True
-        time.sleep(0.5)
 
 
 def main() -> None:

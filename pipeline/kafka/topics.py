@@ -25,6 +25,7 @@ CANCEL_INDEX = "cancel-index"
 CANCELLATIONS = "cancellations"
 DEAD_LETTER = "dead-letter"
 EVENT_IDS = "event-ids"
+DEAD_LETTER_REPLAYED = "dead-letter-replayed"
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,10 @@ SPECS: tuple[TopicSpec, ...] = (
               cleanup_policy="compact", retention_ms=-1, partitions=1),
     TopicSpec(DEAD_LETTER, key="original key", doc="records a service could not decode or process, reason in headers",
               retention_ms=30 * DAY_MS),
+    TopicSpec(DEAD_LETTER_REPLAYED, key="dead letter partition:offset", partitions=1,
+              doc="`pipeline dlq replay`: which dead letters were re-published (each once)",
+              cleanup_policy="compact", retention_ms=-1),
+
 )
 
 

@@ -18,8 +18,8 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from ..canceller.keys import listener_record_key, partition_for, signal_record_key
-from ..canceller.registration import listeners_for, signal_keys, signal_routes
+from ..canceller.keys import partition_for, signal_record_key
+from ..canceller.registration import signal_keys, signal_routes
 from ..config import Settings
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
@@ -28,12 +28,12 @@ from ..kafka.deadletter import DeadLetterSink
 from ..kafka.loop import Emitter
 from ..kafka.restore import restore
 from ..runs.ids import derived_ulid, run_id_for
-from ..runs.state import start_command
 from ..sdk.app import Registry
-from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, EVENT, EVENT_SEEN, RUN_COMMAND, Serde
+from ..serde import CANCEL_SIGNAL, EVENT, EVENT_SEEN, Serde
 from ..serde.models import event_record_to_dict
 from ..sysevents.builders import FUNCTION_INVOKED, SCHEDULED_TIMER
 from .dedup import Seen, SeenEvents
+from .starts import start_records
 from .routing import TriggerIndex
 
 log = logging.getLogger("pipeline.matcher")
@@ -177,16 +177,10 @@ class Matcher:
     def _start(self, fn: Any, event: dict[str, Any], event_json: str, received_at: int, now: int,
                out: Emitter) -> None:
         run_id = run_id_for(fn.id, event["id"], event["ts"])
-        # Runs that share concurrency slots meet at one owner partition; others go by run id.
-        owner_key = fn.owner_key(event)
-        owner = partition_for(owner_key, self.command_partitions) if owner_key is not None else -1
-        out.send(self.commands_topic, run_id, RUN_COMMAND, start_command(run_id, fn.id, event_json, received_at, now),
-                 partition=owner)
-        for listener in listeners_for(fn, event, run_id, received_at, now):
-            listener["owner_partition"] = owner
-            key = listener["join_key"]
-            out.send(self.index_topic, listener_record_key(key, run_id), CANCEL_LISTENER, listener,
-                     partition=partition_for(key, self.index_partitions))
+        topics = {"commands": self.commands_topic, "index": self.index_topic}
+        for role, key, schema, value, partition in start_records(fn, event, event_json, run_id, received_at, now,
+                                                                 self.command_partitions, self.index_partitions):
+            out.send(topics[role], key, schema, value, partition=partition)
         self.runs_started += 1
 
 

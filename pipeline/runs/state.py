@@ -96,7 +96,7 @@ def start(cmd: dict[str, Any], event_id: str, now_ms: int, *, start_timeout_ms: 
         "wake_at": None, "pending_step": None, "deadline_at": now_ms + start_timeout_ms if start_timeout_ms else None,
         "cancel_reason": None, "cancel_source": None, "version": 1, "seq": 0, "inflight_at": None,
         "ready_at": now_ms, "held": None, "gate_wait_ms": 0, "finishing": None,
-        "concurrency_keys": list(slot_keys or []), "waiting_for": None,
+        "concurrency_keys": list(slot_keys or []), "waiting_for": None, "replay_of": cmd.get("source_id"),
     }
     return Transition(state=state, ready=True)
 

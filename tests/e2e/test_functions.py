@@ -152,7 +152,8 @@ def test_replay_from_the_start_starts_no_second_run(kafka_bootstrap: str) -> Non
             time.sleep(0.1)
         stack.stop_service("matcher")
         env["PIPELINE_TOPIC_PREFIX"] = stack.settings.topic_prefix
-        moved = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", "--from-offset", "0"], cwd=ROOT,
+        moved = subprocess.run([sys.executable, "-m", "pipeline.cli", "replay", "group", "matcher", "--to-offset", "0",
+                                "--topic", "events", "--execute"], cwd=ROOT,
                                env=env, capture_output=True, text=True, timeout=60)
         assert moved.returncode == 0, moved.stderr
         assert moved.stdout.count("-> 0") == 3  # every events partition rewound
