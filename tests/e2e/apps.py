@@ -313,3 +313,25 @@ async def errors_async(ctx: pipeline.Context) -> dict:
     except pipeline.StepError as err:
         return {"caught": err.name, "message": err.message, "attempt": ctx.attempt}
     return {"caught": None}
+
+
+# -- ctx.logger over replays -----------------------------------------------------------------------------------
+
+@app.create_function(fn_id="chatty", trigger=pipeline.TriggerEvent(event="test/chatty"))
+def chatty(ctx: pipeline.Context) -> int:
+    total = 0
+    for n in range(3):
+        ctx.logger.info("chatty %s before step %d", ctx.event.id, n)
+        total += ctx.step.run(f"add-{n}", lambda n=n: n)
+    ctx.logger.info("chatty %s done", ctx.event.id)
+    return total
+
+
+@app.create_function(fn_id="chatty-async", trigger=pipeline.TriggerEvent(event="test/chatty.async"))
+async def chatty_async(ctx: pipeline.Context) -> int:
+    total = 0
+    for n in range(3):
+        ctx.logger.info("chatty %s before step %d", ctx.event.id, n)
+        total += await ctx.step.run(f"add-{n}", lambda n=n: n)
+    ctx.logger.info("chatty %s done", ctx.event.id)
+    return total
