@@ -27,8 +27,6 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from ..canceller.keys import listener_record_key, partition_for
-from ..canceller.registration import WaitNotRoutable, listeners_for, wait_listener
 from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
@@ -38,10 +36,10 @@ from ..kafka.deadletter import DeadLetterSink
 from ..kafka.restore import restore
 from ..sdk.app import Registry
 from ..sdk.function import Function
-from ..serde import CANCEL_LISTENER, EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
+from ..serde import EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
-from ..sdk.cron import CronClock
-from ..sysevents.builders import FUNCTION_INVOKED, SCHEDULED_TIMER
+from .crons import CronTicks
+from .listening import Listening
 from . import state as st
 from .bulk import BulkRule, BulkRules
 from .gate import GateBook, GateProber, positions_of
@@ -85,12 +83,13 @@ class RunOwner:
         self.gates = GateBook(settings.gate_max_wait_ms)
         self.prober: GateProber | None = None
         self.loop: Any = None
-        self._index_partitions: int | None = None
         self._sweep_bulk = False
         self.fn_logger = logging.getLogger("pipeline.function")
-        self.cron_functions = [fn for fn in registry.functions if fn.crons]
-        self.cron_clocks: dict[tuple[str, int], CronClock] = {}  # (function id, schedule index) -> its clock
-        self._cron_partition: dict[str, int] = {}
+        admin = lambda: AdminClient(admin_config(self.servers))  # noqa: E731 - only when first needed
+        self.listening = Listening(registry, self.index_topic, self.events_topic,
+                                   lambda: t.partition_count(admin(), self.index_topic), retry_backoff_ms)
+        self.crons = CronTicks(registry.functions, self.events_topic,
+                               lambda: t.partition_count(admin(), self.commands_topic))
 
     def topics(self) -> list[str]:
         return [self.commands_topic]
@@ -130,19 +129,7 @@ class RunOwner:
             self._rearm(p)
         self.bulk.load()
         self._sweep_bulk = True  # re-apply every rule to the rebuilt table at the next tick (idempotent)
-        self._start_cron_clocks(parts)
-
-    def _start_cron_clocks(self, parts: list[int]) -> None:
-        """Clocks for the cron functions whose scheduling partition (by function id) was just assigned here."""
-        if not self.cron_functions or not parts:
-            return
-        count = t.partition_count(AdminClient(admin_config(self.servers)), self.commands_topic)
-        now = _now()
-        for fn in self.cron_functions:
-            if partition_for(fn.id, count) in parts:
-                for i, schedule in enumerate(fn.crons):
-                    self.cron_clocks[(fn.id, i)] = CronClock(schedule, now)
-                    self._cron_partition[fn.id] = partition_for(fn.id, count)
+        self.crons.assigned(parts, _now())
 
     def _rearm(self, p: int) -> None:
         """Derive timers, slot counts, slot queues and gate waits of partition p from its run states."""
@@ -171,8 +158,7 @@ class RunOwner:
                 self.tables.pop(tp.partition, None)
                 self.slots.pop(tp.partition, None)
                 self.gates.drop_partition(tp.partition)
-                gone = {fid for fid, cp in self._cron_partition.items() if cp == tp.partition}
-                self.cron_clocks = {k: c for k, c in self.cron_clocks.items() if k[0] not in gone}
+                self.crons.revoked(tp.partition)
         self.timers = [entry for entry in self.timers if entry[2] in self.tables]
         heapq.heapify(self.timers)
 
@@ -233,7 +219,7 @@ class RunOwner:
             tr.state["steps"][-1]["output"] = json.dumps([e["id"] for e in events])
             tr.user_events = events
         if outcome["kind"] == "wait" and tr.state is not None and tr.state["status"] == "Waiting":
-            tr = self._listen(tr, fn, p, out, now)
+            tr = self.listening.listen(tr, fn, p, out, now)
         try:
             self._apply(tr, fn, p, out, now)
         except OutputTooLarge as exc:
@@ -242,72 +228,6 @@ class RunOwner:
             failed = st.failed_attempt(st._bump(state, inflight_at=None), error, fn.retries, now,
                                        backoff_ms=self.retry_backoff_ms, retriable=False)
             self._apply(failed, fn, p, out, now)
-
-    def _listen(self, tr: st.Transition, fn: Function, p: int, out: Emitter, now: int) -> st.Transition:
-        """Register a Waiting run's listener with the join (a wait the matcher cannot signal fails the step)."""
-        state = tr.state
-        assert state is not None
-        spec = json.loads(state["waiting_for"])
-        if spec.get("invoke"):
-            failed = self._invoke_child(spec, state, fn, p, out, now)
-            if failed is not None:
-                return failed
-            state["waiting_for"] = json.dumps(spec)
-        try:
-            listener = wait_listener(fn, json.loads(state["event"]), state["run_id"], state["pending_step"],
-                                     spec["event"], spec.get("if"), spec["since"], state["wake_at"])
-        except WaitNotRoutable as exc:
-            error = {"error": str(exc), "message": str(exc), "name": "WaitNotRoutable"}
-            return st.failed_attempt(st._bump(state, status="Running", wake_at=None, pending_step=None,
-                                              waiting_for=None), error, fn.retries, now,
-                                     backoff_ms=self.retry_backoff_ms, retriable=False, step_id=state["pending_step"])
-        if listener is None:
-            return tr  # the condition can never hold for this run: it times out
-        listener["owner_partition"] = p
-        key = listener["join_key"]
-        spec["join_key"] = key
-        state["waiting_for"] = json.dumps(spec)
-        out.send(self.index_topic, listener_record_key(key, _listener_ident(state)), CANCEL_LISTENER, listener,
-                 partition=self._index_partition(key))
-        return tr
-
-    def _invoke_child(self, spec: dict[str, Any], state: dict[str, Any], fn: Function, p: int, out: Emitter,
-                      now: int) -> st.Transition | None:
-        """step.invoke: send ``inngest/function.invoked`` for the child (the matcher starts it whatever its
-        triggers) and turn the wait into one for the child's ``function.finished`` with this correlation id.
-        Returns the failed step's transition when no served function has that id."""
-        invoke = spec["invoke"]
-        target = self.registry.by_id.get(invoke["function_id"]) or \
-            self.registry.by_id.get(f"{fn.app_id}-{invoke['function_id']}")
-        step_id = state["pending_step"]
-        if target is None:
-            message = f"step.invoke: function {invoke['function_id']!r} is not served by this deployment"
-            error = {"error": message, "message": message, "name": "FunctionNotFound"}
-            return st.failed_attempt(st._bump(state, status="Running", wake_at=None, pending_step=None,
-                                              waiting_for=None), error, fn.retries, now,
-                                     backoff_ms=self.retry_backoff_ms, retriable=False, step_id=step_id)
-        correlation = f"{state['run_id']}.{step_id}"
-        spec["if"] = f"async.data.invoke_correlation_id == {json.dumps(correlation)}"
-        data = dict(invoke.get("data") or {})
-        data["_inngest"] = {"fn_id": target.id, "invoke_correlation_id": correlation,
-                            "parent_run_id": state["run_id"]}
-        event = {"id": derived_ulid(spec["since"], "invoke", state["run_id"], step_id), "name": FUNCTION_INVOKED,
-                 "data": data, "user": invoke.get("user") or {}, "ts": now, "v": None}
-        out.send(self.events_topic, event["id"], EVENT, event_dict_to_record(event))
-        return None
-
-    def _unlisten_wait(self, state: dict[str, Any], out: Emitter) -> None:
-        """Tombstone the wait listener of a run that stops waiting (timed out, or ended)."""
-        found = st.waiting_listener(state)
-        if found is not None:
-            key = found[0]
-            out.send(self.index_topic, listener_record_key(key, _listener_ident(state)), None, None,
-                     partition=self._index_partition(key))
-
-    def _index_partition(self, key: str) -> int:
-        if self._index_partitions is None:  # looked up once, when first needed
-            self._index_partitions = t.partition_count(AdminClient(admin_config(self.servers)), self.index_topic)
-        return partition_for(key, self._index_partitions)
 
     @staticmethod
     def _user_event(state: dict[str, Any], step_id: str | None, i: int, ev: dict[str, Any], now: int) -> dict[str, Any]:
@@ -339,7 +259,7 @@ class RunOwner:
             metrics.GATE_WAIT.observe(max(0, now - state["ready_at"]) / 1000)
             state = st.gate_passed(state, now)
         if state["status"] == "Waiting":  # its timeout passed the gate and no event came: the step answers null
-            self._unlisten_wait(state, out)
+            self.listening.unlisten_wait(state, out)
             timed_out = st.wait_timed_out(state, now).state
             assert timed_out is not None
             state = timed_out
@@ -402,21 +322,13 @@ class RunOwner:
                 if old.get("held") == st.CONCURRENCY:
                     self.slots.get(p, Slots()).forget(new["run_id"])
             if fn is not None and fn.cancels:
-                self._unlisten(fn, new, out)
+                self.listening.unlisten_cancels(fn, new, out)
             if old is not None and old["status"] == "Waiting":
-                self._unlisten_wait(old, out)
+                self.listening.unlisten_wait(old, out)
             return
         self._arm(new, p)
         if tr.ready and advance and fn is not None:
             self._advance(new, fn, p, out, now)
-
-    def _unlisten(self, fn: Function, state: dict[str, Any], out: Emitter) -> None:
-        """Tombstone an ended run's cancel listeners so the canceller's table (and the topic) forget them."""
-        event = json.loads(state["event"])
-        for listener in listeners_for(fn, event, state["run_id"], state["received_at"], state["queued_at"]):
-            key = listener["join_key"]
-            out.send(self.index_topic, listener_record_key(key, state["run_id"]), None, None,
-                     partition=self._index_partition(key))
 
     def _arm(self, state: dict[str, Any], p: int) -> None:
         at = st.next_timer(state)
@@ -450,20 +362,7 @@ class RunOwner:
                 self._apply(st.wake(state, now), fn, p, out, now)
         self._release_gated(out, now)
         self._poll_bulk(out, now)
-        self._fire_crons(out, now)
-
-    def _fire_crons(self, out: Emitter, now: int) -> None:
-        """Send ``inngest/scheduled.timer`` for every due tick; its id and ts come from (function, tick), so the
-        run it starts is the same whoever fires it and however often (see :mod:`pipeline.sdk.cron`)."""
-        for (fn_id, i), clock in self.cron_clocks.items():
-            tick = clock.due(now)
-            if tick is None:
-                continue
-            cron = clock.schedule.expression
-            event = {"id": derived_ulid(tick, "cron", fn_id, str(i), str(tick)), "name": SCHEDULED_TIMER,
-                     "data": {"cron": cron, "_inngest": {"fn_id": fn_id}}, "user": {}, "ts": tick, "v": None}
-            out.send(self.events_topic, event["id"], EVENT, event_dict_to_record(event))
-            log.info("cron tick fired", extra={"function_id": fn_id, "cron": cron, "tick": tick})
+        self.crons.fire(out, now)
 
     def _release_gated(self, out: Emitter, now: int) -> None:
         if not len(self.gates):
@@ -508,7 +407,3 @@ class RunOwner:
         if self.prober is not None:
             self.prober.stop()
 
-
-def _listener_ident(state: dict[str, Any]) -> str:
-    """The id of a run's wait listener in the join: run id and step (a cancel_on listener's is the run id)."""
-    return f"{state['run_id']}\x1e{state['pending_step']}"
