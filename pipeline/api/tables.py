@@ -215,6 +215,9 @@ def _bulk_source(state: dict[str, Any] | None) -> str | None:
     return None
 
 
+from .run_index import RunIndex  # noqa: E402  (beside the table that feeds it)
+
+
 class RunTable(CompactedTable):
     """run_id → RunState dict, event_id → run ids, and per-bulk-cancellation counts of cancelled runs.
 
@@ -228,6 +231,7 @@ class RunTable(CompactedTable):
         self.by_event: dict[str, list[str]] = {}
         self.bulk_counts: dict[str, int] = {}
         self.partitions: dict[str, int] = {}
+        self.index = RunIndex()  # sorted views for paging (the dev UI)
 
     def apply(self, key: str, value: bytes | None, partition: int) -> None:
         old = self.runs.get(key)
@@ -236,10 +240,14 @@ class RunTable(CompactedTable):
                 del self.runs[key]
                 self.partitions.pop(key, None)
                 self._unindex(key, old)
+                self.index.remove(old)
             return
         state = self.serde.decode_as(RUN_STATE, value)
         if old is not None and old.get("version", 0) > state.get("version", 0):
             return  # an older state (e.g. a zombie writer's) never overwrites a newer one
+        if old is not None:
+            self.index.remove(old)
+        self.index.add(state)
         self.runs[key] = state
         self.partitions[key] = partition  # the run owner's partition: commands for the run go there
         if old is None or old["event_id"] != state["event_id"]:
@@ -283,6 +291,16 @@ class RunTable(CompactedTable):
         """The runs an event started, oldest id first (run ids are ULIDs)."""
         with self._cond:
             return [self.runs[r] for r in sorted(self.by_event.get(event_id, ())) if r in self.runs]
+
+    def page(self, function_id: str | None, status: str | None, **options: Any) -> tuple[list[dict[str, Any]], Any]:
+        """A page of runs, newest first (see :meth:`RunIndex.page`)."""
+        with self._cond:
+            ids, cursor = self.index.page(function_id, status, **options)
+            return [self.runs[r] for r in ids if r in self.runs], cursor
+
+    def function_counts(self) -> dict[str, int]:
+        with self._cond:
+            return dict(self.index.functions)
 
     def cancelled_by(self, cancellation_id: str) -> int:
         with self._cond:
