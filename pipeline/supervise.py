@@ -134,9 +134,10 @@ def run_services(settings: Settings, app_spec: str | None, services: tuple[str, 
     if "api" in services:
         from .api.server import start_in_thread
 
-        server, api_thread = start_in_thread(settings, host, port)
+        registry = _registry(app_spec) if app_spec else None  # the UI's function page and run replays
+        server, api_thread = start_in_thread(settings, host, port, registry=registry)
         threads.append(api_thread)
-        err.print(f"[green]HTTP API on http://{host}:{port}[/green]")
+        err.print(f"[green]HTTP API and dev UI on http://{host}:{port}/[/green]")
     code = 0
     while not stop.is_set():
         if any(not th.is_alive() for th in threads):

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, TypeVar
 
 from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import Counter, make_asgi_app
@@ -40,12 +41,14 @@ from ulid import ULID
 from ..config import Settings
 from ..expr import ExprError, compile_expr
 from ..kafka import topics as t
-from ..kafka.client import bootstrap, producer_config
+from ..kafka.client import admin_config, bootstrap, producer_config
 from ..runs.state import cancel_command
 from ..serde import BULK_CANCELLATION, EVENT, RUN_COMMAND, Serde, SerdeError
 from ..serde.models import ENDED_STATUSES, Event, RunView, now_ms
 from . import auth
-from .edge import SafeJSONResponse, allowed_methods, answers, body, event_body_schema, has_lone_surrogate
+from .edge import ApiError, SafeJSONResponse, allowed_methods, answers, body, event_body_schema, has_lone_surrogate
+from .browse import add_browse_routes
+from .recent_events import RecentEvents
 from .tables import CancellationTable, RunTable
 
 log = logging.getLogger("pipeline.api")
@@ -59,16 +62,6 @@ REQUESTS_REFUSED = Counter("pipeline_api_refused_total", "requests refused", ["r
 
 
 # -- errors ----------------------------------------------------------------------------------------------------
-
-
-class ApiError(Exception):
-    """An answer other than 2xx, rendered as ``{"error", "status"[, "details"]}``."""
-
-    def __init__(self, status: int, message: str, details: Any = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
 
 
 def error_body(status: int, message: str, details: Any = None) -> dict[str, Any]:
@@ -344,13 +337,14 @@ async def poll_until(check: Callable[[], T], timeout: float, interval: float = 0
 
 
 def create_app(settings: Settings, *, producer: Producer | None = None, run_wait_seconds: float = 2.0,
-               ready_timeout: float = 10.0) -> FastAPI:
+               ready_timeout: float = 10.0, registry: Any = None) -> FastAPI:
     """Build the API. The lifespan starts the Kafka-fed tables and stops them (and an owned producer) on shutdown.
 
     ``producer``: share one with the caller (``pipeline dev``); by default the app makes and owns one.
     ``run_wait_seconds``: how long ``GET``/``DELETE /v1/runs/{id}`` wait for an unknown run to show up
     in the table, because runs are created asynchronously after the event is accepted.
     ``ready_timeout``: how long a table-backed request waits for the initial catch-up before a 503.
+    ``registry``: the served functions (``pipeline dev``), for the UI's function page and run replays.
     """
     servers = bootstrap(settings)
     serde = Serde()
@@ -373,13 +367,27 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
         app.state.writer = writer
         app.state.runs = runs
         app.state.cancellations = cancellations
+        recent = RecentEvents(servers, [events_topic, settings.topic(t.SYSTEM_EVENTS)])
+        app.state.recent = recent
+        counts: list[int] = []
+
+        def partition_counts() -> list[int]:
+            if not counts:
+                admin = AdminClient(admin_config(servers))
+                counts.extend([t.partition_count(admin, commands_topic),
+                               t.partition_count(admin, settings.topic(t.CANCEL_INDEX))])
+            return counts
+
+        app.state.partition_counts = partition_counts
         runs.start()
         cancellations.start()
+        recent.start()
         try:
             yield
         finally:
             runs.stop()
             cancellations.stop()
+            recent.stop()
             writer.stop()
             if owned:
                 await run_in_threadpool(prod.flush, 10)
@@ -464,6 +472,9 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
 
     async def write(request: Request, records: list[tuple[Any, ...]]) -> list[tuple[int, int]]:
         return await request.app.state.writer.send(records)
+
+    add_browse_routes(app, settings=settings, registry=registry, ensure_ready=ensure_ready,
+                      require_signing_key=require_signing_key, write=write, serde=serde)
 
     # -- health ----------------------------------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ INT64_MAX = 2**63 - 1
 _ERROR_SCHEMA = {"type": "object", "required": ["error", "status"],
                  "properties": {"error": {"type": "string"}, "status": {"type": "integer"}, "details": {}}}
 _REASONS = {400: "invalid request", 401: "missing or wrong key", 404: "not found", 405: "method not allowed",
-            409: "conflict with the run's state", 413: "body too large", 503: "tables still loading from Kafka"}
+            409: "conflict with the run's state", 413: "body too large",
+            503: "tables still loading from Kafka"}
 
 
 class SafeJSONResponse(JSONResponse):
@@ -74,3 +75,13 @@ def allowed_methods(routes: list[Any], scope: Scope) -> list[str]:
     if methods:
         methods.add("OPTIONS")
     return sorted(methods)
+
+
+class ApiError(Exception):
+    """An answer other than 2xx, rendered as ``{"error", "status"[, "details"]}``."""
+
+    def __init__(self, status: int, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details

@@ -112,6 +112,7 @@ class StepView(BaseModel):
     op: str
     output: Any = None
     completed_at: int
+    started_at: int | None = None
 
 
 class RunView(BaseModel):
@@ -128,6 +129,12 @@ class RunView(BaseModel):
     steps: list[StepView] = Field(default_factory=list)
     attempt: int = 0
     cancel_reason: str | None = None
+    cancel_source: str | None = None
+    event: Any = None
+    queued_at: int | None = None
+    pending_step: str | None = None
+    wake_at: int | None = None
+    replay_of: str | None = None
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "RunView":
@@ -143,9 +150,15 @@ class RunView(BaseModel):
             error=json.loads(state["error"]) if state.get("error") is not None else None,
             steps=[
                 StepView(id=s["id"], op=s["op"], output=json.loads(s["output"]) if s.get("output") else None,
-                         completed_at=s["completed_at"])
+                         completed_at=s["completed_at"], started_at=s.get("started_at"))
                 for s in state.get("steps") or []
             ],
             attempt=state.get("attempt", 0),
             cancel_reason=state.get("cancel_reason"),
+            cancel_source=state.get("cancel_source"),
+            event=json.loads(state["event"]) if state.get("event") else None,
+            queued_at=state.get("queued_at"),
+            pending_step=state.get("pending_step"),
+            wake_at=state.get("wake_at"),
+            replay_of=state.get("replay_of"),
         )

@@ -204,7 +204,7 @@ def test_get_run_and_event_runs_from_the_runs_topic(api) -> None:
     data = got.json()["data"]
     assert data["run_id"] == state["run_id"] and data["function_id"] == "app-fn"
     assert data["status"] == "Running" and data["event_id"] == state["event_id"]
-    assert data["steps"] == [{"id": "s1", "op": "run", "output": {"ok": True}, "completed_at": 5}]
+    assert data["steps"] == [{"id": "s1", "op": "run", "output": {"ok": True}, "completed_at": 5, "started_at": None}]
 
     runs = client.get(f"/v1/events/{state['event_id']}/runs").json()["data"]
     assert [r["run_id"] for r in runs] == [state["run_id"]]

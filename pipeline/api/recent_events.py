@@ -1,0 +1,86 @@
+"""The last events seen on ``events`` and ``system-events``, for the dev UI's event stream.
+
+A bounded ring (newest first): the UI shows recent traffic, not history (``pipeline tail`` and replay are for
+that). A daemon thread tails both topics from a short while back.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from ..kafka.client import consumer_config
+from ..serde import EVENT, Serde, SerdeError
+from ..serde.models import event_record_to_dict
+
+log = logging.getLogger("pipeline.api")
+
+
+class RecentEvents:
+    def __init__(self, servers: str, topics: list[str], *, keep: int = 500, lookback_ms: int = 3_600_000) -> None:
+        self.servers = servers
+        self.topics = topics
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
+        self.lookback_ms = lookback_ms
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="api-recent-events", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def latest(self, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.events)[-limit:][::-1]
+
+    def _starts(self, consumer: Consumer, wanted: list[TopicPartition]) -> list[TopicPartition]:
+        """Offsets at the look-back time, retried while a new topic's leaders settle (NOT_LEADER...)."""
+        while wanted and not self._stop.is_set():
+            try:
+                return consumer.offsets_for_times(wanted, timeout=10)
+            except KafkaException as exc:
+                if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION:
+                    raise
+                time.sleep(0.5)
+        return []
+
+    def _run(self) -> None:
+        serde = Serde()
+        consumer = Consumer(consumer_config(self.servers, None, read_committed=True))
+        try:
+            since = int(time.time() * 1000) - self.lookback_ms
+            wanted = []
+            for topic in self.topics:
+                meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+                if meta is not None and meta.error is None:
+                    wanted += [TopicPartition(topic, p, since) for p in meta.partitions]
+            starts = self._starts(consumer, wanted)
+            consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -1)
+                             for tp in starts])
+            while not self._stop.is_set():
+                for msg in consumer.consume(200, timeout=0.2):
+                    if msg.error():
+                        if msg.error().code() != KafkaError._PARTITION_EOF:
+                            log.debug("recent events read error", extra={"error": str(msg.error())})
+                        continue
+                    try:
+                        event = event_record_to_dict(serde.decode_as(EVENT, msg.value()))
+                    except (SerdeError, TypeError, ValueError):
+                        continue
+                    event["received_at"] = msg.timestamp()[1]
+                    event["system"] = msg.topic() == self.topics[-1]
+                    with self._lock:
+                        self.events.append(event)
+        except Exception:  # keep the API up: the stream page just shows nothing new
+            log.exception("recent events thread failed")
+        finally:
+            consumer.close()

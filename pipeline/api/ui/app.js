@@ -1,0 +1,206 @@
+// The dev UI: plain JavaScript, no build step. Pages are hash routes; data comes from the API (/v1, /e).
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const main = $("#main");
+const keys = { signing: sessionStorage.getItem("signingKey") || "", event: sessionStorage.getItem("eventKey") || "dev" };
+let refresh = null;
+
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+function when(ms) { return ms ? new Date(ms).toLocaleTimeString() : ""; }
+function took(a, b) { return a && b ? `${((b - a) / 1000).toFixed(2)} s` : ""; }
+function badge(status) { return `<span class="status ${esc(status)}">${esc(status)}</span>`; }
+function json(value) { return `<pre>${esc(JSON.stringify(value, null, 2))}</pre>`; }
+function toast(text) { const t = $("#toast"); t.textContent = text; t.style.display = "block"; setTimeout(() => { t.style.display = "none"; }, 3000); }
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ "Content-Type": "application/json" }, options.headers || {});
+  if (keys.signing) headers.Authorization = `Bearer ${keys.signing}`;
+  const res = await fetch(path, Object.assign({}, options, { headers }));
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.error || `${res.status}`);
+  return body;
+}
+
+$("#signing-key").value = keys.signing;
+$("#event-key").value = keys.event;
+$("#keys").addEventListener("submit", (e) => {
+  e.preventDefault();
+  keys.signing = $("#signing-key").value; keys.event = $("#event-key").value || "dev";
+  sessionStorage.setItem("signingKey", keys.signing); sessionStorage.setItem("eventKey", keys.event);
+  route();
+});
+
+// -- pages ------------------------------------------------------------------------------------------------------
+
+async function functionsPage() {
+  const { data } = await api("/v1/functions");
+  main.innerHTML = `<h1>Functions</h1><table><tr><th>id</th><th>triggers</th><th>cancel rules</th><th>concurrency</th><th>runs</th></tr>
+    ${data.map((f) => `<tr><td><a href="#/runs?function=${encodeURIComponent(f.id)}">${esc(f.id)}</a></td>
+      <td>${f.triggers.map(esc).join("<br>")}</td>
+      <td>${f.cancel.map((c) => `${esc(c.event)} <span class="dim">${esc(c.if || "")}</span>`).join("<br>")}</td>
+      <td>${f.concurrency.map((c) => `${c.limit}${c.key ? ` per ${esc(c.key)}` : ""}`).join("<br>")}</td>
+      <td>${f.runs}</td></tr>`).join("")}</table>`;
+}
+
+async function runsPage(params) {
+  const fns = (await api("/v1/functions")).data;
+  const q = new URLSearchParams(params);
+  const status = q.get("status") || "", fn = q.get("function") || "", since = q.get("since") || "";
+  main.innerHTML = `<h1>Runs</h1>
+    <form class="filters" id="run-filters">
+      <select name="function"><option value="">all functions</option>${fns.map((f) => `<option ${f.id === fn ? "selected" : ""}>${esc(f.id)}</option>`).join("")}</select>
+      <select name="status"><option value="">any status</option>${["Queued", "Running", "Sleeping", "Waiting", "Completed", "Failed", "Cancelled"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select>
+      <label class="dim">since <input type="datetime-local" name="since" value="${esc(since)}"></label>
+      <button type="submit">Filter</button>
+    </form>
+    <table id="runs"><tr><th>run</th><th>function</th><th>status</th><th>queued</th><th>took</th><th>event</th></tr></table>
+    <p><button id="more" hidden>Load more</button></p>`;
+  $("#run-filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    location.hash = "#/runs?" + new URLSearchParams([...f.entries()].filter(([, v]) => v)).toString();
+  });
+  const base = new URLSearchParams();
+  if (fn) base.set("function", fn);
+  if (status) base.set("status", status);
+  if (since) base.set("since", String(new Date(since).getTime()));
+  let cursor = null;
+  const row = (r) => `<tr data-run="${esc(r.run_id)}"><td><a href="#/run/${esc(r.run_id)}">${esc(r.run_id)}</a></td>
+      <td>${esc(r.function_id)}</td><td>${badge(r.status)}${r.pending_step ? ` <span class="dim">${esc(r.pending_step)}</span>` : ""}</td>
+      <td>${when(r.queued_at)}</td><td>${took(r.started_at || r.queued_at, r.ended_at)}</td><td><code>${esc(r.event_id)}</code></td></tr>`;
+  async function load(first) {
+    const p = new URLSearchParams(base);
+    p.set("limit", "50");
+    if (!first && cursor) p.set("cursor", cursor);
+    const page = await api("/v1/runs?" + p.toString());
+    const table = $("#runs");
+    if (!table) return;
+    if (first) table.querySelectorAll("tr[data-run]").forEach((tr) => tr.remove());
+    table.insertAdjacentHTML("beforeend", page.data.map(row).join(""));
+    if (first || !cursor) cursor = page.next;
+    else cursor = page.next;
+    $("#more").hidden = !cursor;
+  }
+  $("#more").addEventListener("click", () => load(false));
+  await load(true);
+  refresh = setInterval(() => { if (!cursor || document.querySelectorAll("#runs tr[data-run]").length <= 50) load(true); }, 1500);
+}
+
+async function runPage(id) {
+  const { data: run, caused } = await api(`/v1/runs/${encodeURIComponent(id)}/detail`);
+  const active = !["Completed", "Failed", "Cancelled"].includes(run.status);
+  const start = run.run_started_at || run.queued_at;
+  const end = run.ended_at || Date.now();
+  const span = Math.max(1, end - start);
+  let prev = start;
+  const steps = run.steps.map((s) => {
+    const from = s.started_at || prev; prev = s.completed_at;
+    const left = ((from - start) / span) * 100, width = Math.max(0.5, ((s.completed_at - from) / span) * 100);
+    return `<div class="step"><div><strong>${esc(s.id)}</strong> <span class="dim">${esc(s.op)}</span></div>
+      <div class="track"><div class="bar ${esc(s.op)}" style="left:${left}%;width:${width}%"></div></div>
+      <div class="dim">${took(from, s.completed_at)}</div></div>
+      <details><summary class="dim">output</summary>${json(s.output)}</details>`;
+  }).join("");
+  const cancelled = caused.find((c) => c.event && c.event.name === "inngest/function.cancelled");
+  main.innerHTML = `<h1>Run <code>${esc(run.run_id)}</code> ${badge(run.status)}</h1>
+    <p class="dim">${esc(run.function_id)} · queued ${when(run.queued_at)} · ${run.ended_at ? `ended ${when(run.ended_at)}` : "running"}
+      ${run.replay_of ? ` · replay of <a href="#/run/${esc(run.replay_of)}">${esc(run.replay_of)}</a>` : ""}</p>
+    <p>${active ? `<button class="danger" id="cancel">Cancel run</button>` : ""} <button id="replay">Replay</button></p>
+    <h2>Timeline</h2><div class="timeline">${steps || '<p class="dim">no step yet</p>'}
+      ${run.pending_step ? `<p class="dim">waiting in <strong>${esc(run.pending_step)}</strong>${run.wake_at ? ` until ${when(run.wake_at)}` : ""}</p>` : ""}</div>
+    <div class="cards">
+      <div class="card"><h2>Triggering event</h2>${json(run.event)}</div>
+      <div class="card"><h2>Output / error</h2>${json(run.error || run.output)}</div>
+      ${run.status === "Cancelled" ? `<div class="card" id="cancellation"><h2>Cancellation</h2>
+        <p>by <strong>${esc(run.cancel_reason)}</strong> ${run.cancel_source ? `(<code>${esc(run.cancel_source)}</code>)` : ""}</p>
+        ${cancelled ? json(cancelled.event) : ""}</div>` : ""}
+    </div>
+    <h2>Runs it caused</h2>
+    <table id="caused"><tr><th>run</th><th>function</th><th>status</th><th>by</th></tr>
+    ${caused.map((c) => `<tr><td><a href="#/run/${esc(c.run_id)}">${esc(c.run_id)}</a></td><td>${esc(c.function_id)}</td>
+      <td>${badge(c.status)}</td><td>${esc(c.event && c.event.name)}</td></tr>`).join("")}</table>`;
+  const cancel = $("#cancel");
+  if (cancel) cancel.addEventListener("click", async () => { await api(`/v1/runs/${encodeURIComponent(id)}`, { method: "DELETE" }); toast("cancel sent"); });
+  $("#replay").addEventListener("click", async () => {
+    try { const r = await api(`/v1/runs/${encodeURIComponent(id)}/replay`, { method: "POST" }); location.hash = `#/run/${r.data.run_id}`; }
+    catch (err) { toast(`replay: ${err.message}`); }
+  });
+  if (active) refresh = setInterval(() => { if (location.hash === `#/run/${id}`) runPage(id).catch(() => {}); }, 1000);
+}
+
+async function eventsPage() {
+  main.innerHTML = `<h1>Events</h1>
+    <form class="filters" id="send"><input name="name" placeholder="event name" required size="32">
+      <input name="data" placeholder='data, e.g. {"importId": "abc"}' size="48"><button type="submit">Send test event</button></form>
+    <table id="events"><tr><th>received</th><th>name</th><th>id</th><th>data</th><th>runs started</th></tr></table>`;
+  $("#send").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    let data = {};
+    try { data = f.get("data") ? JSON.parse(f.get("data")) : {}; } catch (err) { toast("data is not JSON"); return; }
+    try {
+      const r = await api(`/e/${encodeURIComponent(keys.event)}`, { method: "POST", body: JSON.stringify({ name: f.get("name"), data }) });
+      toast(`sent ${r.ids[0]}`);
+    } catch (err) { toast(`send: ${err.message}`); }
+  });
+  async function load() {
+    const { data } = await api("/v1/events?limit=100");
+    const table = $("#events");
+    if (!table) return;
+    table.querySelectorAll("tr[data-event]").forEach((tr) => tr.remove());
+    table.insertAdjacentHTML("beforeend", data.map((ev) => `<tr data-event="${esc(ev.id)}"><td>${when(ev.received_at)}</td>
+      <td>${esc(ev.name)}</td><td><code>${esc(ev.id)}</code></td><td><code>${esc(JSON.stringify(ev.data)).slice(0, 120)}</code></td>
+      <td>${ev.runs.map((r) => `<a href="#/run/${esc(r.run_id)}">${esc(r.function_id)}</a> ${badge(r.status)}`).join("<br>")}</td></tr>`).join(""));
+  }
+  await load();
+  refresh = setInterval(load, 1500);
+}
+
+async function cancellationsPage() {
+  const fns = (await api("/v1/functions")).data;
+  const { data } = await api("/v1/cancellations");
+  main.innerHTML = `<h1>Bulk cancellations</h1>
+    <form class="filters" id="bulk">
+      <select name="function" required>${fns.map((f) => `<option>${esc(f.id)}</option>`).join("")}</select>
+      <input name="if" placeholder="if (CEL over event), optional" size="40"><button type="submit">Cancel matching runs started until now</button></form>
+    <table><tr><th>id</th><th>function</th><th>if</th><th>created</th><th>cancelled runs</th><th></th></tr>
+    ${data.map((c) => `<tr><td><code>${esc(c.id)}</code></td><td>${esc(c.function_id)}</td><td>${esc(c.if || "")}</td>
+      <td>${when(c.created_at)}</td><td>${c.cancelled_runs}</td>
+      <td>${c.stopped_at ? `stopped ${when(c.stopped_at)}` : `<button data-stop="${esc(c.id)}">Stop</button>`}</td></tr>`).join("")}</table>`;
+  $("#bulk").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    const full = String(f.get("function"));
+    const app = full.split("-")[0];
+    const body = { app_id: app, function_id: full.slice(app.length + 1), started_before: Date.now() };
+    if (f.get("if")) body.if = f.get("if");
+    try { await api("/v1/cancellations", { method: "POST", body: JSON.stringify(body) }); route(); } catch (err) { toast(err.message); }
+  });
+  document.querySelectorAll("[data-stop]").forEach((b) => b.addEventListener("click", async () => {
+    await api(`/v1/cancellations/${encodeURIComponent(b.dataset.stop)}`, { method: "DELETE" }); route();
+  }));
+}
+
+// -- routing ----------------------------------------------------------------------------------------------------
+
+async function route() {
+  if (refresh) { clearInterval(refresh); refresh = null; }
+  const hash = location.hash.slice(1) || "/runs";
+  const [path, query] = hash.split("?");
+  const parts = path.split("/").filter(Boolean);
+  document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.nav === parts[0] || (parts[0] === "run" && a.dataset.nav === "runs")));
+  try {
+    if (parts[0] === "functions") await functionsPage();
+    else if (parts[0] === "run") await runPage(decodeURIComponent(parts[1]));
+    else if (parts[0] === "events") await eventsPage();
+    else if (parts[0] === "cancellations") await cancellationsPage();
+    else await runsPage(query || "");
+  } catch (err) {
+    main.innerHTML = `<h1>Could not load this page</h1><p>${esc(err.message)}</p><p class="dim">Is the signing key set (top right)?</p>`;
+  }
+}
+window.addEventListener("hashchange", route);
+route();
