@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test venv broker-fetch bench clean
+.PHONY: dev test venv broker-fetch browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,17 @@ broker-fetch: $(STAMP)
 dev: broker-fetch
 	$(VENV)/bin/pipeline dev --app examples.newsletter:app
 
-test: broker-fetch
+# The browser test drives Debian's chromium with Playwright; install it when missing (root + apt-get),
+# otherwise that one test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "installing chromium for the browser test (apt-get)"; \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	        || echo "chromium could not be installed: the browser test will be skipped"; \
+	    else echo "no chromium and no root apt-get: the browser test will be skipped"; fi; }
+
+test: broker-fetch browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: broker-fetch

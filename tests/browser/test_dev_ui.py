@@ -1,0 +1,110 @@
+"""The dev UI in a real browser (Debian's chromium driven by Playwright), on a real broker: the seed scenario
+clicked through end to end. Send the import request from the events page, watch the run sleep, open it,
+click cancel, and see it Cancelled with its cancellation and the cleanup run it caused.
+
+Screenshots of every page go to ``test-output/screenshots/`` (kept by CI as test output); with
+``PIPELINE_UPDATE_DOCS_SCREENSHOTS=1`` the run timeline and the cancelled run are also written to
+``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from examples.newsletter import app
+from pipeline.api import bound_port, start_in_thread, stop
+from pipeline.sdk.app import Registry
+from pipeline.testing.stack import Stack
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-output" / "screenshots"
+SIGNING_KEY = "ui-signing-key-0123456789"
+EVENT_KEY = "ui-event-key"
+
+
+def chromium() -> str:
+    for name in (os.environ.get("PIPELINE_CHROMIUM", ""), "chromium", "chromium-browser"):
+        path = shutil.which(name) if name else None
+        if path:
+            return path
+    pytest.skip("no chromium on this machine (`make test` installs Debian's chromium when it runs as root)")
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    path = chromium()
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    with playwright.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def shot(page: object, name: str, docs: bool = False) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    if docs and os.environ.get("PIPELINE_UPDATE_DOCS_SCREENSHOTS"):
+        (ROOT / "docs" / "screenshots").mkdir(exist_ok=True)
+        shutil.copy(SHOTS / f"{name}.png", ROOT / "docs" / "screenshots" / f"{name}.png")
+
+
+def test_the_seed_scenario_clicked_through(kafka_bootstrap: str, browser: object,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("examples.newsletter.BATCH_PAUSE", __import__("datetime").timedelta(seconds=60))
+    with Stack(app, kafka_bootstrap, signing_key=SIGNING_KEY, event_key=EVENT_KEY) as stack:
+        server, thread = start_in_thread(stack.settings, "127.0.0.1", 0, wait_ready=True, registry=Registry([app]))
+        base = f"http://127.0.0.1:{bound_port(server)}"
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+            page.goto(base + "/")
+            page.fill("#signing-key", SIGNING_KEY)
+            page.fill("#event-key", EVENT_KEY)
+            page.click("#keys button")
+
+            page.goto(base + "/#/functions")
+            page.wait_for_selector("text=newsletter-app-import-all-contacts")
+            assert page.locator("text=contacts/import.cancelled").count() >= 1  # its cancel rule is shown
+            shot(page, "functions")
+
+            page.goto(base + "/#/events")
+            page.fill("#send input[name=name]", "contacts/import.requested")
+            page.fill("#send input[name=data]", '{"importId": "ui-1"}')
+            page.click("#send button")
+            page.wait_for_selector("#events tr[data-event] >> text=contacts/import.requested", timeout=30_000)
+            page.wait_for_selector("#events >> text=newsletter-app-import-all-contacts", timeout=30_000)
+            shot(page, "events")
+
+            page.goto(base + "/#/runs?function=newsletter-app-import-all-contacts")
+            page.wait_for_selector("#runs .status.Sleeping", timeout=30_000)  # the import sleeps between batches
+            shot(page, "runs")
+            page.click("#runs tr[data-run] a")
+            page.wait_for_selector("text=Timeline")
+            page.wait_for_selector(".step >> text=load-contacts")
+            shot(page, "run-timeline", docs=True)
+
+            page.click("#cancel")
+            page.wait_for_selector("h1 .status.Cancelled", timeout=30_000)
+            page.wait_for_selector("#cancellation >> text=rest")
+            page.wait_for_selector("#caused >> text=newsletter-app-cleanup-cancelled-import", timeout=30_000)
+            page.wait_for_selector("#caused .status.Completed", timeout=30_000)
+            shot(page, "run-cancelled", docs=True)
+            assert "inngest/function.cancelled" in page.inner_text("#cancellation")
+
+            page.goto(base + "/#/cancellations")
+            page.wait_for_selector("text=Bulk cancellations")
+            shot(page, "cancellations")
+        finally:
+            stop(server, thread)
+    runs = [r for r in stack.latest_runs().values()]
+    cancelled = [r for r in runs if r["function_id"] == "newsletter-app-import-all-contacts"]
+    assert [r["status"] for r in cancelled] == ["Cancelled"] and cancelled[0]["cancel_reason"] == "rest"
+    assert any(r["function_id"] == "newsletter-app-cleanup-cancelled-import" and r["status"] == "Completed"
+               for r in runs)
