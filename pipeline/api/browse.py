@@ -83,14 +83,15 @@ def add_browse_routes(app: FastAPI, *, settings: Any, registry: Any, ensure_read
         counts = runs.function_counts()
         out = []
         for fn in (registry.functions if registry is not None else []):
-            out.append({"id": fn.id, "name": fn.name, "triggers": [tr.event for tr in fn.triggers] +
+            out.append({"id": fn.id, "app_id": fn.app_id, "fn_id": fn.fn_id, "name": fn.name, "triggers": [tr.event for tr in fn.triggers] +
                         [f"cron {c.expression}" for c in fn.crons],
                         "cancel": [{"event": c.spec.event, "if": c.spec.expression()} for c in fn.cancels],
                         "concurrency": [{"limit": c.limit, "key": c.key.source if c.key else None}
                                         for c in fn.concurrency],
                         "runs": counts.get(fn.id, 0)})
         known = {f["id"] for f in out}
-        out += [{"id": fid, "name": fid, "triggers": [], "cancel": [], "concurrency": [], "runs": n}
+        out += [{"id": fid, "app_id": None, "fn_id": None, "name": fid, "triggers": [], "cancel": [], "concurrency": [],
+                 "runs": n}
                 for fid, n in sorted(counts.items()) if fid not in known]
         return {"data": out}
 

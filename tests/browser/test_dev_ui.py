@@ -98,13 +98,24 @@ def test_the_seed_scenario_clicked_through(kafka_bootstrap: str, browser: object
             shot(page, "run-cancelled", docs=True)
             assert "inngest/function.cancelled" in page.inner_text("#cancellation")
 
-            page.goto(base + "/#/cancellations")
-            page.wait_for_selector("text=Bulk cancellations")
+            page.click("#replay")  # a new run of the same event, linked to this one
+            page.wait_for_selector("text=replay of", timeout=30_000)
+            page.wait_for_selector("h1 .status.Sleeping", timeout=30_000)
+            shot(page, "run-replayed")
+
+            page.goto(base + "/#/cancellations")  # cancel the replay in bulk, then stop the rule
+            page.select_option("#bulk select[name=function]", "newsletter-app-import-all-contacts")
+            page.click("#bulk button")
+            page.wait_for_selector("#bulk-rows td.count >> text=1", timeout=30_000)  # it cancelled the replay
             shot(page, "cancellations")
+            page.click("[data-stop]")
+            page.wait_for_selector("text=stopped", timeout=30_000)
         finally:
             stop(server, thread)
     runs = [r for r in stack.latest_runs().values()]
-    cancelled = [r for r in runs if r["function_id"] == "newsletter-app-import-all-contacts"]
-    assert [r["status"] for r in cancelled] == ["Cancelled"] and cancelled[0]["cancel_reason"] == "rest"
+    imports = sorted((r for r in runs if r["function_id"] == "newsletter-app-import-all-contacts"),
+                     key=lambda r: r["queued_at"])
+    assert [(r["status"], r["cancel_reason"]) for r in imports] == [("Cancelled", "rest"), ("Cancelled", "bulk")]
+    assert imports[1]["replay_of"] == imports[0]["run_id"]
     assert any(r["function_id"] == "newsletter-app-cleanup-cancelled-import" and r["status"] == "Completed"
                for r in runs)

@@ -161,27 +161,33 @@ async function eventsPage() {
 
 async function cancellationsPage() {
   const fns = (await api("/v1/functions")).data;
-  const { data } = await api("/v1/cancellations");
   main.innerHTML = `<h1>Bulk cancellations</h1>
     <form class="filters" id="bulk">
-      <select name="function" required>${fns.map((f) => `<option>${esc(f.id)}</option>`).join("")}</select>
+      <select name="function" required>${fns.filter((f) => f.app_id).map((f) => `<option value="${esc(f.id)}">${esc(f.id)}</option>`).join("")}</select>
       <input name="if" placeholder="if (CEL over event), optional" size="40"><button type="submit">Cancel matching runs started until now</button></form>
-    <table><tr><th>id</th><th>function</th><th>if</th><th>created</th><th>cancelled runs</th><th></th></tr>
-    ${data.map((c) => `<tr><td><code>${esc(c.id)}</code></td><td>${esc(c.function_id)}</td><td>${esc(c.if || "")}</td>
-      <td>${when(c.created_at)}</td><td>${c.cancelled_runs}</td>
-      <td>${c.stopped_at ? `stopped ${when(c.stopped_at)}` : `<button data-stop="${esc(c.id)}">Stop</button>`}</td></tr>`).join("")}</table>`;
+    <table id="bulk-rows"><tr><th>id</th><th>function</th><th>if</th><th>created</th><th>cancelled runs</th><th></th></tr></table>`;
+  async function load() {
+    const { data } = await api("/v1/cancellations");
+    const table = $("#bulk-rows");
+    if (!table) return;
+    table.querySelectorAll("tr[data-bulk]").forEach((tr) => tr.remove());
+    table.insertAdjacentHTML("beforeend", data.map((c) => `<tr data-bulk="${esc(c.id)}"><td><code>${esc(c.id)}</code></td>
+      <td>${esc(c.function_id)}</td><td>${esc(c.if || "")}</td><td>${when(c.created_at)}</td><td class="count">${c.cancelled_runs}</td>
+      <td>${c.stopped_at ? `stopped ${when(c.stopped_at)}` : `<button data-stop="${esc(c.id)}">Stop</button>`}</td></tr>`).join(""));
+    table.querySelectorAll("[data-stop]").forEach((b) => b.addEventListener("click", async () => {
+      await api(`/v1/cancellations/${encodeURIComponent(b.dataset.stop)}`, { method: "DELETE" }); load();
+    }));
+  }
   $("#bulk").addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = new FormData(e.target);
-    const full = String(f.get("function"));
-    const app = full.split("-")[0];
-    const body = { app_id: app, function_id: full.slice(app.length + 1), started_before: Date.now() };
+    const fn = fns.find((x) => x.id === f.get("function"));
+    const body = { app_id: fn.app_id, function_id: fn.fn_id, started_before: Date.now() };
     if (f.get("if")) body.if = f.get("if");
-    try { await api("/v1/cancellations", { method: "POST", body: JSON.stringify(body) }); route(); } catch (err) { toast(err.message); }
+    try { await api("/v1/cancellations", { method: "POST", body: JSON.stringify(body) }); load(); } catch (err) { toast(err.message); }
   });
-  document.querySelectorAll("[data-stop]").forEach((b) => b.addEventListener("click", async () => {
-    await api(`/v1/cancellations/${encodeURIComponent(b.dataset.stop)}`, { method: "DELETE" }); route();
-  }));
+  await load();
+  refresh = setInterval(load, 1500);
 }
 
 // -- routing ----------------------------------------------------------------------------------------------------
