@@ -170,7 +170,10 @@ def apply_outcome(state: dict[str, Any], outcome: dict[str, Any], now_ms: int, *
     base = _landed(state, now_ms)
     kind = outcome["kind"]
     if kind == "step":
-        return step_completed(base, outcome["step_id"], "run", outcome["output"], now_ms, outcome["started_at"])
+        tr = step_completed(base, outcome["step_id"], "run", outcome["output"], now_ms, outcome["started_at"])
+        if outcome.get("final") is not None and tr.state is not None:  # the handler returned right after it
+            tr.state.update(finishing="Completed", output=outcome["final"], error=None)
+        return tr
     if kind == "sleep":
         return sleep(base, outcome["step_id"], outcome["wake_at"], now_ms)
     if kind == "send":

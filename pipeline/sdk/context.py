@@ -31,9 +31,20 @@ class ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     def __init__(self, logger: logging.Logger, step: StepSync | Step) -> None:
         super().__init__(logger, {})
         self._step = step
+        self.held: list[tuple[int, object, tuple[Any, ...], dict[str, Any]]] = []
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        if not self._step.replaying:
+        if self._step.replaying:
+            return
+        if self._step.lookahead:  # said only if the look-ahead pass is used (else the next invocation says it)
+            self.held.append((level, msg, args, kwargs))
+            return
+        super().log(level, msg, *args, **kwargs)
+
+    def release(self) -> None:
+        """Say the lines a look-ahead pass held back, now that its result is used."""
+        held, self.held = self.held, []
+        for level, msg, args, kwargs in held:
             super().log(level, msg, *args, **kwargs)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .steps import Interrupt, NonRetriableError, Planned, Step, StepsCompleted, StepSync
+from .steps import Interrupt, LookaheadStop, NonRetriableError, Planned, Step, StepsCompleted, StepSync
 
 
 @contextmanager
@@ -79,6 +79,8 @@ class GroupSync:
                     plans.append(plan)
         if not plans:
             return tuple(results)
+        if self._step.lookahead:
+            raise LookaheadStop(plans[0].step_id)
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(plans), thread_name_prefix="parallel") as pool:
             raise StepsCompleted(list(pool.map(_run_one, plans)))
 
@@ -100,4 +102,6 @@ class Group:
                     plans.append(plan)
         if not plans:
             return tuple(results)
+        if self._step.lookahead:
+            raise LookaheadStop(plans[0].step_id)
         raise StepsCompleted(list(await asyncio.gather(*(_run_one_async(p) for p in plans))))

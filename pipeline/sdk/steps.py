@@ -73,6 +73,11 @@ class StepsCompleted(Interrupt):
         self.entries = entries
 
 
+class LookaheadStop(Interrupt):
+    """In a look-ahead pass (see :mod:`pipeline.workers.invoke`): the handler reached new work, so the pass
+    stops before doing any; the worker reports only the step that just ran."""
+
+
 class Planned(Interrupt):
     """Inside ``group.parallel``: a ``step.run`` that has not completed yet, collected to run side by side."""
 
@@ -163,6 +168,7 @@ class _StepBase:
         self._now_ms = now_ms
         self._replayed = 0
         self.planning = False  # inside group.parallel: new step.run calls are collected, not run
+        self.lookahead = False  # a pass after a step ran, to see whether the handler returns: runs no step
 
     @property
     def replaying(self) -> bool:
@@ -231,6 +237,8 @@ class StepSync(_StepBase):
             return value
         if self.planning:
             raise Planned(key, fn, args)
+        if self.lookahead:
+            raise LookaheadStop(key)
         with _failures_of(key):
             result = fn(*args)
         raise StepCompleted(key, "run", _to_json(key, result))
@@ -327,6 +335,8 @@ class Step(_StepBase):
             return value
         if self.planning:
             raise Planned(key, fn, args)
+        if self.lookahead:
+            raise LookaheadStop(key)
         with _failures_of(key):
             result = fn(*args)
             if inspect.isawaitable(result):

@@ -47,7 +47,7 @@ def outcome(inv: dict[str, Any], kind: str, started_at: int, worker: str, **fiel
     record = {"run_id": inv["run_id"], "function_id": inv["function_id"], "seq": inv["seq"],
               "attempt": inv["attempt"], "kind": kind, "step_id": None, "output": None, "wake_at": None,
               "events": None, "error": None, "retriable": True, "started_at": started_at,
-              "finished_at": _now(), "worker": worker, "wait": None}
+              "finished_at": _now(), "worker": worker, "wait": None, "final": None}
     record.update(fields)
     return record
 
@@ -115,7 +115,14 @@ def run_sync(fn: Function, inv: dict[str, Any], logger: logging.Logger, worker: 
         result = fn.handler(ctx)
     except (Interrupt, Exception) as exc:
         _report(logger, exc)
-        return _classify(inv, started, worker, exc=exc)
+        out = _classify(inv, started, worker, exc=exc)
+        if isinstance(exc, StepCompleted):
+            ahead = _ahead(fn, inv, exc, logger, started)
+            try:
+                out["final"] = _final(ahead, fn.handler(ahead))
+            except (Interrupt, Exception):
+                pass  # new work ahead (or an error): the next invocation does it
+        return out
     return _classify(inv, started, worker, result=result)
 
 
@@ -128,5 +135,34 @@ async def run_async(fn: Function, inv: dict[str, Any], logger: logging.Logger, w
         result = await fn.handler(ctx)
     except (Interrupt, Exception) as exc:
         _report(logger, exc)
-        return _classify(inv, started, worker, exc=exc)
+        out = _classify(inv, started, worker, exc=exc)
+        if isinstance(exc, StepCompleted):
+            ahead = _ahead(fn, inv, exc, logger, started)
+            try:
+                out["final"] = _final(ahead, await fn.handler(ahead))
+            except (Interrupt, Exception):
+                pass
+        return out
     return _classify(inv, started, worker, result=result)
+
+
+def _ahead(fn: Function, inv: dict[str, Any], done: StepCompleted, logger: logging.Logger, started: int) -> Context:
+    """A context for the look-ahead pass: the step that just ran counts as memoized, and no new work may run.
+
+    A handler is invoked again after every step; for the last step that second invocation only finds that the
+    handler returns. Running the handler once more right away, in the same invocation, with the new step
+    memoized and every new step refused (:class:`LookaheadStop`), gives the result without that round trip:
+    the owner stores the step and the result together. Nothing runs that the next invocation would not run
+    (code between steps runs on every invocation anyway); the pass is dropped if it reaches any new work."""
+    steps = [*inv["steps"], {"id": done.step_id, "output": done.output, "error": None}]
+    ctx = _context(fn, dict(inv, steps=steps), logger, started)
+    ctx.step.lookahead = True
+    return ctx
+
+
+def _final(ctx: Context, result: Any) -> str:
+    """The handler's result as JSON, and its held log lines said (the pass is used)."""
+    final = json.dumps(result, separators=(",", ":"))  # TypeError: not used; the next invocation reports it
+    if isinstance(ctx.logger, ReplayAwareLogger):
+        ctx.logger.release()
+    return final

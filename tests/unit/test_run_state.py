@@ -30,7 +30,7 @@ def _outcome(state: dict, kind: str, **fields: object) -> dict:
     base = {"run_id": state["run_id"], "function_id": state["function_id"], "seq": state["seq"],
             "attempt": state["attempt"], "kind": kind, "step_id": None, "output": None, "wake_at": None,
             "events": None, "error": None, "retriable": True, "started_at": 11_500, "finished_at": 11_900,
-            "worker": "w", "wait": None}
+            "worker": "w", "wait": None, "final": None}
     base.update(fields)
     return base
 
@@ -214,3 +214,11 @@ def test_gate_book_releases_runs_only_when_a_round_covers_them_and_the_owner_cau
     assert book.due({0: 10}, now=61_999) == []
     assert book.due({0: 10}, now=62_000) == [(0, "late", True)]  # past the maximum wait: goes on, flagged
     assert len(book) == 0
+
+
+def test_a_step_outcome_with_the_handlers_result_finishes_the_run_without_another_invocation() -> None:
+    tr = _apply(_running(), "step", step_id="a", output="1", final='{"ok":true}')
+    assert tr.ready and tr.state is not None and tr.state["finishing"] == "Completed"
+    assert tr.state["output"] == '{"ok":true}' and tr.state["steps"][-1]["id"] == "a"
+    done = st.finish(tr.state, 13_000)
+    assert done.ended and done.state is not None and done.state["status"] == "Completed"
