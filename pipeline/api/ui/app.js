@@ -90,7 +90,17 @@ async function runsPage(params) {
 }
 
 async function runPage(id) {
-  const { data: run, caused } = await api(`/v1/runs/${encodeURIComponent(id)}/detail`);
+  let detail;
+  try {
+    detail = await api(`/v1/runs/${encodeURIComponent(id)}/detail`);
+  } catch (err) {
+    if (!/not found/.test(err.message)) throw err;
+    // a run just started (a replay, a sent event) shows up once its owner has written it
+    main.innerHTML = `<h1>Run <code>${esc(id)}</code></h1><p class="dim">waiting for the run to appear…</p>`;
+    refresh = setInterval(() => { if (location.hash === `#/run/${id}`) route(); }, 1000);
+    return;
+  }
+  const { data: run, caused } = detail;
   const active = !["Completed", "Failed", "Cancelled"].includes(run.status);
   const start = run.run_started_at || run.queued_at;
   const end = run.ended_at || Date.now();
