@@ -200,10 +200,13 @@ class RunOwner:
         elif kind == "resume":
             if state is None:
                 return
-            if state.get("held") == st.GATE and state["status"] == "Waiting":  # timed out, at the gate: give
-                self._release_slots(state, self.registry.by_id.get(state["function_id"]), p, out, now)  # slots back
-            self._apply(st.resume(state, record["step_id"], record["event"] or "null", now),
-                        self.registry.by_id.get(state["function_id"]), p, out, now)
+            tr = st.resume(state, record["step_id"], record["event"] or "null", now)
+            if tr.state is None:
+                return  # stale: the run no longer waits on that step
+            fn = self.registry.by_id.get(state["function_id"])
+            if state.get("held") == st.GATE:  # timed out and holding its slots at the gate: give them back first
+                self._release_slots(state, fn, p, out, now)
+            self._apply(tr, fn, p, out, now)
         # "execute" commands (the run queue of earlier versions) are obsolete: invocations replaced them
 
     def _outcome(self, outcome: dict[str, Any], state: dict[str, Any] | None, p: int, out: Emitter, now: int) -> None:
