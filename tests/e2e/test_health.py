@@ -9,6 +9,9 @@ import time
 import httpx
 import pytest
 
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from pipeline.kafka import topics as t
 from pipeline.testing.stack import Stack
 
 from .apps import app
@@ -23,12 +26,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The changelog each stateful service rebuilds its table from when partitions are assigned.
+STATE_TOPIC = {"matcher": t.EVENT_IDS, "executor": t.RUNS, "canceller": t.CANCEL_INDEX}
+
+
+def fill_changelog(servers: str, topic: str, n: int = 200_000) -> None:
+    """Enough tombstones that the restore takes a while (each is read and applied), so "not ready" lasts long
+    enough for the probe to see it, however fast the group join is: without state, a service could join and
+    be ready between two probes, and the test would depend on timing."""
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 20, "batch.num.messages": 10000})
+    for i in range(n):
+        while True:
+            try:
+                producer.produce(topic, key=f"gone-{i}".encode(), value=None)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+
+
+def commit_to_end(servers: str, group: str, topic: str) -> None:
+    """The canceller restores its index only up to its group's committed offsets (what it had processed):
+    commit the end of the filled changelog for its group, as a canceller that had read it all would have."""
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                for p in parts]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
 @pytest.mark.parametrize("service", ["matcher", "executor", "canceller", "worker"])
 def test_readyz_flips_after_restore(kafka_bootstrap: str, service: str) -> None:
     with Stack(app, kafka_bootstrap, services=()) as stack:
-        if service == "executor":  # some state to restore first
-            for i in range(50):
-                stack.send("test/wild.a", id=f"h{i}")
+        if service in STATE_TOPIC:
+            fill_changelog(kafka_bootstrap, stack.settings.topic(STATE_TOPIC[service]))
+        if service == "canceller":
+            commit_to_end(kafka_bootstrap, f"{stack.settings.topic_prefix}pipeline-canceller",
+                          stack.settings.topic(t.CANCEL_INDEX))
         port = free_port()
         proc = service_process(stack, service, f"health-{service}", PIPELINE_HEALTH_PORT=str(port))
         seen: list[int] = []
@@ -48,7 +85,12 @@ def test_readyz_flips_after_restore(kafka_bootstrap: str, service: str) -> None:
             assert alive.status_code == 200 and service in alive.json()["services"]
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()
             assert ready["services"][service]["ok"]
-            assert "pipeline_" in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            exposition = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            assert "pipeline_" in exposition
+            if service in STATE_TOPIC:  # it was ready only after reading the whole changelog
+                restored = [float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
+                            if line.startswith("pipeline_restore_records{")]
+                assert sum(restored) >= 200_000, restored
         finally:
             proc.terminate()
             assert proc.wait(40) == 0  # SIGTERM: a clean stop
