@@ -5,8 +5,9 @@ Run (from the repository root):
     PYTHONPATH=. python bench/steps.py                 # ~2 minutes
     PYTHONPATH=. python bench/steps.py --runs 500 --variants sync:1
 
-The services run as ``pipeline dev`` runs them: matcher, run owner (executor) and canceller in threads
-of this process, workers as ``pipeline run worker`` child processes (1 = ``pipeline dev``; 2 = scaled).
+The services run in a real ``pipeline dev`` process (matcher, run owner, canceller and the API in threads,
+its worker in a child process) on the bench's broker; "2 workers" adds one ``pipeline run worker``. The
+bench's own readers (system events, run states) live in this process, apart from the measured one.
 
 1. Throughput: ``--runs`` runs of a function whose one step waits 200 ms (``time.sleep`` for the sync
    variant, ``asyncio.sleep`` for the async one) are produced at once; measured from the first produce
@@ -30,10 +31,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -96,14 +99,37 @@ class Arrivals:
         self.thread.join(5)
 
 
-def workers(stack: Stack, n: int) -> list[subprocess.Popen]:
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def services(stack: Stack, n_workers: int) -> list[subprocess.Popen]:
+    """``pipeline dev`` on the stack's broker and topics (its own worker included), and n_workers - 1 more
+    ``pipeline run worker`` processes; returns once the dev process says it is ready."""
     env = stack.env(PYTHONPATH=str(ROOT), PIPELINE_LOG_LEVEL="WARNING")
-    return [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "worker", "--app", "bench.steps_app:app"],
-                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(n)]
+    health = free_port()
+    quiet = {"cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dev", "--app", "bench.steps_app:app",
+                               "--port", str(free_port())], env=dict(env, PIPELINE_HEALTH_PORT=str(health)), **quiet)]
+    procs += [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "worker", "--app", "bench.steps_app:app"],
+                               env=env, **quiet) for _ in range(n_workers - 1)]
+
+    def ready() -> bool:
+        if procs[0].poll() is not None:
+            raise RuntimeError(f"pipeline dev exited with {procs[0].returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=1) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    wait_until(ready, 60, "pipeline dev ready")
+    return procs
 
 
-def stop_workers(procs: list[subprocess.Popen]) -> None:
+def stop_services(procs: list[subprocess.Popen]) -> None:
     for p in procs:
         p.terminate()
     for p in procs:
@@ -123,8 +149,8 @@ def wait_until(cond: Any, timeout: float, what: str) -> None:
 
 def throughput(servers: str, variant: str, n_workers: int, args: argparse.Namespace) -> dict[str, Any]:
     fn = f"bench-io-{variant}"
-    with Stack(app, servers, services=("matcher", "executor", "canceller")) as stack:
-        procs = workers(stack, n_workers)
+    with Stack(app, servers, services=()) as stack:
+        procs = services(stack, n_workers)
         arrivals = Arrivals(servers, stack.settings.topic("system-events"))
         try:
             for i in range(args.sleepers):
@@ -135,8 +161,10 @@ def throughput(servers: str, variant: str, n_workers: int, args: argparse.Namesp
             stack.send(f"bench/io-{variant}", {}, id="warm")
             wait_until(lambda: arrivals.count("inngest/function.finished", fn) >= 1, 60, "warm-up run")
             started = time.time()
-            for i in range(args.runs):
-                stack.send(f"bench/io-{variant}", {}, id=f"io-{i}")
+            for i in range(args.runs):  # a burst, as a producer sends it: batched, not a round trip each
+                stack.send(f"bench/io-{variant}", {}, id=f"io-{i}", flush=False)
+            stack.flush()
+            sent_all = time.time()
             sent_cancels: dict[str, float] = {}
             for i in range(args.sleepers):  # cancels for unrelated runs while the steps run
                 time.sleep(random.uniform(0.02, 0.05))
@@ -164,9 +192,10 @@ def throughput(servers: str, variant: str, n_workers: int, args: argparse.Namesp
                         latencies.append((at - sent_cancels[ev["id"]]) * 1000)
         finally:
             arrivals.close()
-            stop_workers(procs)
+            stop_services(procs)
     serial = args.runs * IO_SECONDS
     return {"variant": variant, "workers": n_workers, "runs": args.runs, "seconds": round(seconds, 2),
+            "produce_seconds": round(sent_all - started, 3),
             "serial_seconds": serial, "speedup_vs_serial": round(serial / seconds, 1),
             "cancels": len(latencies), "cancel_p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
             "cancel_p99_ms": round(percentile(latencies, 99), 1) if latencies else None}
@@ -206,8 +235,8 @@ def raw_round_trip(servers: str, samples: int) -> list[float]:
 
 def hops(servers: str, args: argparse.Namespace) -> dict[str, Any]:
     raw = raw_round_trip(servers, args.probes)
-    with Stack(app, servers, services=("matcher", "executor", "canceller")) as stack:
-        procs = workers(stack, 1)
+    with Stack(app, servers, services=()) as stack:
+        procs = services(stack, 1)
         try:
             results: dict[str, list[dict[str, Any]]] = {}
             for name in ("noop", "noop-gated"):
@@ -228,7 +257,7 @@ def hops(servers: str, args: argparse.Namespace) -> dict[str, Any]:
                     if state is not None and state["seq"] == 1 and state["inflight_at"] is not None:
                         dispatched[state["run_id"]] = state["inflight_at"]
         finally:
-            stop_workers(procs)
+            stop_services(procs)
     hop = [f["steps"][0]["completed_at"] - dispatched[f["run_id"]] for f in results["noop"][1:]]
     gated_hop = [f["steps"][0]["completed_at"] - dispatched[f["run_id"]] for f in results["noop-gated"][1:]]
     gate = [f["gate_wait_ms"] / 2 for f in results["noop-gated"][1:]]

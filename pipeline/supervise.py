@@ -69,8 +69,10 @@ class ChildWorker:
     services (the GIL) nor crash them. A worker that dies is started again."""
 
     def __init__(self, settings: Settings, app_spec: str) -> None:
-        self.env = dict(os.environ, PIPELINE_BOOTSTRAP_SERVERS=bootstrap(settings),
-                        PIPELINE_TOPIC_PREFIX=settings.topic_prefix)
+        # The parent serves health and metrics on its ports; the child binding the same ones would fail at
+        # start and be restarted for ever. The parent watches the child itself (check()).
+        self.env = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_HEALTH_PORT", "PIPELINE_METRICS_PORT")}
+        self.env.update(PIPELINE_BOOTSTRAP_SERVERS=bootstrap(settings), PIPELINE_TOPIC_PREFIX=settings.topic_prefix)
         self.argv = [sys.executable, "-m", "pipeline.cli", "run", "worker", "--app", app_spec]
         self.proc: Any = None
         self.restarts = 0

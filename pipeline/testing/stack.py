@@ -198,13 +198,27 @@ class Stack:
 
     # -- input ---------------------------------------------------------------------------------------------
 
-    def send(self, name: str, data: dict[str, Any] | None = None, *, partition: int = -1, **fields: Any) -> str:
-        """Produce one event to this stack's events topic (to ``partition`` if given); returns its id."""
+    def send(self, name: str, data: dict[str, Any] | None = None, *, partition: int = -1, flush: bool = True,
+             **fields: Any) -> str:
+        """Produce one event to this stack's events topic (to ``partition`` if given); returns its id.
+
+        ``flush=False`` leaves it in the producer's batch (a burst is then one request, not one round trip
+        per event, as a real producer sends it); :meth:`flush` sends what is left."""
         event = Event(name=name, data=data or {}, **fields).with_defaults()
-        self._producer.produce(self.settings.topic(t.EVENTS), key=event.id,
-                               value=self.serde.encode(EVENT, event.to_record()), partition=partition)
-        assert self._producer.flush(30) == 0
+        value = self.serde.encode(EVENT, event.to_record())
+        while True:
+            try:
+                self._producer.produce(self.settings.topic(t.EVENTS), key=event.id, value=value, partition=partition)
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        if flush:
+            self.flush()
         return event.id
+
+    def flush(self) -> None:
+        """Wait until every event sent so far is acknowledged."""
+        assert self._producer.flush(30) == 0
 
     # -- waiting -------------------------------------------------------------------------------------------
 
