@@ -15,7 +15,9 @@ bench's own readers (system events, run states) live in this process, apart from
    ``runs x 200 ms``: one handler at a time, as the executor ran them before workers existed.
 2. Cancel latency under that load: ``--sleepers`` unrelated runs sleep with a ``cancel_on`` rule; while
    the I/O steps run, one cancel event each is produced 20-50 ms apart; latency = from just before the
-   produce to the arrival of its ``inngest/function.cancelled``.
+   produce to the arrival of its ``inngest/function.cancelled``. Reported whole and split: cancels sent
+   during the ingest (before the owner had started the burst's last run: they queue behind the burst's
+   events in the matcher and its starts in the owner, both FIFO per partition) and while the steps run.
 3. The worker hop: ``--probes`` runs of a function whose one step does nothing, one at a time. From the
    run states: hop = step applied by the owner (``completed_at``) - invocation written (``inflight_at``),
    i.e. owner -> Kafka -> worker -> Kafka -> owner. The raw baseline is a confluent-kafka round trip
@@ -88,6 +90,11 @@ class Arrivals:
     def last(self, name: str, function_id: str) -> float:
         with self.lock:
             return max(t for t, ev in self.seen.values() if ev["name"] == name and ev["data"].get("function_id") == function_id)
+
+    def named(self, name: str, function_id: str) -> list[tuple[float, dict[str, Any]]]:
+        with self.lock:
+            return [(t, ev) for t, ev in self.seen.values() if ev["name"] == name
+                    and ev["data"].get("function_id") == function_id]
 
     def at(self, name: str, run_id: str) -> float | None:
         with self.lock:
@@ -182,14 +189,16 @@ def throughput(servers: str, variant: str, n_workers: int, args: argparse.Namesp
             seconds = arrivals.last("inngest/function.finished", fn) - started
             wait_until(lambda: arrivals.count("inngest/function.cancelled", "bench-sleeper") >= args.sleepers,
                        args.timeout, "every cancel")
-            runs = stack.latest_runs()
-            latencies = []
-            for run in runs.values():
-                if run["function_id"] == "bench-sleeper" and run["status"] == "Cancelled":
-                    at = arrivals.at("inngest/function.cancelled", run["run_id"])
-                    ev = json.loads(run["event"])
-                    if at is not None:
-                        latencies.append((at - sent_cancels[ev["id"]]) * 1000)
+            latencies = []  # (sent, ms): from the cancelled events themselves (they carry the sleeper's event)
+            for at, ev in arrivals.named("inngest/function.cancelled", "bench-sleeper"):
+                sent = sent_cancels[ev["data"]["event"]["id"]]
+                latencies.append((sent, (at - sent) * 1000))
+            # the ingest: until the owner had started the last run of the burst (the cancels sent before then
+            # queue behind the burst's starts in the matcher and the owner)
+            stack.wait_run(lambda r: sum(1 for s in stack.latest_runs().values()
+                                         if s["function_id"] == fn and s["started_at"]) >= args.runs + 1,
+                           timeout=60, what="every run started, in the bench's reader")
+            ingest_end = max(s["started_at"] for s in stack.latest_runs().values() if s["function_id"] == fn) / 1000
         finally:
             arrivals.close()
             stop_services(procs)
@@ -197,8 +206,16 @@ def throughput(servers: str, variant: str, n_workers: int, args: argparse.Namesp
     return {"variant": variant, "workers": n_workers, "runs": args.runs, "seconds": round(seconds, 2),
             "produce_seconds": round(sent_all - started, 3),
             "serial_seconds": serial, "speedup_vs_serial": round(serial / seconds, 1),
-            "cancels": len(latencies), "cancel_p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
-            "cancel_p99_ms": round(percentile(latencies, 99), 1) if latencies else None}
+            "cancels": len(latencies), **_cancel_figures("cancel", [ms for _, ms in latencies]),
+            "ingest_seconds": round(ingest_end - started, 2),
+            **_cancel_figures("cancel_during_ingest", [ms for t, ms in latencies if t < ingest_end]),
+            **_cancel_figures("cancel_while_steps_run", [ms for t, ms in latencies if t >= ingest_end])}
+
+
+def _cancel_figures(label: str, latencies: list[float]) -> dict[str, Any]:
+    return {f"{label}_n": len(latencies),
+            f"{label}_p50_ms": round(percentile(latencies, 50), 1) if latencies else None,
+            f"{label}_p99_ms": round(percentile(latencies, 99), 1) if latencies else None}
 
 
 def raw_round_trip(servers: str, samples: int) -> list[float]:
@@ -292,6 +309,11 @@ def main() -> None:
                      f"serial {f['serial_seconds']:.0f} s: x{f['speedup_vs_serial']}"))
         rows.append(("  cancel latency under that load", f"p50 {f['cancel_p50_ms']} ms / p99 {f['cancel_p99_ms']} ms",
                      f"{f['cancels']} unrelated runs"))
+        rows.append((f"    sent during the ingest ({f['ingest_seconds']} s)",
+                     f"p50 {f['cancel_during_ingest_p50_ms']} ms / p99 {f['cancel_during_ingest_p99_ms']} ms",
+                     f"{f['cancel_during_ingest_n']} cancels"))
+        rows.append(("    sent while the steps run", f"p50 {f['cancel_while_steps_run_p50_ms']} ms / p99 "
+                     f"{f['cancel_while_steps_run_p99_ms']} ms", f"{f['cancel_while_steps_run_n']} cancels"))
     lat = figures["latency"]
     rows.append(("worker hop (owner->worker->owner)", f"p50 {lat['hop_p50_ms']} ms / p99 {lat['hop_p99_ms']} ms",
                  f"raw 2-hop round trip p50 {lat['raw_two_hops_p50_ms']} ms (x{lat['hop_over_raw_p50']})"))

@@ -45,6 +45,7 @@ from .bulk import BulkRule, BulkRules
 from .gate import GateBook, GateProber, positions_of
 from .ids import derived_ulid
 from .slots import Slots
+from .writes import StateWrites
 
 log = logging.getLogger("pipeline.executor")
 
@@ -79,6 +80,7 @@ class RunOwner:
         self.tables: dict[int, dict[str, dict[str, Any]]] = {}
         self.timers: list[tuple[int, str, int]] = []
         self.slots: dict[int, Slots] = {}
+        self.writes = StateWrites(self.runs_topic, settings.max_output_bytes)
         self.bulk = BulkRules(self.servers, settings.topic(t.CANCELLATIONS), self.serde)
         self.gates = GateBook(settings.gate_max_wait_ms)
         self.prober: GateProber | None = None
@@ -108,6 +110,7 @@ class RunOwner:
     def assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Rebuild the run table of each assigned partition from ``runs``; re-arm timers, slots and gates."""
         parts = [tp.partition for tp in partitions if tp.topic == self.commands_topic]
+        self.writes.forget(parts)
         for p in parts:
             self.tables[p] = {}
 
@@ -153,6 +156,7 @@ class RunOwner:
                 slots.wait(blocked or state["concurrency_keys"][0], state["run_id"])
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
+        self.writes.forget([tp.partition for tp in partitions if tp.topic == self.commands_topic])
         for tp in partitions:
             if tp.topic == self.commands_topic:
                 self.tables.pop(tp.partition, None)
@@ -165,6 +169,7 @@ class RunOwner:
     # -- commands and outcomes -----------------------------------------------------------------------------
 
     def process(self, msg: Message, out: Emitter) -> None:
+        self.writes.begin()
         name, record = self.serde.decode(msg.value())
         p = msg.partition()
         table = self.tables.setdefault(p, {})
@@ -302,8 +307,15 @@ class RunOwner:
     # -- effects -------------------------------------------------------------------------------------------
 
     def _write(self, state: dict[str, Any], p: int, out: Emitter) -> None:
-        self.tables.setdefault(p, {})[state["run_id"]] = state
-        out.send(self.runs_topic, state["run_id"], RUN_STATE, state, partition=p)
+        self.writes.write(self.tables, state, p, out)
+
+    def end_batch(self, out: Emitter) -> None:
+        """The loop's end of a batch: each run changed in it is written once, in the batch's transaction."""
+        self.writes.flush(out, self.tables)
+
+    def discard(self) -> None:
+        """The loop dead-lettered the record being processed: undo its table changes."""
+        self.writes.discard(self.tables)
 
     def _apply(self, tr: st.Transition, fn: Function | None, p: int, out: Emitter, now: int, *,
                advance: bool = True) -> None:
@@ -348,6 +360,7 @@ class RunOwner:
 
     def tick(self, out: Emitter, now: int) -> None:
         """Wake sleeping runs, resume retries, time out runs, release gated runs, apply new bulk cancellations."""
+        self.writes.begin()
         timers = self.timers
         while timers and timers[0][0] <= now:
             _, run_id, p = heapq.heappop(timers)

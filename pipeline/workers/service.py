@@ -10,7 +10,8 @@ It is not the transactional :class:`pipeline.kafka.loop.ServiceLoop`: invocation
 order, so offsets are committed up to the oldest one still running (as parallel consumers do),
 after its outcome is acknowledged by the broker. A worker that dies loses nothing: what it had
 not finished is delivered again, and the step runs again (at least once per step, as in Inngest);
-the owner ignores any duplicate outcome. The consumer keeps polling while handlers run - when
+the owner ignores any duplicate outcome. Invocations are read uncommitted (taken as soon as the owner wrote
+them): a dispatch whose owner transaction aborts is redone and may run twice, within the same at-least-once. The consumer keeps polling while handlers run - when
 full it pauses its partitions instead of blocking - so a ten-minute step never triggers a
 rebalance nor holds up another run.
 """
@@ -110,10 +111,17 @@ class Worker:
         self.dead_letter_topic = self.settings.topic(t.DEAD_LETTER)
         self.group_id = group_id or f"{self.settings.topic_prefix}pipeline-worker"
         self.ident = f"{socket.gethostname()}:{os.getpid()}"
+        # read_uncommitted: an invocation is taken as soon as the owner's transaction wrote it, not after the
+        # commit marker (a waiting read_committed fetch is not woken by a marker, which cost up to
+        # fetch.wait.max.ms per hop). Safe because steps are at-least-once: if that transaction aborts, the
+        # owner redoes it from its committed state and dispatches the same (run, seq, attempt) again, and the
+        # step may run twice (never skip the redo: the first outcome may have reached the owner before the
+        # redo and been ignored as stale). The owner applies whichever outcome is current, once. The
+        # watermark gate is not weakened: the dispatch passed it in the aborted transaction too.
         self.consumer = Consumer(consumer_config(
-            self.servers, self.group_id, read_committed=True,
+            self.servers, self.group_id, read_committed=False,
             instance_id=self.settings.instance_id if self.settings.static_membership else None))
-        self.producer = Producer(producer_config(self.servers, **{"linger.ms": 1}))
+        self.producer = Producer(producer_config(self.servers, **{"linger.ms": 0}))  # an owner waits for each outcome
         self.offsets = _Offsets()
         self.fn_logger = logging.getLogger("pipeline.function")
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -126,6 +134,8 @@ class Worker:
         self._backlog: collections.deque[tuple[Message, Any, Any]] = collections.deque()
         self._full_since: float | None = None
         self._slot_freed = threading.Event()
+        self._running = 0  # handlers running now: the concurrency limit counts these (see _handler_done)
+        self._running_lock = threading.Lock()
         self._rebalanced = False
         self._last_commit = time.monotonic()
         self.completed = 0
@@ -156,7 +166,7 @@ class Worker:
                 self.heart.beat()
                 if self._failure is not None:
                     raise WorkerFailed(self._failure)
-                free = self.concurrency - self.offsets.count()
+                free = self.concurrency - self._running
                 while free > 0 and self._backlog:  # invocations fetched earlier, oldest first
                     self._take(*self._backlog.popleft())
                     free -= 1
@@ -267,7 +277,9 @@ class Worker:
                     '"name":"UnknownFunction"}' % inv["function_id"]
             self._send(inv, outcome(inv, "error", int(time.time() * 1000), self.ident, error=error), p, offset)
             return
-        metrics.INFLIGHT.set(self.offsets.count())
+        with self._running_lock:
+            self._running += 1
+        metrics.INFLIGHT.set(self._running)
         if fn.is_async:
             asyncio.run_coroutine_threadsafe(self._run_async(fn, inv, p, offset), self._event_loop())
         else:
@@ -279,10 +291,23 @@ class Worker:
         except BaseException as exc:  # SystemExit & co. from user code: report it as a failure, keep the thread
             result = outcome(inv, "error", int(time.time() * 1000), self.ident,
                              error='{"error":%r,"message":%r,"name":"%s"}' % (str(exc), str(exc), type(exc).__name__))
+        self._handler_done()
         self._send(inv, result, p, offset)
 
     async def _run_async(self, fn: Function, inv: dict[str, Any], p: int, offset: int) -> None:
-        self._send(inv, await run_async(fn, inv, self.fn_logger, self.ident), p, offset)
+        try:
+            result = await run_async(fn, inv, self.fn_logger, self.ident)
+        finally:
+            self._handler_done()
+        self._send(inv, result, p, offset)
+
+    def _handler_done(self) -> None:
+        """A handler returned: its slot is free at once. Waiting for the outcome's acknowledgement as well
+        (a broker round trip) made every slot idle for that long per step; outcomes not yet acknowledged are
+        bounded by the producer's queue, and their offsets still wait for the acknowledgement."""
+        with self._running_lock:
+            self._running -= 1
+        self._slot_freed.set()
 
     def _send(self, inv: dict[str, Any], result: dict[str, Any], p: int, offset: int) -> None:
         """Produce the outcome to the owner's partition (thread-safe); the offset is done once it is acknowledged."""
@@ -305,7 +330,6 @@ class Worker:
                 return
             self.offsets.done(p, offset)
             self.completed += 1
-            self._slot_freed.set()
 
         return report
 
