@@ -217,11 +217,17 @@ def _node_alive(cdir: Path, index: int) -> bool:
 
 
 def _jvm_opts(nodes: int) -> list[str]:
-    """Small heap and a simple GC: several brokers and the app share a 2-core box.
+    """Small heap, a simple GC and the quick JIT only: several brokers and the app share a 2-core box.
 
-    ``PIPELINE_BROKER_JVM_OPTS`` is appended last, so it can override anything (e.g. -Xmx1g).
+    ``-XX:TieredStopAtLevel=1``: a fresh broker's C2 compiler threads took ~1.4 of its 3 CPU seconds
+    during a 2,000-run burst (bench/steps.py, per-thread CPU from /proc), starving the services next to
+    it; with C1 only the broker used 2.1-2.4 s and the bench's runs finished sooner (docs/benchmarks.md).
+    A long-lived production broker is not this one: it runs with its own JVM settings.
+
+    ``PIPELINE_BROKER_JVM_OPTS`` is appended last, so it can override anything (e.g. -Xmx1g, or
+    -XX:TieredStopAtLevel=4 for the full JIT).
     """
-    opts = ["-Xms256m" if nodes == 1 else "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC",
+    opts = ["-Xms256m" if nodes == 1 else "-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", "-Dfile.encoding=UTF-8"]
     return opts + shlex.split(os.environ.get(ENV_JVM_OPTS, ""))
 
