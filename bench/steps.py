@@ -114,12 +114,12 @@ def free_port() -> int:
 
 def services(stack: Stack, n_workers: int) -> list[subprocess.Popen]:
     """``pipeline dev`` on the stack's broker and topics (its own worker included), and n_workers - 1 more
-    ``pipeline run worker`` processes; returns once the dev process says it is ready."""
+    ``pipeline run worker`` processes; returns once dev's API answers (the first runs wait for the rest)."""
     env = stack.env(PYTHONPATH=str(ROOT), PIPELINE_LOG_LEVEL="WARNING")
-    health = free_port()
+    api = free_port()
     quiet = {"cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dev", "--app", "bench.steps_app:app",
-                               "--port", str(free_port())], env=dict(env, PIPELINE_HEALTH_PORT=str(health)), **quiet)]
+                               "--port", str(api)], env=env, **quiet)]
     procs += [subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "worker", "--app", "bench.steps_app:app"],
                                env=env, **quiet) for _ in range(n_workers - 1)]
 
@@ -127,7 +127,7 @@ def services(stack: Stack, n_workers: int) -> list[subprocess.Popen]:
         if procs[0].poll() is not None:
             raise RuntimeError(f"pipeline dev exited with {procs[0].returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{health}/readyz", timeout=1) as answer:
+            with urllib.request.urlopen(f"http://127.0.0.1:{api}/healthz", timeout=1) as answer:
                 return answer.status == 200
         except OSError:
             return False

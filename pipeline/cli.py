@@ -31,7 +31,7 @@ from .kafka.client import admin_config, bootstrap, consumer_config, producer_con
 from .logs import setup_logging
 from .serde import EVENT, Serde, SerdeError
 from .serde.models import Event
-from .supervise import run_services, run_worker
+from .supervise import run_dev, run_services, run_worker
 
 app = typer.Typer(help="Kafka-native runtime for event-driven functions.", no_args_is_help=True)
 topics_app = typer.Typer(help="Create and inspect the pipeline's topics.", no_args_is_help=True)
@@ -214,7 +214,8 @@ def _ensure_dev_broker(settings: Settings) -> Settings:
 def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pipeline.Inngest client"),
         port: int = typer.Option(8288, "--port", help="HTTP API port"),
         host: str = typer.Option("127.0.0.1", "--host")) -> None:
-    """Everything in one process for development: broker, topics, matcher, executor, canceller and the API."""
+    """Everything for development in one command: broker, topics, the HTTP API and dev UI, and the matcher,
+    executor, canceller and a worker, each in a child process (its own core and interpreter lock)."""
     setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
     settings = _ensure_dev_broker(_settings())
     for key, what in (("event_key", "PIPELINE_EVENT_KEY"), ("signing_key", "PIPELINE_SIGNING_KEY")):
@@ -223,7 +224,7 @@ def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pip
     for report in t.create_topics(_admin(settings), settings):
         if report.drift:
             err.print(f"[yellow]topic {report.topic} drifts from its spec: {'; '.join(report.drift)}[/yellow]")
-    code = run_services(settings, app_spec, SERVICES, host=host, port=port)
+    code = run_dev(settings, app_spec, host=host, port=port)
     if code:
         raise typer.Exit(code)
 

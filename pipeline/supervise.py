@@ -64,36 +64,96 @@ def build_loops(settings: Settings, app_spec: str | None, services: tuple[str, .
     return [build_service(name, registry, settings) for name in services if name in LOOP_SERVICES]
 
 
-class ChildWorker:
-    """``pipeline dev``'s workers: a ``pipeline run worker`` child process, so user code can neither stall the
-    services (the GIL) nor crash them. A worker that dies is started again."""
+class Child:
+    """A ``pipeline run SERVICE`` child process of ``pipeline dev``.
 
-    def __init__(self, settings: Settings, app_spec: str) -> None:
-        # The parent serves health and metrics on its ports; the child binding the same ones would fail at
-        # start and be restarted for ever. The parent watches the child itself (check()).
+    Services run in their own processes so that each has its own interpreter lock: in one process the
+    matcher, the run owner, the canceller and the API's readers took turns on one core while a burst of
+    events was ingested (bench/steps.py: cancels during the ingest waited twice as long). The worker is
+    also a child so that user code can neither stall the services nor crash them; a worker that dies is
+    started again (its unfinished invocations are delivered again), any other child that dies ends dev.
+    """
+
+    def __init__(self, settings: Settings, service: str, app_spec: str | None) -> None:
+        # The parent's health and metrics ports are not the children's: a second bind would fail at start.
         self.env = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_HEALTH_PORT", "PIPELINE_METRICS_PORT")}
         self.env.update(PIPELINE_BOOTSTRAP_SERVERS=bootstrap(settings), PIPELINE_TOPIC_PREFIX=settings.topic_prefix)
-        self.argv = [sys.executable, "-m", "pipeline.cli", "run", "worker", "--app", app_spec]
+        self.service = service
+        self.argv = [sys.executable, "-m", "pipeline.cli", "run", service] + (["--app", app_spec] if app_spec else [])
         self.proc: Any = None
         self.restarts = 0
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env)
 
+    def exited(self) -> int | None:
+        """The child's exit code if it has stopped, else None."""
+        return None if self.proc is None else self.proc.poll()
+
     def check(self) -> None:
-        """Restart the worker if it died (its unfinished invocations are delivered again)."""
-        if self.proc is not None and self.proc.poll() is not None:
-            err.print(f"[yellow]worker exited with {self.proc.returncode}; starting it again[/yellow]")
+        """Restart the child if it died (for the worker: its unfinished invocations are delivered again)."""
+        code = self.exited()
+        if code is not None:
+            err.print(f"[yellow]{self.service} exited with {code}; starting it again[/yellow]")
             self.restarts += 1
             self.start()
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(35)
-            except Exception:
-                self.proc.kill()
+
+    def stop(self) -> int | None:
+        """SIGTERM (the child commits its last batch and leaves its group), then wait; its exit code."""
+        self.terminate()
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(35)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def run_dev(settings: Settings, app_spec: str, *, host: str, port: int) -> int:
+    """``pipeline dev``: each service in a child process, the HTTP API and dev UI in this one; returns the exit
+    code (0 when asked to stop and every child stopped cleanly)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if settings.health_port:
+        err.print("[yellow]PIPELINE_HEALTH_PORT: pipeline dev serves no health endpoints; "
+                  "`pipeline run SERVICE` does, one port per process[/yellow]")
+    services = [Child(settings, name, None if name == "canceller" else app_spec) for name in LOOP_SERVICES]
+    worker = Child(settings, "worker", app_spec)
+    for child in (*services, worker):
+        child.start()
+    from .api.server import start_in_thread
+
+    server, api_thread = start_in_thread(settings, host, port, registry=_registry(app_spec))
+    err.print(f"[green]HTTP API and dev UI on http://{host}:{port}/[/green]")
+    code = 0
+    while not stop.is_set():
+        ended = [(c.service, c.exited()) for c in services if c.exited() is not None]
+        if ended:
+            name, exit_code = ended[0]
+            if exit_code != 0:  # 0: it was asked to stop (a Ctrl-C reaches the whole process group)
+                err.print(f"[red]{name} stopped unexpectedly (exit {exit_code}); shutting down[/red]")
+                code = EXIT_FAILED
+            break
+        if not api_thread.is_alive():
+            err.print("[red]the API stopped unexpectedly; shutting down[/red]")
+            code = EXIT_FAILED
+            break
+        worker.check()
+        stop.wait(0.5)
+    for child in (worker, *services):
+        child.terminate()
+    for child in (worker, *services):
+        if child.stop() not in (0, None) and code == 0:
+            code = EXIT_FAILED
+    server.should_exit = True
+    api_thread.join(timeout=30)
+    return code
 
 
 def _watchdog(settings: Settings, hearts: list[Any]) -> Watchdog | None:
@@ -121,7 +181,7 @@ def run_services(settings: Settings, app_spec: str | None, services: tuple[str, 
     """Run ``services`` in this process until SIGTERM/SIGINT or a failure; returns the exit code."""
     from .kafka.loop import run_in_thread
 
-    settings = resolve_instance(settings, [s for s in services if s != "worker"])
+    settings = resolve_instance(settings, services)
     loops = build_loops(settings, app_spec, services)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -129,9 +189,6 @@ def run_services(settings: Settings, app_spec: str | None, services: tuple[str, 
     _watchdog(settings, [loop.heart for loop in loops])
     _health(settings, loops)
     threads = [run_in_thread(loop) for loop in loops]
-    child = ChildWorker(settings, app_spec) if "worker" in services and app_spec else None
-    if child is not None:
-        child.start()
     server = None
     if "api" in services:
         from .api.server import start_in_thread
@@ -146,11 +203,7 @@ def run_services(settings: Settings, app_spec: str | None, services: tuple[str, 
             err.print("[red]a service stopped unexpectedly; shutting down[/red]")
             code = EXIT_FAILED  # supervisors restart on non-zero
             break
-        if child is not None:
-            child.check()
         stop.wait(0.5)
-    if child is not None:
-        child.stop()
     for loop in loops:
         loop.stop()
     if server is not None:
