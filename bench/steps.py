@@ -5,9 +5,9 @@ Run (from the repository root):
     PYTHONPATH=. python bench/steps.py                 # ~2 minutes
     PYTHONPATH=. python bench/steps.py --runs 500 --variants sync:1
 
-The services run in a real ``pipeline dev`` process (matcher, run owner, canceller and the API in threads,
-its worker in a child process) on the bench's broker; "2 workers" adds one ``pipeline run worker``. The
-bench's own readers (system events, run states) live in this process, apart from the measured one.
+The services run as a real ``pipeline dev`` runs them on the bench's broker (the API in dev's process; the
+matcher, run owner, canceller and one worker as its child processes); "2 workers" adds one ``pipeline run
+worker``. The bench's own readers (system events, run states) live in this process, apart from those.
 
 1. Throughput: ``--runs`` runs of a function whose one step waits 200 ms (``time.sleep`` for the sync
    variant, ``asyncio.sleep`` for the async one) are produced at once; measured from the first produce

@@ -41,3 +41,18 @@ def test_the_app_answers_200_or_503_and_serves_metrics() -> None:
 
     assert "pipeline_gate_timeouts_total" in call(app, "/metrics")[1]["text"]
     assert call(app, "/nope")[0].startswith("404")
+
+
+def test_dev_children_do_not_inherit_the_parents_health_or_metrics_port(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A child binding the parent's port would fail at start and be restarted for ever (found by bench/steps.py)."""
+    from pipeline.config import Settings
+    from pipeline.supervise import Child
+
+    monkeypatch.setenv("PIPELINE_HEALTH_PORT", "9400")
+    monkeypatch.setenv("PIPELINE_METRICS_PORT", "9401")
+    settings = Settings(bootstrap_servers="127.0.0.1:1", topic_prefix="t.")
+    worker = Child(settings, "worker", "app:client")
+    assert "PIPELINE_HEALTH_PORT" not in worker.env and "PIPELINE_METRICS_PORT" not in worker.env
+    assert worker.env["PIPELINE_BOOTSTRAP_SERVERS"] == "127.0.0.1:1" and worker.env["PIPELINE_TOPIC_PREFIX"] == "t."
+    assert worker.argv[-4:] == ["run", "worker", "--app", "app:client"]
+    assert Child(settings, "canceller", None).argv[-2:] == ["run", "canceller"]
