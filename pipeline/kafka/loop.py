@@ -34,12 +34,16 @@ from ..serde import Serde
 from . import metrics
 from .client import bootstrap, consumer_config, producer_config
 from .deadletter import dead_letter_headers
+from .lookahead import Lookahead
 from .watchdog import Heart
 
 log = logging.getLogger("pipeline.loop")
 
 Headers = list[tuple[str, bytes]]
 SEND_OFFSETS_TIMEOUT = 10.0
+LOOKAHEAD_BATCHES = 10  # with an urgent() hook: records consumed ahead, in batches
+URGENT_POLL_EVERY = 64  # with an urgent() hook: records of a batch between two looks for newly arrived cancels
+EARLY_COMMIT_MIN = 128  # urgent records get a commit of their own only with at least this much work ahead
 
 
 class OutputTooLarge(ValueError):
@@ -126,6 +130,11 @@ class ServiceLoop:
         # writes each run's state once per batch); discard() undoes in-memory effects of a dead-lettered record.
         self._end_batch = getattr(processor, "end_batch", None)
         self._discard = getattr(processor, "discard", None)
+        # urgent(msg): records to process ahead of the backlog (cancellations); see lookahead.py
+        self._urgent = getattr(processor, "urgent", None)
+        self.lookahead = Lookahead(self.settings.batch_size * LOOKAHEAD_BATCHES) if self._urgent else None
+        self._revoked_in_batch: set[tuple[str, int]] = set()
+        self._in_batch = False  # inside _run_batch: a rebalance served by _poll_urgent's consume lands mid-batch
         bind = getattr(processor, "bind", None)
         if bind is not None:
             bind(self)
@@ -153,6 +162,20 @@ class ServiceLoop:
         another thread is inside ``consume``)."""
         return list(self._assignment)
 
+    def processed_positions(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """Per partition, the offset up to which every record has been processed: the consumer's position
+        (past transaction markers), but never past a record still waiting in the lookahead backlog. The
+        watermark gate relies on it (call from the loop's own thread)."""
+        if not partitions:
+            return {}
+        positions = {tp.partition: tp.offset
+                     for tp in self.consumer.position([TopicPartition(topic, p) for p in partitions])}
+        if self.lookahead is not None:
+            for (t, p), first in self.lookahead.first_unprocessed().items():
+                if t == topic and p in positions:
+                    positions[p] = min(positions[p], first) if positions[p] >= 0 else first
+        return positions
+
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the loop gracefully (only possible from the main thread)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -178,15 +201,26 @@ class ServiceLoop:
                 timeout = min(self.poll_timeout, self.offset_commit_interval) if self._uncommitted else self.poll_timeout
                 if getattr(self.processor, "waiting", False):  # runs wait on the tick (the owner's gate)
                     timeout = min(timeout, 0.002)
-                msgs = self.consumer.consume(1, timeout=timeout)
-                if msgs and self.settings.batch_size > 1:
-                    msgs += self.consumer.consume(self.settings.batch_size - 1, timeout=0)
+                la = self.lookahead
+                limit = self.settings.batch_size if la is None else la.room()
+                msgs = []
+                if limit > 0:
+                    msgs = self.consumer.consume(1, timeout=timeout if la is None or not len(la) else 0)
+                    if msgs and limit > 1:
+                        msgs += self.consumer.consume(limit - 1, timeout=0)
                 if self._needs_rebuild:
                     self._rebuild()
                     continue
                 started = time.perf_counter()
                 try:
-                    self._run_batch(msgs, tick)
+                    if la is None:
+                        self._run_batch(msgs, tick)
+                    else:
+                        early = la.add(msgs, self._urgent)
+                        if early:
+                            self._run_early(early, commit=len(la) >= EARLY_COMMIT_MIN)
+                        msgs, done = la.take(self.settings.batch_size)
+                        self._run_batch(msgs, tick, done)
                 except KafkaException as exc:
                     self._handle_commit_failure(exc)
                     continue
@@ -197,32 +231,65 @@ class ServiceLoop:
 
     # -- one batch -----------------------------------------------------------------------------------------
 
-    def _run_batch(self, msgs: Sequence[Message], tick: Any) -> None:
-        produced = 0
-        offsets = self._uncommitted
-        records_by_topic: dict[str, int] = {}
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                # e.g. fenced by a newer member with our group.instance.id: this consumer cannot go on
-                if err.fatal() or err.code() == KafkaError._FATAL:
-                    raise KafkaException(err)
-                if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error", extra={"service": self.name, "error": str(err)})
-                continue
-            topic = msg.topic()
-            offsets[(topic, msg.partition())] = msg.offset() + 1
-            records_by_topic[topic] = records_by_topic.get(topic, 0) + 1
-            try:
-                self.processor.process(msg, self.emitter)
-            except Exception as exc:  # one bad record never stops the service
-                self.emitter._pending.clear()
-                if self._discard is not None:
-                    self._discard()
-                self._dead_letter(msg, exc)
-                produced += 1
-                continue
+    def _process_one(self, msg: Message) -> int:
+        """Process one record; its output is released only if it succeeds, else it is dead-lettered.
+        Returns the number of records produced."""
+        try:
+            self.processor.process(msg, self.emitter)
+        except Exception as exc:  # one bad record never stops the service
+            self.emitter._pending.clear()
+            if self._discard is not None:
+                self._discard()
+            self._dead_letter(msg, exc)
+            return 1
+        return self._flush_pending()
+
+    def _run_early(self, msgs: Sequence[Message], *, commit: bool, mid_batch: bool = False) -> None:
+        """Process urgent records ahead of the backlog and, if ``commit`` (much work is still ahead of them),
+        commit at once; otherwise the batch's own commit, soon, carries them (see lookahead.py).
+
+        Between batches the transaction carries no offsets: theirs are committed when the backlog reaches
+        them. In the middle of a batch it also carries the offsets of the batch's records processed so far
+        (not the consumer's position: the rest of the batch is not processed yet)."""
+        produced = sum(self._process_one(msg) for msg in msgs)
+        metrics.URGENT_RECORDS.labels(self.name).inc(len(msgs))
+        if not commit:
+            if produced:
+                metrics.OUTPUTS.labels(self.name).inc(produced)
+            return
+        if self._end_batch is not None:
+            self._end_batch(self.emitter)
             produced += self._flush_pending()
+        if mid_batch:
+            self._commit(force=True, advance=False)
+        elif self._in_tx:
+            if self.exactly_once:
+                _retrying(lambda: self.producer.commit_transaction(20), attempts=3)
+            else:
+                self.producer.flush(60)
+            self._in_tx = False
+        if produced:
+            metrics.OUTPUTS.labels(self.name).inc(produced)
+
+    def _poll_urgent(self, remaining: int) -> None:
+        """In the middle of a batch: take what arrived meanwhile into the backlog, and if any of it is urgent
+        (a cancel), apply it now rather than after the rest of the batch."""
+        la = self.lookahead
+        if la is None or la.room() <= 0:
+            return
+        early = la.add(self.consumer.consume(la.room(), timeout=0), self._urgent)
+        if early:
+            self._run_early(early, commit=remaining >= EARLY_COMMIT_MIN, mid_batch=True)
+
+    def _run_batch(self, msgs: Sequence[Message], tick: Any, done: set[int] | None = None) -> None:
+        """Process a batch in order (``done``: ids of records already processed early, only counted)."""
+        records_by_topic: dict[str, int] = {}
+        self._revoked_in_batch = set()
+        self._in_batch = True
+        try:
+            produced = self._run_records(msgs, done, records_by_topic)
+        finally:
+            self._in_batch = False
         if tick is not None:
             self._tick_collect(tick)
             produced += self._flush_pending()
@@ -236,6 +303,32 @@ class ServiceLoop:
             metrics.RECORDS.labels(self.name, topic).inc(n)
         if produced:
             metrics.OUTPUTS.labels(self.name).inc(produced)
+
+    def _run_records(self, msgs: Sequence[Message], done: set[int] | None, records_by_topic: dict[str, int]) -> int:
+        """The records of one batch, in order; returns the number of records produced. With a lookahead, looks
+        for newly arrived urgent records every URGENT_POLL_EVERY records."""
+        produced = 0
+        offsets = self._uncommitted
+        for i, msg in enumerate(msgs):
+            if self.lookahead is not None and i % URGENT_POLL_EVERY == URGENT_POLL_EVERY - 1:
+                self._poll_urgent(len(msgs) - i)
+            err = msg.error()
+            if err is not None:
+                # e.g. fenced by a newer member with our group.instance.id: this consumer cannot go on
+                if err.fatal() or err.code() == KafkaError._FATAL:
+                    raise KafkaException(err)
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"service": self.name, "error": str(err)})
+                continue
+            topic = msg.topic()
+            if self._revoked_in_batch and (topic, msg.partition()) in self._revoked_in_batch:
+                continue  # revoked by a rebalance served inside _poll_urgent: its next owner processes it
+            offsets[(topic, msg.partition())] = msg.offset() + 1
+            records_by_topic[topic] = records_by_topic.get(topic, 0) + 1
+            if done and id(msg) in done:
+                continue
+            produced += self._process_one(msg)
+        return produced
 
     def _ensure_tx(self) -> None:
         """Begin the transaction at the first output record, so a batch without output opens none."""
@@ -255,12 +348,15 @@ class ServiceLoop:
             positions = self.consumer.position(assignment)
         except KafkaException:
             return
+        ahead = self.lookahead.first_offsets() if self.lookahead is not None else {}
         for tp in positions:
             key = (tp.topic, tp.partition)
+            if key in ahead:  # consumed ahead, not processed: its offsets advance as the backlog is taken
+                continue
             if tp.offset >= 0 and tp.offset > max(self.positions.get(key, -1), self._uncommitted.get(key, -1)):
                 self._uncommitted[key] = tp.offset
 
-    def _commit(self, *, force: bool) -> None:
+    def _commit(self, *, force: bool, advance: bool = True) -> None:
         """Commit the open transaction with every consumed offset not yet committed.
 
         Offsets of batches that produced nothing wait (at most ``offset_commit_interval``) for the
@@ -269,7 +365,7 @@ class ServiceLoop:
         records after a crash is harmless, since they produced nothing. The interval is short
         (20 ms by default) because the watermark gate waits for these commits."""
         due = force or time.monotonic() - self._last_commit >= self.offset_commit_interval
-        if due or self._in_tx:
+        if advance and (due or self._in_tx):
             self._advance_positions()
         offsets = self._uncommitted
         if not self._in_tx and not (offsets and due):
@@ -355,6 +451,8 @@ class ServiceLoop:
     def _rebuild(self) -> None:
         """After an abort: rewind to the committed offsets and rebuild the processor's state from its changelog."""
         self._needs_rebuild = False
+        if self.lookahead is not None:
+            self.lookahead.clear()  # consumed again from the committed offsets
         assignment = self.consumer.assignment()
         if not assignment:
             return
@@ -391,11 +489,23 @@ class ServiceLoop:
         self._rebalanced = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._in_batch and (self._in_tx or self._uncommitted):
+            # Served by _poll_urgent's consume in the middle of a batch: commit what the batch has done so far
+            # (output and offsets, revoked partitions included) before they go, as Kafka Streams does, so
+            # their next owner neither redoes it nor restores a table without it. A failure propagates out
+            # of consume() and the loop aborts and rewinds.
+            if self._end_batch is not None:
+                self._end_batch(self.emitter)
+                self._flush_pending()
+            self._commit(force=True, advance=False)
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._assignment = [tp for tp in self._assignment if (tp.topic, tp.partition) not in gone]
         for key in gone:
             self.positions.pop(key, None)
             self._uncommitted.pop(key, None)  # produced nothing: the next owner may redo them
+        if self.lookahead is not None:
+            self.lookahead.drop(gone)
+        self._revoked_in_batch |= gone
         log.info("partitions revoked", extra={"service": self.name,
                                               "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
         on_revoke = getattr(self.processor, "revoked", None)

@@ -23,6 +23,8 @@ WATCHDOG_TRIPS = Counter("pipeline_watchdog_trips_total", "loops found making no
                          ["service"])
 DUPLICATE_EVENTS = Counter("pipeline_duplicate_events_total",
                            "events skipped by the matcher: an event with the same id was received within the dedup window")
+URGENT_RECORDS = Counter("pipeline_urgent_records_total",
+                         "records processed ahead of the backlog and committed at once (cancellations)", ["service"])
 TX_ABORTS = Counter("pipeline_transaction_aborts_total", "aborted transactions", ["service"])
 
 # the run owner and the workers

@@ -73,6 +73,7 @@ class Matcher:
         self.ids_topic = settings.topic(t.EVENT_IDS)
         self.dedup_window_ms = settings.event_dedup_window_ms
         self.seen: dict[int, SeenEvents] = {}  # events partition -> its dedup table
+        self._decoded: dict[tuple[int, int], dict[str, Any]] = {}  # events decoded by urgent(), for process()
         self.restore_dead_letters = DeadLetterSink(self.servers, settings.topic(t.DEAD_LETTER), self.name)
         self._next_expiry = 0
         self.runs_started = 0
@@ -87,6 +88,7 @@ class Matcher:
     def assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         """Rebuild the dedup table of each assigned events partition from ``event-ids`` (read_committed: what
         the matcher wrote with its offsets, so the table matches the committed position exactly)."""
+        self._decoded.clear()
         if not self.dedup_window_ms:
             return
         parts = [tp.partition for tp in partitions if tp.topic == self.events_topic]
@@ -105,6 +107,7 @@ class Matcher:
         metrics.RESTORE_RECORDS.labels(self.name, self.ids_topic).set(count)
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
+        self._decoded.clear()
         for tp in partitions:
             if tp.topic == self.events_topic:
                 self.seen.pop(tp.partition, None)
@@ -120,13 +123,27 @@ class Matcher:
 
     # -- one record ----------------------------------------------------------------------------------------
 
+    def urgent(self, msg: Message) -> bool:
+        """An event some function cancels on (or waits for): processed ahead of the backlog, so its signal is
+        not queued behind a burst of other events (pipeline/kafka/lookahead.py). Everything it causes is
+        idempotent if it is processed again in order after a crash (keyed records, run ids)."""
+        value = msg.value()
+        if msg.topic() != self.events_topic or value is None or len(value) > self.max_bytes:
+            return False
+        record = self.serde.decode_as(EVENT, value)
+        self._decoded[(msg.partition(), msg.offset())] = record
+        return record["name"] in self.routes
+
     def process(self, msg: Message, out: Emitter) -> None:
         value = msg.value()
         if value is None:
             raise ValueError("empty record (tombstone) on an events topic")
         if len(value) > self.max_bytes:
             raise OversizedRecord(f"event of {len(value)} bytes exceeds the {self.max_bytes}-byte limit")
-        record = self.serde.decode_as(EVENT, value)
+        record = self._decoded.pop((msg.partition(), msg.offset()), None) if msg.topic() == self.events_topic \
+            else None
+        if record is None:
+            record = self.serde.decode_as(EVENT, value)
         name = record["name"]
         route = self.routes.get(name)
         if route is None and name not in DIRECTED and not self.triggers.has(name):

@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any
+
 
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -215,10 +215,3 @@ class GateBook:
                 del self._points[(p, run_id)]
                 out.append((p, run_id, ready_at > passed))
         return out
-
-
-def positions_of(consumer: Any, topic: str, partitions: list[int]) -> dict[int, int]:
-    """The consumer's positions (past transaction markers) on ``partitions``; call from its own thread."""
-    if not partitions:
-        return {}
-    return {tp.partition: tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in partitions])}

@@ -42,7 +42,7 @@ from .crons import CronTicks
 from .listening import Listening
 from . import state as st
 from .bulk import BulkRule, BulkRules
-from .gate import GateBook, GateProber, positions_of
+from .gate import GateBook, GateProber
 from .ids import derived_ulid
 from .slots import Slots
 from .writes import StateWrites
@@ -81,6 +81,7 @@ class RunOwner:
         self.timers: list[tuple[int, str, int]] = []
         self.slots: dict[int, Slots] = {}
         self.writes = StateWrites(self.runs_topic, settings.max_output_bytes)
+        self._decoded: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}  # by urgent(), for process()
         self.bulk = BulkRules(self.servers, settings.topic(t.CANCELLATIONS), self.serde)
         self.gates = GateBook(settings.gate_max_wait_ms)
         self.prober: GateProber | None = None
@@ -111,6 +112,7 @@ class RunOwner:
         """Rebuild the run table of each assigned partition from ``runs``; re-arm timers, slots and gates."""
         parts = [tp.partition for tp in partitions if tp.topic == self.commands_topic]
         self.writes.forget(parts)
+        self._decoded.clear()
         for p in parts:
             self.tables[p] = {}
 
@@ -157,6 +159,7 @@ class RunOwner:
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         self.writes.forget([tp.partition for tp in partitions if tp.topic == self.commands_topic])
+        self._decoded.clear()
         for tp in partitions:
             if tp.topic == self.commands_topic:
                 self.tables.pop(tp.partition, None)
@@ -168,9 +171,21 @@ class RunOwner:
 
     # -- commands and outcomes -----------------------------------------------------------------------------
 
+    def urgent(self, msg: Message) -> bool:
+        """A cancel command for a run this owner has and that has not ended: applied ahead of the backlog (a
+        burst of starts and outcomes), so a cancel never waits for an ingest (pipeline/kafka/lookahead.py)."""
+        decoded = self.serde.decode(msg.value())
+        self._decoded[(msg.partition(), msg.offset())] = decoded
+        name, record = decoded
+        if name != RUN_COMMAND or record["kind"] != "cancel":
+            return False
+        state = self.tables.get(msg.partition(), {}).get(record["run_id"])
+        return state is not None and not st.is_ended(state)
+
     def process(self, msg: Message, out: Emitter) -> None:
         self.writes.begin()
-        name, record = self.serde.decode(msg.value())
+        decoded = self._decoded.pop((msg.partition(), msg.offset()), None)
+        name, record = decoded if decoded is not None else self.serde.decode(msg.value())
         p = msg.partition()
         table = self.tables.setdefault(p, {})
         now = _now()
@@ -391,7 +406,7 @@ class RunOwner:
             self.prober.start()
         self.prober.wanted = True
         self.gates.take_rounds(self.prober.rounds)
-        positions = positions_of(self.loop.consumer, self.commands_topic, list(self.gates.waiting)) \
+        positions = self.loop.processed_positions(self.commands_topic, list(self.gates.waiting)) \
             if self.loop is not None else {}
         for p, run_id, timed_out in self.gates.due(positions, now):
             state = self.tables.get(p, {}).get(run_id)

@@ -28,8 +28,13 @@ def one(ctx: pipeline.ContextSync) -> str:
 class Msg:
     """Just what RunOwner.process reads of a Kafka message."""
 
+    offsets = iter(range(10**9))
+
     def __init__(self, value: bytes, partition: int = 0) -> None:
-        self._value, self._partition = value, partition
+        self._value, self._partition, self._offset = value, partition, next(Msg.offsets)
+
+    def offset(self) -> int:
+        return self._offset
 
     def value(self) -> bytes:
         return self._value

@@ -1,0 +1,119 @@
+"""Records consumed ahead of processing, so that urgent ones (cancellations) can jump the backlog.
+
+A partition is a FIFO: a cancel event produced while a burst of events is being ingested sits behind the
+whole burst in the matcher, and its cancel command behind the burst's starts in the run owner. A loop
+whose processor says which records are urgent (``urgent(msg)``) consumes up to ``limit`` records ahead
+into this backlog, processes the urgent ones at once and commits their output in a transaction of its
+own (without offsets), then works through the backlog in order, committing offsets as before.
+
+Why this is safe:
+
+* Offsets are still committed only for the in-order prefix, so a crash re-processes every record past
+  it, including urgent ones already applied. Their output is idempotent for the processors that use
+  this: the matcher's starts, listeners and signals are keyed records and a start of an existing run is
+  a no-op; a cancel of an ended run is a no-op.
+* An urgent record never overtakes an unprocessed record with the same key (the same run for the owner,
+  the same event id for the matcher): order per key is kept, only unrelated records are overtaken.
+* :meth:`first_unprocessed` gives the positions the loop has really processed up to, for the watermark
+  gate and for the idle-partition position bump, which must not count the backlog as done.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+_Key = tuple[str, int, Any]
+
+
+class Lookahead:
+    """The backlog of one loop: records consumed and not yet taken in order."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.backlog: deque[Any] = deque()
+        self._early: set[tuple[str, int, int]] = set()
+        self._pending: Counter[_Key] = Counter()
+
+    def __len__(self) -> int:
+        return len(self.backlog)
+
+    def room(self) -> int:
+        return self.limit - len(self.backlog)
+
+    def add(self, msgs: Iterable[Any], is_urgent: Callable[[Any], bool]) -> list[Any]:
+        """Append consumed records in order; return the ones to process now (urgent, with no earlier
+        unprocessed record of the same key)."""
+        now = []
+        for msg in msgs:
+            self.backlog.append(msg)
+            if msg.error() is not None:
+                continue
+            key = (msg.topic(), msg.partition(), msg.key())
+            if self._pending[key] == 0 and _safely(is_urgent, msg):
+                self._early.add((msg.topic(), msg.partition(), msg.offset()))
+                now.append(msg)
+            else:
+                self._pending[key] += 1
+        return now
+
+    def take(self, n: int) -> tuple[list[Any], set[int]]:
+        """Up to ``n`` records in order, and the ``id()`` of those already processed early (the loop only
+        counts their offsets)."""
+        out: list[Any] = []
+        done: set[int] = set()
+        while self.backlog and len(out) < n:
+            msg = self.backlog.popleft()
+            out.append(msg)
+            if msg.error() is not None:
+                continue
+            ident = (msg.topic(), msg.partition(), msg.offset())
+            if ident in self._early:
+                self._early.discard(ident)
+                done.add(id(msg))
+                continue
+            key = (msg.topic(), msg.partition(), msg.key())
+            self._pending[key] -= 1
+            if self._pending[key] <= 0:
+                del self._pending[key]
+        return out, done
+
+    def first_offsets(self) -> dict[tuple[str, int], int]:
+        """Per partition with records in the backlog, the offset of its first one (nothing at or past it
+        may be counted as committed)."""
+        first: dict[tuple[str, int], int] = {}
+        for msg in self.backlog:
+            if msg.error() is None:
+                first.setdefault((msg.topic(), msg.partition()), msg.offset())
+        return first
+
+    def first_unprocessed(self) -> dict[tuple[str, int], int]:
+        """Per partition with unprocessed records in the backlog, the offset of the first of them."""
+        first: dict[tuple[str, int], int] = {}
+        for msg in self.backlog:
+            if msg.error() is None and (msg.topic(), msg.partition(), msg.offset()) not in self._early:
+                first.setdefault((msg.topic(), msg.partition()), msg.offset())
+        return first
+
+    def drop(self, partitions: set[tuple[str, int]]) -> None:
+        """Partitions revoked: their records are consumed again by their next owner, from the committed offset."""
+        self.backlog = deque(m for m in self.backlog
+                             if m.error() is not None or (m.topic(), m.partition()) not in partitions)
+        self._early = {e for e in self._early if (e[0], e[1]) not in partitions}
+        self._pending = Counter((m.topic(), m.partition(), m.key()) for m in self.backlog
+                                if m.error() is None and (m.topic(), m.partition(), m.offset()) not in self._early)
+
+    def clear(self) -> None:
+        """Everything is consumed again from the committed offsets (after an aborted transaction)."""
+        self.backlog.clear()
+        self._early.clear()
+        self._pending.clear()
+
+
+def _safely(is_urgent: Callable[[Any], bool], msg: Any) -> bool:
+    """A record the hook cannot read is not urgent: in order, ``process`` dead-letters it with the reason."""
+    try:
+        return bool(is_urgent(msg))
+    except Exception:
+        return False

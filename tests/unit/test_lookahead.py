@@ -1,0 +1,91 @@
+"""The lookahead backlog (pure): urgent records jump the backlog, never past a record of their own key, and the
+positions reported as processed never pass a record still waiting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.kafka.lookahead import Lookahead
+
+
+class Msg:
+    def __init__(self, partition: int, offset: int, key: str, urgent: bool = False, topic: str = "t") -> None:
+        self._p, self._o, self._k, self.is_urgent, self._t = partition, offset, key.encode(), urgent, topic
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return self._t
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def key(self) -> bytes:
+        return self._k
+
+
+def urgent(msg: Any) -> bool:
+    return msg.is_urgent
+
+
+def test_an_urgent_record_behind_a_burst_is_processed_first_and_then_only_counted() -> None:
+    la = Lookahead(limit=100)
+    burst = [Msg(0, i, f"run-{i}") for i in range(50)]
+    cancel = Msg(0, 50, "sleeper", urgent=True)
+    assert la.add(burst + [cancel], urgent) == [cancel]
+    taken, done = la.take(100)
+    assert taken == burst + [cancel] and done == {id(cancel)}  # in order; the cancel's offset still counted
+
+
+def test_an_urgent_record_never_overtakes_an_unprocessed_record_of_its_key() -> None:
+    la = Lookahead(limit=100)
+    start = Msg(0, 0, "run-x")
+    cancel = Msg(0, 1, "run-x", urgent=True)  # the cancel of a run whose start is still in the backlog
+    other = Msg(0, 2, "run-y", urgent=True)
+    assert la.add([start, cancel, other], urgent) == [other]
+    taken, done = la.take(10)
+    assert taken == [start, cancel, other] and done == {id(other)}
+    # once the key's earlier records are taken, a new urgent record of that key may jump again
+    again = Msg(0, 3, "run-x", urgent=True)
+    assert la.add([Msg(0, 4, "z")], urgent) == []
+    assert la.add([again], urgent) == [again]
+
+
+def test_processed_positions_stop_at_the_first_record_not_processed() -> None:
+    la = Lookahead(limit=100)
+    la.add([Msg(0, 10, "a"), Msg(0, 11, "b", urgent=True), Msg(1, 5, "c", urgent=True)], urgent)
+    assert la.first_unprocessed() == {("t", 0): 10}  # partition 1 holds only a processed record
+    assert la.first_offsets() == {("t", 0): 10, ("t", 1): 5}  # nothing committed past any record held
+
+
+def test_taking_in_batches_keeps_order_and_room_is_the_limit_left() -> None:
+    la = Lookahead(limit=10)
+    msgs = [Msg(p, o, f"k{p}{o}") for o in range(4) for p in (0, 1)]
+    la.add(msgs, urgent)
+    assert la.room() == 2
+    first, _ = la.take(3)
+    second, _ = la.take(10)
+    assert first + second == msgs and la.room() == 10
+
+
+def test_revoked_partitions_leave_the_backlog_and_marks_of_the_rest_stay() -> None:
+    la = Lookahead(limit=100)
+    keep_urgent = Msg(1, 0, "k", urgent=True)
+    la.add([Msg(0, 0, "a"), Msg(0, 1, "b", urgent=True), Msg(1, 1, "x"), keep_urgent], urgent)
+    la.drop({("t", 0)})
+    taken, done = la.take(10)
+    assert [m.partition() for m in taken] == [1, 1] and done == {id(keep_urgent)}
+
+
+def test_a_hook_that_cannot_read_a_record_leaves_it_in_order() -> None:
+    def broken(msg: Any) -> bool:
+        raise ValueError("poison")
+
+    la = Lookahead(limit=10)
+    poison = Msg(0, 0, "p")
+    assert la.add([poison], broken) == []
+    assert la.take(10) == ([poison], set())
