@@ -82,9 +82,11 @@ class Child:
         self.argv = [sys.executable, "-m", "pipeline.cli", "run", service] + (["--app", app_spec] if app_spec else [])
         self.proc: Any = None
         self.restarts = 0
+        self._terminated = False
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env)
+        self._terminated = False
 
     def exited(self) -> int | None:
         """The child's exit code if it has stopped, else None."""
@@ -99,7 +101,10 @@ class Child:
             self.start()
 
     def terminate(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        """SIGTERM, once: a second one could land while the child's interpreter is finalizing, after its
+        handler is gone, and kill it (exit -15) in the middle of a clean stop."""
+        if self.proc is not None and self.proc.poll() is None and not self._terminated:
+            self._terminated = True
             self.proc.terminate()
 
     def stop(self) -> int | None:
@@ -149,8 +154,10 @@ def run_dev(settings: Settings, app_spec: str, *, host: str, port: int) -> int:
     for child in (worker, *services):
         child.terminate()
     for child in (worker, *services):
-        if child.stop() not in (0, None) and code == 0:
-            code = EXIT_FAILED
+        stopped = child.stop()
+        if stopped not in (0, None):
+            err.print(f"[red]{child.service} exited with {stopped} while stopping[/red]")
+            code = code or EXIT_FAILED
     server.should_exit = True
     api_thread.join(timeout=30)
     return code

@@ -22,7 +22,7 @@ from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import bootstrap
-from ..kafka.loop import Emitter
+from ..kafka.emitter import Emitter
 from ..kafka.deadletter import DeadLetterSink
 from ..kafka.restore import restore
 from ..runs.state import cancel_command, resume_command

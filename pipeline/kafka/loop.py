@@ -1,17 +1,21 @@
 """The one consume → process → produce loop that every service runs.
 
-A service is a :class:`Processor`: it says which topics it reads, turns each record into
-output records through an :class:`Emitter`, may rebuild local state when partitions are
-assigned, and may emit on a timer (``tick``). The loop owns everything Kafka-specific:
+A service is a :class:`~pipeline.kafka.emitter.Processor`: it says which topics it reads, turns each
+record into output records through an :class:`~pipeline.kafka.emitter.Emitter`, may rebuild local state
+when partitions are assigned, may emit on a timer (``tick``), may keep output back until the batch ends
+(``end_batch``) and may mark records urgent (``urgent``). The loop owns everything Kafka-specific:
 
-* batch consume (``consume(batch_size)``) and batched produce (the producer's linger);
+* batch consume (``consume(batch_size)``), and produce as the records come (no linger);
+* urgent records (cancellations) processed ahead of a backlog consumed in advance
+  (:mod:`pipeline.kafka.lookahead`);
 * exactly-once: each batch's output and its input offsets commit in one Kafka transaction
   (``send_offsets_to_transaction``, consumers read ``read_committed``), or at-least-once
   (produce, flush, then commit offsets) when transactions are off;
 * dead letters: a record that fails to decode or to process is copied to the dead-letter
   topic with the reason, source topic, partition and offset in headers, counted, and the
   loop goes on. Output of a failed record is dropped, never half-sent;
-* rebalances: ``assigned``/``revoked`` callbacks so a service can rebuild its tables;
+* rebalances: ``assigned``/``revoked`` callbacks so a service can rebuild its tables
+  (:mod:`pipeline.kafka.rebalance`);
 * SIGTERM/SIGINT (or :meth:`ServiceLoop.stop`): finish the batch, commit, leave the group.
 
 If a transaction has to be aborted, in-memory state may be ahead of what was committed,
@@ -25,7 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -34,60 +38,20 @@ from ..serde import Serde
 from . import metrics
 from .client import bootstrap, consumer_config, producer_config
 from .deadletter import dead_letter_headers
+from .emitter import Emitter
 from .lookahead import Lookahead
+from .rebalance import Rebalancing
 from .watchdog import Heart
 
 log = logging.getLogger("pipeline.loop")
 
-Headers = list[tuple[str, bytes]]
 SEND_OFFSETS_TIMEOUT = 10.0
 LOOKAHEAD_BATCHES = 10  # with an urgent() hook: records consumed ahead, in batches
 URGENT_POLL_EVERY = 64  # with an urgent() hook: records of a batch between two looks for newly arrived cancels
 EARLY_COMMIT_MIN = 128  # urgent records get a commit of their own only with at least this much work ahead
 
 
-class OutputTooLarge(ValueError):
-    """A processor produced a record larger than the broker accepts."""
-
-
-class Emitter:
-    """Where a processor puts its output. Sends are buffered per record and released only if it succeeds."""
-
-    __slots__ = ("serde", "_pending", "settings")
-
-    def __init__(self, serde: Serde, settings: Settings) -> None:
-        self.serde = serde
-        self.settings = settings
-        self._pending: list[tuple[str, Any, bytes | None, int, Headers | None]] = []
-
-    def send(self, topic: str, key: str | bytes | None, schema: str | None, value: dict[str, Any] | bytes | None,
-             *, partition: int = -1, headers: Headers | None = None) -> None:
-        """Queue one output record. ``schema`` names the Avro record type; None sends ``value`` as raw bytes
-        (None value = tombstone). Encoding happens here, so a bad output record fails its input record."""
-        payload = self.serde.encode(schema, value) if schema is not None and value is not None else value
-        if payload is not None and len(payload) > self.settings.max_output_bytes:  # type: ignore[arg-type]
-            # Refuse it here, so the *input* is dead-lettered: a record the broker would reject would
-            # otherwise abort the transaction on every retry and wedge the partition.
-            raise OutputTooLarge(f"output record for {topic} is {len(payload)} bytes "  # type: ignore[arg-type]
-                                 f"(limit {self.settings.max_output_bytes})")
-        self._pending.append((topic, key, payload, partition, headers))  # type: ignore[arg-type]
-
-
-class Processor(Protocol):
-    """What a service implements. Only ``topics`` and ``process`` are required."""
-
-    name: str
-
-    def topics(self) -> list[str]:
-        """Full names of the topics to subscribe to."""
-        ...
-
-    def process(self, msg: Message, out: Emitter) -> None:
-        """Handle one record; raise to dead-letter it (the message says why)."""
-        ...
-
-
-class ServiceLoop:
+class ServiceLoop(Rebalancing):
     """Run a processor against Kafka until stopped. One instance = one consumer + one producer."""
 
     def __init__(self, processor: Any, settings: Settings | None = None, *, group_id: str | None = None,
@@ -426,91 +390,6 @@ class ServiceLoop:
         self.producer.produce(self.dead_letter_topic, value=msg.value(), key=msg.key(), headers=headers)
         self.dead_lettered += 1
         metrics.DEAD_LETTERS.labels(self.name, type(exc).__name__).inc()
-
-    # -- failures and rebalances ---------------------------------------------------------------------------
-
-    def _handle_commit_failure(self, exc: KafkaException) -> None:
-        err = exc.args[0]
-        self.emitter._pending.clear()
-        if self.exactly_once and self._in_tx and not err.fatal() and (err.txn_requires_abort() or err.retriable()):
-            log.warning("aborting transaction", extra={"service": self.name, "error": str(err)})
-            metrics.TX_ABORTS.labels(self.name).inc()
-            self.producer.abort_transaction(20)
-            self._in_tx = False
-            self._uncommitted.clear()
-            self._needs_rebuild = True
-            self._rebuild()
-            return
-        if not self.exactly_once and err.retriable():
-            # at-least-once: the output is flushed; the offsets go with the next batch (or are redelivered)
-            log.warning("offset commit failed; will retry with the next batch", extra={"service": self.name,
-                                                                                     "error": str(err)})
-            return
-        raise exc
-
-    def _rebuild(self) -> None:
-        """After an abort: rewind to the committed offsets and rebuild the processor's state from its changelog."""
-        self._needs_rebuild = False
-        if self.lookahead is not None:
-            self.lookahead.clear()  # consumed again from the committed offsets
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return
-        try:
-            committed = self.consumer.committed(assignment, timeout=10)
-        except KafkaException as exc:  # coordinator moving: try again after the next consume()
-            log.warning("cannot read committed offsets yet", extra={"service": self.name, "error": str(exc)})
-            self._needs_rebuild = True
-            return
-        for tp in committed:
-            if tp.offset < 0:
-                tp.offset = -2  # OFFSET_BEGINNING
-            self.consumer.seek(tp)
-        on_revoke = getattr(self.processor, "revoked", None)
-        if on_revoke:
-            on_revoke(assignment)
-        on_assign = getattr(self.processor, "assigned", None)
-        if on_assign:
-            on_assign(self.consumer, assignment)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Cooperative rebalancing: ``partitions`` are the ones added, not the whole assignment.
-        have = {(tp.topic, tp.partition) for tp in self._assignment}
-        self._assignment += [tp for tp in partitions if (tp.topic, tp.partition) not in have]
-        log.info("partitions assigned", extra={"service": self.name,
-                                               "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
-        on_assign = getattr(self.processor, "assigned", None)
-        self._restoring = True
-        try:
-            if on_assign:
-                on_assign(consumer, partitions)
-        finally:
-            self._restoring = False
-        self._rebalanced = True
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._in_batch and (self._in_tx or self._uncommitted):
-            # Served by _poll_urgent's consume in the middle of a batch: commit what the batch has done so far
-            # (output and offsets, revoked partitions included) before they go, as Kafka Streams does, so
-            # their next owner neither redoes it nor restores a table without it. A failure propagates out
-            # of consume() and the loop aborts and rewinds.
-            if self._end_batch is not None:
-                self._end_batch(self.emitter)
-                self._flush_pending()
-            self._commit(force=True, advance=False)
-        gone = {(tp.topic, tp.partition) for tp in partitions}
-        self._assignment = [tp for tp in self._assignment if (tp.topic, tp.partition) not in gone]
-        for key in gone:
-            self.positions.pop(key, None)
-            self._uncommitted.pop(key, None)  # produced nothing: the next owner may redo them
-        if self.lookahead is not None:
-            self.lookahead.drop(gone)
-        self._revoked_in_batch |= gone
-        log.info("partitions revoked", extra={"service": self.name,
-                                              "partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]})
-        on_revoke = getattr(self.processor, "revoked", None)
-        if on_revoke:
-            on_revoke(partitions)
 
     def _close(self) -> None:
         try:

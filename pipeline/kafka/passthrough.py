@@ -13,7 +13,7 @@ import time
 
 from confluent_kafka import Message
 
-from .loop import Emitter
+from .emitter import Emitter
 
 
 class PassThrough:

@@ -25,7 +25,7 @@ from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
 from ..kafka import metrics
 from ..kafka.deadletter import DeadLetterSink
-from ..kafka.loop import Emitter
+from ..kafka.emitter import Emitter
 from ..kafka.restore import restore
 from ..runs.ids import derived_ulid, run_id_for
 from ..sdk.app import Registry

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..canceller.keys import partition_for
-from ..kafka.loop import Emitter
+from ..kafka.emitter import Emitter
 from ..sdk.cron import CronClock
 from ..serde import EVENT
 from ..serde.models import event_dict_to_record

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..canceller.keys import listener_record_key, partition_for
 from ..canceller.registration import WaitNotRoutable, listeners_for, wait_listener
-from ..kafka.loop import Emitter
+from ..kafka.emitter import Emitter
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import CANCEL_LISTENER, EVENT

@@ -31,7 +31,7 @@ from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
-from ..kafka.loop import Emitter, OutputTooLarge
+from ..kafka.emitter import Emitter, OutputTooLarge
 from ..kafka.deadletter import DeadLetterSink
 from ..kafka.restore import restore
 from ..sdk.app import Registry
@@ -41,10 +41,11 @@ from ..serde.models import event_dict_to_record
 from .crons import CronTicks
 from .listening import Listening
 from . import state as st
-from .bulk import BulkRule, BulkRules
+from .bulk import BulkRules
 from .gate import GateBook, GateProber
 from .ids import derived_ulid
 from .slots import Slots
+from .ticking import Ticking
 from .writes import StateWrites
 
 log = logging.getLogger("pipeline.executor")
@@ -58,7 +59,7 @@ def _now() -> int:
     return time.time_ns() // 1_000_000
 
 
-class RunOwner:
+class RunOwner(Ticking):
     """The run owner processor for :class:`pipeline.kafka.loop.ServiceLoop`."""
 
     name = "executor"
@@ -370,68 +371,6 @@ class RunOwner:
         if fn is None:
             raise UnknownFunction(f"function {function_id!r} is not served by this deployment")
         return fn
-
-    # -- timers, gates and bulk cancellations --------------------------------------------------------------
-
-    def tick(self, out: Emitter, now: int) -> None:
-        """Wake sleeping runs, resume retries, time out runs, release gated runs, apply new bulk cancellations."""
-        self.writes.begin()
-        timers = self.timers
-        while timers and timers[0][0] <= now:
-            _, run_id, p = heapq.heappop(timers)
-            state = self.tables.get(p, {}).get(run_id)
-            if state is None or st.is_ended(state):
-                continue
-            fn = self.registry.by_id.get(state["function_id"])
-            deadline = state.get("deadline_at")
-            if deadline is not None and deadline <= now:
-                which = "start" if state["status"] == "Queued" else "finish"
-                self._apply(st.cancel(state, "timeout", which, now), fn, p, out, now)
-                continue
-            wake_at = state.get("wake_at")
-            if wake_at is not None and wake_at <= now:
-                self._apply(st.wake(state, now), fn, p, out, now)
-        self._release_gated(out, now)
-        self._poll_bulk(out, now)
-        self.crons.fire(out, now)
-
-    def _release_gated(self, out: Emitter, now: int) -> None:
-        if not len(self.gates):
-            if self.prober is not None:
-                self.prober.wanted = False
-            metrics.RUNS_WAITING.labels(st.GATE).set(0)
-            return
-        if self.prober is None:
-            self.prober = GateProber(self.servers, self.settings)
-            self.prober.start()
-        self.prober.wanted = True
-        self.gates.take_rounds(self.prober.rounds)
-        positions = self.loop.processed_positions(self.commands_topic, list(self.gates.waiting)) \
-            if self.loop is not None else {}
-        for p, run_id, timed_out in self.gates.due(positions, now):
-            state = self.tables.get(p, {}).get(run_id)
-            if state is None or st.is_ended(state) or state.get("held") != st.GATE:
-                continue
-            if timed_out:
-                metrics.GATE_TIMEOUTS.inc()
-                log.warning("cancel path not proven past the run's point in time; going on",
-                            extra={"run_id": run_id, "waited_ms": now - state["ready_at"],
-                                   "cancel_path_lag_ms": now - (self.prober.last_t0 or now)})
-            self._advance(state, self._function(state["function_id"]), p, out, now)
-        metrics.RUNS_WAITING.labels(st.GATE).set(len(self.gates))
-
-    def _poll_bulk(self, out: Emitter, now: int) -> None:
-        rules: list[BulkRule] = list(self.bulk.rules.values()) if self._sweep_bulk else []
-        self._sweep_bulk = False
-        rules.extend(self.bulk.poll())
-        for rule in rules:
-            if rule.stopped:
-                continue
-            for p, table in self.tables.items():
-                for state in list(table.values()):
-                    if rule.hits(state):
-                        self._apply(st.cancel(state, "bulk", rule.id, now), self.registry.by_id.get(state["function_id"]),
-                                    p, out, now)
 
     def close(self) -> None:
         self.bulk.close()

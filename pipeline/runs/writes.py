@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..kafka.loop import Emitter, OutputTooLarge
+from ..kafka.emitter import Emitter, OutputTooLarge
 from ..serde import RUN_STATE
 
 _Key = tuple[int, str]

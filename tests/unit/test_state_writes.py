@@ -11,7 +11,7 @@ import pytest
 
 import pipeline
 from pipeline.config import Settings
-from pipeline.kafka.loop import Emitter, OutputTooLarge
+from pipeline.kafka.emitter import Emitter, OutputTooLarge
 from pipeline.runs.owner import RunOwner
 from pipeline.runs.writes import StateWrites
 from pipeline.sdk.app import Registry
