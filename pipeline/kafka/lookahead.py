@@ -14,7 +14,7 @@ Why this is safe:
   a no-op; a cancel of an ended run is a no-op.
 * An urgent record never overtakes an unprocessed record with the same key (the same run for the owner,
   the same event id for the matcher): order per key is kept, only unrelated records are overtaken.
-* :meth:`first_unprocessed` gives the positions the loop has really processed up to, for the watermark
+* :meth:`first_offsets` gives the positions the loop has really processed up to, for the watermark
   gate and for the idle-partition position bump, which must not count the backlog as done.
 """
 
@@ -79,21 +79,17 @@ class Lookahead:
                 del self._pending[key]
         return out, done
 
-    def first_offsets(self) -> dict[tuple[str, int], int]:
-        """Per partition with records in the backlog, the offset of its first one (nothing at or past it
-        may be counted as committed)."""
+    def first_offsets(self, *, unprocessed: bool = False) -> dict[tuple[str, int], int]:
+        """Per partition with records in the backlog, the offset of its first one: nothing at or past it may
+        be counted as committed. ``unprocessed``: skip records already processed early, which gives the
+        offset up to which every record of the partition has been processed."""
         first: dict[tuple[str, int], int] = {}
         for msg in self.backlog:
-            if msg.error() is None:
-                first.setdefault((msg.topic(), msg.partition()), msg.offset())
-        return first
-
-    def first_unprocessed(self) -> dict[tuple[str, int], int]:
-        """Per partition with unprocessed records in the backlog, the offset of the first of them."""
-        first: dict[tuple[str, int], int] = {}
-        for msg in self.backlog:
-            if msg.error() is None and (msg.topic(), msg.partition(), msg.offset()) not in self._early:
-                first.setdefault((msg.topic(), msg.partition()), msg.offset())
+            if msg.error() is not None:
+                continue
+            part = (msg.topic(), msg.partition())
+            if not (unprocessed and (*part, msg.offset()) in self._early):
+                first.setdefault(part, msg.offset())
         return first
 
     def drop(self, partitions: set[tuple[str, int]]) -> None:

@@ -135,7 +135,7 @@ class ServiceLoop(Rebalancing):
         positions = {tp.partition: tp.offset
                      for tp in self.consumer.position([TopicPartition(topic, p) for p in partitions])}
         if self.lookahead is not None:
-            for (t, p), first in self.lookahead.first_unprocessed().items():
+            for (t, p), first in self.lookahead.first_offsets(unprocessed=True).items():
                 if t == topic and p in positions:
                     positions[p] = min(positions[p], first) if positions[p] >= 0 else first
         return positions
@@ -208,32 +208,27 @@ class ServiceLoop(Rebalancing):
             return 1
         return self._flush_pending()
 
-    def _run_early(self, msgs: Sequence[Message], *, commit: bool, mid_batch: bool = False) -> None:
+    def _run_early(self, msgs: Sequence[Message], *, commit: bool) -> None:
         """Process urgent records ahead of the backlog and, if ``commit`` (much work is still ahead of them),
-        commit at once; otherwise the batch's own commit, soon, carries them (see lookahead.py).
-
-        Between batches the transaction carries no offsets: theirs are committed when the backlog reaches
-        them. In the middle of a batch it also carries the offsets of the batch's records processed so far
-        (not the consumer's position: the rest of the batch is not processed yet)."""
+        commit at once; otherwise the batch's own commit, soon, carries them (see lookahead.py)."""
         produced = sum(self._process_one(msg) for msg in msgs)
         metrics.URGENT_RECORDS.labels(self.name).inc(len(msgs))
-        if not commit:
-            if produced:
-                metrics.OUTPUTS.labels(self.name).inc(produced)
-            return
-        if self._end_batch is not None:
-            self._end_batch(self.emitter)
-            produced += self._flush_pending()
-        if mid_batch:
-            self._commit(force=True, advance=False)
-        elif self._in_tx:
-            if self.exactly_once:
-                _retrying(lambda: self.producer.commit_transaction(20), attempts=3)
-            else:
-                self.producer.flush(60)
-            self._in_tx = False
+        if commit:
+            produced += self._commit_now()
         if produced:
             metrics.OUTPUTS.labels(self.name).inc(produced)
+
+    def _commit_now(self) -> int:
+        """Commit what has been processed so far, outside the batch rhythm (urgent records; a rebalance in the
+        middle of a batch): the processor's held-back output, and the offsets of the records processed in
+        order. Not the consumer's position: records taken from the backlog may not be processed yet, and
+        urgent records' offsets are committed when the backlog reaches them. Returns records produced."""
+        produced = 0
+        if self._end_batch is not None:
+            self._end_batch(self.emitter)
+            produced = self._flush_pending()
+        self._commit(force=True, advance=False)
+        return produced
 
     def _poll_urgent(self, remaining: int) -> None:
         """In the middle of a batch: take what arrived meanwhile into the backlog, and if any of it is urgent
@@ -243,7 +238,7 @@ class ServiceLoop(Rebalancing):
             return
         early = la.add(self.consumer.consume(la.room(), timeout=0), self._urgent)
         if early:
-            self._run_early(early, commit=remaining >= EARLY_COMMIT_MIN, mid_batch=True)
+            self._run_early(early, commit=remaining >= EARLY_COMMIT_MIN)
 
     def _run_batch(self, msgs: Sequence[Message], tick: Any, done: set[int] | None = None) -> None:
         """Process a batch in order (``done``: ids of records already processed early, only counted)."""

@@ -36,12 +36,9 @@ class Rebalancing:
     _restoring: bool
     _rebalanced: bool
     _revoked_in_batch: set[tuple[str, int]]
-    _end_batch: Any
 
     if TYPE_CHECKING:  # ServiceLoop's
-        def _flush_pending(self) -> int: ...
-
-        def _commit(self, *, force: bool, advance: bool = True) -> None: ...
+        def _commit_now(self) -> int: ...
 
     def _handle_commit_failure(self, exc: KafkaException) -> None:
         err = exc.args[0]
@@ -108,10 +105,7 @@ class Rebalancing:
             # (output and offsets, revoked partitions included) before they go, as Kafka Streams does, so
             # their next owner neither redoes it nor restores a table without it. A failure propagates out
             # of consume() and the loop aborts and rewinds.
-            if self._end_batch is not None:
-                self._end_batch(self.emitter)
-                self._flush_pending()
-            self._commit(force=True, advance=False)
+            self._commit_now()
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self._assignment = [tp for tp in self._assignment if (tp.topic, tp.partition) not in gone]
         for key in gone:

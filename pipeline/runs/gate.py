@@ -35,7 +35,6 @@ import threading
 import time
 from collections import deque
 
-
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 

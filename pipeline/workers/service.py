@@ -10,10 +10,10 @@ It is not the transactional :class:`pipeline.kafka.loop.ServiceLoop`: invocation
 order, so offsets are committed up to the oldest one still running (as parallel consumers do),
 after its outcome is acknowledged by the broker. A worker that dies loses nothing: what it had
 not finished is delivered again, and the step runs again (at least once per step, as in Inngest);
-the owner ignores any duplicate outcome. Invocations are read uncommitted (taken as soon as the owner wrote
-them): a dispatch whose owner transaction aborts is redone and may run twice, within the same at-least-once. The consumer keeps polling while handlers run - when
-full it pauses its partitions instead of blocking - so a ten-minute step never triggers a
-rebalance nor holds up another run.
+the owner ignores any duplicate outcome. Invocations are read uncommitted (taken as soon as the owner
+wrote them): a dispatch whose owner transaction aborts is redone and may run twice, within the same
+at-least-once. The consumer keeps polling while handlers run - when full it pauses its partitions
+instead of blocking - so a ten-minute step never triggers a rebalance nor holds up another run.
 """
 
 from __future__ import annotations

@@ -7,29 +7,15 @@ from typing import Any
 
 from pipeline.kafka.lookahead import Lookahead
 
+from .fakes import FakeMessage
 
-class Msg:
-    def __init__(self, partition: int, offset: int, key: str, urgent: bool = False, topic: str = "t") -> None:
-        self._p, self._o, self._k, self.is_urgent, self._t = partition, offset, key.encode(), urgent, topic
 
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def key(self) -> bytes:
-        return self._k
+def Msg(partition: int, offset: int, key: str, urgent: bool = False, topic: str = "t") -> FakeMessage:  # noqa: N802
+    return FakeMessage(topic_=topic, partition_=partition, offset_=offset, key_=key.encode(), urgent=urgent)
 
 
 def urgent(msg: Any) -> bool:
-    return msg.is_urgent
+    return msg.urgent
 
 
 def test_an_urgent_record_behind_a_burst_is_processed_first_and_then_only_counted() -> None:
@@ -58,7 +44,7 @@ def test_an_urgent_record_never_overtakes_an_unprocessed_record_of_its_key() -> 
 def test_processed_positions_stop_at_the_first_record_not_processed() -> None:
     la = Lookahead(limit=100)
     la.add([Msg(0, 10, "a"), Msg(0, 11, "b", urgent=True), Msg(1, 5, "c", urgent=True)], urgent)
-    assert la.first_unprocessed() == {("t", 0): 10}  # partition 1 holds only a processed record
+    assert la.first_offsets(unprocessed=True) == {("t", 0): 10}  # partition 1 holds only a processed record
     assert la.first_offsets() == {("t", 0): 10, ("t", 1): 5}  # nothing committed past any record held
 
 

@@ -17,6 +17,8 @@ from pipeline.runs.writes import StateWrites
 from pipeline.sdk.app import Registry
 from pipeline.serde import INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
 
+from .fakes import FakeMessage
+
 client = pipeline.Inngest(app_id="unit-writes")
 
 
@@ -25,38 +27,21 @@ def one(ctx: pipeline.ContextSync) -> str:
     return ctx.step.run("s", lambda: "ok")
 
 
-class Msg:
-    """Just what RunOwner.process reads of a Kafka message."""
-
-    offsets = iter(range(10**9))
-
-    def __init__(self, value: bytes, partition: int = 0) -> None:
-        self._value, self._partition, self._offset = value, partition, next(Msg.offsets)
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def partition(self) -> int:
-        return self._partition
-
-    def key(self) -> None:
-        return None
+def Msg(value: bytes, partition: int = 0) -> FakeMessage:  # noqa: N802 - reads as the record it stands for
+    return FakeMessage(value_=value, partition_=partition)
 
 
 SERDE = Serde()
 
 
-def start(run_id: str) -> Msg:
+def start(run_id: str) -> FakeMessage:
     event = {"id": f"e-{run_id}", "name": "w/one", "data": {}, "user": {}, "ts": 1_700_000_000_000}
     return Msg(SERDE.encode(RUN_COMMAND, {"kind": "start", "run_id": run_id, "function_id": one.id, "ts": 1,
                                           "event": json.dumps(event), "received_at": 1, "reason": None,
                                           "source_id": None, "attempt": 0, "step_id": None}))
 
 
-def outcome(state: dict[str, Any], output: str) -> Msg:
+def outcome(state: dict[str, Any], output: str) -> FakeMessage:
     return Msg(SERDE.encode(STEP_OUTCOME, {
         "run_id": state["run_id"], "function_id": one.id, "seq": state["seq"], "attempt": state["attempt"],
         "kind": "step", "step_id": "s", "output": output, "wake_at": None, "events": None, "error": None,

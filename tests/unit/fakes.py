@@ -1,0 +1,37 @@
+"""A stand-in for confluent_kafka's Message in unit tests of pure logic (no broker): just what processors,
+the loop's backlog and the owner read of a record."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+_offsets = itertools.count()
+
+
+@dataclass
+class FakeMessage:
+    value_: bytes | None = None
+    topic_: str = "t"
+    partition_: int = 0
+    offset_: int = field(default_factory=lambda: next(_offsets))  # distinct unless given
+    key_: bytes | None = None
+    urgent: bool = False  # what a test's urgent() hook answers for it
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes | None:
+        return self.value_
+
+    def topic(self) -> str:
+        return self.topic_
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def offset(self) -> int:
+        return self.offset_
+
+    def key(self) -> bytes | None:
+        return self.key_
