@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import broker, console, create_topic, emit, percentile, progress_bar, results_table  # noqa: E402
 from bench.steps_app import IO_SECONDS, app  # noqa: E402
+from pipeline.kafka.client import consume_available  # noqa: E402
 from pipeline.serde import EVENT, Serde  # noqa: E402
 from pipeline.serde.models import event_record_to_dict  # noqa: E402
 from pipeline.testing.stack import Stack  # noqa: E402
@@ -73,7 +74,8 @@ class Arrivals:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            msgs = self.consumer.consume(1000, timeout=0.05)
+            # consume(1000, 0.05) waited for 1,000 records or 50 ms: +25 ms on average to every arrival
+            msgs = consume_available(self.consumer, 1000, 0.05)
             now = time.time()
             for msg in msgs:
                 if msg.error():

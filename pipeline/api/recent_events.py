@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from ..kafka.client import consumer_config
+from ..kafka.client import consume_available, consumer_config
 from ..serde import EVENT, Serde, SerdeError
 from ..serde.models import event_record_to_dict
 
@@ -67,7 +67,7 @@ class RecentEvents:
             consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -1)
                              for tp in starts])
             while not self._stop.is_set():
-                for msg in consumer.consume(200, timeout=0.2):
+                for msg in consume_available(consumer, 200, 0.2):
                     if msg.error():
                         if msg.error().code() != KafkaError._PARTITION_EOF:
                             log.debug("recent events read error", extra={"error": str(msg.error())})

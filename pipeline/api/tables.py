@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from ..kafka.client import consumer_config
+from ..kafka.client import consume_available, consumer_config
 from ..serde import BULK_CANCELLATION, RUN_STATE, Serde, SerdeError
 
 log = logging.getLogger("pipeline.api.tables")
@@ -119,7 +119,7 @@ class CompactedTable:
             if not pending:
                 self._mark_ready(started)
             while not self._stop.is_set():
-                msgs = consumer.consume(500, timeout=self.poll_timeout)
+                msgs = consume_available(consumer, 500, self.poll_timeout)
                 if not msgs:
                     continue
                 with self._cond:

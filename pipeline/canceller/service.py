@@ -7,7 +7,10 @@ One partition is one independent join, so more canceller instances split the wor
 On assignment it rebuilds each partition's table by replaying the partition from the start
 up to the group's committed offset without emitting (those matches were emitted and committed
 before), then continues from there. A match emits a cancel command to the run owner (keyed by
-run id) and tombstones the listener, in the same transaction as the consumed offset.
+run id) and tombstones the listener. The tombstone commits in one transaction with the consumed
+offset; the command is sent at once (``at_once``), acknowledged before that commit, so the owner
+need not wait for it. A command sent twice (the batch aborted and was processed again) is a no-op
+the second time: cancelling an ended run does nothing, and a resume must match the run's wait.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ class Canceller:
             else:
                 command = resume_command(m.run_id, m.function_id, m.wait_step, m.event or "null", now)
                 self.resumes_sent += 1
-            out.send(self.commands_topic, m.run_id, RUN_COMMAND, command, partition=m.owner_partition)
+            out.send(self.commands_topic, m.run_id, RUN_COMMAND, command, partition=m.owner_partition, at_once=True)
             out.send(self.index_topic, listener_record_key(m.join_key, m.ident), None, None, partition=msg.partition())
             self.indexes[msg.partition()].remove_listener(m.join_key, m.ident)
 

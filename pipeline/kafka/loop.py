@@ -10,7 +10,9 @@ when partitions are assigned, may emit on a timer (``tick``), may keep output ba
   (:mod:`pipeline.kafka.lookahead`);
 * exactly-once: each batch's output and its input offsets commit in one Kafka transaction
   (``send_offsets_to_transaction``, consumers read ``read_committed``), or at-least-once
-  (produce, flush, then commit offsets) when transactions are off;
+  (produce, flush, then commit offsets) when transactions are off. Records marked ``at_once``
+  (cancel signals and commands, whose readers are idempotent) skip the transaction and are
+  acknowledged before the offsets commit: at least once, without waiting for a commit;
 * dead letters: a record that fails to decode or to process is copied to the dead-letter
   topic with the reason, source topic, partition and offset in headers, counted, and the
   loop goes on. Output of a failed record is dropped, never half-sent;
@@ -38,7 +40,7 @@ from ..serde import Serde
 from . import metrics
 from .client import bootstrap, consumer_config, producer_config
 from .deadletter import dead_letter_headers
-from .emitter import Emitter
+from .emitter import Emitter, Pending
 from .lookahead import Lookahead
 from .rebalance import Rebalancing
 from .watchdog import Heart
@@ -48,6 +50,7 @@ log = logging.getLogger("pipeline.loop")
 SEND_OFFSETS_TIMEOUT = 10.0
 LOOKAHEAD_BATCHES = 10  # with an urgent() hook: records consumed ahead, in batches
 URGENT_POLL_EVERY = 64  # with an urgent() hook: records of a batch between two looks for newly arrived cancels
+AT_ONCE_FLUSH_TIMEOUT = 20.0  # as long as a transaction's commit may take
 EARLY_COMMIT_MIN = 128  # urgent records get a commit of their own only with at least this much work ahead
 
 
@@ -80,6 +83,13 @@ class ServiceLoop(Rebalancing):
         # only delays the records a worker or the next service is waiting for (measured: +2 ms per worker hop).
         # librdkafka still batches whatever accumulates while a request is in flight.
         self.producer = Producer(producer_config(self.servers, transactional_id=txid, **{"linger.ms": 0}))
+        # Records a processor marks ``at_once`` (see Emitter.send) skip the transaction: a plain idempotent
+        # producer sends them when their input is processed, and _commit has them acknowledged first.
+        self.at_once_producer = Producer(producer_config(
+            self.servers, **{"linger.ms": 0, "on_delivery": self._at_once_delivered})) \
+            if self.exactly_once else self.producer
+        self._at_once_sent = False
+        self._at_once_failed: KafkaError | None = None
         self.emitter = Emitter(self.serde, self.settings)
         self._in_tx = False
         self._uncommitted: dict[tuple[str, int], int] = {}
@@ -201,7 +211,7 @@ class ServiceLoop(Rebalancing):
         try:
             self.processor.process(msg, self.emitter)
         except Exception as exc:  # one bad record never stops the service
-            self.emitter._pending.clear()
+            self.emitter.clear()
             if self._discard is not None:
                 self._discard()
             self._dead_letter(msg, exc)
@@ -330,6 +340,8 @@ class ServiceLoop(Rebalancing):
         if not self._in_tx and not (offsets and due):
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        if self._at_once_sent:
+            self._flush_at_once()
         if self.exactly_once:
             self._ensure_tx()
             if tps:
@@ -355,28 +367,42 @@ class ServiceLoop(Rebalancing):
         try:
             tick(self.emitter, time.time_ns() // 1_000_000)
         except Exception:
-            self.emitter._pending.clear()
+            self.emitter.clear()
             if self._discard is not None:
                 self._discard()
             log.exception("tick failed", extra={"service": self.name})
 
     def _flush_pending(self) -> int:
+        """Hand the processor's queued output to the producers; returns the number of records."""
+        at_once = self.emitter._at_once
+        n = len(at_once)
+        if n:
+            _produce_all(self.at_once_producer, at_once)
+            self._at_once_sent = True
+            self._in_tx = self._in_tx or not self.exactly_once  # at-least-once: flushed before the offsets
         pending = self.emitter._pending
-        n = len(pending)
-        if not n:
-            return 0
+        if not pending:
+            return n
         self._ensure_tx()
         self._in_tx = True  # at-least-once: marks "output to flush before the offsets"
-        produce = self.producer.produce
-        for topic, key, value, partition, headers in pending:
-            while True:
-                try:
-                    produce(topic, value=value, key=key, partition=partition, headers=headers)
-                    break
-                except BufferError:  # local queue full: let librdkafka drain, then retry
-                    self.producer.poll(0.05)
-        pending.clear()
+        n += len(pending)
+        _produce_all(self.producer, pending)
         return n
+
+    def _at_once_delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._at_once_failed = err
+
+    def _flush_at_once(self) -> None:
+        """Have every at-once record acknowledged before offsets that cover its input are committed. A record
+        not acknowledged aborts the batch, which is then processed again (and sends it again)."""
+        remaining = self.at_once_producer.flush(AT_ONCE_FLUSH_TIMEOUT)
+        failed, self._at_once_failed = self._at_once_failed, None
+        if remaining or failed is not None:
+            reason = f"{remaining} at-once records not acknowledged" if remaining else f"at-once record lost: {failed}"
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT if remaining else failed.code(), reason,
+                                            retriable=True, txn_requires_abort=True))
+        self._at_once_sent = False
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
         headers = dead_letter_headers(self.name, msg, exc)
@@ -393,6 +419,8 @@ class ServiceLoop(Rebalancing):
             except KafkaException as exc:
                 log.warning("final commit failed", extra={"service": self.name, "error": str(exc)})
             self.producer.flush(30)
+            if self.at_once_producer is not self.producer:
+                self.at_once_producer.flush(30)
             close = getattr(self.processor, "close", None)
             if close:
                 close()
@@ -400,6 +428,18 @@ class ServiceLoop(Rebalancing):
             self.consumer.close()
             log.info("service stopped", extra={"service": self.name, "processed": self.processed,
                                                "dead_lettered": self.dead_lettered})
+
+
+def _produce_all(producer: Producer, records: Pending) -> None:
+    produce = producer.produce
+    for topic, key, value, partition, headers in records:
+        while True:
+            try:
+                produce(topic, value=value, key=key, partition=partition, headers=headers)
+                break
+            except BufferError:  # local queue full: let librdkafka drain, then retry
+                producer.poll(0.05)
+    records.clear()
 
 
 def _retrying(call: Any, attempts: int = 5) -> None:

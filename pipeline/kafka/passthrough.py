@@ -17,14 +17,16 @@ from .emitter import Emitter
 
 
 class PassThrough:
-    """Copy records from ``source`` to ``sink``. A value starting with ``poison`` is refused (dead-lettered)."""
+    """Copy records from ``source`` to ``sink``. A value starting with ``poison`` is refused (dead-lettered).
+    ``at_once``: send the copies outside the transaction (see :meth:`Emitter.send`)."""
 
     name = "passthrough"
 
-    def __init__(self, source: str, sink: str, *, kill_after: int | None = None) -> None:
+    def __init__(self, source: str, sink: str, *, kill_after: int | None = None, at_once: bool = False) -> None:
         self.source = source
         self.sink = sink
         self.kill_after = kill_after
+        self.at_once = at_once
         self.seen = 0
 
     def topics(self) -> list[str]:
@@ -34,7 +36,7 @@ class PassThrough:
         value = msg.value()
         if value is not None and value.startswith(b"poison"):
             raise ValueError("poison record refused")
-        out.send(self.sink, msg.key(), None, value)
+        out.send(self.sink, msg.key(), None, value, at_once=self.at_once)
         self.seen += 1
         if self.kill_after is not None and self.seen >= self.kill_after:
             # Test hook: die hard with output produced (the earlier records of this batch reach the

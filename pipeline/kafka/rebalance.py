@@ -31,6 +31,7 @@ class Rebalancing:
     _uncommitted: dict[tuple[str, int], int]
     _assignment: list[TopicPartition]
     _in_tx: bool
+    _at_once_sent: bool
     _in_batch: bool
     _needs_rebuild: bool
     _restoring: bool
@@ -42,12 +43,17 @@ class Rebalancing:
 
     def _handle_commit_failure(self, exc: KafkaException) -> None:
         err = exc.args[0]
-        self.emitter._pending.clear()
-        if self.exactly_once and self._in_tx and not err.fatal() and (err.txn_requires_abort() or err.retriable()):
+        self.emitter.clear()
+        if self.exactly_once and not err.fatal() and (err.txn_requires_abort() or err.retriable()) \
+                and (self._in_tx or self._at_once_sent):
+            # _at_once_sent: at-once records were not all acknowledged (no transaction need be open); the batch
+            # is processed again from the committed offsets, and sends them again
             log.warning("aborting transaction", extra={"service": self.name, "error": str(err)})
             metrics.TX_ABORTS.labels(self.name).inc()
-            self.producer.abort_transaction(20)
+            if self._in_tx:
+                self.producer.abort_transaction(20)
             self._in_tx = False
+            self._at_once_sent = False
             self._uncommitted.clear()
             self._needs_rebuild = True
             self._rebuild()

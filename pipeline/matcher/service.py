@@ -5,7 +5,10 @@ An event whose id was already received within the dedup window (24 h) is skipped
 from (function id, event id) so duplicates and replays start nothing new; (2) registers the
 new run's cancel listeners, keyed and partitioned by join key; (3) if the event's name is a
 cancel event of any function, emits a cancel signal under each join key it can hit.
-Everything one event causes commits in one transaction with its offset.
+Everything one event causes commits in one transaction with its offset, except its cancel signals: they
+are sent at once, outside the transaction (``at_once``), and acknowledged before the offset commits, so the
+canceller sees them a commit sooner. A signal is idempotent (a keyed record; a cancel or resume it causes
+twice is a no-op the second time), so a batch that aborts and is processed again may send it twice.
 """
 
 from __future__ import annotations
@@ -179,7 +182,7 @@ class Matcher:
                 out.send(self.index_topic, signal_record_key(key, event["id"]), CANCEL_SIGNAL,
                          {"join_key": key, "event_id": event["id"], "received_at": received_at,
                           "event": event_json},
-                         partition=partition_for(key, self.index_partitions))
+                         partition=partition_for(key, self.index_partitions), at_once=True)
                 self.signals_sent += 1
 
     def _directed(self, name: str, event: dict[str, Any]) -> list[Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
-from ..kafka.client import consumer_config, producer_config
+from ..kafka.client import consume_available, consumer_config, producer_config
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def read_all(servers: str, topic: str) -> Iterator[Message]:
             return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
         while todo:
-            for msg in consumer.consume(500, timeout=1.0):
+            for msg in consume_available(consumer, 500, 1.0):
                 if msg.error():
                     if msg.error().code() == KafkaError._PARTITION_EOF:
                         todo.discard(msg.partition())

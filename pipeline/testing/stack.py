@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from ..config import Settings
 from ..kafka import topics as t
-from ..kafka.client import admin_config, consumer_config, producer_config
+from ..kafka.client import admin_config, consume_available, consumer_config, producer_config
 from ..kafka.loop import run_in_thread
 from ..kafka.watchdog import Watchdog
 from ..sdk.app import Registry
@@ -70,7 +70,7 @@ class TopicWatcher:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                for msg in self._consumer.consume(500, timeout=0.1):
+                for msg in consume_available(self._consumer, 500, 0.1):
                     if msg.error():
                         code = msg.error().code()
                         if code == KafkaError._PARTITION_EOF:

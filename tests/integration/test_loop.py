@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.kafka.loop import ServiceLoop
@@ -29,21 +29,28 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     assert producer.flush(30) == 0
 
 
-def _worker(bootstrap: str, source: str, sink: str, group: str, kill_after: int | None = None) -> subprocess.Popen:
+def _worker(bootstrap: str, source: str, sink: str, group: str, kill_after: int | None = None,
+            at_once: bool = False) -> subprocess.Popen:
     args = [sys.executable, "-m", "tests.integration.loop_worker", bootstrap, source, sink, group, "w0"]
-    if kill_after is not None:
-        args.append(str(kill_after))
+    args.append("-" if kill_after is None else str(kill_after))
+    if at_once:
+        args.append("at-once")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def test_sigkill_between_produce_and_commit_leaves_exactly_one_output_per_input(kafka_bootstrap: str) -> None:
+def _two_hundred_inputs(kafka_bootstrap: str) -> tuple[str, str, str, list[bytes]]:
+    """A source topic with 200 records, an empty sink, and a new group: (source, sink, group, values)."""
     source, sink = unique_name("src"), unique_name("sink")
     create_topic(kafka_bootstrap, source, partitions=1)
     create_topic(kafka_bootstrap, sink, partitions=1)
     values = [f"v{i}".encode() for i in range(200)]
     _produce(kafka_bootstrap, source, values)
-    group = unique_name("g")
+    return source, sink, unique_name("g"), values
+
+
+def test_sigkill_between_produce_and_commit_leaves_exactly_one_output_per_input(kafka_bootstrap: str) -> None:
+    source, sink, group, values = _two_hundred_inputs(kafka_bootstrap)
 
     first = _worker(kafka_bootstrap, source, sink, group, kill_after=120)
     assert first.wait(90) == -signal.SIGKILL, first.stderr.read().decode()[-2000:] if first.stderr else ""
@@ -130,8 +137,6 @@ class _Drop:
 
 
 def test_offsets_of_batches_without_output_are_committed_by_stop(kafka_bootstrap: str) -> None:
-    from confluent_kafka import Consumer, TopicPartition
-
     source = unique_name("quiet")
     create_topic(kafka_bootstrap, source, partitions=1)
     _produce(kafka_bootstrap, source, [b"x"] * 30)
@@ -153,3 +158,73 @@ def test_offsets_of_batches_without_output_are_committed_by_stop(kafka_bootstrap
         assert reader.committed([TopicPartition(source, 0)], timeout=10)[0].offset == 30
     finally:
         reader.close()
+
+
+class _HoldsItsTransaction:
+    """Copies each record to ``fast`` (at once) and to ``slow`` (in the transaction), then holds the batch open
+    at the record ``hold`` until ``release`` is set: the transaction stays uncommitted meanwhile."""
+
+    name = "holds"
+
+    def __init__(self, source: str, fast: str, slow: str) -> None:
+        self.source, self.fast, self.slow = source, fast, slow
+        self.release = threading.Event()
+
+    def topics(self) -> list[str]:
+        return [self.source]
+
+    def process(self, msg: object, out: object) -> None:
+        if msg.value() == b"hold":  # type: ignore[attr-defined]
+            assert self.release.wait(60)
+            return
+        out.send(self.fast, msg.key(), None, msg.value(), at_once=True)  # type: ignore[attr-defined]
+        out.send(self.slow, msg.key(), None, msg.value())  # type: ignore[attr-defined]
+
+
+def test_at_once_output_is_readable_before_its_batch_commits(kafka_bootstrap: str) -> None:
+    """What cancel signals and commands rely on: a read_committed reader sees an at-once record while the
+    batch that produced it is still open, and the transactional output only after the commit."""
+    source, fast, slow = unique_name("src"), unique_name("fast"), unique_name("slow")
+    for topic in (source, fast, slow):
+        create_topic(kafka_bootstrap, topic, partitions=1)
+    _produce(kafka_bootstrap, source, [b"a", b"hold"])
+    processor = _HoldsItsTransaction(source, fast, slow)
+    loop = ServiceLoop(processor, Settings(bootstrap_servers=kafka_bootstrap, instance_id="h"), group_id=unique_name("g"))
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        assert [m.value() for m in await_records(kafka_bootstrap, fast, 1, timeout=30)] == [b"a"]
+        with pytest.raises(AssertionError):  # the batch is held open: its transaction is not committed
+            await_records(kafka_bootstrap, slow, 1, timeout=2)
+        assert await_records(kafka_bootstrap, slow, 1, timeout=5, isolation="read_uncommitted")
+        processor.release.set()
+        assert [m.value() for m in await_records(kafka_bootstrap, slow, 1, timeout=30)] == [b"a"]
+    finally:
+        processor.release.set()
+        loop.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_sigkill_never_loses_an_at_once_record(kafka_bootstrap: str) -> None:
+    """At-once output skips the transaction but is acknowledged before its input's offset commits: a SIGKILL
+    with some sent and the batch uncommitted loses none of them; the replay may send some twice."""
+    source, sink, group, values = _two_hundred_inputs(kafka_bootstrap)
+
+    first = _worker(kafka_bootstrap, source, sink, group, kill_after=120, at_once=True)
+    assert first.wait(90) == -signal.SIGKILL, first.stderr.read().decode()[-2000:] if first.stderr else ""
+    second = _worker(kafka_bootstrap, source, sink, group, at_once=True)
+    try:
+        await_records(kafka_bootstrap, sink, 200, timeout=60)
+    finally:
+        second.send_signal(signal.SIGTERM)  # it drains, commits and leaves
+        assert second.wait(30) == 0
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    try:
+        assert reader.committed([TopicPartition(source, 0)], timeout=10)[0].offset == 200
+        written = reader.get_watermark_offsets(TopicPartition(sink, 0), timeout=10)[1]  # no markers: no transaction
+    finally:
+        reader.close()
+    got = [m.value() for m in await_records(kafka_bootstrap, sink, written, timeout=30)]
+    assert set(got) == set(values), f"lost: {sorted(set(values) - set(got))[:5]}"
+    assert len(got) > 200, "the killed batch's at-once records were sent before the kill, and again by the replay"

@@ -84,3 +84,28 @@ def test_fast_api_serve_leaves_the_web_app_working_and_describes_the_functions()
     other = inngest.Inngest(app_id="other")
     with pytest.raises(ValueError, match="not created by client 'other'"):
         inngest.fast_api.serve(FastAPI(), other, [ship])
+
+
+class _Queue:
+    """A consumer whose records have all been fetched: what consume(n, timeout) would return, and how long it
+    would block (it blocks for the whole timeout whenever fewer than n records are there)."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.blocked = 0.0
+
+    def consume(self, num_messages: int, timeout: float) -> list[int]:
+        take = min(num_messages, self.left)
+        self.left -= take
+        if take < num_messages:
+            self.blocked += timeout
+        return list(range(take))
+
+
+def test_consume_available_waits_for_the_first_record_only() -> None:
+    from pipeline.kafka.client import consume_available
+
+    queue = _Queue(3)
+    assert len(consume_available(queue, 500, 0.1)) == 3
+    assert queue.blocked == 0  # the three fetched records came back without waiting for 500
+    assert consume_available(queue, 500, 0.1) == [] and queue.blocked == 0.1  # nothing there: one wait
