@@ -11,7 +11,9 @@ Why this is safe:
 * Offsets are still committed only for the in-order prefix, so a crash re-processes every record past
   it, including urgent ones already applied. Their output is idempotent for the processors that use
   this: the matcher's starts, listeners and signals are keyed records and a start of an existing run is
-  a no-op; a cancel of an ended run is a no-op.
+  a no-op; a cancel of an ended run is a no-op. The early commit also carries the output of the batch's
+  in-order records processed so far, still without their offsets: replayed, they are no-ops too (the run
+  owner's restored state already shows an applied outcome, which makes it stale).
 * An urgent record never overtakes an unprocessed record with the same key (the same run for the owner,
   the same event id for the matcher): order per key is kept, only unrelated records are overtaken.
 * :meth:`first_offsets` gives the positions the loop has really processed up to, for the watermark

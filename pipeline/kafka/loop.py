@@ -12,7 +12,8 @@ when partitions are assigned, may emit on a timer (``tick``), may keep output ba
   (``send_offsets_to_transaction``, consumers read ``read_committed``), or at-least-once
   (produce, flush, then commit offsets) when transactions are off. Records marked ``at_once``
   (cancel signals and commands, whose readers are idempotent) skip the transaction and are
-  acknowledged before the offsets commit: at least once, without waiting for a commit;
+  acknowledged before the offsets commit: at least once, without waiting for a commit
+  (:mod:`pipeline.kafka.committing`);
 * dead letters: a record that fails to decode or to process is copied to the dead-letter
   topic with the reason, source topic, partition and offset in headers, counted, and the
   loop goes on. Output of a failed record is dropped, never half-sent;
@@ -40,21 +41,20 @@ from ..serde import Serde
 from . import metrics
 from .client import bootstrap, consumer_config, producer_config
 from .deadletter import dead_letter_headers
-from .emitter import Emitter, Pending
+from .committing import Committing
+from .emitter import Emitter
 from .lookahead import Lookahead
 from .rebalance import Rebalancing
 from .watchdog import Heart
 
 log = logging.getLogger("pipeline.loop")
 
-SEND_OFFSETS_TIMEOUT = 10.0
 LOOKAHEAD_BATCHES = 10  # with an urgent() hook: records consumed ahead, in batches
 URGENT_POLL_EVERY = 64  # with an urgent() hook: records of a batch between two looks for newly arrived cancels
-AT_ONCE_FLUSH_TIMEOUT = 20.0  # as long as a transaction's commit may take
 EARLY_COMMIT_MIN = 128  # urgent records get a commit of their own only with at least this much work ahead
 
 
-class ServiceLoop(Rebalancing):
+class ServiceLoop(Committing, Rebalancing):
     """Run a processor against Kafka until stopped. One instance = one consumer + one producer."""
 
     def __init__(self, processor: Any, settings: Settings | None = None, *, group_id: str | None = None,
@@ -85,9 +85,8 @@ class ServiceLoop(Rebalancing):
         self.producer = Producer(producer_config(self.servers, transactional_id=txid, **{"linger.ms": 0}))
         # Records a processor marks ``at_once`` (see Emitter.send) skip the transaction: a plain idempotent
         # producer sends them when their input is processed, and _commit has them acknowledged first.
-        self.at_once_producer = Producer(producer_config(
-            self.servers, **{"linger.ms": 0, "on_delivery": self._at_once_delivered})) \
-            if self.exactly_once else self.producer
+        # Made at the first such record (the run owner sends none).
+        self.at_once_producer: Producer | None = None if self.exactly_once else self.producer
         self._at_once_sent = False
         self._at_once_failed: KafkaError | None = None
         self.emitter = Emitter(self.serde, self.settings)
@@ -107,6 +106,9 @@ class ServiceLoop(Rebalancing):
         # urgent(msg): records to process ahead of the backlog (cancellations); see lookahead.py
         self._urgent = getattr(processor, "urgent", None)
         self.lookahead = Lookahead(self.settings.batch_size * LOOKAHEAD_BATCHES) if self._urgent else None
+        # commit_urgent = False: the processor's urgent output that anyone waits for is all sent at once (the
+        # matcher's signals), so urgent records need no commit of their own
+        self._early_commit_min = EARLY_COMMIT_MIN if getattr(processor, "commit_urgent", True) else 1 << 62
         self._revoked_in_batch: set[tuple[str, int]] = set()
         self._in_batch = False  # inside _run_batch: a rebalance served by _poll_urgent's consume lands mid-batch
         bind = getattr(processor, "bind", None)
@@ -192,7 +194,7 @@ class ServiceLoop(Rebalancing):
                     else:
                         early = la.add(msgs, self._urgent)
                         if early:
-                            self._run_early(early, commit=len(la) >= EARLY_COMMIT_MIN)
+                            self._run_early(early, commit=len(la) >= self._early_commit_min)
                         msgs, done = la.take(self.settings.batch_size)
                         self._run_batch(msgs, tick, done)
                 except KafkaException as exc:
@@ -224,11 +226,14 @@ class ServiceLoop(Rebalancing):
         produced = sum(self._process_one(msg) for msg in msgs)
         metrics.URGENT_RECORDS.labels(self.name).inc(len(msgs))
         if commit:
-            produced += self._commit_now()
+            # The output only: sending offsets is two more round trips to the coordinator (p50 10 ms, up to 50
+            # under load) and they can wait for the batch's commit. A crash before it re-processes records
+            # whose output is committed, which the run owner and the matcher ignore (see lookahead.py).
+            produced += self._commit_now(with_offsets=False)
         if produced:
             metrics.OUTPUTS.labels(self.name).inc(produced)
 
-    def _commit_now(self) -> int:
+    def _commit_now(self, *, with_offsets: bool = True) -> int:
         """Commit what has been processed so far, outside the batch rhythm (urgent records; a rebalance in the
         middle of a batch): the processor's held-back output, and the offsets of the records processed in
         order. Not the consumer's position: records taken from the backlog may not be processed yet, and
@@ -237,7 +242,7 @@ class ServiceLoop(Rebalancing):
         if self._end_batch is not None:
             self._end_batch(self.emitter)
             produced = self._flush_pending()
-        self._commit(force=True, advance=False)
+        self._commit(force=True, advance=False, with_offsets=with_offsets)
         return produced
 
     def _poll_urgent(self, remaining: int) -> None:
@@ -248,7 +253,7 @@ class ServiceLoop(Rebalancing):
             return
         early = la.add(self.consumer.consume(la.room(), timeout=0), self._urgent)
         if early:
-            self._run_early(early, commit=remaining >= EARLY_COMMIT_MIN)
+            self._run_early(early, commit=remaining >= self._early_commit_min)
 
     def _run_batch(self, msgs: Sequence[Message], tick: Any, done: set[int] | None = None) -> None:
         """Process a batch in order (``done``: ids of records already processed early, only counted)."""
@@ -299,69 +304,6 @@ class ServiceLoop(Rebalancing):
             produced += self._process_one(msg)
         return produced
 
-    def _ensure_tx(self) -> None:
-        """Begin the transaction at the first output record, so a batch without output opens none."""
-        if self.exactly_once and not self._in_tx:
-            self.producer.begin_transaction()
-            self._in_tx = True
-
-    def _advance_positions(self) -> None:
-        """Count the consumer's positions as consumed: they step over transaction markers and aborted records,
-        which ``msg.offset() + 1`` never does. Without this an idle partition whose last record is a commit
-        marker would look one record behind for ever, and the watermark gate (which compares committed
-        offsets with end offsets) would wait on it."""
-        assignment = self._assignment
-        if not assignment:
-            return
-        try:
-            positions = self.consumer.position(assignment)
-        except KafkaException:
-            return
-        ahead = self.lookahead.first_offsets() if self.lookahead is not None else {}
-        for tp in positions:
-            key = (tp.topic, tp.partition)
-            if key in ahead:  # consumed ahead, not processed: its offsets advance as the backlog is taken
-                continue
-            if tp.offset >= 0 and tp.offset > max(self.positions.get(key, -1), self._uncommitted.get(key, -1)):
-                self._uncommitted[key] = tp.offset
-
-    def _commit(self, *, force: bool, advance: bool = True) -> None:
-        """Commit the open transaction with every consumed offset not yet committed.
-
-        Offsets of batches that produced nothing wait (at most ``offset_commit_interval``) for the
-        next transaction instead of opening one each: an empty transaction costs a broker round
-        trip and, right after another commit, a CONCURRENT_TRANSACTIONS back-off. Redoing such
-        records after a crash is harmless, since they produced nothing. The interval is short
-        (20 ms by default) because the watermark gate waits for these commits."""
-        due = force or time.monotonic() - self._last_commit >= self.offset_commit_interval
-        if advance and (due or self._in_tx):
-            self._advance_positions()
-        offsets = self._uncommitted
-        if not self._in_tx and not (offsets and due):
-            return
-        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        if self._at_once_sent:
-            self._flush_at_once()
-        if self.exactly_once:
-            self._ensure_tx()
-            if tps:
-                # One bounded try, never a retry loop: if the group is rebalancing (a coordinator
-                # moved, a broker died), only this thread's next consume() can complete the
-                # rebalance, so waiting here would deadlock. On failure the batch is aborted and
-                # replayed from the committed offsets (see _handle_commit_failure).
-                self.producer.send_offsets_to_transaction(tps, self.consumer.consumer_group_metadata(),
-                                                          SEND_OFFSETS_TIMEOUT)
-            _retrying(lambda: self.producer.commit_transaction(20), attempts=3)
-            self._in_tx = False
-        else:
-            self.producer.flush(60)
-            if tps:
-                self.consumer.commit(offsets=tps, asynchronous=False)
-            self._in_tx = False
-        self.positions.update(offsets)
-        offsets.clear()
-        self._last_commit = time.monotonic()
-
     def _tick_collect(self, tick: Any) -> None:
         """Run the processor's timer hook. A failing tick is logged, not fatal."""
         try:
@@ -371,38 +313,6 @@ class ServiceLoop(Rebalancing):
             if self._discard is not None:
                 self._discard()
             log.exception("tick failed", extra={"service": self.name})
-
-    def _flush_pending(self) -> int:
-        """Hand the processor's queued output to the producers; returns the number of records."""
-        at_once = self.emitter._at_once
-        n = len(at_once)
-        if n:
-            _produce_all(self.at_once_producer, at_once)
-            self._at_once_sent = True
-            self._in_tx = self._in_tx or not self.exactly_once  # at-least-once: flushed before the offsets
-        pending = self.emitter._pending
-        if not pending:
-            return n
-        self._ensure_tx()
-        self._in_tx = True  # at-least-once: marks "output to flush before the offsets"
-        n += len(pending)
-        _produce_all(self.producer, pending)
-        return n
-
-    def _at_once_delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._at_once_failed = err
-
-    def _flush_at_once(self) -> None:
-        """Have every at-once record acknowledged before offsets that cover its input are committed. A record
-        not acknowledged aborts the batch, which is then processed again (and sends it again)."""
-        remaining = self.at_once_producer.flush(AT_ONCE_FLUSH_TIMEOUT)
-        failed, self._at_once_failed = self._at_once_failed, None
-        if remaining or failed is not None:
-            reason = f"{remaining} at-once records not acknowledged" if remaining else f"at-once record lost: {failed}"
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT if remaining else failed.code(), reason,
-                                            retriable=True, txn_requires_abort=True))
-        self._at_once_sent = False
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
         headers = dead_letter_headers(self.name, msg, exc)
@@ -419,7 +329,7 @@ class ServiceLoop(Rebalancing):
             except KafkaException as exc:
                 log.warning("final commit failed", extra={"service": self.name, "error": str(exc)})
             self.producer.flush(30)
-            if self.at_once_producer is not self.producer:
+            if self.at_once_producer not in (None, self.producer):
                 self.at_once_producer.flush(30)
             close = getattr(self.processor, "close", None)
             if close:
@@ -428,33 +338,6 @@ class ServiceLoop(Rebalancing):
             self.consumer.close()
             log.info("service stopped", extra={"service": self.name, "processed": self.processed,
                                                "dead_lettered": self.dead_lettered})
-
-
-def _produce_all(producer: Producer, records: Pending) -> None:
-    produce = producer.produce
-    for topic, key, value, partition, headers in records:
-        while True:
-            try:
-                produce(topic, value=value, key=key, partition=partition, headers=headers)
-                break
-            except BufferError:  # local queue full: let librdkafka drain, then retry
-                producer.poll(0.05)
-    records.clear()
-
-
-def _retrying(call: Any, attempts: int = 5) -> None:
-    """Call a transactional API, repeating it on retriable errors as librdkafka asks (abortable and fatal
-    errors propagate to the loop, which aborts and rewinds, or stops)."""
-    for attempt in range(attempts):
-        try:
-            call()
-            return
-        except KafkaException as exc:
-            err = exc.args[0]
-            if attempt == attempts - 1 or not err.retriable() or err.txn_requires_abort():
-                raise
-            log.warning("retrying transactional call", extra={"error": str(err), "attempt": attempt + 1})
-            time.sleep(0.1 * (attempt + 1))
 
 
 def run_in_thread(loop: Any) -> threading.Thread:

@@ -126,6 +126,10 @@ class Matcher:
 
     # -- one record ----------------------------------------------------------------------------------------
 
+    # An urgent event's signals are sent at once; the rest of what it causes (its own runs, its dedup entry) is
+    # waited for by nobody, so it commits with its batch (pipeline/kafka/loop.py).
+    commit_urgent = False
+
     def urgent(self, msg: Message) -> bool:
         """An event some function cancels on (or waits for): processed ahead of the backlog, so its signal is
         not queued behind a burst of other events (pipeline/kafka/lookahead.py). Everything it causes is

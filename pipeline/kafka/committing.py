@@ -1,0 +1,177 @@
+"""The service loop's output side: transactions, at-once records, and committing offsets.
+
+A mixin of :class:`pipeline.kafka.loop.ServiceLoop` (the loop's state is its own), kept in a module of its
+own so that the batch path in loop.py reads on its own. What it guarantees:
+
+* exactly-once: a batch's output and its input offsets commit in one transaction, begun at the first
+  output record (a batch without output opens none);
+* at-once records (``Emitter.send(..., at_once=True)``) go through a plain idempotent producer as soon as
+  their input is processed, and are acknowledged before any offset covering that input commits;
+* at-least-once (transactions off): produce, flush, then commit offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from .client import producer_config
+from .emitter import Pending
+
+log = logging.getLogger("pipeline.loop")
+
+SEND_OFFSETS_TIMEOUT = 10.0
+AT_ONCE_FLUSH_TIMEOUT = 20.0  # as long as a transaction's commit may take
+
+
+class Committing:
+    """Transactions, at-once records and offset commits of a ServiceLoop."""
+
+    # provided by ServiceLoop
+    exactly_once: bool
+    servers: str
+    consumer: Any
+    producer: Any
+    at_once_producer: Any
+    emitter: Any
+    lookahead: Any
+    positions: dict[tuple[str, int], int]
+    offset_commit_interval: float
+    _assignment: list[TopicPartition]
+    _uncommitted: dict[tuple[str, int], int]
+    _in_tx: bool
+    _at_once_sent: bool
+    _at_once_failed: KafkaError | None
+    _last_commit: float
+
+    def _ensure_tx(self) -> None:
+        """Begin the transaction at the first output record, so a batch without output opens none."""
+        if self.exactly_once and not self._in_tx:
+            self.producer.begin_transaction()
+            self._in_tx = True
+
+    def _advance_positions(self) -> None:
+        """Count the consumer's positions as consumed: they step over transaction markers and aborted records,
+        which ``msg.offset() + 1`` never does. Without this an idle partition whose last record is a commit
+        marker would look one record behind for ever, and the watermark gate (which compares committed
+        offsets with end offsets) would wait on it."""
+        assignment = self._assignment
+        if not assignment:
+            return
+        try:
+            positions = self.consumer.position(assignment)
+        except KafkaException:
+            return
+        ahead = self.lookahead.first_offsets() if self.lookahead is not None else {}
+        for tp in positions:
+            key = (tp.topic, tp.partition)
+            if key in ahead:  # consumed ahead, not processed: its offsets advance as the backlog is taken
+                continue
+            if tp.offset >= 0 and tp.offset > max(self.positions.get(key, -1), self._uncommitted.get(key, -1)):
+                self._uncommitted[key] = tp.offset
+
+    def _commit(self, *, force: bool, advance: bool = True, with_offsets: bool = True) -> None:
+        """Commit the open transaction with every consumed offset not yet committed (``with_offsets=False``:
+        the output only; the offsets go with a later commit).
+
+        Offsets of batches that produced nothing wait (at most ``offset_commit_interval``) for the
+        next transaction instead of opening one each: an empty transaction costs a broker round
+        trip and, right after another commit, a CONCURRENT_TRANSACTIONS back-off. Redoing such
+        records after a crash is harmless, since they produced nothing. The interval is short
+        (20 ms by default) because the watermark gate waits for these commits."""
+        due = force or time.monotonic() - self._last_commit >= self.offset_commit_interval
+        if advance and (due or self._in_tx):
+            self._advance_positions()
+        offsets = self._uncommitted if with_offsets else {}
+        if not self._in_tx and not (offsets and due):
+            return
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        if tps and self._at_once_sent:
+            self._flush_at_once()
+        if self.exactly_once:
+            self._ensure_tx()
+            if tps:
+                # One bounded try, never a retry loop: if the group is rebalancing (a coordinator
+                # moved, a broker died), only this thread's next consume() can complete the
+                # rebalance, so waiting here would deadlock. On failure the batch is aborted and
+                # replayed from the committed offsets (see _handle_commit_failure).
+                self.producer.send_offsets_to_transaction(tps, self.consumer.consumer_group_metadata(),
+                                                          SEND_OFFSETS_TIMEOUT)
+            retrying(lambda: self.producer.commit_transaction(20), attempts=3)
+            self._in_tx = False
+        else:
+            self.producer.flush(60)
+            if tps:
+                self.consumer.commit(offsets=tps, asynchronous=False)
+            self._in_tx = False
+        if offsets:
+            self.positions.update(offsets)
+            offsets.clear()
+            self._last_commit = time.monotonic()
+
+    def _flush_pending(self) -> int:
+        """Hand the processor's queued output to the producers; returns the number of records."""
+        at_once = self.emitter._at_once
+        n = len(at_once)
+        if n:
+            if self.at_once_producer is None:
+                self.at_once_producer = Producer(producer_config(
+                    self.servers, **{"linger.ms": 0, "on_delivery": self._at_once_delivered}))
+            produce_all(self.at_once_producer, at_once)
+            self._at_once_sent = True
+            self._in_tx = self._in_tx or not self.exactly_once  # at-least-once: flushed before the offsets
+        pending = self.emitter._pending
+        if not pending:
+            return n
+        self._ensure_tx()
+        self._in_tx = True  # at-least-once: marks "output to flush before the offsets"
+        n += len(pending)
+        produce_all(self.producer, pending)
+        return n
+
+    def _at_once_delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._at_once_failed = err
+
+    def _flush_at_once(self) -> None:
+        """Have every at-once record acknowledged before offsets that cover its input are committed. A record
+        not acknowledged aborts the batch, which is then processed again (and sends it again)."""
+        assert self.at_once_producer is not None
+        remaining = self.at_once_producer.flush(AT_ONCE_FLUSH_TIMEOUT)
+        failed, self._at_once_failed = self._at_once_failed, None
+        if remaining or failed is not None:
+            reason = f"{remaining} at-once records not acknowledged" if remaining else f"at-once record lost: {failed}"
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT if remaining else failed.code(), reason,
+                                            retriable=True, txn_requires_abort=True))
+        self._at_once_sent = False
+
+
+def produce_all(producer: Producer, records: Pending) -> None:
+    """Hand ``records`` to ``producer`` (waiting for room in its queue when it is full), then empty the list."""
+    produce = producer.produce
+    for topic, key, value, partition, headers in records:
+        while True:
+            try:
+                produce(topic, value=value, key=key, partition=partition, headers=headers)
+                break
+            except BufferError:  # local queue full: let librdkafka drain, then retry
+                producer.poll(0.05)
+    records.clear()
+
+
+def retrying(call: Any, attempts: int = 5) -> None:
+    """Call a transactional API, repeating it on retriable errors as librdkafka asks (abortable and fatal
+    errors propagate to the loop, which aborts and rewinds, or stops)."""
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except KafkaException as exc:
+            err = exc.args[0]
+            if attempt == attempts - 1 or not err.retriable() or err.txn_requires_abort():
+                raise
+            log.warning("retrying transactional call", extra={"error": str(err), "attempt": attempt + 1})
+            time.sleep(0.1 * (attempt + 1))
