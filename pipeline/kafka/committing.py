@@ -18,7 +18,6 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from .client import producer_config
 from .emitter import Pending
 
 log = logging.getLogger("pipeline.loop")
@@ -32,7 +31,6 @@ class Committing:
 
     # provided by ServiceLoop
     exactly_once: bool
-    servers: str
     consumer: Any
     producer: Any
     at_once_producer: Any
@@ -117,9 +115,6 @@ class Committing:
         at_once = self.emitter._at_once
         n = len(at_once)
         if n:
-            if self.at_once_producer is None:
-                self.at_once_producer = Producer(producer_config(
-                    self.servers, **{"linger.ms": 0, "on_delivery": self._at_once_delivered}))
             produce_all(self.at_once_producer, at_once)
             self._at_once_sent = True
             self._in_tx = self._in_tx or not self.exactly_once  # at-least-once: flushed before the offsets
@@ -139,7 +134,6 @@ class Committing:
     def _flush_at_once(self) -> None:
         """Have every at-once record acknowledged before offsets that cover its input are committed. A record
         not acknowledged aborts the batch, which is then processed again (and sends it again)."""
-        assert self.at_once_producer is not None
         remaining = self.at_once_producer.flush(AT_ONCE_FLUSH_TIMEOUT)
         failed, self._at_once_failed = self._at_once_failed, None
         if remaining or failed is not None:
