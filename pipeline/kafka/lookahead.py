@@ -37,6 +37,9 @@ class Lookahead:
         self.backlog: deque[Any] = deque()
         self._early: set[tuple[str, int, int]] = set()
         self._pending: Counter[_Key] = Counter()
+        # per partition, its records in the backlog not processed early: first_offsets stops walking the
+        # backlog (up to ten batches) once it has seen each of them, rather than at every commit to its end
+        self._in_order: Counter[tuple[str, int]] = Counter()
 
     def __len__(self) -> int:
         return len(self.backlog)
@@ -58,6 +61,7 @@ class Lookahead:
                 now.append(msg)
             else:
                 self._pending[key] += 1
+                self._in_order[key[:2]] += 1
         return now
 
     def take(self, n: int) -> tuple[list[Any], set[int]]:
@@ -79,6 +83,10 @@ class Lookahead:
             self._pending[key] -= 1
             if self._pending[key] <= 0:
                 del self._pending[key]
+            part = key[:2]
+            self._in_order[part] -= 1
+            if self._in_order[part] <= 0:
+                del self._in_order[part]
         return out, done
 
     def first_offsets(self, *, unprocessed: bool = False) -> dict[tuple[str, int], int]:
@@ -86,12 +94,19 @@ class Lookahead:
         be counted as committed. ``unprocessed``: skip records already processed early, which gives the
         offset up to which every record of the partition has been processed."""
         first: dict[tuple[str, int], int] = {}
+        early = self._early
+        if unprocessed:
+            want = len(self._in_order)
+        else:  # every partition with a record in the backlog, processed early or not
+            want = len(self._in_order.keys() | {(topic, p) for topic, p, _ in early})
         for msg in self.backlog:
+            if len(first) >= want:
+                break
             if msg.error() is not None:
                 continue
             part = (msg.topic(), msg.partition())
-            if not (unprocessed and (*part, msg.offset()) in self._early):
-                first.setdefault(part, msg.offset())
+            if part not in first and not (unprocessed and (*part, msg.offset()) in early):
+                first[part] = msg.offset()
         return first
 
     def drop(self, partitions: set[tuple[str, int]]) -> None:
@@ -101,12 +116,14 @@ class Lookahead:
         self._early = {e for e in self._early if (e[0], e[1]) not in partitions}
         self._pending = Counter((m.topic(), m.partition(), m.key()) for m in self.backlog
                                 if m.error() is None and (m.topic(), m.partition(), m.offset()) not in self._early)
+        self._in_order = Counter({part: n for part, n in self._in_order.items() if part not in partitions})
 
     def clear(self) -> None:
         """Everything is consumed again from the committed offsets (after an aborted transaction)."""
         self.backlog.clear()
         self._early.clear()
         self._pending.clear()
+        self._in_order.clear()
 
 
 def _safely(is_urgent: Callable[[Any], bool], msg: Any) -> bool:

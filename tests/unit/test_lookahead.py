@@ -75,3 +75,35 @@ def test_a_hook_that_cannot_read_a_record_leaves_it_in_order() -> None:
     poison = Msg(0, 0, "p")
     assert la.add([poison], broken) == []
     assert la.take(10) == ([poison], set())
+
+
+def _walked_first_offsets(la: Lookahead, unprocessed: bool) -> dict[tuple[str, int], int]:
+    """first_offsets by a walk of the whole backlog (what it did before it learned to stop early)."""
+    first: dict[tuple[str, int], int] = {}
+    for m in la.backlog:
+        if not (unprocessed and (m.topic(), m.partition(), m.offset()) in la._early):
+            first.setdefault((m.topic(), m.partition()), m.offset())
+    return first
+
+
+def test_first_offsets_stops_early_and_still_matches_a_whole_walk() -> None:
+    import random
+
+    rng = random.Random(7)
+    la = Lookahead(limit=400)
+    offsets = {p: 0 for p in range(4)}
+    for _ in range(300):
+        op = rng.random()
+        if op < 0.6 and la.room() > 0:
+            batch = []
+            for _ in range(rng.randint(1, 20)):
+                p = rng.randrange(4)
+                batch.append(Msg(p, offsets[p], str(rng.randrange(6)), urgent=rng.random() < 0.2))
+                offsets[p] += 1
+            la.add(batch, urgent)
+        elif op < 0.95:
+            la.take(rng.randint(1, 30))
+        else:
+            la.drop({("t", rng.randrange(4))})
+        for unprocessed in (False, True):
+            assert la.first_offsets(unprocessed=unprocessed) == _walked_first_offsets(la, unprocessed)
