@@ -18,6 +18,8 @@ worker``. The bench's own readers (system events, run states) live in this proce
    produce to the arrival of its ``inngest/function.cancelled``. Reported whole and split: cancels sent
    during the ingest (before the owner had started the burst's last run: they queue behind the burst's
    events in the matcher and its starts in the owner, both FIFO per partition) and while the steps run.
+   Where the time goes, per hop (matcher, canceller, run owner, the owner's commit + the reader), is read
+   back from the topics afterwards (``bench/cancel_path.py``).
 3. The worker hop: ``--probes`` runs of a function whose one step does nothing, one at a time. From the
    run states: hop = step applied by the owner (``completed_at``) - invocation written (``inflight_at``),
    i.e. owner -> Kafka -> worker -> Kafka -> owner. The raw baseline is a confluent-kafka round trip
@@ -47,6 +49,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import broker, console, create_topic, emit, percentile, progress_bar, results_table  # noqa: E402
+from bench.cancel_path import HOPS, cancel_hops  # noqa: E402
 from bench.steps_app import IO_SECONDS, app  # noqa: E402
 from pipeline.kafka.client import consume_available  # noqa: E402
 from pipeline.serde import EVENT, Serde  # noqa: E402
@@ -201,6 +204,8 @@ def throughput(servers: str, variant: str, n_workers: int, args: argparse.Namesp
                                          if s["function_id"] == fn and s["started_at"]) >= args.runs + 1,
                            timeout=60, what="every run started, in the bench's reader")
             ingest_end = max(s["started_at"] for s in stack.latest_runs().values() if s["function_id"] == fn) / 1000
+            path = cancel_hops(servers, stack.settings.topic, stack.latest_runs(),
+                               arrivals.named("inngest/function.cancelled", "bench-sleeper"), ingest_end)
         finally:
             arrivals.close()
             stop_services(procs)
@@ -211,7 +216,8 @@ def throughput(servers: str, variant: str, n_workers: int, args: argparse.Namesp
             "cancels": len(latencies), **_cancel_figures("cancel", [ms for _, ms in latencies]),
             "ingest_seconds": round(ingest_end - started, 2),
             **_cancel_figures("cancel_during_ingest", [ms for t, ms in latencies if t < ingest_end]),
-            **_cancel_figures("cancel_while_steps_run", [ms for t, ms in latencies if t >= ingest_end])}
+            **_cancel_figures("cancel_while_steps_run", [ms for t, ms in latencies if t >= ingest_end]),
+            "cancel_hops_ms": path}
 
 
 def _cancel_figures(label: str, latencies: list[float]) -> dict[str, Any]:
@@ -316,6 +322,10 @@ def main() -> None:
                      f"{f['cancel_during_ingest_n']} cancels"))
         rows.append(("    sent while the steps run", f"p50 {f['cancel_while_steps_run_p50_ms']} ms / p99 "
                      f"{f['cancel_while_steps_run_p99_ms']} ms", f"{f['cancel_while_steps_run_n']} cancels"))
+        for phase, hop in f["cancel_hops_ms"].items():
+            rows.append((f"    {phase.replace('_', ' ')}, hop by hop (p50/max)",
+                         ", ".join(f"{hop[h]['p50']:.0f}/{hop[h]['max']:.0f}" for h in HOPS if h in hop),
+                         "ms: matcher, canceller, run owner, its commit + read"))
     lat = figures["latency"]
     rows.append(("worker hop (owner->worker->owner)", f"p50 {lat['hop_p50_ms']} ms / p99 {lat['hop_p99_ms']} ms",
                  f"raw 2-hop round trip p50 {lat['raw_two_hops_p50_ms']} ms (x{lat['hop_over_raw_p50']})"))
