@@ -111,9 +111,8 @@ class Worker:
         self.dead_letter_topic = self.settings.topic(t.DEAD_LETTER)
         self.group_id = group_id or f"{self.settings.topic_prefix}pipeline-worker"
         self.ident = f"{socket.gethostname()}:{os.getpid()}"
-        # read_uncommitted: an invocation is taken as soon as the owner's transaction wrote it, not after the
-        # commit marker (a waiting read_committed fetch is not woken by a marker, which cost up to
-        # fetch.wait.max.ms per hop). Safe because steps are at-least-once: if that transaction aborts, the
+        # read_uncommitted: an invocation is taken as soon as the owner's transaction wrote it, not after its
+        # commit (which takes 10-60 ms on a loaded broker, on every step). Safe because steps are at-least-once: if that transaction aborts, the
         # owner redoes it from its committed state and dispatches the same (run, seq, attempt) again, and the
         # step may run twice (never skip the redo: the first outcome may have reached the owner before the
         # redo and been ignored as stale). The owner applies whichever outcome is current, once. The
