@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import broker, console, create_topic, emit, percentile, progress_bar, results_table  # noqa: E402
 from bench.cancel_path import HOPS, cancel_hops  # noqa: E402
 from bench.steps_app import IO_SECONDS, app  # noqa: E402
-from pipeline.kafka.client import consume_available  # noqa: E402
+from pipeline.kafka.client import FETCH_WAIT_MAX_MS, consume_available  # noqa: E402
 from pipeline.serde import EVENT, Serde  # noqa: E402
 from pipeline.serde.models import event_record_to_dict  # noqa: E402
 from pipeline.testing.stack import Stack  # noqa: E402
@@ -68,7 +68,7 @@ class Arrivals:
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self.consumer = Consumer({"bootstrap.servers": servers, "group.id": "bench-arrivals",
-                                  "isolation.level": "read_committed", "fetch.wait.max.ms": 10,
+                                  "isolation.level": "read_committed", "fetch.wait.max.ms": FETCH_WAIT_MAX_MS,
                                   "enable.auto.commit": False})
         meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
         self.consumer.assign([TopicPartition(topic, p, -2) for p in meta.partitions])
