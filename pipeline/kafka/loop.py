@@ -42,7 +42,7 @@ from . import metrics
 from .client import bootstrap, consumer_config, producer_config
 from .deadletter import dead_letter_headers
 from .committing import Committing
-from .emitter import Emitter
+from .emitter import Emitter, Pending
 from .lookahead import Lookahead
 from .rebalance import Rebalancing
 from .watchdog import Heart
@@ -95,6 +95,9 @@ class ServiceLoop(Committing, Rebalancing):
         self._at_once_failed: KafkaError | None = None
         self.emitter = Emitter(self.serde, self.settings)
         self._in_tx = False
+        # defer_output: the processor's transactional output is produced just before the commit (committing.py)
+        self._defer_output = bool(getattr(processor, "defer_output", False))
+        self._deferred: Pending = []
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
         self.offset_commit_interval = self.settings.offset_commit_interval_ms / 1000

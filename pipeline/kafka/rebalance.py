@@ -31,6 +31,7 @@ class Rebalancing:
     _uncommitted: dict[tuple[str, int], int]
     _assignment: list[TopicPartition]
     _in_tx: bool
+    _deferred: list[Any]
     _at_once_sent: bool
     _in_batch: bool
     _needs_rebuild: bool
@@ -44,6 +45,7 @@ class Rebalancing:
     def _handle_commit_failure(self, exc: KafkaException) -> None:
         err = exc.args[0]
         self.emitter.clear()
+        self._deferred.clear()
         if self.exactly_once and not err.fatal() and (err.txn_requires_abort() or err.retriable()) \
                 and (self._in_tx or self._at_once_sent):
             # _at_once_sent: at-once records were not all acknowledged (no transaction need be open); the batch

@@ -129,6 +129,9 @@ class Matcher:
     # An urgent event's signals are sent at once; the rest of what it causes (its own runs, its dedup entry) is
     # waited for by nobody, so it commits with its batch (pipeline/kafka/loop.py).
     commit_urgent = False
+    # Its starts go to run-commands, where the canceller's cancel commands land at once: produced only at the
+    # commit, a burst's starts hide those commands for a commit's length, not a whole batch's (committing.py).
+    defer_output = True
 
     def urgent(self, msg: Message) -> bool:
         """An event some function cancels on (or waits for): processed ahead of the backlog, so its signal is

@@ -228,3 +228,36 @@ def test_sigkill_never_loses_an_at_once_record(kafka_bootstrap: str) -> None:
     got = [m.value() for m in await_records(kafka_bootstrap, sink, written, timeout=30)]
     assert set(got) == set(values), f"lost: {sorted(set(values) - set(got))[:5]}"
     assert len(got) > 200, "the killed batch's at-once records were sent before the kill, and again by the replay"
+
+
+class _DefersItsOutput(_HoldsItsTransaction):
+    """Copies each record to ``slow`` in the transaction, produced only at the commit (``defer_output``), then
+    holds the batch open at ``hold`` as its parent does."""
+
+    defer_output = True
+
+
+def test_deferred_output_does_not_hide_other_producers_records_while_its_batch_is_open(kafka_bootstrap: str) -> None:
+    """What the matcher's ``defer_output`` is for: a transaction's first record in a partition holds back its
+    last stable offset, so a read_committed reader sees no record past it, another producer's neither (a cancel
+    command behind a burst's starts). Output produced at the commit hides nothing while the batch works."""
+    source, fast, shared = unique_name("src"), unique_name("fast"), unique_name("shared")
+    for topic in (source, fast, shared):
+        create_topic(kafka_bootstrap, topic, partitions=1)
+    _produce(kafka_bootstrap, source, [b"a", b"hold"])
+    processor = _DefersItsOutput(source, fast, shared)
+    loop = ServiceLoop(processor, Settings(bootstrap_servers=kafka_bootstrap, instance_id="d"), group_id=unique_name("g"))
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        await_records(kafka_bootstrap, fast, 1, timeout=30)  # "a" is processed; the batch is held open at "hold"
+        _produce(kafka_bootstrap, shared, [b"other"])  # another producer, the same partition
+        assert [m.value() for m in await_records(kafka_bootstrap, shared, 1, timeout=5)] == [b"other"]
+        processor.release.set()
+        got = [m.value() for m in await_records(kafka_bootstrap, shared, 2, timeout=30)]
+        assert got == [b"other", b"a"]  # the deferred record, at the commit
+    finally:
+        processor.release.set()
+        loop.stop()
+        thread.join(30)
+    assert not thread.is_alive()
