@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -181,29 +183,37 @@ class _HoldsItsTransaction:
         out.send(self.slow, msg.key(), None, msg.value())  # type: ignore[attr-defined]
 
 
-def test_at_once_output_is_readable_before_its_batch_commits(kafka_bootstrap: str) -> None:
-    """What cancel signals and commands rely on: a read_committed reader sees an at-once record while the
-    batch that produced it is still open, and the transactional output only after the commit."""
+@contextlib.contextmanager
+def _held_batch(bootstrap: str, kind: type[_HoldsItsTransaction]) -> Iterator[tuple[_HoldsItsTransaction, str, str]]:
+    """A loop running ``kind`` over [b"a", b"hold"]: yields (processor, fast topic, slow topic) once it runs;
+    releases the held batch and stops the loop on the way out."""
     source, fast, slow = unique_name("src"), unique_name("fast"), unique_name("slow")
     for topic in (source, fast, slow):
-        create_topic(kafka_bootstrap, topic, partitions=1)
-    _produce(kafka_bootstrap, source, [b"a", b"hold"])
-    processor = _HoldsItsTransaction(source, fast, slow)
-    loop = ServiceLoop(processor, Settings(bootstrap_servers=kafka_bootstrap, instance_id="h"), group_id=unique_name("g"))
+        create_topic(bootstrap, topic, partitions=1)
+    _produce(bootstrap, source, [b"a", b"hold"])
+    processor = kind(source, fast, slow)
+    loop = ServiceLoop(processor, Settings(bootstrap_servers=bootstrap, instance_id="h"), group_id=unique_name("g"))
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     try:
+        yield processor, fast, slow
+    finally:
+        processor.release.set()
+        loop.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_at_once_output_is_readable_before_its_batch_commits(kafka_bootstrap: str) -> None:
+    """What cancel signals and commands rely on: a read_committed reader sees an at-once record while the
+    batch that produced it is still open, and the transactional output only after the commit."""
+    with _held_batch(kafka_bootstrap, _HoldsItsTransaction) as (processor, fast, slow):
         assert [m.value() for m in await_records(kafka_bootstrap, fast, 1, timeout=30)] == [b"a"]
         with pytest.raises(AssertionError):  # the batch is held open: its transaction is not committed
             await_records(kafka_bootstrap, slow, 1, timeout=2)
         assert await_records(kafka_bootstrap, slow, 1, timeout=5, isolation="read_uncommitted")
         processor.release.set()
         assert [m.value() for m in await_records(kafka_bootstrap, slow, 1, timeout=30)] == [b"a"]
-    finally:
-        processor.release.set()
-        loop.stop()
-        thread.join(30)
-    assert not thread.is_alive()
 
 
 def test_sigkill_never_loses_an_at_once_record(kafka_bootstrap: str) -> None:
@@ -241,23 +251,10 @@ def test_deferred_output_does_not_hide_other_producers_records_while_its_batch_i
     """What the matcher's ``defer_output`` is for: a transaction's first record in a partition holds back its
     last stable offset, so a read_committed reader sees no record past it, another producer's neither (a cancel
     command behind a burst's starts). Output produced at the commit hides nothing while the batch works."""
-    source, fast, shared = unique_name("src"), unique_name("fast"), unique_name("shared")
-    for topic in (source, fast, shared):
-        create_topic(kafka_bootstrap, topic, partitions=1)
-    _produce(kafka_bootstrap, source, [b"a", b"hold"])
-    processor = _DefersItsOutput(source, fast, shared)
-    loop = ServiceLoop(processor, Settings(bootstrap_servers=kafka_bootstrap, instance_id="d"), group_id=unique_name("g"))
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    try:
+    with _held_batch(kafka_bootstrap, _DefersItsOutput) as (processor, fast, shared):
         await_records(kafka_bootstrap, fast, 1, timeout=30)  # "a" is processed; the batch is held open at "hold"
         _produce(kafka_bootstrap, shared, [b"other"])  # another producer, the same partition
         assert [m.value() for m in await_records(kafka_bootstrap, shared, 1, timeout=5)] == [b"other"]
         processor.release.set()
         got = [m.value() for m in await_records(kafka_bootstrap, shared, 2, timeout=30)]
         assert got == [b"other", b"a"]  # the deferred record, at the commit
-    finally:
-        processor.release.set()
-        loop.stop()
-        thread.join(30)
-    assert not thread.is_alive()
