@@ -43,6 +43,9 @@ class Canceller:
     """The canceller processor for :class:`pipeline.kafka.loop.ServiceLoop`."""
 
     name = "canceller"
+    # Its transactional output is tombstones in cancel-index, where the signals it waits for land at once: produced
+    # at the commit, they do not hide those signals from itself for a whole batch (committing.py).
+    defer_output = True
 
     def __init__(self, settings: Settings, serde: Serde | None = None) -> None:
         self.settings = settings

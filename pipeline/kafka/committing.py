@@ -44,7 +44,7 @@ class Committing:
     _at_once_sent: bool
     _at_once_failed: KafkaError | None
     _last_commit: float
-    _defer_output: bool
+    _defer_output: bool | frozenset[str]
     _deferred: Pending
 
     def _ensure_tx(self) -> None:
@@ -82,8 +82,6 @@ class Committing:
         trip and, right after another commit, a CONCURRENT_TRANSACTIONS back-off. Redoing such
         records after a crash is harmless, since they produced nothing. The interval is short
         (20 ms by default) because the watermark gate waits for these commits."""
-        if self._deferred:  # held back by a defer_output processor until now (see _flush_pending)
-            produce_all(self.producer, self._deferred)
         due = force or time.monotonic() - self._last_commit >= self.offset_commit_interval
         if advance and (due or self._in_tx):
             self._advance_positions()
@@ -93,6 +91,8 @@ class Committing:
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         if tps and self._at_once_sent:
             self._flush_at_once()
+        if self._deferred:  # held back by a defer_output processor until now (see _flush_pending); after the
+            produce_all(self.producer, self._deferred)  # at-once flush, which must not hold partitions back
         if self.exactly_once:
             self._ensure_tx()
             if tps:
@@ -119,8 +119,8 @@ class Committing:
         at_once = self.emitter._at_once
         n = len(at_once)
         if n:
+            self._at_once_sent = True  # first: a produce that raises half-way still forces the flush check
             produce_all(self.at_once_producer, at_once)
-            self._at_once_sent = True
             self._in_tx = self._in_tx or not self.exactly_once  # at-least-once: flushed before the offsets
         pending = self.emitter._pending
         if not pending:
@@ -128,15 +128,22 @@ class Committing:
         self._ensure_tx()
         self._in_tx = True  # at-least-once: marks "output to flush before the offsets"
         n += len(pending)
-        if self._defer_output:
+        defer = self._defer_output
+        if defer:
             # Kept until the commit: the transaction's first record in a partition holds that partition's last
             # stable offset, so read-committed readers see nothing past it, *other producers' records too*,
             # until the commit. Written at the end, the matcher's starts hide the at-once cancel commands in
             # run-commands for the length of a commit, not of a whole batch. Costs its readers nothing: they
-            # see the records at the commit either way.
-            self._deferred.extend(pending)
-            pending.clear()
-            return n
+            # see the records at the commit either way. A set of topics defers only those (the run owner's
+            # cancel-index tombstones; its invocations are read uncommitted and must go at once); order within
+            # a partition is kept, since a topic's records are all deferred or none.
+            if defer is True:
+                self._deferred.extend(pending)
+                pending.clear()
+                return n
+            if any(record[0] in defer for record in pending):
+                self._deferred.extend(record for record in pending if record[0] in defer)
+                pending[:] = [record for record in pending if record[0] not in defer]
         produce_all(self.producer, pending)
         return n
 

@@ -95,8 +95,11 @@ class ServiceLoop(Committing, Rebalancing):
         self._at_once_failed: KafkaError | None = None
         self.emitter = Emitter(self.serde, self.settings)
         self._in_tx = False
-        # defer_output: the processor's transactional output is produced just before the commit (committing.py)
-        self._defer_output = bool(getattr(processor, "defer_output", False))
+        # defer_output: the processor's transactional output (True), or its output to these topics (a set), is
+        # produced just before the commit (committing.py)
+        defer = getattr(processor, "defer_output", False)
+        self._defer_output: bool | frozenset[str] = frozenset(defer) if isinstance(defer, (set, frozenset)) \
+            else bool(defer)
         self._deferred: Pending = []
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._last_commit = time.monotonic()
@@ -175,6 +178,7 @@ class ServiceLoop(Committing, Rebalancing):
         log.info("service started", extra={"service": self.name, "group": self.group_id,
                                            "exactly_once": self.exactly_once, "topics": self.processor.topics()})
         tick = getattr(self.processor, "tick", None)
+        clean = False
         try:
             while not self._stop.is_set():
                 self.heart.beat()
@@ -209,8 +213,9 @@ class ServiceLoop(Committing, Rebalancing):
                     continue
                 if msgs:
                     metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            clean = True
         finally:
-            self._close()
+            self._close(clean)
 
     # -- one batch -----------------------------------------------------------------------------------------
 
@@ -329,12 +334,19 @@ class ServiceLoop(Committing, Rebalancing):
         self.dead_lettered += 1
         metrics.DEAD_LETTERS.labels(self.name, type(exc).__name__).inc()
 
-    def _close(self) -> None:
+    def _close(self, clean: bool = True) -> None:
+        """Leave: commit the last batch if the loop stopped as asked (what SIGTERM promises), abort it if the loop
+        failed. After a failure the batch's output may be partly dropped while its offsets, and the consumer's
+        position past the rest of the batch, are still pending: committing them would lose records."""
         try:
             try:
-                self._commit(force=True)  # what SIGTERM promises: the last batch's offsets are committed
+                if clean:
+                    self._commit(force=True)
+                elif self.exactly_once and self._in_tx:
+                    self.producer.abort_transaction(10)
             except KafkaException as exc:
-                log.warning("final commit failed", extra={"service": self.name, "error": str(exc)})
+                log.warning("final commit failed" if clean else "final abort failed",
+                            extra={"service": self.name, "error": str(exc)})
             self.producer.flush(30)
             if self.at_once_producer is not self.producer:
                 self.at_once_producer.flush(30)

@@ -46,13 +46,15 @@ class Rebalancing:
         err = exc.args[0]
         self.emitter.clear()
         self._deferred.clear()
-        if self.exactly_once and not err.fatal() and (err.txn_requires_abort() or err.retriable()) \
-                and (self._in_tx or self._at_once_sent):
+        # An at-once record not acknowledged (txn_requires_abort, also without transactions) means the batch is
+        # processed again, in either mode: going on would commit offsets past it
+        if not err.fatal() and (self._in_tx or self._at_once_sent) and (
+                err.txn_requires_abort() or (self.exactly_once and err.retriable())):
             # _at_once_sent: at-once records were not all acknowledged (no transaction need be open); the batch
             # is processed again from the committed offsets, and sends them again
             log.warning("aborting transaction", extra={"service": self.name, "error": str(err)})
             metrics.TX_ABORTS.labels(self.name).inc()
-            if self._in_tx:
+            if self._in_tx and self.exactly_once:
                 self.producer.abort_transaction(20)
             self._in_tx = False
             self._at_once_sent = False

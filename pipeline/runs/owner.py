@@ -76,6 +76,10 @@ class RunOwner(Ticking):
         self.system_topic = settings.topic(t.SYSTEM_EVENTS)
         self.events_topic = settings.topic(t.EVENTS)
         self.index_topic = settings.topic(t.CANCEL_INDEX)
+        # Its listeners and tombstones in cancel-index go out at the commit: early in a transaction they would
+        # hide the matcher's at-once cancel signals in that partition from the canceller until the commit
+        # (see ServiceLoop / committing.py). Nobody waits for them sooner; they are readable at the commit anyway.
+        self.defer_output = frozenset({self.index_topic})
         self.servers = bootstrap(settings)
         self.restore_dead_letters = DeadLetterSink(self.servers, settings.topic(t.DEAD_LETTER), self.name)
         self.tables: dict[int, dict[str, dict[str, Any]]] = {}

@@ -1,0 +1,159 @@
+"""When the loop's output leaves, relative to processing and to the offsets: deferred output (``defer_output``)
+goes at the commit, before the offsets; a loop that fails commits nothing on its way out. Kafka's clients are
+replaced by recorders, so the order of every call is visible without a broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from pipeline.config import Settings
+from pipeline.kafka import loop as loop_module
+from pipeline.kafka.loop import ServiceLoop
+
+from .fakes import FakeMessage
+
+SOURCE = "src"
+
+
+class _Consumer:
+    """Hands out the test's records once, in batches; the position follows what was handed out."""
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.msgs: list[FakeMessage] = []
+        self.handed = 0
+
+    def consume(self, n: int, timeout: float = 0) -> list[FakeMessage]:
+        out, self.msgs = self.msgs[:n], self.msgs[n:]
+        self.handed += len(out)
+        return out
+
+    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.handed) for tp in tps]
+
+    def consumer_group_metadata(self) -> None:
+        return None
+
+    def subscribe(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Producer:
+    """Writes every call into the shared ``log``; ``fail_on``: a value whose produce raises a non-abortable error."""
+
+    log: list[tuple[Any, ...]] = []
+    fail_on: bytes | None = None
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.kind = "tx" if "transactional.id" in conf else "plain"
+
+    def produce(self, topic: str, value: bytes | None = None, **kwargs: Any) -> None:
+        if value is not None and value == _Producer.fail_on:
+            raise KafkaException(KafkaError(KafkaError._UNKNOWN_TOPIC))
+        _Producer.log.append(("produce", topic, value))
+
+    def send_offsets_to_transaction(self, tps: list[TopicPartition], metadata: Any, timeout: float) -> None:
+        _Producer.log.append(("offsets", [tp.offset for tp in tps]))
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def commit_transaction(self, timeout: float) -> None:
+        _Producer.log.append(("commit",))
+
+    def abort_transaction(self, timeout: float) -> None:
+        _Producer.log.append(("abort",))
+
+    def init_transactions(self, timeout: float) -> None:
+        pass
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+class _Copier:
+    """Copies each record to ``now`` and ``late``; notes each record in the log; stops the loop after ``stop_after``."""
+
+    name = "copier"
+
+    def __init__(self, stop_after: int, defer_output: bool | frozenset[str] = False) -> None:
+        self.stop_after = stop_after
+        self.defer_output = defer_output
+        self.seen = 0
+        self.loop: ServiceLoop | None = None
+
+    def bind(self, loop: ServiceLoop) -> None:
+        self.loop = loop
+
+    def topics(self) -> list[str]:
+        return [SOURCE]
+
+    def process(self, msg: FakeMessage, out: Any) -> None:
+        _Producer.log.append(("process", msg.offset()))
+        out.send("now", None, None, b"now%d" % msg.offset())
+        out.send("late", None, None, b"late%d" % msg.offset())
+        self.seen += 1
+        if self.seen >= self.stop_after and self.loop is not None:
+            self.loop.stop()
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    monkeypatch.setattr(loop_module, "Consumer", _Consumer)
+    monkeypatch.setattr(loop_module, "Producer", _Producer)
+    _Producer.log, _Producer.fail_on = [], None
+    return _Producer.log
+
+
+def _run(processor: _Copier, n: int) -> ServiceLoop:
+    loop = ServiceLoop(processor, Settings(bootstrap_servers="unused:1", instance_id="t", batch_size=n),
+                       exactly_once=True)
+    loop.consumer.msgs = [FakeMessage(b"v", topic_=SOURCE, offset_=i) for i in range(n)]
+    loop._assignment = [TopicPartition(SOURCE, 0)]
+    loop.run()
+    return loop
+
+
+def test_without_deferral_output_leaves_as_each_record_is_processed(recorded: list[tuple[Any, ...]]) -> None:
+    _run(_Copier(stop_after=2), 2)
+    assert recorded == [("process", 0), ("produce", "now", b"now0"), ("produce", "late", b"late0"),
+                        ("process", 1), ("produce", "now", b"now1"), ("produce", "late", b"late1"),
+                        ("offsets", [2]), ("commit",)]
+
+
+def test_deferred_output_leaves_at_the_commit_before_the_offsets(recorded: list[tuple[Any, ...]]) -> None:
+    _run(_Copier(stop_after=2, defer_output=True), 2)
+    assert recorded == [("process", 0), ("process", 1),
+                        ("produce", "now", b"now0"), ("produce", "late", b"late0"),
+                        ("produce", "now", b"now1"), ("produce", "late", b"late1"),
+                        ("offsets", [2]), ("commit",)]
+
+
+def test_a_set_of_topics_defers_only_those(recorded: list[tuple[Any, ...]]) -> None:
+    """The run owner's way: its cancel-index records wait for the commit, its invocations do not."""
+    _run(_Copier(stop_after=2, defer_output=frozenset({"late"})), 2)
+    assert recorded == [("process", 0), ("produce", "now", b"now0"),
+                        ("process", 1), ("produce", "now", b"now1"),
+                        ("produce", "late", b"late0"), ("produce", "late", b"late1"),
+                        ("offsets", [2]), ("commit",)]
+
+
+@pytest.mark.parametrize("defer", [False, True])
+def test_a_loop_that_fails_aborts_and_commits_no_offset_on_its_way_out(recorded: list[tuple[Any, ...]],
+                                                                       defer: bool) -> None:
+    """A produce that fails with an error the loop cannot abort and replay ends the loop. Its last batch must not
+    commit: part of its output was dropped, and its offsets (the consumer's position past the whole batch) would
+    skip records never processed."""
+    _Producer.fail_on = b"late1"
+    with pytest.raises(KafkaException):
+        _run(_Copier(stop_after=4, defer_output=defer), 4)
+    assert not [call for call in recorded if call[0] in ("offsets", "commit")], recorded
+    assert recorded[-1] == ("abort",)
