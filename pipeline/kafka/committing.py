@@ -105,7 +105,8 @@ class Committing:
             retrying(lambda: self.producer.commit_transaction(20), attempts=3)
             self._in_tx = False
         else:
-            self.producer.flush(60)
+            # at least once: the output is on the broker before the offsets commit, or the batch is processed again
+            self._check_delivered(self.producer.flush(60))
             if tps:
                 self.consumer.commit(offsets=tps, asynchronous=False)
             self._in_tx = False
@@ -154,13 +155,17 @@ class Committing:
     def _flush_at_once(self) -> None:
         """Have every at-once record acknowledged before offsets that cover its input are committed. A record
         not acknowledged aborts the batch, which is then processed again (and sends it again)."""
-        remaining = self.at_once_producer.flush(AT_ONCE_FLUSH_TIMEOUT)
+        self._check_delivered(self.at_once_producer.flush(AT_ONCE_FLUSH_TIMEOUT))
+        self._at_once_sent = False
+
+    def _check_delivered(self, remaining: int) -> None:
+        """After a flush: raise an abortable error (the batch is processed again) if records are still unacknowledged
+        or a delivery report said one was lost."""
         failed, self._at_once_failed = self._at_once_failed, None
         if remaining or failed is not None:
-            reason = f"{remaining} at-once records not acknowledged" if remaining else f"at-once record lost: {failed}"
+            reason = f"{remaining} records not acknowledged" if remaining else f"record lost: {failed}"
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT if remaining else failed.code(), reason,
                                             retriable=True, txn_requires_abort=True))
-        self._at_once_sent = False
 
 
 def produce_all(producer: Producer, records: Pending) -> None:

@@ -82,7 +82,9 @@ class ServiceLoop(Committing, Rebalancing):
         # No linger: a batch's output is sent as it is produced and the commit follows at once, so lingering
         # only delays the records a worker or the next service is waiting for (measured: +2 ms per worker hop).
         # librdkafka still batches whatever accumulates while a request is in flight.
-        self.producer = Producer(producer_config(self.servers, transactional_id=txid, **{"linger.ms": 0}))
+        # At least once (no transactions): every delivery is checked before offsets commit, as at-once records are
+        self.producer = Producer(producer_config(self.servers, transactional_id=txid, **{
+            "linger.ms": 0, **({} if self.exactly_once else {"on_delivery": self._at_once_delivered})}))
         # Records a processor marks ``at_once`` (see Emitter.send) skip the transaction: a plain idempotent
         # producer sends them when their input is processed, and _commit has them acknowledged first.
         # Made up front, not at the first such record: an idempotent producer gets a producer id from the broker

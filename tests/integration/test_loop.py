@@ -72,6 +72,28 @@ def test_sigkill_between_produce_and_commit_leaves_exactly_one_output_per_input(
     assert got == sorted(values), f"{len(got)} outputs for 200 inputs"
 
 
+def test_at_least_once_mode_copies_every_record_and_commits_its_offsets(kafka_bootstrap: str) -> None:
+    """``PIPELINE_EXACTLY_ONCE=false``: no transactions; output is flushed and checked delivered before the
+    offsets commit, so every input has its output and a stop leaves the group's offsets at the end."""
+    source, sink, group, values = _two_hundred_inputs(kafka_bootstrap)
+    loop = ServiceLoop(PassThrough(source, sink), Settings(bootstrap_servers=kafka_bootstrap, instance_id="l"),
+                       group_id=group, exactly_once=False)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        got = [m.value() for m in await_records(kafka_bootstrap, sink, 200, timeout=60)]
+    finally:
+        loop.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert got == values
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
+    try:
+        assert reader.committed([TopicPartition(source, 0)], timeout=10)[0].offset == 200
+    finally:
+        reader.close()
+
+
 def test_poison_record_goes_to_dead_letter_and_neighbours_are_processed(kafka_bootstrap: str) -> None:
     prefix = unique_name("dlq") + "."
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, instance_id="t")

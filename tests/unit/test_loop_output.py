@@ -157,3 +157,19 @@ def test_a_loop_that_fails_aborts_and_commits_no_offset_on_its_way_out(recorded:
         _run(_Copier(stop_after=4, defer_output=defer), 4)
     assert not [call for call in recorded if call[0] in ("offsets", "commit")], recorded
     assert recorded[-1] == ("abort",)
+
+
+def test_at_least_once_commits_no_offset_past_a_record_whose_delivery_failed(recorded: list[tuple[Any, ...]]) -> None:
+    """Without transactions the loop flushes, then commits offsets: a delivery report with an error must stop that
+    commit (an abortable error: the batch is processed again), or the record is lost with its input committed."""
+    commits: list[Any] = []
+    loop = ServiceLoop(_Copier(stop_after=1), Settings(bootstrap_servers="unused:1", instance_id="t"),
+                       exactly_once=False)
+    loop.consumer.commit = lambda offsets, asynchronous: commits.append(offsets)  # type: ignore[attr-defined]
+    loop._in_tx, loop._uncommitted[(SOURCE, 0)] = True, 1
+    loop._at_once_delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)  # the producer's delivery report
+    with pytest.raises(KafkaException) as caught:
+        loop._commit(force=True, advance=False)
+    assert caught.value.args[0].txn_requires_abort() and commits == []
+    loop._commit(force=True, advance=False)  # delivered this time
+    assert [tp.offset for tp in commits[0]] == [1]
