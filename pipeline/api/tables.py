@@ -105,7 +105,7 @@ class CompactedTable:
 
     def _run(self) -> None:
         consumer = Consumer(consumer_config(self.servers, None, **{
-            "enable.partition.eof": True, "fetch.wait.max.ms": 50, "client.id": f"pipeline-api-{self.name}"}))
+            "enable.partition.eof": True, "client.id": f"pipeline-api-{self.name}"}))
         try:
             partitions = self._wait_for_topic(consumer)
             if partitions is None:

@@ -42,7 +42,7 @@ class Committing:
     _uncommitted: dict[tuple[str, int], int]
     _in_tx: bool
     _at_once_sent: bool
-    _at_once_failed: KafkaError | None
+    _delivery_failed: KafkaError | None
     _last_commit: float
     _defer_output: bool | frozenset[str]
     _deferred: Pending
@@ -142,15 +142,16 @@ class Committing:
                 self._deferred.extend(pending)
                 pending.clear()
                 return n
-            if any(record[0] in defer for record in pending):
-                self._deferred.extend(record for record in pending if record[0] in defer)
-                pending[:] = [record for record in pending if record[0] not in defer]
+            now: Pending = []
+            for record in pending:
+                (self._deferred if record[0] in defer else now).append(record)
+            pending[:] = now
         produce_all(self.producer, pending)
         return n
 
-    def _at_once_delivered(self, err: KafkaError | None, _msg: Message) -> None:
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
-            self._at_once_failed = err
+            self._delivery_failed = err
 
     def _flush_at_once(self) -> None:
         """Have every at-once record acknowledged before offsets that cover its input are committed. A record
@@ -161,7 +162,7 @@ class Committing:
     def _check_delivered(self, remaining: int) -> None:
         """After a flush: raise an abortable error (the batch is processed again) if records are still unacknowledged
         or a delivery report said one was lost."""
-        failed, self._at_once_failed = self._at_once_failed, None
+        failed, self._delivery_failed = self._delivery_failed, None
         if remaining or failed is not None:
             reason = f"{remaining} records not acknowledged" if remaining else f"record lost: {failed}"
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT if remaining else failed.code(), reason,

@@ -84,17 +84,17 @@ class ServiceLoop(Committing, Rebalancing):
         # librdkafka still batches whatever accumulates while a request is in flight.
         # At least once (no transactions): every delivery is checked before offsets commit, as at-once records are
         self.producer = Producer(producer_config(self.servers, transactional_id=txid, **{
-            "linger.ms": 0, **({} if self.exactly_once else {"on_delivery": self._at_once_delivered})}))
+            "linger.ms": 0, **({} if self.exactly_once else {"on_delivery": self._delivered})}))
         # Records a processor marks ``at_once`` (see Emitter.send) skip the transaction: a plain idempotent
         # producer sends them when their input is processed, and _commit has them acknowledged first.
         # Made up front, not at the first such record: an idempotent producer gets a producer id from the broker
         # before it can send, and a matcher that made it at its first cancel signal, during a burst, held every
         # cancel of the burst for 0.5-1.2 s (bench/steps.py).
         self.at_once_producer = Producer(producer_config(
-            self.servers, **{"linger.ms": 0, "on_delivery": self._at_once_delivered})) \
+            self.servers, **{"linger.ms": 0, "on_delivery": self._delivered})) \
             if self.exactly_once else self.producer
         self._at_once_sent = False
-        self._at_once_failed: KafkaError | None = None
+        self._delivery_failed: KafkaError | None = None
         self.emitter = Emitter(self.serde, self.settings)
         self._in_tx = False
         # defer_output: the processor's transactional output (True), or its output to these topics (a set), is

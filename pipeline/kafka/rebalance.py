@@ -33,7 +33,7 @@ class Rebalancing:
     _in_tx: bool
     _deferred: list[Any]
     _at_once_sent: bool
-    _at_once_failed: Any
+    _delivery_failed: Any
     _in_batch: bool
     _needs_rebuild: bool
     _restoring: bool
@@ -59,7 +59,7 @@ class Rebalancing:
                 self.producer.abort_transaction(20)
             self._in_tx = False
             self._at_once_sent = False
-            self._at_once_failed = None  # the replay sends the batch's records again
+            self._delivery_failed = None  # the replay sends the batch's records again
             self._uncommitted.clear()
             self._needs_rebuild = True
             self._rebuild()

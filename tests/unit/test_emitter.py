@@ -35,7 +35,7 @@ class _Producer:
 def _committing(remaining: int) -> Committing:
     c = Committing()
     c.at_once_producer = _Producer(remaining)
-    c._at_once_sent, c._at_once_failed = True, None
+    c._at_once_sent, c._delivery_failed = True, None
     return c
 
 
@@ -47,7 +47,7 @@ def test_offsets_never_commit_past_an_unacknowledged_at_once_record() -> None:
         late._flush_at_once()
     assert caught.value.args[0].txn_requires_abort() and late._at_once_sent
     lost = _committing(remaining=0)
-    lost._at_once_delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+    lost._delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
     with pytest.raises(KafkaException, match="lost"):
         lost._flush_at_once()
     fine = _committing(remaining=0)

@@ -167,7 +167,7 @@ def test_at_least_once_commits_no_offset_past_a_record_whose_delivery_failed(rec
                        exactly_once=False)
     loop.consumer.commit = lambda offsets, asynchronous: commits.append(offsets)  # type: ignore[attr-defined]
     loop._in_tx, loop._uncommitted[(SOURCE, 0)] = True, 1
-    loop._at_once_delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)  # the producer's delivery report
+    loop._delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)  # the producer's delivery report
     with pytest.raises(KafkaException) as caught:
         loop._commit(force=True, advance=False)
     assert caught.value.args[0].txn_requires_abort() and commits == []
