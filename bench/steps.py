@@ -204,8 +204,14 @@ def throughput(servers: str, variant: str, n_workers: int, args: argparse.Namesp
                                          if s["function_id"] == fn and s["started_at"]) >= args.runs + 1,
                            timeout=60, what="every run started, in the bench's reader")
             ingest_end = max(s["started_at"] for s in stack.latest_runs().values() if s["function_id"] == fn) / 1000
-            path = cancel_hops(servers, stack.settings.topic, stack.latest_runs(),
-                               arrivals.named("inngest/function.cancelled", "bench-sleeper"), ingest_end)
+            cancelled = arrivals.named("inngest/function.cancelled", "bench-sleeper")
+            # the run states commit with those events, but the bench's own reader of them may lag behind
+            def all_ended() -> bool:
+                runs = stack.latest_runs()
+                return all(runs.get(ev["data"]["run_id"], {}).get("ended_at") for _, ev in cancelled)
+
+            wait_until(all_ended, 60, "every cancel in the bench's reader")
+            path = cancel_hops(servers, stack.settings.topic, stack.latest_runs(), cancelled, ingest_end)
         finally:
             arrivals.close()
             stop_services(procs)

@@ -50,8 +50,14 @@ from .watchdog import Heart
 log = logging.getLogger("pipeline.loop")
 
 LOOKAHEAD_BATCHES = 10  # with an urgent() hook: records consumed ahead, in batches
-URGENT_POLL_EVERY = 64  # with an urgent() hook: records of a batch between two looks for newly arrived cancels
-EARLY_COMMIT_MIN = 128  # urgent records get a commit of their own only with at least this much work ahead
+# With an urgent() hook: how long a batch runs between two looks for newly arrived cancels. A time, not a
+# record count: a record costs the owner 0.1 ms idle and up to 1 ms in a burst on shared cores, so 64 records
+# between looks had a cancel wait 30-60 ms for the look alone there. A look is one consume(timeout=0).
+URGENT_LOOK_SECONDS = 0.005
+# Urgent records get a commit of their own when the work still ahead of them in the batch is expected to take
+# at least this long (else the batch's commit, as soon, carries them). A time, not a record count (it was 128
+# records: up to 130 ms of work in a burst, while a commit takes 20-60 ms there).
+EARLY_COMMIT_SECONDS = 0.005
 
 
 class ServiceLoop(Committing, Rebalancing):
@@ -120,7 +126,8 @@ class ServiceLoop(Committing, Rebalancing):
         self.lookahead = Lookahead(self.settings.batch_size * LOOKAHEAD_BATCHES) if self._urgent else None
         # commit_urgent = False: the processor's urgent output that anyone waits for is all sent at once (the
         # matcher's signals), so urgent records need no commit of their own
-        self._early_commit_min = EARLY_COMMIT_MIN if getattr(processor, "commit_urgent", True) else 1 << 62
+        self._commit_urgent = bool(getattr(processor, "commit_urgent", True))
+        self._record_seconds = 0.0005  # a record's processing time, averaged over recent batches
         self._revoked_in_batch: set[tuple[str, int]] = set()
         self._in_batch = False  # inside _run_batch: a rebalance served by _poll_urgent's consume lands mid-batch
         bind = getattr(processor, "bind", None)
@@ -207,7 +214,7 @@ class ServiceLoop(Committing, Rebalancing):
                     else:
                         early = la.add(msgs, self._urgent)
                         if early:
-                            self._run_early(early, commit=len(la) >= self._early_commit_min)
+                            self._run_early(early, commit=self._worth_early_commit(len(la)))
                         msgs, done = la.take(self.settings.batch_size)
                         self._run_batch(msgs, tick, done)
                 except KafkaException as exc:
@@ -267,7 +274,11 @@ class ServiceLoop(Committing, Rebalancing):
             return
         early = la.add(self.consumer.consume(la.room(), timeout=0), self._urgent)
         if early:
-            self._run_early(early, commit=remaining >= self._early_commit_min)
+            self._run_early(early, commit=self._worth_early_commit(remaining))
+
+    def _worth_early_commit(self, remaining: int) -> bool:
+        """Whether urgent records just processed should commit now, ahead of ``remaining`` records of work."""
+        return self._commit_urgent and remaining * self._record_seconds >= EARLY_COMMIT_SECONDS
 
     def _run_batch(self, msgs: Sequence[Message], tick: Any, done: set[int] | None = None) -> None:
         """Process a batch in order (``done``: ids of records already processed early, only counted)."""
@@ -294,12 +305,16 @@ class ServiceLoop(Committing, Rebalancing):
 
     def _run_records(self, msgs: Sequence[Message], done: set[int] | None, records_by_topic: dict[str, int]) -> int:
         """The records of one batch, in order; returns the number of records produced. With a lookahead, looks
-        for newly arrived urgent records every URGENT_POLL_EVERY records."""
-        produced = 0
+        for newly arrived urgent records every URGENT_LOOK_SECONDS."""
+        produced = processed = 0
         offsets = self._uncommitted
+        looks = self.lookahead is not None
+        started = time.perf_counter()
+        next_look = started + URGENT_LOOK_SECONDS
         for i, msg in enumerate(msgs):
-            if self.lookahead is not None and i % URGENT_POLL_EVERY == URGENT_POLL_EVERY - 1:
+            if looks and time.perf_counter() >= next_look:
                 self._poll_urgent(len(msgs) - i)
+                next_look = time.perf_counter() + URGENT_LOOK_SECONDS
             err = msg.error()
             if err is not None:
                 # e.g. fenced by a newer member with our group.instance.id: this consumer cannot go on
@@ -316,6 +331,9 @@ class ServiceLoop(Committing, Rebalancing):
             if done and id(msg) in done:
                 continue
             produced += self._process_one(msg)
+            processed += 1
+        if looks and processed >= 16:  # too few records say little about the cost of one
+            self._record_seconds = 0.8 * self._record_seconds + 0.2 * (time.perf_counter() - started) / processed
         return produced
 
     def _tick_collect(self, tick: Any) -> None:

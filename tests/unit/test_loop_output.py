@@ -4,6 +4,7 @@ replaced by recorders, so the order of every call is visible without a broker.""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -173,3 +174,55 @@ def test_at_least_once_commits_no_offset_past_a_record_whose_delivery_failed(rec
     assert caught.value.args[0].txn_requires_abort() and commits == []
     loop._commit(force=True, advance=False)  # delivered this time
     assert [tp.offset for tp in commits[0]] == [1]
+
+
+
+class _SlowCopier(_Copier):
+    """Each record takes ``seconds`` (a burst's records on busy cores); records marked urgent are cancels."""
+
+    def __init__(self, stop_after: int, seconds: float) -> None:
+        super().__init__(stop_after)
+        self.seconds = seconds
+
+    def urgent(self, msg: FakeMessage) -> bool:
+        return msg.urgent
+
+    def process(self, msg: FakeMessage, out: Any) -> None:
+        time.sleep(0 if msg.urgent else self.seconds)
+        super().process(msg, out)
+
+
+class _CancelMidBatch(_Consumer):
+    """Hands out the batch; the first look after that finds a cancel, produced meanwhile."""
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        super().__init__(conf)
+        self.cancel: FakeMessage | None = None
+
+    def consume(self, n: int, timeout: float = 0) -> list[FakeMessage]:
+        out = super().consume(n, timeout)
+        if not out and self.handed and self.cancel is not None:
+            out, self.cancel = [self.cancel], None
+        return out
+
+
+def test_a_cancel_that_arrives_mid_batch_is_applied_and_committed_within_milliseconds(
+        recorded: list[tuple[Any, ...]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of 40 records at 2 ms each (80 ms of work); a cancel arrives once the batch is under way. The loop
+    looks for new records every URGENT_LOOK_SECONDS of work (it looked every 64 records, which this batch never
+    reaches), and commits the cancel's output at once, because the work still ahead of it is longer than
+    EARLY_COMMIT_SECONDS (it needed 128 records ahead): its commit comes after a few records, not the batch."""
+    monkeypatch.setattr(loop_module, "Consumer", _CancelMidBatch)
+    n, cancel_offset = 40, 1000
+    loop = ServiceLoop(_SlowCopier(stop_after=n + 1, seconds=0.002),
+                       Settings(bootstrap_servers="unused:1", instance_id="t", batch_size=n), exactly_once=True)
+    loop.consumer.msgs = [FakeMessage(b"v", topic_=SOURCE, offset_=i, key_=b"r%d" % i) for i in range(n)]
+    loop.consumer.cancel = FakeMessage(b"v", topic_=SOURCE, partition_=1, offset_=cancel_offset, key_=b"other",
+                                       urgent=True)
+    loop._assignment = [TopicPartition(SOURCE, 0), TopicPartition(SOURCE, 1)]
+    loop.run()
+    processed = [call[1] for call in recorded if call[0] == "process"]
+    assert processed.index(cancel_offset) <= 6, f"the cancel waited behind records: {processed}"
+    first_commit = recorded.index(("commit",))
+    assert first_commit < recorded.index(("process", 10)), "the cancel's output waited for the batch's commit"
+    assert not [call for call in recorded[:first_commit] if call[0] == "offsets"]  # output only, as designed
