@@ -311,10 +311,13 @@ class ServiceLoop(Committing, Rebalancing):
         looks = self.lookahead is not None
         started = time.perf_counter()
         next_look = started + URGENT_LOOK_SECONDS
+        looking = 0.0  # time in looks (urgent records and their commits), not part of these records' cost
         for i, msg in enumerate(msgs):
-            if looks and time.perf_counter() >= next_look:
+            if looks and (now := time.perf_counter()) >= next_look:
                 self._poll_urgent(len(msgs) - i)
-                next_look = time.perf_counter() + URGENT_LOOK_SECONDS
+                after = time.perf_counter()
+                looking += after - now
+                next_look = after + URGENT_LOOK_SECONDS
             err = msg.error()
             if err is not None:
                 # e.g. fenced by a newer member with our group.instance.id: this consumer cannot go on
@@ -333,7 +336,8 @@ class ServiceLoop(Committing, Rebalancing):
             produced += self._process_one(msg)
             processed += 1
         if looks and processed >= 16:  # too few records say little about the cost of one
-            self._record_seconds = 0.8 * self._record_seconds + 0.2 * (time.perf_counter() - started) / processed
+            spent = time.perf_counter() - started - looking
+            self._record_seconds = 0.8 * self._record_seconds + 0.2 * spent / processed
         return produced
 
     def _tick_collect(self, tick: Any) -> None:

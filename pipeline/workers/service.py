@@ -115,8 +115,9 @@ class Worker:
         # commit (which takes 10-60 ms on a loaded broker, on every step). Safe because steps are at-least-once:
         # if that transaction aborts, the owner redoes it from its committed state and dispatches the same
         # (run, seq, attempt) again, and the step may run twice (never skip the redo: the first outcome may
-        # have reached the owner before the redo and been ignored as stale). The owner applies whichever outcome is current, once. The
-        # watermark gate is not weakened: the dispatch passed it in the aborted transaction too.
+        # have reached the owner before the redo and been ignored as stale). The owner applies whichever
+        # outcome is current, once. The watermark gate is not weakened: the dispatch passed it in the aborted
+        # transaction too.
         self.consumer = Consumer(consumer_config(
             self.servers, self.group_id, read_committed=False,
             instance_id=self.settings.instance_id if self.settings.static_membership else None))

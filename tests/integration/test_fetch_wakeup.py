@@ -1,7 +1,7 @@
 """The broker ends a waiting read-committed fetch when a transaction commits, not only when new bytes come.
 
-``consumer_config`` sets ``fetch.wait.max.ms`` on that premise (the services poll every 100 ms when idle, not
-every 10 ms): if a commit marker did not wake a waiting fetch, every transactional hop of the pipeline would
+``consumer_config`` sets ``fetch.wait.max.ms`` on that premise (an idle consumer asks every 50 ms, not every
+10 ms): if a commit marker did not wake a waiting fetch, every transactional hop of the pipeline would
 cost up to that long. This holds the broker to it with a wait long enough (2 s) that a missed wake-up shows.
 """
 
