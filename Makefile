@@ -1,12 +1,13 @@
 # Two commands for a fresh machine (see README):
 #   make dev    the dev stack with the example app, on the embedded Kafka broker
 #   make test   the whole test suite against a real broker
+#   make check  the one-minute gate: lint (ruff), types (mypy), unit tests
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test venv broker-fetch browser bench clean
+.PHONY: dev test check venv broker-fetch browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,11 @@ browser:
 	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	        || echo "chromium could not be installed: the browser test will be skipped"; \
 	    else echo "no chromium and no root apt-get: the browser test will be skipped"; fi; }
+
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 test: broker-fetch browser
 	$(PY) -m pytest -q -p no:cacheprovider

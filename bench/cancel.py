@@ -299,7 +299,7 @@ def part_latency(servers: str, args: argparse.Namespace) -> dict[str, Any]:
     hops = {
         "matcher": [at_signal[k] - sent[k] for k in done if k in at_signal],
         "canceller": [at_command[k] - at_signal[k] for k in done if k in at_signal and k in at_command],
-        "executor": [at_cancelled[k] - at_command[k] for k in done if k in at_command],
+        "run-owner": [at_cancelled[k] - at_command[k] for k in done if k in at_command],
     }
     row: dict[str, Any] = {"runs": args.runs, "cancels": len(order), "observed": len(done), "warmup": args.warmup,
                            "noise_events_per_s": round(noise_rate, 1), "latency_ms": ms(total),
@@ -417,7 +417,7 @@ def main() -> None:
         rows.append(("cancel latency p50 / p99 / max", f"{lat.get('p50')} / {lat.get('p99')} / {lat.get('max')} ms",
                      f"{r['observed']}/{r['cancels']} cancelled, noise {r['noise_events_per_s']:.0f}/s; "
                      f"target p99 < 250 ms"))
-        for hop in ("matcher", "canceller", "executor"):
+        for hop in ("matcher", "canceller", "run-owner"):
             h = hops.get(hop) or {}
             rows.append((f"  hop {hop} p50 / p99", f"{h.get('p50')} / {h.get('p99')} ms", ""))
     if "rebuild" in figures:

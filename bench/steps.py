@@ -51,13 +51,13 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import broker, console, create_topic, emit, percentile, progress_bar, results_table  # noqa: E402
-from bench.cancel_path import HOPS, cancel_hops  # noqa: E402
-from bench.steps_app import IO_SECONDS, app  # noqa: E402
-from pipeline.kafka.client import FETCH_WAIT_MAX_MS, consume_available  # noqa: E402
-from pipeline.serde import EVENT, Serde  # noqa: E402
-from pipeline.serde.models import event_record_to_dict  # noqa: E402
-from pipeline.testing.stack import Stack  # noqa: E402
+from bench._common import broker, console, create_topic, emit, percentile, progress_bar, results_table
+from bench.cancel_path import HOPS, cancel_hops
+from bench.steps_app import IO_SECONDS, app
+from pipeline.kafka.client import FETCH_WAIT_MAX_MS, consume_available
+from pipeline.serde import EVENT, Serde
+from pipeline.serde.models import event_record_to_dict
+from pipeline.testing.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ topics   create | describe       topics from the specs in pipeline.kafka.topics
 send     NAME --data JSON        produce one event
 tail     TOPIC                   print decoded records as JSON lines
 dev      --app MODULE:ATTR       broker + topics + every service + the HTTP API in one process
-run      SERVICE --app ...       one service (matcher | executor | canceller | worker | api) for deployment
+run      SERVICE --app ...       one service (matcher | run-owner | canceller | worker | api) for deployment
 replay   group | topic | runs    move a service's offsets, re-publish a topic range, replay runs
 dlq      list | show | replay     dead letters
 """
@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -38,8 +38,10 @@ topics_app = typer.Typer(help="Create and inspect the pipeline's topics.", no_ar
 app.add_typer(topics_app, name="topics")
 err = Console(stderr=True)
 
-SERVICES = ("matcher", "executor", "canceller", "worker", "api")
-NEEDS_APP = ("matcher", "executor", "worker")
+SERVICES = ("matcher", "run-owner", "canceller", "worker", "api")
+# Old words for a service, still accepted with a deprecation line (the run owner was called "executor")
+RENAMED = {"executor": "run-owner"}
+NEEDS_APP = ("matcher", "run-owner", "worker")
 
 
 def _mount_broker() -> None:
@@ -111,7 +113,7 @@ def topics_describe() -> None:
 @app.command()
 def send(name: str = typer.Argument(..., help="event name, e.g. contacts/import.requested"),
          data: str = typer.Option("{}", "--data", "-d", help="event data as JSON"),
-         event_id: Optional[str] = typer.Option(None, "--id", help="event id (default: a new ULID)"),
+         event_id: str | None = typer.Option(None, "--id", help="event id (default: a new ULID)"),
          user: str = typer.Option("{}", "--user", help="user as JSON"),
          topic: str = typer.Option(t.EVENTS, help="topic (unprefixed)")) -> None:
     """Produce one event to the events topic and print its id."""
@@ -156,8 +158,8 @@ def decode_for_display(serde: Serde, value: bytes | None) -> Any:
 @app.command()
 def tail(topic: str = typer.Argument(..., help="topic, unprefixed (events, runs, system-events, ...)"),
          from_beginning: bool = typer.Option(False, "--from-beginning", help="start at the oldest record"),
-         max_records: Optional[int] = typer.Option(None, "--max", help="stop after N records"),
-         timeout: Optional[float] = typer.Option(None, "--timeout", help="stop after S seconds without a record")) -> None:
+         max_records: int | None = typer.Option(None, "--max", help="stop after N records"),
+         timeout: float | None = typer.Option(None, "--timeout", help="stop after S seconds without a record")) -> None:
     """Print decoded records, one JSON object per line."""
     settings = _settings()
     name = settings.topic(topic)
@@ -215,7 +217,7 @@ def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pip
         port: int = typer.Option(8288, "--port", help="HTTP API port"),
         host: str = typer.Option("127.0.0.1", "--host")) -> None:
     """Everything for development in one command: broker, topics, the HTTP API and dev UI, and the matcher,
-    executor, canceller and a worker, each in a child process (its own core and interpreter lock)."""
+    run owner, canceller and a worker, each in a child process (its own core and interpreter lock)."""
     setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
     settings = _ensure_dev_broker(_settings())
     for key, what in (("event_key", "PIPELINE_EVENT_KEY"), ("signing_key", "PIPELINE_SIGNING_KEY")):
@@ -230,10 +232,11 @@ def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pip
 
 
 @app.command("run")
-def run_service(service: str = typer.Argument(..., help="matcher | executor | canceller | worker | api"),
-                app_spec: Optional[str] = typer.Option(None, "--app", help="MODULE:ATTR (matcher, executor, worker)"),
+def run_service(service: str = typer.Argument(..., help="matcher | run-owner | canceller | worker | api"),
+                app_spec: str | None = typer.Option(None, "--app", help="MODULE:ATTR (matcher, run-owner, worker)"),
                 port: int = typer.Option(8288, "--port"), host: str = typer.Option("0.0.0.0", "--host")) -> None:
     """Run one service; scale by running more instances (same group, distinct PIPELINE_INSTANCE_ID)."""
+    service = renamed_service(service)
     if service not in SERVICES:
         err.print(f"[red]unknown service {service!r}; choose one of {', '.join(SERVICES)}[/red]")
         raise typer.Exit(2)
@@ -247,6 +250,15 @@ def run_service(service: str = typer.Argument(..., help="matcher | executor | ca
         code = run_services(_settings(), app_spec, (service,), host=host, port=port)
     if code:
         raise typer.Exit(code)
+
+
+def renamed_service(service: str) -> str:
+    """The service's current name; an old one is accepted with a deprecation line on stderr."""
+    new = RENAMED.get(service)
+    if new is None:
+        return service
+    err.print(f"[yellow]'{service}' is deprecated: the service is now called '{new}'[/yellow]")
+    return new
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from typing import Optional
 
 import typer
 from confluent_kafka import Consumer
@@ -49,10 +48,10 @@ class _Rate(ProgressColumn):
 
 
 @replay_app.command("group")
-def replay_group(service: str = typer.Argument(..., help="matcher | executor | canceller | worker"),
-                 to_time: Optional[str] = typer.Option(None, "--to-time", help="ISO-8601, -2h, or ms"),
-                 to_offset: Optional[str] = typer.Option(None, "--to-offset", help="N (every partition) or p:o,..."),
-                 topic: Optional[str] = typer.Option(None, "--topic", help="one of the service's topics, unprefixed"),
+def replay_group(service: str = typer.Argument(..., help="matcher | run-owner | canceller | worker"),
+                 to_time: str | None = typer.Option(None, "--to-time", help="ISO-8601, -2h, or ms"),
+                 to_offset: str | None = typer.Option(None, "--to-offset", help="N (every partition) or p:o,..."),
+                 topic: str | None = typer.Option(None, "--topic", help="one of the service's topics, unprefixed"),
                  execute: bool = typer.Option(False, "--execute", help="move the offsets (default: a dry run)"),
                  dry_run: bool = typer.Option(False, "--dry-run", help="only show the plan (the default)")) -> None:
     """Move a service's consumer-group offsets, as kafka-consumer-groups --reset-offsets; refused while the
@@ -95,9 +94,9 @@ def replay_group(service: str = typer.Argument(..., help="matcher | executor | c
 def replay_topic(src: str = typer.Argument(..., help="source topic, unprefixed (events, dead-letter, ...)"),
                  to: str = typer.Option(..., "--to", help="destination topic, unprefixed"),
                  from_: str = typer.Option(..., "--from", help="a time (ISO-8601, -2h, ms) or p:o,..."),
-                 until: Optional[str] = typer.Option(None, "--until", help="exclusive end: a time or p:o (default: now)"),
-                 where: Optional[str] = typer.Option(None, "--where", help="CEL over event, e.g. event.data.plan == 'pro'"),
-                 name: Optional[str] = typer.Option(None, "--name", help="event name glob, e.g. 'orders/*'"),
+                 until: str | None = typer.Option(None, "--until", help="exclusive end: a time or p:o (default: now)"),
+                 where: str | None = typer.Option(None, "--where", help="CEL over event, e.g. event.data.plan == 'pro'"),
+                 name: str | None = typer.Option(None, "--name", help="event name glob, e.g. 'orders/*'"),
                  dry_run: bool = typer.Option(False, "--dry-run", help="count per partition, copy nothing")) -> None:
     """Re-publish a range of records; stop it (Ctrl-C) and run the same command again to resume, without
     duplicates."""
@@ -136,8 +135,8 @@ def replay_topic(src: str = typer.Argument(..., help="source topic, unprefixed (
 def replay_runs(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pipeline.Inngest client"),
                 function: str = typer.Option(..., "--function", help="function id (fn_id or app-fn_id)"),
                 status: str = typer.Option("failed,cancelled", "--status", help="statuses, comma-separated"),
-                from_: Optional[str] = typer.Option(None, "--from", help="runs queued at or after: ISO-8601, -2h, ms"),
-                to: Optional[str] = typer.Option(None, "--to", help="runs queued before"),
+                from_: str | None = typer.Option(None, "--from", help="runs queued at or after: ISO-8601, -2h, ms"),
+                to: str | None = typer.Option(None, "--to", help="runs queued before"),
                 dry_run: bool = typer.Option(False, "--dry-run", help="list what would be replayed")) -> None:
     """New runs of the same events, linked to the originals (``replay_of``); each run is replayed once."""
     from .kafka.topics import partition_count
@@ -165,14 +164,14 @@ def replay_runs(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of 
 # -- dead letters ---------------------------------------------------------------------------------------------
 
 
-def _letters(reason: Optional[str] = None, source: Optional[str] = None) -> list[deadletters.DeadLetter]:
+def _letters(reason: str | None = None, source: str | None = None) -> list[deadletters.DeadLetter]:
     settings = Settings()
     return deadletters.listing(bootstrap(settings), settings.topic(t.DEAD_LETTER), deadletters.matches(reason, source))
 
 
 @dlq_app.command("list")
-def dlq_list(reason: Optional[str] = typer.Option(None, "--reason", help="substring of the reason"),
-             source: Optional[str] = typer.Option(None, "--source", help="source topic, unprefixed"),
+def dlq_list(reason: str | None = typer.Option(None, "--reason", help="substring of the reason"),
+             source: str | None = typer.Option(None, "--source", help="source topic, unprefixed"),
              as_json: bool = typer.Option(False, "--json", help="one JSON object per line")) -> None:
     """One line per dead letter: its number and id, time, source, service and reason."""
     everything = _letters()
@@ -208,9 +207,9 @@ def dlq_show(ref: str = typer.Argument(..., help="its number in `dlq list`, or i
 
 
 @dlq_app.command("replay")
-def dlq_replay(reason: Optional[str] = typer.Option(None, "--reason", help="only these reasons (substring)"),
-               source: Optional[str] = typer.Option(None, "--source", help="only from this source topic"),
-               ref: Optional[str] = typer.Option(None, "--id", help="only this one (number or p:o)"),
+def dlq_replay(reason: str | None = typer.Option(None, "--reason", help="only these reasons (substring)"),
+               source: str | None = typer.Option(None, "--source", help="only from this source topic"),
+               ref: str | None = typer.Option(None, "--id", help="only this one (number or p:o)"),
                dry_run: bool = typer.Option(False, "--dry-run", help="list what would be re-published")) -> None:
     """Re-publish dead letters to their source topics after a fix, each record once."""
     settings = Settings()

@@ -8,7 +8,7 @@ from .sdk.client import Inngest
 from .sdk.function import Function
 from .serving import SERVE_PATH, answers, describe
 
-__all__ = ["serve", "describe"]
+__all__ = ["describe", "serve"]
 
 
 def serve(app: Any, client: Inngest, functions: list[Function], *, serve_path: str = SERVE_PATH,

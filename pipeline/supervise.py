@@ -29,23 +29,23 @@ err = Console(stderr=True)
 EXIT_FAILED = 1
 
 
-LOOP_SERVICES = ("matcher", "executor", "canceller")
+LOOP_SERVICES = ("matcher", "run-owner", "canceller")
 
 
 def build_service(name: str, registry: Any, settings: Settings, **owner_options: Any) -> Any:
-    """One service, not started: a ServiceLoop for the matcher, run owner ("executor") or canceller, or the
+    """One service, not started: a ServiceLoop for the matcher, run owner ("run-owner") or canceller, or the
     Worker. ``owner_options`` go to the RunOwner (tests shorten its retry backoff)."""
     from .canceller.service import Canceller
     from .kafka.loop import ServiceLoop
     from .matcher.service import Matcher
-    from .runs.owner import RunOwner
+    from .run_owner.owner import RunOwner
     from .workers.service import Worker
 
     if name == "worker":
         return Worker(registry, settings)
     if name == "matcher":
         return ServiceLoop(Matcher(registry, settings), settings)
-    if name == "executor":
+    if name == "run-owner":
         return ServiceLoop(RunOwner(registry, settings, **owner_options), settings)
     if name == "canceller":
         return ServiceLoop(Canceller(settings), settings)

@@ -6,4 +6,4 @@
 from .app import create_app
 from .server import bound_port, serve, start_in_thread, stop
 
-__all__ = ["create_app", "serve", "start_in_thread", "bound_port", "stop"]
+__all__ = ["bound_port", "create_app", "serve", "start_in_thread", "stop"]

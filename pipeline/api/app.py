@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from confluent_kafka import KafkaException, Producer
@@ -42,12 +42,12 @@ from ..config import Settings
 from ..expr import ExprError, compile_expr
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap, producer_config
-from ..runs.state import cancel_command
+from ..run_owner.state import cancel_command
 from ..serde import BULK_CANCELLATION, EVENT, RUN_COMMAND, Serde, SerdeError
 from ..serde.models import ENDED_STATUSES, Event, RunView, now_ms
 from . import auth
-from .edge import ApiError, SafeJSONResponse, allowed_methods, answers, body, event_body_schema, has_lone_surrogate
 from .browse import add_browse_routes
+from .edge import ApiError, SafeJSONResponse, allowed_methods, answers, body, event_body_schema, has_lone_surrogate
 from .recent_events import RecentEvents
 from .tables import CancellationTable, RunTable
 
@@ -177,7 +177,7 @@ def to_ms(value: Any) -> Any:
             raise ValueError(f"not an RFC3339 time or epoch milliseconds: {value!r}") from None
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return int(value.timestamp() * 1000)
     raise ValueError("expected an RFC3339 time or epoch milliseconds")
 

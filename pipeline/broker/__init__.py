@@ -20,5 +20,18 @@ from .embedded import (
 )
 from .errors import BrokerError
 
-__all__ = ["BrokerError", "ClusterStatus", "DEFAULT_NAME", "DEFAULT_PORT", "KAFKA_VERSION", "NodeStatus", "destroy",
-           "external_bootstrap", "kill_node", "start", "start_node", "status", "stop"]
+__all__ = [
+                       "DEFAULT_NAME",
+                       "DEFAULT_PORT",
+                       "KAFKA_VERSION",
+                       "BrokerError",
+                       "ClusterStatus",
+                       "NodeStatus",
+                       "destroy",
+                       "external_bootstrap",
+                       "kill_node",
+                       "start",
+                       "start_node",
+                       "status",
+                       "stop",
+]

@@ -59,10 +59,30 @@ from ._util import (
 from .errors import BrokerError
 
 __all__ = [
-    "BrokerError", "ClusterStatus", "DEFAULT_NAME", "DEFAULT_PORT", "ENV_BOOTSTRAP", "KAFKA_VERSION", "NodeStatus",
-    "check_java", "cluster_dir", "destroy", "ensure_kafka", "external_bootstrap", "find_java", "java_major",
-    "kill_node", "list_clusters", "pipeline_home", "reap_orphans", "replication", "start", "start_node", "status",
-    "stop", "use_external",
+    "DEFAULT_NAME",
+    "DEFAULT_PORT",
+    "ENV_BOOTSTRAP",
+    "KAFKA_VERSION",
+    "BrokerError",
+    "ClusterStatus",
+    "NodeStatus",
+    "check_java",
+    "cluster_dir",
+    "destroy",
+    "ensure_kafka",
+    "external_bootstrap",
+    "find_java",
+    "java_major",
+    "kill_node",
+    "list_clusters",
+    "pipeline_home",
+    "reap_orphans",
+    "replication",
+    "start",
+    "start_node",
+    "status",
+    "stop",
+    "use_external",
 ]
 
 DEFAULT_NAME = "dev"

@@ -25,10 +25,10 @@ from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import bootstrap
-from ..kafka.emitter import Emitter
 from ..kafka.deadletter import DeadLetterSink
+from ..kafka.emitter import Emitter
 from ..kafka.restore import restore
-from ..runs.state import cancel_command, resume_command
+from ..run_owner.state import cancel_command, resume_command
 from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, RUN_COMMAND, Serde
 from .index import CancelIndex, Match, listener_from_record, signal_from_record
 from .keys import listener_record_key, signal_record_key

@@ -31,7 +31,7 @@ class Expr:
     Instances are immutable and safe to share between threads.
     """
 
-    __slots__ = ("source", "ast", "variables", "backend", "evaluate")
+    __slots__ = ("ast", "backend", "evaluate", "source", "variables")
 
     source: str
     ast: Node
@@ -107,7 +107,7 @@ class ValueExpr:
     Only the compiled subset is accepted, so keys cost a closure call, never a CEL interpreter.
     """
 
-    __slots__ = ("source", "variables", "_fn")
+    __slots__ = ("_fn", "source", "variables")
 
     def __init__(self, source: str, variables: tuple[str, ...]) -> None:
         ast = parse(source, variables)

@@ -21,8 +21,24 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from .ast import TYPE_IDENTS, Binary, Call, Cond, Err, Has, Ident, Index, ListExpr, Lit, MapExpr, Node, Select, Unary
-from .ast import field_path, flatten
+from .ast import (
+    TYPE_IDENTS,
+    Binary,
+    Call,
+    Cond,
+    Err,
+    Has,
+    Ident,
+    Index,
+    ListExpr,
+    Lit,
+    MapExpr,
+    Node,
+    Select,
+    Unary,
+    field_path,
+    flatten,
+)
 from .errors import EvalError, Unsupported
 from .values import (
     UInt,
@@ -144,7 +160,7 @@ def _fused(kind: str, var: str, keys: tuple[str, ...], **consts: object) -> Fn:
         params = ", ".join(["var", *(f"k{i}" for i in range(n)), "lit", "items", "field"])
         src = f"def _make({params}):\n    def fused(a):\n        {body}\n    return fused\n"
         namespace: dict[str, Any] = {"EvalError": EvalError, "cel_in": cel_in, "cel_has": cel_has}
-        exec(compile(src, f"<pipeline.expr template {cache_key}>", "exec"), namespace)  # noqa: S102 - fixed text
+        exec(compile(src, f"<pipeline.expr template {cache_key}>", "exec"), namespace)
         maker = namespace["_make"]
         _TEMPLATE_CACHE[cache_key] = maker
     return maker(var, *keys, consts.get("lit"), consts.get("items"), consts.get("field"))

@@ -98,7 +98,7 @@ class _Converter:
                 line, column = meta.line, meta.column
         return ExprError(self.source, problem, line, column)
 
-    def convert(self, t: lark.Tree, scope: frozenset[str]) -> Node:  # noqa: C901 - one branch per rule
+    def convert(self, t: lark.Tree, scope: frozenset[str]) -> Node:
         data = t.data
         ch = t.children
         if data == "expr":

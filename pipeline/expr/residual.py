@@ -146,7 +146,7 @@ def fold(node: Node, truth: bool = True) -> Node:
     return out
 
 
-def _fold(node: Node, truth: bool) -> Node:  # noqa: C901 - one branch per node kind
+def _fold(node: Node, truth: bool) -> Node:
     if isinstance(node, (Lit, Err, Ident)):
         return node
     if isinstance(node, Binary) and node.op in ("&&", "||"):

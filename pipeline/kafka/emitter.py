@@ -25,7 +25,7 @@ Pending = list[tuple[str, Any, bytes | None, int, Headers | None]]
 class Emitter:
     """Where a processor puts its output. Sends are buffered per record and released only if it succeeds."""
 
-    __slots__ = ("serde", "_pending", "_at_once", "settings")
+    __slots__ = ("_at_once", "_pending", "serde", "settings")
 
     def __init__(self, serde: Serde, settings: Settings) -> None:
         self.serde = serde

@@ -40,8 +40,8 @@ from ..config import Settings
 from ..serde import Serde
 from . import metrics
 from .client import bootstrap, consumer_config, producer_config
-from .deadletter import dead_letter_headers
 from .committing import Committing
+from .deadletter import dead_letter_headers
 from .emitter import Emitter, Pending
 from .lookahead import Lookahead
 from .rebalance import Rebalancing

@@ -34,7 +34,7 @@ _local = threading.local()
 class Heart:
     """The progress mark of one loop: the time of its last beat, and the thread that beats it."""
 
-    __slots__ = ("name", "last", "thread_id")
+    __slots__ = ("last", "name", "thread_id")
 
     def __init__(self, name: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name

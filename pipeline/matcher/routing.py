@@ -10,7 +10,6 @@ from typing import Any
 
 from ..sdk.function import CompiledTrigger, Function
 
-
 MAX_CACHED_NAMES = 100_000
 
 

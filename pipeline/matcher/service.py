@@ -24,20 +24,20 @@ from confluent_kafka.admin import AdminClient
 from ..canceller.keys import partition_for, signal_record_key
 from ..canceller.registration import signal_keys, signal_routes
 from ..config import Settings
+from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
-from ..kafka import metrics
 from ..kafka.deadletter import DeadLetterSink
 from ..kafka.emitter import Emitter
 from ..kafka.restore import restore
-from ..runs.ids import derived_ulid, run_id_for
+from ..run_owner.ids import derived_ulid, run_id_for
 from ..sdk.app import Registry
 from ..serde import CANCEL_SIGNAL, EVENT, EVENT_SEEN, Serde
 from ..serde.models import event_record_to_dict
 from ..sysevents.builders import FUNCTION_INVOKED, SCHEDULED_TIMER
 from .dedup import Seen, SeenEvents
-from .starts import start_records
 from .routing import TriggerIndex
+from .starts import start_records
 
 log = logging.getLogger("pipeline.matcher")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..canceller.keys import listener_record_key, partition_for
 from ..canceller.registration import listeners_for
-from ..runs.state import start_command
+from ..run_owner.state import start_command
 from ..serde import CANCEL_LISTENER, RUN_COMMAND
 
 # (topic role, key, schema name, value, partition): the matcher and the replay tool map the role to a topic

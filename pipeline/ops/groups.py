@@ -18,7 +18,7 @@ from ..kafka import topics as t
 from .positions import Position
 
 SERVICE_TOPICS: dict[str, tuple[str, ...]] = {
-    "matcher": (t.EVENTS, t.SYSTEM_EVENTS), "executor": (t.RUN_COMMANDS,), "canceller": (t.CANCEL_INDEX,),
+    "matcher": (t.EVENTS, t.SYSTEM_EVENTS), "run-owner": (t.RUN_COMMANDS,), "canceller": (t.CANCEL_INDEX,),
     "worker": (t.INVOCATIONS,),
 }
 

@@ -33,7 +33,7 @@ def parse_time(text: str, now_ms: int | None = None) -> int:
         raise BadPosition(f"{text!r} is not a time: use ISO-8601 (2026-11-25T10:00:00Z), relative (-2h, -30m, "
                           "-1d) or ms since the epoch") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return int(moment.timestamp() * 1000)
 
 

@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 
 from ..kafka.client import producer_config
 from ..matcher.starts import start_records
-from ..runs.ids import derived_ulid
+from ..run_owner.ids import derived_ulid
 from ..serde import RUN_STATE, Serde
 from .deadletters import read_all
 

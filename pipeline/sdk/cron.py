@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 class BadCron(ValueError):

@@ -28,7 +28,7 @@ class TriggerEvent(BaseModel):
     expression: str | None = None
 
     @model_validator(mode="after")
-    def _wildcard_only_at_end(self) -> "TriggerEvent":
+    def _wildcard_only_at_end(self) -> TriggerEvent:
         if "*" in self.event[:-1]:
             raise ValueError(f"trigger event {self.event!r}: '*' is allowed only at the end")
         return self
@@ -55,7 +55,7 @@ class Cancel(BaseModel):
         return as_timedelta(value, "Cancel.timeout")
 
     @model_validator(mode="after")
-    def _match_or_if(self) -> "Cancel":
+    def _match_or_if(self) -> Cancel:
         if self.match is not None and self.if_exp is not None:
             raise ValueError(f"cancel on {self.event!r}: give either match or if_exp, not both")
         if "*" in self.event:
@@ -110,7 +110,7 @@ class Concurrency(BaseModel):
     scope: str | None = None
 
     @model_validator(mode="after")
-    def _scope_is_fn(self) -> "Concurrency":
+    def _scope_is_fn(self) -> Concurrency:
         if self.scope not in (None, "fn"):
             raise ValueError(f"concurrency scope {self.scope!r} is not built yet; only 'fn' is")
         return self

@@ -8,8 +8,8 @@ canceller only ever call ready closures.
 from __future__ import annotations
 
 import inspect
-import logging
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +17,17 @@ from typing import Any
 from ..expr import Expr, ExprError, ValueExpr, compile_expr, join_paths
 from ..expr.ast import Binary, var_path
 from .cron import BadCron, CronSchedule
+from .definitions import (
+    MAX_CANCEL_ENTRIES,
+    MAX_CONCURRENCY_ENTRIES,
+    Cancel,
+    Concurrency,
+    DefinitionError,
+    Timeouts,
+    TriggerCron,
+    TriggerEvent,
+)
 from .waits import WaitNotDeclared, declared_waits
-from .definitions import (MAX_CANCEL_ENTRIES, MAX_CONCURRENCY_ENTRIES, Cancel, Concurrency, DefinitionError,
-                          Timeouts, TriggerCron, TriggerEvent)
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ class StepError(Exception):
         self.stack = stack
 
     @classmethod
-    def from_json(cls, raw: str) -> "StepError":
+    def from_json(cls, raw: str) -> StepError:
         payload = json.loads(raw)
         return cls(payload.get("message") or "", payload.get("name") or "Error", payload.get("stack"))
 
@@ -145,7 +145,7 @@ class RetryAfterError(Exception):
         super().__init__(message or "")
         self.quiet = quiet
         if isinstance(retry_after, datetime.datetime):
-            when = retry_after if retry_after.tzinfo else retry_after.replace(tzinfo=datetime.timezone.utc)
+            when = retry_after if retry_after.tzinfo else retry_after.replace(tzinfo=datetime.UTC)
             self.retry_at_ms = int(when.timestamp() * 1000)
         else:
             self.retry_at_ms = time.time_ns() // 1_000_000 + duration_ms(retry_after, "RetryAfterError.retry_after")
@@ -223,7 +223,7 @@ def _failures_of(key: str) -> Iterator[None]:
 
 def _until_ms(until: datetime.datetime) -> int:
     if until.tzinfo is None:
-        until = until.replace(tzinfo=datetime.timezone.utc)
+        until = until.replace(tzinfo=datetime.UTC)
     return int(until.timestamp() * 1000)
 
 
@@ -295,7 +295,7 @@ class StepSync(_StepBase):
         return _invoke(self, step_id, f"{app_id}-{function_id}" if app_id else function_id, data, user, timeout)
 
 
-def _invoke(step: "_StepBase", step_id: str, function_id: str, data: Any, user: Any,
+def _invoke(step: _StepBase, step_id: str, function_id: str, data: Any, user: Any,
             timeout: datetime.timedelta | int | None) -> Any:
     """step.invoke: the child's result once its ``function.finished`` came back, StepError if it failed or timed
     out; otherwise ask the owner to start the child and wait for it."""

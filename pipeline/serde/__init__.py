@@ -15,7 +15,17 @@ STEP_OUTCOME = "pipeline.StepOutcome"
 EVENT_SEEN = "pipeline.EventSeen"
 
 __all__ = [
-    "Serde", "Catalog", "default_catalog", "SerdeError",
-    "EVENT", "RUN_COMMAND", "RUN_STATE", "CANCEL_LISTENER", "CANCEL_SIGNAL", "BULK_CANCELLATION", "INVOCATION", "STEP_OUTCOME",
+    "BULK_CANCELLATION",
+    "CANCEL_LISTENER",
+    "CANCEL_SIGNAL",
+    "EVENT",
     "EVENT_SEEN",
+    "INVOCATION",
+    "RUN_COMMAND",
+    "RUN_STATE",
+    "STEP_OUTCOME",
+    "Catalog",
+    "Serde",
+    "SerdeError",
+    "default_catalog",
 ]

@@ -68,7 +68,7 @@ class Catalog:
             raise SerdeError(f"no current schema named {name!r}; known: {sorted(self.current)}") from None
 
     @classmethod
-    def load(cls, directory: Path) -> "Catalog":
+    def load(cls, directory: Path) -> Catalog:
         """Read ``*.avsc`` (current) and ``history/*.avsc`` (superseded versions) from a folder."""
         catalog = cls()
         if not directory.is_dir():

@@ -42,7 +42,7 @@ class Event(BaseModel):
             raise ValueError("event name must not be blank")
         return value
 
-    def with_defaults(self) -> "Event":
+    def with_defaults(self) -> Event:
         """Give the event an id (ULID) and a ts (now) if it has none, as Inngest's ingest does."""
         if self.id and self.ts:
             return self
@@ -67,7 +67,7 @@ class Event(BaseModel):
         return out
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> "Event":
+    def from_record(cls, record: dict[str, Any]) -> Event:
         """Build from a decoded Avro record."""
         return cls(
             id=record["id"],
@@ -137,7 +137,7 @@ class RunView(BaseModel):
     replay_of: str | None = None
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "RunView":
+    def from_state(cls, state: dict[str, Any]) -> RunView:
         """Build from a decoded RunState record."""
         return cls(
             run_id=state["run_id"],

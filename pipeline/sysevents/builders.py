@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..runs.ids import derived_ulid
+from ..run_owner.ids import derived_ulid
 
 FUNCTION_CANCELLED = "inngest/function.cancelled"
 FUNCTION_FINISHED = "inngest/function.finished"

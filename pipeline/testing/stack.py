@@ -114,7 +114,7 @@ class Stack:
     """An app's matcher, executor and canceller on their own topics of a real broker."""
 
     def __init__(self, app: Inngest | list[Inngest], bootstrap: str, *, services: tuple[str, ...] = (
-            "matcher", "executor", "canceller", "worker"), retry_backoff_ms: int = 200, partitions: int = 3,
+            "matcher", "run-owner", "canceller", "worker"), retry_backoff_ms: int = 200, partitions: int = 3,
                  stall_timeout_s: float | None = None, **settings: Any) -> None:
         self.apps = app if isinstance(app, list) else [app]
         self.settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
@@ -136,7 +136,7 @@ class Stack:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         t.create_topics(AdminClient(admin_config(self.bootstrap)), self.settings)
         self.runs = TopicWatcher(self.bootstrap, self.settings.topic(t.RUNS),
                                  lambda v: None if v is None else self.serde.decode_as(RUN_STATE, v))
@@ -162,7 +162,7 @@ class Stack:
         from ..supervise import build_service
 
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
-        options = {"retry_backoff_ms": self.retry_backoff_ms} if name == "executor" else {}
+        options = {"retry_backoff_ms": self.retry_backoff_ms} if name == "run-owner" else {}
         return build_service(name, Registry(self.apps), settings, **options)
 
     def start_service(self, name: str) -> Any:

@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback
 import time
+import traceback
 from typing import Any
 
 from ..sdk.context import Context, EventView, ReplayAwareLogger
-from ..sdk.group import Group, GroupSync
 from ..sdk.function import Function
-from ..sdk.steps import (Step, Interrupt, NonRetriableError, RetryAfterError, SendEventRequested,
-                         SleepRequested, StepSync, StepCompleted, StepError, StepFailed, StepsCompleted,
-                         WaitRequested)
+from ..sdk.group import Group, GroupSync
+from ..sdk.steps import (
+    Interrupt,
+    NonRetriableError,
+    RetryAfterError,
+    SendEventRequested,
+    SleepRequested,
+    Step,
+    StepCompleted,
+    StepError,
+    StepFailed,
+    StepsCompleted,
+    StepSync,
+    WaitRequested,
+)
 from ..sysevents.builders import error_payload
 
 

@@ -35,8 +35,8 @@ from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import bootstrap, consumer_config, producer_config
-from ..kafka.watchdog import Heart
 from ..kafka.deadletter import dead_letter_headers
+from ..kafka.watchdog import Heart
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import INVOCATION, STEP_OUTCOME, Serde

@@ -129,7 +129,7 @@ def _loose(expected: Any, got: Any) -> bool:
     if isinstance(expected, dict):
         return isinstance(got, dict) and len(expected) == len(got) and all(
             any(_loose(k, gk) and _loose(v, gv) for gk, gv in got.items()) for k, v in expected.items())
-    return type(expected) in (int, UInt) and type(got) is int and expected == got or (
+    return (type(expected) in (int, UInt) and type(got) is int and expected == got) or (
         type(expected) is type(got) and expected == got)
 
 
@@ -181,7 +181,7 @@ def judge(test: dict[str, list[Any]]) -> tuple[str, str]:
     if expr.compiled:
         try:
             got = compile_node(expr.ast)(activation)
-        except Exception:  # noqa: BLE001 - any raise is a CEL error
+        except Exception:
             got = ERROR
         if not same(expected, got):
             return "wrong", f"compiled: expected {expected!r}, got {got!r}"
@@ -190,7 +190,7 @@ def judge(test: dict[str, list[Any]]) -> tuple[str, str]:
         if not _loose(expected, got):
             return "wrong", f"{expr.backend}: expected {expected!r}, got {got!r}"
     if expr.evaluate(activation) is not (expected is True):
-        return "wrong", f"the predicate answered {not (expected is True)} for a value of {expected!r}"
+        return "wrong", f"the predicate answered {expected is not True} for a value of {expected!r}"
     return "pass", ""
 
 
@@ -199,7 +199,7 @@ def _full_value(source: str, variables: tuple[str, ...], activation: dict[str, A
 
     try:
         result = _cel_env(variables).compile(source, disable_check=True).eval(data=activation)
-    except Exception:  # noqa: BLE001 - raised instead of returned (a duplicate map key): an error
+    except Exception:
         return ERROR
     if str(result.type()) == "ERROR":
         return ERROR

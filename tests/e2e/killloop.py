@@ -20,7 +20,7 @@ from pipeline.testing.stack import Stack
 from .apps import app
 from .procs import service_process
 
-SERVICES = ("matcher", "executor", "canceller", "worker")
+SERVICES = ("matcher", "run-owner", "canceller", "worker")
 CANCELLED = "inngest/function.cancelled"
 FINISHED = "inngest/function.finished"
 

@@ -22,9 +22,8 @@ from pipeline.sdk.app import Registry
 from pipeline.serde import Serde
 from pipeline.testing.stack import Stack
 
-from .procs import service_process
-
 from .apps import app as e2e
+from .procs import service_process
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,7 +119,7 @@ def _index_order(stack: Stack) -> list[str]:
 
 def test_cancel_that_overtakes_the_listener_still_cancels(kafka_bootstrap: str) -> None:
     """Stop the matcher's run path, let the cancel through, then resume: the run is still cancelled."""
-    with Stack(e2e, kafka_bootstrap, services=("executor", "canceller"), partitions=2) as stack:
+    with Stack(e2e, kafka_bootstrap, services=("run-owner", "canceller"), partitions=2) as stack:
         # range assignment puts one partition of *each* topic on each matcher (cooperative-sticky balances
         # only the total), so that the trigger and the cancel below meet different matchers
         loops = [ServiceLoop(_RunPathStopped(Registry([e2e]), stack.settings.model_copy(update={"instance_id": i})),
@@ -167,7 +166,7 @@ def test_sigkill_of_canceller_and_run_owner_mid_stream_gives_exactly_one_cancell
         kafka_bootstrap: str) -> None:
     runs = 40
     with Stack(e2e, kafka_bootstrap, services=("matcher", "worker")) as stack:
-        procs = {name: _service(stack, name, f"{name}-1") for name in ("executor", "canceller")}
+        procs = {name: _service(stack, name, f"{name}-1") for name in ("run-owner", "canceller")}
         try:
             for i in range(runs):
                 stack.send("test/long", {"key": f"k{i}", "sleep": 300}, id=f"L{i}")
@@ -180,10 +179,10 @@ def test_sigkill_of_canceller_and_run_owner_mid_stream_gives_exactly_one_cancell
                 if i == runs // 3:
                     procs["canceller"].send_signal(signal.SIGKILL)
                 if i == runs // 2:
-                    procs["executor"].send_signal(signal.SIGKILL)
+                    procs["run-owner"].send_signal(signal.SIGKILL)
             for p in procs.values():
                 p.wait(10)
-            procs = {name: _service(stack, name, f"{name}-1") for name in ("executor", "canceller")}
+            procs = {name: _service(stack, name, f"{name}-1") for name in ("run-owner", "canceller")}
             stack.wait_system_event(CANCELLED, timeout=90, count=runs)
             time.sleep(3)  # duplicates, if any, would arrive now
             cancelled = stack.system_events_named(CANCELLED)

@@ -24,13 +24,13 @@ def ticks(stack: Stack) -> list[int]:
 def test_one_run_per_tick_whoever_fires_it(kafka_bootstrap: str) -> None:
     schedule = CronSchedule("* * * * *")
     with Stack(cron_app, kafka_bootstrap) as stack:
-        second = stack.build_loop("executor", instance_id="second-owner")  # two owners share the partitions
+        second = stack.build_loop("run-owner", instance_id="second-owner")  # two owners share the partitions
         thread = run_in_thread(second)
         try:
             first = stack.wait_run(lambda r: r["status"] == "Completed", timeout=60)
             assert json.loads(first["output"])["cron"] == "* * * * *"
-            stack.stop_service("executor")  # the restarted owner fires the latest tick again: no second run
-            stack.start_service("executor")
+            stack.stop_service("run-owner")  # the restarted owner fires the latest tick again: no second run
+            stack.start_service("run-owner")
             boundary = schedule.next_after(int(time.time() * 1000))
             time.sleep(max(0.0, boundary / 1000 - time.time()) + 6)  # past the next tick
             seen = ticks(stack)

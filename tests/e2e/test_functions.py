@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runs.ids import run_id_for
+from pipeline.run_owner.ids import run_id_for
 from pipeline.testing.stack import Stack
 
 from .apps import app
@@ -87,7 +87,7 @@ def test_owner_killed_with_a_step_in_flight_loses_nothing_and_repeats_no_step(ka
     log, hold = tmp_path / "steps.log", tmp_path / "hold"
     hold.write_text("x")
     with Stack(app, kafka_bootstrap, services=("matcher", "worker")) as stack:
-        owner = service_process(stack, "executor", "exec-1")
+        owner = service_process(stack, "run-owner", "exec-1")
         try:
             stack.send("test/steps", {"log": str(log), "hold": str(hold)}, id="st-1")
             _wait_for_line(log, "two")
@@ -98,7 +98,7 @@ def test_owner_killed_with_a_step_in_flight_loses_nothing_and_repeats_no_step(ka
                 owner.kill()
         hold.unlink()  # the step finishes while no owner runs
         time.sleep(0.5)
-        owner = service_process(stack, "executor", "exec-1")
+        owner = service_process(stack, "run-owner", "exec-1")
         try:
             done = stack.wait_run(lambda r: r["status"] == "Completed", timeout=60)
         finally:
@@ -113,7 +113,7 @@ def test_worker_killed_mid_step_runs_the_step_again_and_the_run_completes_once(k
                                                                                  tmp_path: Path) -> None:
     log, hold = tmp_path / "steps.log", tmp_path / "hold"
     hold.write_text("x")
-    with Stack(app, kafka_bootstrap, services=("matcher", "executor", "canceller")) as stack:
+    with Stack(app, kafka_bootstrap, services=("matcher", "run-owner", "canceller")) as stack:
         worker = service_process(stack, "worker", "w-1")
         try:
             stack.send("test/steps", {"log": str(log), "hold": str(hold)}, id="st-2")

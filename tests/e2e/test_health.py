@@ -8,7 +8,6 @@ import time
 
 import httpx
 import pytest
-
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.kafka import topics as t
@@ -27,7 +26,7 @@ def free_port() -> int:
 
 
 # The changelog each stateful service rebuilds its table from when partitions are assigned.
-STATE_TOPIC = {"matcher": t.EVENT_IDS, "executor": t.RUNS, "canceller": t.CANCEL_INDEX}
+STATE_TOPIC = {"matcher": t.EVENT_IDS, "run-owner": t.RUNS, "canceller": t.CANCEL_INDEX}
 
 
 def fill_changelog(servers: str, topic: str, n: int = 200_000) -> None:
@@ -58,7 +57,7 @@ def commit_to_end(servers: str, group: str, topic: str) -> None:
         consumer.close()
 
 
-@pytest.mark.parametrize("service", ["matcher", "executor", "canceller", "worker"])
+@pytest.mark.parametrize("service", ["matcher", "run-owner", "canceller", "worker"])
 def test_readyz_flips_after_restore(kafka_bootstrap: str, service: str) -> None:
     with Stack(app, kafka_bootstrap, services=()) as stack:
         if service in STATE_TOPIC:

@@ -40,17 +40,17 @@ def test_poison_on_each_compacted_topic_is_dead_lettered_at_every_restore_and_th
             for partition in range(1 if name == t.CANCELLATIONS else stack.settings.partitions):
                 produce(kafka_bootstrap, topic(name), [POISON], key=f"poison-{partition}",
                         config={"partitioner": "murmur2_random"} if partition else None)
-        procs = {name: service_process(stack, name, f"{name}-poison") for name in ("executor", "canceller")}
+        procs = {name: service_process(stack, name, f"{name}-poison") for name in ("run-owner", "canceller")}
         try:
             _cancel_one(stack, "before-restart")
-            assert _alive(procs) == {"executor": None, "canceller": None}
+            assert _alive(procs) == {"run-owner": None, "canceller": None}
             for proc in procs.values():  # a restart restores from the same poisoned topics
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
-            procs = {name: service_process(stack, name, f"{name}-poison") for name in ("executor", "canceller")}
+            procs = {name: service_process(stack, name, f"{name}-poison") for name in ("run-owner", "canceller")}
             _cancel_one(stack, "after-restart")
             time.sleep(1)
-            assert _alive(procs) == {"executor": None, "canceller": None}
+            assert _alive(procs) == {"run-owner": None, "canceller": None}
         finally:
             for proc in procs.values():
                 proc.kill()
@@ -60,7 +60,7 @@ def test_poison_on_each_compacted_topic_is_dead_lettered_at_every_restore_and_th
             return dict(msg.headers() or [])[name].decode()
 
         letters = await_records(kafka_bootstrap, topic(t.DEAD_LETTER), 2, timeout=20,
-                                predicate=lambda m: m.value() == POISON and header(m, "dlq.service") == "executor"
+                                predicate=lambda m: m.value() == POISON and header(m, "dlq.service") == "run-owner"
                                 and header(m, "dlq.source.topic") == topic(t.RUNS))
         listeners = await_records(kafka_bootstrap, topic(t.DEAD_LETTER), 2, timeout=20,
                                   predicate=lambda m: m.value() == POISON and header(m, "dlq.service") == "canceller")

@@ -60,7 +60,7 @@ def test_an_event_whose_signal_reaches_the_join_before_the_listener_still_resolv
     with Stack(app, kafka_bootstrap) as stack:
         stack.send("test/wait.start", {"key": "k3", "pause": 3}, id="W3")
         stack.wait_run(lambda r: r["event_id"] == "W3" and r["status"] == "Running")
-        stack.stop_service("executor")  # the worker's "wait" outcome will sit in run-commands, unapplied
+        stack.stop_service("run-owner")  # the worker's "wait" outcome will sit in run-commands, unapplied
         time.sleep(4.5)  # the handler's pause is over: the wait began, the outcome is written
         stack.send("test/wait.approve", {"key": "k3", "n": 3}, id="LATE")
         canceller = stack.loops["canceller"].processor
@@ -69,7 +69,7 @@ def test_an_event_whose_signal_reaches_the_join_before_the_listener_still_resolv
             assert time.monotonic() < deadline, "the signal never reached the canceller"
             time.sleep(0.1)
         assert not any(i.listener_count for i in canceller.indexes.values())
-        stack.start_service("executor")  # applies the outcome, registers the listener: it meets the signal
+        stack.start_service("run-owner")  # applies the outcome, registers the listener: it meets the signal
         done = stack.wait_run(lambda r: r["event_id"] == "W3" and r["status"] == "Completed", timeout=60)
         assert output(done) == {"approved": {"key": "k3", "n": 3}, "by": "LATE"}
         assert canceller.resumes_sent == 1

@@ -90,7 +90,7 @@ def _intervals(log: Path) -> list[tuple[str, float, float]]:
 
 def test_concurrency_limits_hold_across_two_worker_processes(kafka_bootstrap: str, tmp_path: Path) -> None:
     plain, keyed = tmp_path / "limited.log", tmp_path / "keyed.log"
-    with Stack(app, kafka_bootstrap, services=("matcher", "executor", "canceller")) as stack:
+    with Stack(app, kafka_bootstrap, services=("matcher", "run-owner", "canceller")) as stack:
         workers = [service_process(stack, "worker", f"w-{i}") for i in range(2)]
         try:
             for i in range(8):

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -25,8 +25,8 @@ from pipeline.api import bound_port, create_app, start_in_thread, stop
 from pipeline.config import Settings
 from pipeline.kafka import topics as t
 from pipeline.kafka.client import admin_config, consumer_config, producer_config
-from pipeline.runs import state as st
-from pipeline.runs.ids import run_id_for
+from pipeline.run_owner import state as st
+from pipeline.run_owner.ids import run_id_for
 from pipeline.serde import BULK_CANCELLATION, EVENT, RUN_COMMAND, RUN_STATE, Serde
 from pipeline.serde.models import now_ms
 
@@ -312,7 +312,7 @@ def test_bulk_cancellation_create_list_count_and_stop(api) -> None:
     client, settings = api()
     created = client.post("/v1/cancellations", json={
         "app_id": "app", "function_id": "fn", "started_after": "2024-01-01T00:00:00Z",
-        "started_before": datetime.now(timezone.utc).isoformat(), "if": "event.data.plan == 'free'"})
+        "started_before": datetime.now(UTC).isoformat(), "if": "event.data.plan == 'free'"})
     assert created.status_code == 200, created.text
     view = created.json()["data"]
     assert view["started_after"] == 1704067200000 and view["if"] == "event.data.plan == 'free'"

@@ -9,8 +9,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (allow_header_conformance, content_type_conformance,
-                                               status_code_conformance)
+from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
+    content_type_conformance,
+    status_code_conformance,
+)
 
 from pipeline.api.server import bound_port, start_in_thread, stop
 from pipeline.testing.stack import Stack

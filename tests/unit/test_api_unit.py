@@ -11,8 +11,16 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.api import auth
-from pipeline.api.app import (MAX_FUTURE_MS, BodySizeLimit, CancellationRequest, cancellation_record,
-                              cancellation_view, to_ms, validate_if, validate_window)
+from pipeline.api.app import (
+    MAX_FUTURE_MS,
+    BodySizeLimit,
+    CancellationRequest,
+    cancellation_record,
+    cancellation_view,
+    to_ms,
+    validate_if,
+    validate_window,
+)
 from pipeline.config import Settings
 from pipeline.expr import ExprError
 

@@ -10,7 +10,7 @@ from pipeline.sdk.cron import BadCron, CronClock, CronSchedule
 
 
 def ms(h: int, m: int, s: int = 0, day: int = 25) -> int:
-    return int(datetime.datetime(2026, 11, day, h, m, s, tzinfo=datetime.timezone.utc).timestamp() * 1000)
+    return int(datetime.datetime(2026, 11, day, h, m, s, tzinfo=datetime.UTC).timestamp() * 1000)
 
 
 def test_latest_and_next_ticks_in_utc_and_in_a_time_zone() -> None:

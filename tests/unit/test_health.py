@@ -25,8 +25,8 @@ def call(app, path: str) -> tuple[str, dict]:
 
 
 def test_alive_while_every_loop_beats_and_ready_once_every_loop_restored() -> None:
-    alive, ready = status([loop("matcher", 1, True), loop("executor", 40, False)], stall_limit_s=30)
-    assert not alive["ok"] and alive["services"]["matcher"]["ok"] and not alive["services"]["executor"]["ok"]
+    alive, ready = status([loop("matcher", 1, True), loop("run-owner", 40, False)], stall_limit_s=30)
+    assert not alive["ok"] and alive["services"]["matcher"]["ok"] and not alive["services"]["run-owner"]["ok"]
     assert not ready["ok"] and ready["services"]["matcher"] == {"ok": True, "partitions": 2}
 
 

@@ -10,7 +10,7 @@ from pipeline.kafka.lookahead import Lookahead
 from .fakes import FakeMessage
 
 
-def Msg(partition: int, offset: int, key: str, urgent: bool = False, topic: str = "t") -> FakeMessage:  # noqa: N802
+def Msg(partition: int, offset: int, key: str, urgent: bool = False, topic: str = "t") -> FakeMessage:
     return FakeMessage(topic_=topic, partition_=partition, offset_=offset, key_=key.encode(), urgent=urgent)
 
 

@@ -6,7 +6,7 @@ import json
 import logging
 
 import pipeline
-from pipeline.runs import state as st
+from pipeline.run_owner import state as st
 from pipeline.workers.invoke import run_sync
 
 from .test_run_state import EVENT, _apply, _running

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections import deque
 
-from pipeline.runs import state as st
-from pipeline.runs.gate import GateBook
-from pipeline.runs.slots import Slots
+from pipeline.run_owner import state as st
+from pipeline.run_owner.gate import GateBook
+from pipeline.run_owner.slots import Slots
 from pipeline.serde import RUN_STATE, STEP_OUTCOME, Serde
 from pipeline.sysevents.builders import FUNCTION_CANCELLED, FUNCTION_FAILED, FUNCTION_FINISHED
 

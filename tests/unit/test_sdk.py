@@ -6,12 +6,11 @@ import asyncio
 import datetime
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
 
 import pipeline
-from types import SimpleNamespace
-
 from pipeline.workers.invoke import run_async, run_sync
 
 
@@ -130,7 +129,7 @@ def test_non_serializable_step_output_fails_without_retry() -> None:
 
 def test_sleep_until_takes_aware_and_naive_datetimes() -> None:
     app = pipeline.Inngest(app_id="a")
-    at = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+    at = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 
     @app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"))
     def f(ctx: pipeline.Context) -> None:

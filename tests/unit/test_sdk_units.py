@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 import pipeline
-from pipeline.runs import state as st
+from pipeline.run_owner import state as st
 
 from .test_sdk import _state, invoke
 
@@ -78,8 +78,8 @@ def test_retry_after_error_schedules_the_next_attempt_when_the_user_said() -> No
     assert tr.state is not None and tr.state["wake_at"] == retry_at  # not the 1 s backoff
     past = st.failed_attempt(state, {**out.error, "retry_at": 5}, retries=4, now_ms=NOW, backoff_ms=1000)
     assert past.state is not None and past.state["wake_at"] == NOW
-    at = pipeline.RetryAfterError("later", datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))
-    assert at.retry_at_ms == int(datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc).timestamp() * 1000)
+    at = pipeline.RetryAfterError("later", datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC))
+    assert at.retry_at_ms == int(datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC).timestamp() * 1000)
     assert json.loads(json.dumps(out.error))["name"] == "RetryAfterError"
 
 

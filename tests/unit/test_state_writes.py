@@ -12,8 +12,8 @@ import pytest
 import pipeline
 from pipeline.config import Settings
 from pipeline.kafka.emitter import Emitter, OutputTooLarge
-from pipeline.runs.owner import RunOwner
-from pipeline.runs.writes import StateWrites
+from pipeline.run_owner.owner import RunOwner
+from pipeline.run_owner.writes import StateWrites
 from pipeline.sdk.app import Registry
 from pipeline.serde import INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
 
@@ -27,7 +27,7 @@ def one(ctx: pipeline.ContextSync) -> str:
     return ctx.step.run("s", lambda: "ok")
 
 
-def Msg(value: bytes, partition: int = 0) -> FakeMessage:  # noqa: N802 - reads as the record it stands for
+def Msg(value: bytes, partition: int = 0) -> FakeMessage:
     return FakeMessage(value_=value, partition_=partition)
 
 

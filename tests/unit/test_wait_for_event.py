@@ -10,8 +10,8 @@ import pytest
 import pipeline
 from pipeline.canceller.index import CancelIndex, Listener, Signal
 from pipeline.canceller.registration import WaitNotRoutable, signal_routes, wait_listener
-from pipeline.runs import state as st
-from pipeline.runs.gate import GateBook
+from pipeline.run_owner import state as st
+from pipeline.run_owner.gate import GateBook
 from pipeline.sdk.waits import DeclaredWait, declared_waits
 from pipeline.workers.invoke import run_sync
 

@@ -30,7 +30,7 @@ def test_a_silent_heart_trips_and_a_beating_one_does_not() -> None:
 
 def test_watching_counts_from_now_so_a_slow_start_is_not_a_stall() -> None:
     clock = Clock()
-    heart = Heart("executor", clock)
+    heart = Heart("run-owner", clock)
     clock.now += 1000  # created long before the watchdog started
     dog = Watchdog(30, on_stall=lambda *_: None, clock=clock)
     dog.watch(heart)

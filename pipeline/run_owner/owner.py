@@ -31,24 +31,24 @@ from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
-from ..kafka.emitter import Emitter, OutputTooLarge
 from ..kafka.deadletter import DeadLetterSink
+from ..kafka.emitter import Emitter, OutputTooLarge
 from ..kafka.restore import restore
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
-from .crons import CronTicks
-from .listening import Listening
 from . import state as st
 from .bulk import BulkRules
+from .crons import CronTicks
 from .gate import GateBook, GateProber
 from .ids import derived_ulid
+from .listening import Listening
 from .slots import Slots
 from .ticking import Ticking
 from .writes import StateWrites
 
-log = logging.getLogger("pipeline.executor")
+log = logging.getLogger("pipeline.run-owner")
 
 
 class UnknownFunction(LookupError):
@@ -62,7 +62,7 @@ def _now() -> int:
 class RunOwner(Ticking):
     """The run owner processor for :class:`pipeline.kafka.loop.ServiceLoop`."""
 
-    name = "executor"
+    name = "run-owner"
 
     def __init__(self, registry: Registry, settings: Settings, serde: Serde | None = None, *,
                  retry_backoff_ms: int = 1000) -> None:
@@ -129,7 +129,7 @@ class RunOwner(Ticking):
             state = self.serde.decode_as(RUN_STATE, msg.value())
             table[state["run_id"]] = state
 
-        count, seconds = restore(self.servers, self.runs_topic, parts, load, label="executor runs",
+        count, seconds = restore(self.servers, self.runs_topic, parts, load, label="run-owner runs",
                                  dead_letter=self.restore_dead_letters)
         metrics.RESTORE_SECONDS.labels(self.name, self.runs_topic).set(seconds)
         metrics.RESTORE_RECORDS.labels(self.name, self.runs_topic).set(count)

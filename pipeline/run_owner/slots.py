@@ -6,7 +6,7 @@ owner sees all of them and counts exactly: a run takes one slot of each of its s
 invocation goes to a worker, and gives them back when the outcome lands or the run ends.
 Runs that find a set full wait in its queue, first come first served.
 
-The table is derived from run states (:func:`pipeline.runs.state.holds_slot`, ``held``), so a
+The table is derived from run states (:func:`pipeline.run_owner.state.holds_slot`, ``held``), so a
 new owner rebuilds it from the compacted ``runs`` topic like everything else.
 """
 

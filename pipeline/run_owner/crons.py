@@ -15,7 +15,7 @@ from ..serde.models import event_dict_to_record
 from ..sysevents.builders import SCHEDULED_TIMER
 from .ids import derived_ulid
 
-log = logging.getLogger("pipeline.executor")
+log = logging.getLogger("pipeline.run-owner")
 
 
 class CronTicks:

@@ -1,7 +1,7 @@
 """The run owner's writes to the cancel join: a Waiting run's listener (``step.wait_for_event`` and
 ``step.invoke``, whose child it also starts), and the tombstones of listeners a run no longer needs.
 
-Apart from :mod:`pipeline.runs.owner` so that the owner stays its state machine's driver; every record goes out
+Apart from :mod:`pipeline.run_owner.owner` so that the owner stays its state machine's driver; every record goes out
 through the owner's emitter, in the transaction of the input that caused it.
 """
 

@@ -1,7 +1,7 @@
 """The run owner's timer tick: wake sleeping runs, resume retries, time runs out, release runs at the
 watermark gate, apply new bulk cancellations and fire cron ticks.
 
-A mixin of :class:`pipeline.runs.owner.RunOwner` (its table, timers and effects are the owner's), kept in a
+A mixin of :class:`pipeline.run_owner.owner.RunOwner` (its table, timers and effects are the owner's), kept in a
 module of its own so the owner's per-record path reads on its own.
 """
 
@@ -17,7 +17,7 @@ from . import state as st
 from .bulk import BulkRule
 from .gate import GateProber
 
-log = logging.getLogger("pipeline.executor")
+log = logging.getLogger("pipeline.run-owner")
 
 
 class Ticking:

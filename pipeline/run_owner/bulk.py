@@ -18,7 +18,7 @@ from ..kafka.client import consumer_config
 from ..serde import BULK_CANCELLATION, Serde
 from . import state as st
 
-log = logging.getLogger("pipeline.executor")
+log = logging.getLogger("pipeline.run-owner")
 
 
 class BulkRule:
