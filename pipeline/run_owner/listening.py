@@ -14,6 +14,7 @@ from typing import Any
 from ..canceller.keys import listener_record_key, partition_for
 from ..canceller.registration import WaitNotRoutable, listeners_for, wait_listener
 from ..kafka.emitter import Emitter
+from ..protocol.errors import error_payload
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import CANCEL_LISTENER, EVENT
@@ -71,7 +72,7 @@ class Listening:
         return tr
 
     def _fail_step(self, state: dict[str, Any], fn: Function, name: str, message: str, now: int) -> st.Transition:
-        error = {"error": message, "message": message, "name": name}
+        error = error_payload(message, name)
         return st.failed_attempt(st._bump(state, status="Running", wake_at=None, pending_step=None, waiting_for=None),
                                  error, fn.retries, now, backoff_ms=self.retry_backoff_ms, retriable=False,
                                  step_id=state["pending_step"])

@@ -34,6 +34,7 @@ from ..kafka.client import admin_config, bootstrap
 from ..kafka.deadletter import DeadLetterSink
 from ..kafka.emitter import Emitter, OutputTooLarge
 from ..kafka.restore import restore
+from ..protocol.errors import error_payload
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
@@ -252,7 +253,7 @@ class RunOwner(Ticking):
             self._apply(tr, fn, p, out, now)
         except OutputTooLarge as exc:
             # The new state (e.g. a huge step output) cannot be stored: fail the run rather than wedge it.
-            error = {"error": str(exc), "message": str(exc), "name": "OutputTooLarge"}
+            error = error_payload(str(exc), "OutputTooLarge")
             failed = st.failed_attempt(st._bump(state, inflight_at=None), error, fn.retries, now,
                                        backoff_ms=self.retry_backoff_ms, retriable=False)
             self._apply(failed, fn, p, out, now)

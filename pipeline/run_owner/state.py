@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..serde.models import ENDED_STATUSES
+from ..protocol.errors import CANCELLED_ERROR
 from ..sysevents import builders
 
 MAX_BACKOFF_MS = 5 * 60 * 1000
@@ -309,7 +310,7 @@ def cancel(state: dict[str, Any], reason: str, source_id: str | None, now_ms: in
     ``held`` keeps what the run was waiting for, so its state says a cancel caught it at the gate."""
     if is_ended(state):
         return Transition()
-    error = dict(builders.CANCELLED_ERROR)
+    error = dict(CANCELLED_ERROR)
     new = _bump(state, status="Cancelled", ended_at=now_ms, wake_at=None, pending_step=None, deadline_at=None,
                 error=json.dumps(error), cancel_reason=reason, cancel_source=source_id, inflight_at=None,
                 ready_at=None, finishing=None)

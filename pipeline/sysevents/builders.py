@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..protocol.errors import CANCELLED_ERROR, exception_payload
 from ..run_owner.ids import derived_ulid
 
 FUNCTION_CANCELLED = "inngest/function.cancelled"
@@ -18,7 +19,7 @@ FUNCTION_FAILED = "inngest/function.failed"
 FUNCTION_INVOKED = "inngest/function.invoked"
 SCHEDULED_TIMER = "inngest/scheduled.timer"  # a TriggerCron tick (data: cron, _inngest.fn_id)
 
-CANCELLED_ERROR = {"error": "function cancelled", "message": "function cancelled", "name": "Error"}
+__all__ = ["CANCELLED_ERROR", "exception_payload"]
 
 
 def _trigger(state: dict[str, Any]) -> dict[str, Any]:
@@ -76,9 +77,3 @@ def function_finished(state: dict[str, Any], now_ms: int, *, result: Any = None,
         "ts": now_ms,
         "user": {},
     }
-
-
-def error_payload(exc: BaseException) -> dict[str, Any]:
-    """Inngest's error shape ``{error, message, name}`` for an exception."""
-    message = str(exc) or type(exc).__name__
-    return {"error": message, "message": message, "name": type(exc).__name__}

@@ -15,6 +15,7 @@ import time
 import traceback
 from typing import Any
 
+from ..protocol.errors import error_payload, exception_payload
 from ..sdk.context import Context, EventView, ReplayAwareLogger
 from ..sdk.function import Function
 from ..sdk.group import Group, GroupSync
@@ -32,7 +33,6 @@ from ..sdk.steps import (
     StepSync,
     WaitRequested,
 )
-from ..sysevents.builders import error_payload
 
 
 def _now() -> int:
@@ -74,8 +74,8 @@ def _report(logger: logging.Logger, exc: BaseException) -> None:
 def _error(exc: BaseException) -> dict[str, Any]:
     """Inngest's error shape, plus when to retry for a :class:`RetryAfterError` (the owner schedules it)."""
     if isinstance(exc, StepError):  # uncaught: the run fails with the step's own error, as it was stored
-        return {"error": exc.message, "message": exc.message, "name": exc.name, "stack": exc.stack}
-    payload = error_payload(exc)
+        return error_payload(exc.message, exc.name, exc.stack)
+    payload = exception_payload(exc)
     payload["stack"] = "".join(traceback.format_exception(exc))[-4000:]
     if isinstance(exc, RetryAfterError):
         payload["retry_at"] = exc.retry_at_ms
@@ -112,7 +112,7 @@ def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None
     try:
         output = json.dumps(result, separators=(",", ":"))
     except (TypeError, ValueError) as bad:
-        error = error_payload(ValueError(f"return value is not JSON-serializable: {bad}"))
+        error = exception_payload(ValueError(f"return value is not JSON-serializable: {bad}"))
         return outcome(inv, "error", started, worker, error=json.dumps(error), retriable=False)
     return outcome(inv, "completed", started, worker, output=output)
 
