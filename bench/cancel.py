@@ -9,7 +9,7 @@ Run (from the repository root):
 
 Part 1, canceller throughput (one ``ServiceLoop(Canceller)``): the cancel-index topic is pre-loaded with
 ``--listeners`` CancelListener records (Avro, record key ``join key NUL run id``, partition
-crc32(join key) as pipeline/canceller/keys.py does), the canceller group's offsets are committed at
+crc32(join key) as pipeline/protocol/keys.py does), the canceller group's offsets are committed at
 their end, then ``--signals`` CancelSignal records follow, ``--hit-ratio`` of them under the join
 key of a distinct listener. The canceller starts, rebuilds its table from the listeners
 (``Canceller.assigned``), then processes the signals. Measured from the end of the rebuild:
@@ -57,12 +57,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 import pipeline
-from pipeline.canceller.keys import join_key, listener_record_key, partition_for, signal_record_key
 from pipeline.canceller.service import Canceller
 from pipeline.config import Settings
 from pipeline.kafka import topics as t
 from pipeline.kafka.client import admin_config, consumer_config, producer_config
 from pipeline.kafka.loop import ServiceLoop
+from pipeline.protocol.keys import join_key, listener_record_key, partition_for, signal_record_key
 from pipeline.serde import CANCEL_LISTENER, CANCEL_SIGNAL, EVENT, RUN_COMMAND, Serde
 from pipeline.testing.stack import Stack
 

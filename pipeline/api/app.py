@@ -42,7 +42,7 @@ from ..config import Settings
 from ..expr import ExprError, compile_expr
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap, producer_config
-from ..run_owner.state import cancel_command
+from ..protocol.commands import cancel_command
 from ..serde import BULK_CANCELLATION, EVENT, RUN_COMMAND, Serde, SerdeError
 from ..serde.models import ENDED_STATUSES, Event, RunView, now_ms
 from . import auth

@@ -109,8 +109,8 @@ def add_browse_routes(app: FastAPI, *, settings: Any, registry: Any, ensure_read
     @app.post("/v1/runs/{run_id}/replay", responses=answers(401, 404, 409, 503))
     async def replay_run(run_id: str, request: Request) -> dict[str, Any]:
         """A new run of the same event, linked to this one (``replay_of``); once per run."""
-        from ..matcher.starts import start_records
         from ..ops.runs_replay import replay_id
+        from ..protocol.commands import start_records
 
         require_signing_key(request)
         runs, _ = await ensure_ready(request)

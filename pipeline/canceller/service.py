@@ -28,14 +28,13 @@ from ..kafka.client import bootstrap
 from ..kafka.deadletter import DeadLetterSink
 from ..kafka.emitter import Emitter
 from ..kafka.restore import restore
-from ..run_owner.state import cancel_command, resume_command
+from ..protocol.commands import cancel_command, resume_command
+from ..protocol.keys import listener_record_key, parse_index_key, signal_record_key
 from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, RUN_COMMAND, Serde
 from .index import CancelIndex, Match, listener_from_record, signal_from_record
-from .keys import listener_record_key, signal_record_key
 
 log = logging.getLogger("pipeline.canceller")
 
-SIGNAL_MARK = "\x00sig\x00"
 EXPIRY_EVERY_MS = 5000
 
 
@@ -105,13 +104,11 @@ class Canceller:
             index = self.indexes[p] = self._new_index()
         value = msg.value()
         if value is None:
-            key = msg.key().decode()
-            if SIGNAL_MARK in key:
-                join, _, event_id = key.partition(SIGNAL_MARK)
-                index.remove_signal(join, event_id)
+            kind, join, ident = parse_index_key(msg.key().decode())
+            if kind == "signal":
+                index.remove_signal(join, ident)
             else:
-                join, _, run_id = key.rpartition("\x00")
-                index.remove_listener(join, run_id)
+                index.remove_listener(join, ident)
             return []
         name, record = self.serde.decode(value)
         if name == CANCEL_LISTENER:

@@ -5,6 +5,7 @@ Kept apart from the loop that runs processors, so processors and their tests nee
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from confluent_kafka import Message
@@ -33,7 +34,7 @@ class Emitter:
         self._pending: Pending = []
         self._at_once: Pending = []
 
-    def send(self, topic: str, key: str | bytes | None, schema: str | None, value: dict[str, Any] | bytes | None,
+    def send(self, topic: str, key: str | bytes | None, schema: str | None, value: Mapping[str, Any] | bytes | None,
              *, partition: int = -1, headers: Headers | None = None, at_once: bool = False) -> None:
         """Queue one output record. ``schema`` names the Avro record type; None sends ``value`` as raw bytes
         (None value = tombstone). Encoding happens here, so a bad output record fails its input record.
@@ -43,14 +44,20 @@ class Emitter:
         costs 20-60 ms on a loaded broker). Only for records whose reader is idempotent: the loop has them
         acknowledged before it commits the input's offset, so none is lost, but a batch that aborts may
         already have sent them, and its replay sends them again (at least once)."""
-        payload = self.serde.encode(schema, value) if schema is not None and value is not None else value
-        if payload is not None and len(payload) > self.settings.max_output_bytes:  # type: ignore[arg-type]
+        payload: bytes | None
+        if value is None or isinstance(value, bytes):
+            payload = value
+        elif schema is not None:
+            payload = self.serde.encode(schema, value)
+        else:
+            raise TypeError(f"a record for {topic} without a schema must be bytes")
+        if payload is not None and len(payload) > self.settings.max_output_bytes:
             # Refuse it here, so the *input* is dead-lettered: a record the broker would reject would
             # otherwise abort the transaction on every retry and wedge the partition.
-            raise OutputTooLarge(f"output record for {topic} is {len(payload)} bytes "  # type: ignore[arg-type]
+            raise OutputTooLarge(f"output record for {topic} is {len(payload)} bytes "
                                  f"(limit {self.settings.max_output_bytes})")
         queue = self._at_once if at_once else self._pending
-        queue.append((topic, key, payload, partition, headers))  # type: ignore[arg-type]
+        queue.append((topic, key, payload, partition, headers))
 
     def clear(self) -> None:
         """Drop the output queued so far (its input record failed, or the batch is being aborted)."""

@@ -37,6 +37,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ..config import Settings
+from ..protocol.ids import consumer_group
 from ..serde import Serde
 from . import metrics
 from .client import bootstrap, consumer_config, producer_config
@@ -70,7 +71,7 @@ class ServiceLoop(Committing, Rebalancing):
         self.settings = settings or Settings()
         self.name: str = processor.name
         self.servers = bootstrap(self.settings)
-        self.group_id = group_id or f"{self.settings.topic_prefix}pipeline-{self.name}"
+        self.group_id = group_id or consumer_group(self.settings.topic_prefix, self.name)
         self.exactly_once = self.settings.exactly_once if exactly_once is None else exactly_once
         self.poll_timeout = poll_timeout
         self.serde = Serde()

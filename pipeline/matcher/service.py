@@ -21,8 +21,6 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from ..canceller.keys import partition_for, signal_record_key
-from ..canceller.registration import signal_keys, signal_routes
 from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
@@ -30,14 +28,16 @@ from ..kafka.client import admin_config, bootstrap
 from ..kafka.deadletter import DeadLetterSink
 from ..kafka.emitter import Emitter
 from ..kafka.restore import restore
-from ..run_owner.ids import derived_ulid, run_id_for
+from ..protocol.commands import start_records
+from ..protocol.ids import derived_ulid, run_id_for
+from ..protocol.joins import signal_keys, signal_routes
+from ..protocol.keys import partition_for, signal_record_key
+from ..protocol.sysevents import FUNCTION_INVOKED, SCHEDULED_TIMER
 from ..sdk.app import Registry
 from ..serde import CANCEL_SIGNAL, EVENT, EVENT_SEEN, Serde
 from ..serde.models import event_record_to_dict
-from ..sysevents.builders import FUNCTION_INVOKED, SCHEDULED_TIMER
 from .dedup import Seen, SeenEvents
 from .routing import TriggerIndex
-from .starts import start_records
 
 log = logging.getLogger("pipeline.matcher")
 

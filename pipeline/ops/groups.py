@@ -15,6 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from ..config import Settings
 from ..kafka import topics as t
+from ..protocol.ids import consumer_group
 from .positions import Position
 
 SERVICE_TOPICS: dict[str, tuple[str, ...]] = {
@@ -34,7 +35,7 @@ class Move:
 def group_of(settings: Settings, service: str) -> str:
     if service not in SERVICE_TOPICS:
         raise ValueError(f"unknown service {service!r}: one of {', '.join(SERVICE_TOPICS)}")
-    return f"{settings.topic_prefix}pipeline-{service}"
+    return consumer_group(settings.topic_prefix, service)
 
 
 def plan(consumer: Consumer, topics: list[str], to: Position) -> list[Move]:

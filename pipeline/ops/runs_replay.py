@@ -3,7 +3,7 @@ Cancelled in a time window, as Inngest's replay does.
 
 Each new run gets the original's triggering event unchanged and ``replay_of`` = the original run id, and an id
 derived from the original's, so repeating the command with the same arguments starts nothing new (the owner
-ignores a start for a run that exists). They start as the matcher starts runs (:mod:`pipeline.matcher.starts`):
+ignores a start for a run that exists). They start as the matcher starts runs (:mod:`pipeline.protocol.commands`):
 to the owner's partition, with their cancel listeners, received now (an old cancel event cannot cancel them).
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 from confluent_kafka import Producer
 
 from ..kafka.client import producer_config
-from ..matcher.starts import start_records
-from ..run_owner.ids import derived_ulid
+from ..protocol.commands import start_records
+from ..protocol.ids import derived_ulid
 from ..serde import RUN_STATE, Serde
 from .deadletters import read_all
 

@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 
 from ..expr import ExprError, compile_expr
 from ..kafka.client import consumer_config
+from ..protocol.ids import function_id
 from ..serde import BULK_CANCELLATION, Serde
 from . import state as st
 
@@ -28,7 +29,7 @@ class BulkRule:
         self.id: str = record["id"]
         fid = record["function_id"]
         app = record["app_id"]
-        self.function_id = fid if fid.startswith(f"{app}-") else f"{app}-{fid}"
+        self.function_id = fid if fid.startswith(f"{app}-") else function_id(app, fid)
         self.after: int | None = record.get("started_after")
         self.before: int = record["started_before"]
         self.stopped = record.get("stopped_at") is not None

@@ -7,13 +7,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..canceller.keys import partition_for
 from ..kafka.emitter import Emitter
+from ..protocol.ids import derived_ulid
+from ..protocol.keys import partition_for
+from ..protocol.sysevents import SCHEDULED_TIMER
 from ..sdk.cron import CronClock
 from ..serde import EVENT
 from ..serde.models import event_dict_to_record
-from ..sysevents.builders import SCHEDULED_TIMER
-from .ids import derived_ulid
 
 log = logging.getLogger("pipeline.run-owner")
 

@@ -11,17 +11,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..canceller.keys import listener_record_key, partition_for
-from ..canceller.registration import WaitNotRoutable, listeners_for, wait_listener
 from ..kafka.emitter import Emitter
 from ..protocol.errors import error_payload
+from ..protocol.ids import derived_ulid, function_id
+from ..protocol.joins import WaitNotRoutable, listeners_for, wait_listener
+from ..protocol.keys import listener_record_key, partition_for
+from ..protocol.sysevents import FUNCTION_INVOKED
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import CANCEL_LISTENER, EVENT
 from ..serde.models import event_dict_to_record
-from ..sysevents.builders import FUNCTION_INVOKED
 from . import state as st
-from .ids import derived_ulid
 
 
 def _ident(state: dict[str, Any]) -> str:
@@ -84,7 +84,7 @@ class Listening:
         Returns the failed step's transition when no served function has that id."""
         invoke = spec["invoke"]
         target = self.registry.by_id.get(invoke["function_id"]) or \
-            self.registry.by_id.get(f"{fn.app_id}-{invoke['function_id']}")
+            self.registry.by_id.get(function_id(fn.app_id, invoke['function_id']))
         step_id = state["pending_step"]
         if target is None:
             return self._fail_step(state, fn, "FunctionNotFound",

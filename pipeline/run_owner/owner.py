@@ -35,6 +35,7 @@ from ..kafka.deadletter import DeadLetterSink
 from ..kafka.emitter import Emitter, OutputTooLarge
 from ..kafka.restore import restore
 from ..protocol.errors import error_payload
+from ..protocol.ids import derived_ulid
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
@@ -43,7 +44,6 @@ from . import state as st
 from .bulk import BulkRules
 from .crons import CronTicks
 from .gate import GateBook, GateProber
-from .ids import derived_ulid
 from .listening import Listening
 from .slots import Slots
 from .ticking import Ticking

@@ -28,9 +28,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..serde.models import ENDED_STATUSES
+from ..protocol import sysevents
 from ..protocol.errors import CANCELLED_ERROR
-from ..sysevents import builders
+from ..serde.models import ENDED_STATUSES
 
 MAX_BACKOFF_MS = 5 * 60 * 1000
 CONCURRENCY = "concurrency"
@@ -60,24 +60,6 @@ def holds_slot(state: dict[str, Any]) -> bool:
     if is_ended(state) or not state.get("concurrency_keys"):
         return False
     return state.get("inflight_at") is not None or (state.get("held") == GATE and not state.get("finishing"))
-
-
-def cancel_command(run_id: str, function_id: str, reason: str, source_id: str | None, now_ms: int) -> dict[str, Any]:
-    """A cancel command for the run owner (cancel_on, rest, bulk or timeout)."""
-    return {"kind": "cancel", "run_id": run_id, "function_id": function_id, "ts": now_ms, "event": None,
-            "received_at": None, "reason": reason, "source_id": source_id, "attempt": 0, "step_id": None}
-
-
-def resume_command(run_id: str, function_id: str, step_id: str, event_json: str, now_ms: int) -> dict[str, Any]:
-    """Answer a run's wait_for_event step with the event that matched (sent by the canceller)."""
-    return {"kind": "resume", "run_id": run_id, "function_id": function_id, "ts": now_ms, "event": event_json,
-            "received_at": None, "reason": None, "source_id": None, "attempt": 0, "step_id": step_id}
-
-
-def start_command(run_id: str, function_id: str, event_json: str, received_at: int, now_ms: int) -> dict[str, Any]:
-    """The command that schedules a run (sent by the matcher)."""
-    return {"kind": "start", "run_id": run_id, "function_id": function_id, "ts": now_ms, "event": event_json,
-            "received_at": received_at, "reason": None, "source_id": None, "attempt": 0, "step_id": None}
 
 
 def _bump(state: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -298,10 +280,10 @@ def finish(state: dict[str, Any], now_ms: int) -> Transition:
                 ready_at=None, held=None, inflight_at=None)
     if status == "Completed":
         return Transition(state=new, ended=True, system_events=[
-            builders.function_finished(new, now_ms, result=json.loads(new["output"] or "null"))])
+            sysevents.function_finished(new, now_ms, result=json.loads(new["output"] or "null"))])
     error = json.loads(new["error"] or "{}")
     return Transition(state=new, ended=True, system_events=[
-        builders.function_failed(new, error, now_ms), builders.function_finished(new, now_ms, error=error)])
+        sysevents.function_failed(new, error, now_ms), sysevents.function_finished(new, now_ms, error=error)])
 
 
 def cancel(state: dict[str, Any], reason: str, source_id: str | None, now_ms: int) -> Transition:
@@ -315,8 +297,8 @@ def cancel(state: dict[str, Any], reason: str, source_id: str | None, now_ms: in
                 error=json.dumps(error), cancel_reason=reason, cancel_source=source_id, inflight_at=None,
                 ready_at=None, finishing=None)
     return Transition(state=new, ended=True, system_events=[
-        builders.function_cancelled(new, now_ms),
-        builders.function_finished(new, now_ms, error=error),
+        sysevents.function_cancelled(new, now_ms),
+        sysevents.function_finished(new, now_ms, error=error),
     ])
 
 

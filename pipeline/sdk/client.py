@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..protocol.ids import function_id
 from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerCron, TriggerEvent
 from .function import Function, build_function
 
@@ -64,7 +65,7 @@ class Inngest:
         ``on_failure`` is a handler run once the function has failed for good, with the
         ``inngest/function.failed`` event as ``ctx.event`` (``data.error``, ``data.event``, ``data.run_id``):
         as in Inngest, it is a function of its own, ``<fn_id>-failure``, triggered by that event."""
-        full_id = f"{self.app_id}-{fn_id}"
+        full_id = function_id(self.app_id, fn_id)
         for option, value in unbuilt.items():
             if option not in NOT_BUILT:
                 raise TypeError(f"create_function() got an unexpected keyword argument {option!r}")

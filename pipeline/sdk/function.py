@@ -16,6 +16,7 @@ from typing import Any
 
 from ..expr import Expr, ExprError, ValueExpr, compile_expr, join_paths
 from ..expr.ast import Binary, var_path
+from ..protocol.ids import function_id
 from .cron import BadCron, CronSchedule
 from .definitions import (
     MAX_CANCEL_ENTRIES,
@@ -110,7 +111,7 @@ class Function:
 
     @property
     def id(self) -> str:
-        return f"{self.app_id}-{self.fn_id}"
+        return function_id(self.app_id, self.fn_id)
 
     def slot_keys(self, event: dict[str, Any]) -> list[str]:
         """The concurrency slot sets a run of ``event`` needs (empty: no limit)."""
@@ -135,7 +136,7 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
                    concurrency: list[Concurrency] | Concurrency | None = None,
                    logger: logging.Logger | None = None) -> Function:
     """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""
-    full_id = f"{app_id}-{fn_id}"
+    full_id = function_id(app_id, fn_id)
     if not fn_id or any(c.isspace() for c in fn_id):
         raise DefinitionError(full_id, "fn_id", fn_id, "must be a non-empty slug without spaces")
     if retries < 0 or retries > 20:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..protocol.ids import function_id as full_function_id
 from .durations import duration_ms
 
 
@@ -292,7 +293,7 @@ class StepSync(_StepBase):
                      user: Any = None, timeout: datetime.timedelta | int | None = None, v: str | None = None) -> Any:
         """:meth:`invoke` by id: ``function_id`` is the fn_id within ``app_id`` (default: this run's app), or the
         full ``<app>-<fn>`` id."""
-        return _invoke(self, step_id, f"{app_id}-{function_id}" if app_id else function_id, data, user, timeout)
+        return _invoke(self, step_id, full_function_id(app_id, function_id) if app_id else function_id, data, user, timeout)
 
 
 def _invoke(step: _StepBase, step_id: str, function_id: str, data: Any, user: Any,
@@ -364,5 +365,5 @@ class Step(_StepBase):
     async def invoke_by_id(self, step_id: str, *, function_id: str, app_id: str | None = None, data: Any = None,
                            user: Any = None, timeout: datetime.timedelta | int | None = None,
                            v: str | None = None) -> Any:
-        return _invoke(self, step_id, f"{app_id}-{function_id}" if app_id else function_id, data, user, timeout)
+        return _invoke(self, step_id, full_function_id(app_id, function_id) if app_id else function_id, data, user, timeout)
 

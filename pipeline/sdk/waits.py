@@ -4,7 +4,7 @@ The matcher must know which event names to signal to the join before any run wai
 name it did not know would pass unseen, and a wait that began just before could miss it. So
 ``step.wait_for_event`` calls are found statically, in the source of the module that defines the handler
 (helpers in the same module count). ``event=`` must be a string literal there; ``if_exp=`` may be anything,
-but only a literal one gets a keyed join (see :func:`pipeline.canceller.registration.wait_listener`).
+but only a literal one gets a keyed join (see :func:`pipeline.protocol.joins.wait_listener`).
 """
 
 from __future__ import annotations

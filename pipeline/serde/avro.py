@@ -7,6 +7,7 @@ schema, so old records stay readable after a schema evolves.
 from __future__ import annotations
 
 from io import BytesIO
+from collections.abc import Mapping
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -24,7 +25,7 @@ class Serde:
     def __init__(self, catalog: Catalog | None = None) -> None:
         self.catalog = catalog or default_catalog()
 
-    def encode(self, schema_name: str, record: dict[str, Any]) -> bytes:
+    def encode(self, schema_name: str, record: Mapping[str, Any]) -> bytes:
         """Encode a record with the current schema of ``schema_name``; a record that does not fit raises SerdeError."""
         entry = self.catalog.schema(schema_name)
         buf = BytesIO()
@@ -36,8 +37,10 @@ class Serde:
             raise SerdeError(f"record does not fit schema {schema_name}: {exc}") from exc
         return buf.getvalue()
 
-    def writer_entry(self, payload: bytes) -> SchemaEntry:
-        """The schema a payload was written with, from its fingerprint header."""
+    def writer_entry(self, payload: bytes | None) -> SchemaEntry:
+        """The schema a payload was written with, from its fingerprint header. ``None`` is accepted (it is what
+        a Kafka message's value is for a tombstone) and refused like any other non-record, so callers can pass
+        ``msg.value()`` straight in and a stray tombstone is dead-lettered with a reason."""
         if payload is None or len(payload) < HEADER_LEN or payload[:2] != MAGIC:
             raise SerdeError("not an Avro single-object encoded record (missing C3 01 header)")
         fp = payload[2:HEADER_LEN]
@@ -46,9 +49,10 @@ class Serde:
             raise SerdeError(f"unknown schema fingerprint {fp.hex()}")
         return entry
 
-    def decode(self, payload: bytes) -> tuple[str, dict[str, Any]]:
+    def decode(self, payload: bytes | None) -> tuple[str, dict[str, Any]]:
         """Decode into the current reader schema of the writer's name. Returns (schema name, record)."""
         writer = self.writer_entry(payload)
+        assert payload is not None  # writer_entry refused None
         reader = self.catalog.current.get(writer.name, writer)
         try:
             record = schemaless_reader(
@@ -58,9 +62,11 @@ class Serde:
             )
         except Exception as exc:  # fastavro raises many types on corrupt bodies
             raise SerdeError(f"cannot decode {writer.name} body: {exc}") from exc
-        return writer.name, record  # type: ignore[return-value]
+        if not isinstance(record, dict):  # every schema in the catalog is a record type
+            raise SerdeError(f"{writer.name} is not a record schema")
+        return writer.name, record
 
-    def decode_as(self, schema_name: str, payload: bytes) -> dict[str, Any]:
+    def decode_as(self, schema_name: str, payload: bytes | None) -> dict[str, Any]:
         """Decode and insist on one record type, so a service never acts on a record meant for another."""
         name, record = self.decode(payload)
         if name != schema_name:

@@ -82,9 +82,12 @@ class Catalog:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise SerdeError(f"cannot read schema {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SerdeError(f"schema {path} is not a JSON object")
+    return raw
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.run_owner.ids import run_id_for
+from pipeline.protocol.ids import run_id_for
 from pipeline.testing.stack import Stack
 
 from .apps import app

@@ -25,8 +25,9 @@ from pipeline.api import bound_port, create_app, start_in_thread, stop
 from pipeline.config import Settings
 from pipeline.kafka import topics as t
 from pipeline.kafka.client import admin_config, consumer_config, producer_config
+from pipeline.protocol.commands import start_command
+from pipeline.protocol.ids import run_id_for
 from pipeline.run_owner import state as st
-from pipeline.run_owner.ids import run_id_for
 from pipeline.serde import BULK_CANCELLATION, EVENT, RUN_COMMAND, RUN_STATE, Serde
 from pipeline.serde.models import now_ms
 
@@ -96,7 +97,7 @@ def run_state(function_id: str = "app-fn", status: str = "Running", *, event_dat
     now = now_ms()
     event = {"id": event_id, "name": "test/started", "data": event_data or {}, "user": {}, "ts": now}
     run_id = run_id_for(function_id, event_id, now)
-    cmd = st.start_command(run_id, function_id, json.dumps(event), now, now)
+    cmd = start_command(run_id, function_id, json.dumps(event), now, now)
     state = st.start(cmd, event_id, now, start_timeout_ms=None).state
     assert state is not None
     state = {**state, "status": status, "started_at": now, "version": 2}

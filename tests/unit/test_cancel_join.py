@@ -6,8 +6,8 @@ import json
 
 import pipeline
 from pipeline.canceller.index import CancelIndex, Listener, Signal
-from pipeline.canceller.keys import join_key, partition_for
-from pipeline.canceller.registration import listeners_for, signal_keys, signal_routes
+from pipeline.protocol.joins import listeners_for, signal_keys, signal_routes
+from pipeline.protocol.keys import join_key, partition_for
 
 app = pipeline.Inngest(app_id="shop")
 

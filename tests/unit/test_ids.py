@@ -2,7 +2,7 @@
 
 from ulid import ULID
 
-from pipeline.run_owner.ids import derived_ulid, run_id_for
+from pipeline.protocol.ids import derived_ulid, run_id_for
 
 
 def test_run_id_is_deterministic_and_a_valid_ulid() -> None:

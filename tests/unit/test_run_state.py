@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 from collections import deque
 
+from pipeline.protocol.commands import start_command
+from pipeline.protocol.sysevents import FUNCTION_CANCELLED, FUNCTION_FAILED, FUNCTION_FINISHED
 from pipeline.run_owner import state as st
 from pipeline.run_owner.gate import GateBook
 from pipeline.run_owner.slots import Slots
 from pipeline.serde import RUN_STATE, STEP_OUTCOME, Serde
-from pipeline.sysevents.builders import FUNCTION_CANCELLED, FUNCTION_FAILED, FUNCTION_FINISHED
 
 EVENT = {"data": {"importId": "abc"}, "id": "01EV", "name": "contacts/import.requested", "ts": 1000, "user": {}}
 
 
 def _started(now: int = 10_000, start_timeout: int | None = None, slots: list[str] | None = None) -> dict:
-    cmd = st.start_command("RUN1", "app-fn", json.dumps(EVENT), 9_000, now)
+    cmd = start_command("RUN1", "app-fn", json.dumps(EVENT), 9_000, now)
     tr = st.start(cmd, EVENT["id"], now, start_timeout_ms=start_timeout, slot_keys=slots)
     assert tr.state is not None and tr.ready
     return tr.state

@@ -9,7 +9,7 @@ import pytest
 
 import pipeline
 from pipeline.canceller.index import CancelIndex, Listener, Signal
-from pipeline.canceller.registration import WaitNotRoutable, signal_routes, wait_listener
+from pipeline.protocol.joins import WaitNotRoutable, signal_routes, wait_listener
 from pipeline.run_owner import state as st
 from pipeline.run_owner.gate import GateBook
 from pipeline.sdk.waits import DeclaredWait, declared_waits
@@ -152,7 +152,7 @@ def test_invoke_asks_for_the_child_and_reads_its_finished_event() -> None:
 
 
 def test_a_finished_child_carries_its_invoke_correlation_id() -> None:
-    from pipeline.sysevents.builders import function_finished
+    from pipeline.protocol.sysevents import function_finished
 
     invoked = {"id": "E", "name": "inngest/function.invoked", "data": {"_inngest": {"invoke_correlation_id": "R.s"}}}
     child = {"event": json.dumps(invoked), "function_id": "f", "run_id": "C", "queued_at": 1}

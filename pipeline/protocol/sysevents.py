@@ -8,10 +8,11 @@ Ids are deterministic so that a replay or a retried transaction cannot send a se
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..protocol.errors import CANCELLED_ERROR, exception_payload
-from ..run_owner.ids import derived_ulid
+from .ids import derived_ulid
 
 FUNCTION_CANCELLED = "inngest/function.cancelled"
 FUNCTION_FINISHED = "inngest/function.finished"
@@ -22,11 +23,12 @@ SCHEDULED_TIMER = "inngest/scheduled.timer"  # a TriggerCron tick (data: cron, _
 __all__ = ["CANCELLED_ERROR", "exception_payload"]
 
 
-def _trigger(state: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(state["event"])
+def _trigger(state: Mapping[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(state["event"])
+    return event
 
 
-def function_cancelled(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def function_cancelled(state: Mapping[str, Any], now_ms: int) -> dict[str, Any]:
     """The ``inngest/function.cancelled`` event for a run, as in the seed example."""
     event = _trigger(state)
     return {
@@ -44,7 +46,7 @@ def function_cancelled(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
     }
 
 
-def function_failed(state: dict[str, Any], error: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def function_failed(state: Mapping[str, Any], error: dict[str, Any], now_ms: int) -> dict[str, Any]:
     """``inngest/function.failed``: sent on final failure only (never on cancellation)."""
     event = _trigger(state)
     return {
@@ -57,7 +59,7 @@ def function_failed(state: dict[str, Any], error: dict[str, Any], now_ms: int) -
     }
 
 
-def function_finished(state: dict[str, Any], now_ms: int, *, result: Any = None,
+def function_finished(state: Mapping[str, Any], now_ms: int, *, result: Any = None,
                       error: dict[str, Any] | None = None) -> dict[str, Any]:
     """``inngest/function.finished``: sent for every outcome, with ``result`` or ``error``."""
     event = _trigger(state)

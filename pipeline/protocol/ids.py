@@ -1,4 +1,5 @@
-"""Deterministic ids, so that replaying or re-delivering an event never starts a run twice."""
+"""Ids shared by every service: function ids, consumer groups, and deterministic ids, so that replaying or
+re-delivering an event never starts a run twice."""
 
 from __future__ import annotations
 
@@ -17,3 +18,13 @@ def derived_ulid(ts_ms: int, *parts: str) -> str:
 def run_id_for(function_id: str, event_id: str, event_ts_ms: int) -> str:
     """The run id of ``function_id`` triggered by ``event_id``: a ULID derived from both."""
     return derived_ulid(event_ts_ms, "run", function_id, event_id)
+
+
+def function_id(app_id: str, fn_id: str) -> str:
+    """A function's full id, ``<app id>-<function id>`` (the hyphenated slug, as Inngest names it)."""
+    return f"{app_id}-{fn_id}"
+
+
+def consumer_group(topic_prefix: str, service: str) -> str:
+    """The consumer group of a service (its offsets; ``pipeline replay group`` moves them)."""
+    return f"{topic_prefix}pipeline-{service}"

@@ -3,20 +3,68 @@
 Both sides come from the same compiled cancel entries, so they always agree on the join key.
 Pure logic: used by the matcher (register at schedule time, signal on every event), by the
 run owner (remove a finished run's listeners), and by tests.
+
+A function is described here by the :class:`JoinedFunction` protocol (what the join reads of it), not by the
+SDK's class, so the contract depends on no service and not on the SDK: ``pipeline.sdk.function.Function``
+satisfies it, and so will a function synced from an app over HTTP.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..expr import Expr, ExprError, compile_expr, join_paths, lookup_path
-from ..sdk.function import CompiledCancel, Function
 from .keys import join_key
+from .records import CancelListener
 
 
-def listeners_for(fn: Function, event: dict[str, Any], run_id: str, received_at: int,
-                  queued_at: int) -> list[dict[str, Any]]:
+class CancelSpec(Protocol):
+    """The declared side of a cancel rule: the event that cancels."""
+
+    @property
+    def event(self) -> str: ...
+
+
+class CancelRule(Protocol):
+    """A cancel rule compiled: its condition over (event, async) and the paths its join is keyed by."""
+
+    @property
+    def spec(self) -> CancelSpec: ...
+    @property
+    def expr(self) -> Expr | None: ...
+    @property
+    def join_path(self) -> str | None: ...
+    @property
+    def event_path(self) -> str | None: ...
+    @property
+    def timeout_ms(self) -> int: ...
+
+
+class AwaitedEvent(Protocol):
+    """An event name a function may wait for, and the ``async`` path its join is keyed by (None: by name)."""
+
+    @property
+    def event(self) -> str: ...
+    @property
+    def join_path(self) -> str | None: ...
+
+
+class JoinedFunction(Protocol):
+    """What the join reads of a function."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def cancels(self) -> Sequence[CancelRule]: ...
+    @property
+    def waits(self) -> Sequence[AwaitedEvent]: ...
+    def wait_paths(self, event: str) -> tuple[str | None, ...]: ...
+
+
+def listeners_for(fn: JoinedFunction, event: dict[str, Any], run_id: str, received_at: int,
+                  queued_at: int) -> list[CancelListener]:
     """CancelListener records for a run of ``fn`` triggered by ``event``.
 
     ``event.*`` is substituted into each condition; a residual of ``false`` registers nothing.
@@ -29,8 +77,8 @@ def listeners_for(fn: Function, event: dict[str, Any], run_id: str, received_at:
     return out
 
 
-def _listener(entry: CompiledCancel, fn: Function, event: dict[str, Any], run_id: str, received_at: int,
-              queued_at: int) -> dict[str, Any] | None:
+def _listener(entry: CancelRule, fn: JoinedFunction, event: dict[str, Any], run_id: str, received_at: int,
+              queued_at: int) -> CancelListener | None:
     fast = _plain_join_key(entry, event)
     if fast is not None:
         key, residual_src = fast, None
@@ -39,10 +87,10 @@ def _listener(entry: CompiledCancel, fn: Function, event: dict[str, Any], run_id
         if joined is None:
             return None
         key, residual_src = joined
-    return {
-        "join_key": key, "run_id": run_id, "function_id": fn.id, "trigger_event_id": event["id"],
-        "trigger_received_at": received_at, "expires_at": queued_at + entry.timeout_ms, "residual": residual_src,
-    }
+    return CancelListener(
+        join_key=key, run_id=run_id, function_id=fn.id, trigger_event_id=event["id"],
+        trigger_received_at=received_at, expires_at=queued_at + entry.timeout_ms, residual=residual_src,
+        owner_partition=-1, wait_step=None)
 
 
 def _join(event_name: str, expr: Expr | None, join_path: str | None,
@@ -69,8 +117,8 @@ class WaitNotRoutable(ValueError):
     """A wait the matcher would not signal for: not found in the module, or its condition is not valid CEL."""
 
 
-def wait_listener(fn: Function, event: dict[str, Any], run_id: str, step_id: str, wait_event: str,
-                  if_exp: str | None, since: int, timeout_at: int) -> dict[str, Any] | None:
+def wait_listener(fn: JoinedFunction, event: dict[str, Any], run_id: str, step_id: str, wait_event: str,
+                  if_exp: str | None, since: int, timeout_at: int) -> CancelListener | None:
     """The CancelListener record of a ``step.wait_for_event`` (``wait_step`` set), or None when its condition can
     never hold for this run. Raises :class:`WaitNotRoutable` for a wait the matcher does not signal.
 
@@ -96,11 +144,12 @@ def wait_listener(fn: Function, event: dict[str, Any], run_id: str, step_id: str
     if joined is None:
         return None
     key, residual = joined
-    return {"join_key": key, "run_id": run_id, "function_id": fn.id, "trigger_event_id": event["id"],
-            "trigger_received_at": since, "expires_at": timeout_at, "residual": residual, "wait_step": step_id}
+    return CancelListener(join_key=key, run_id=run_id, function_id=fn.id, trigger_event_id=event["id"],
+                          trigger_received_at=since, expires_at=timeout_at, residual=residual, owner_partition=-1,
+                          wait_step=step_id)
 
 
-def _plain_join_key(entry: CompiledCancel, event: dict[str, Any]) -> str | None:
+def _plain_join_key(entry: CancelRule, event: dict[str, Any]) -> str | None:
     """The join key of ``async.P == event.Q`` by one lookup (same answer as the residual path, see
     tests/unit/test_cancel_join.py); None when the shape or the value needs the general path."""
     if entry.event_path is None or entry.join_path is None:
@@ -119,7 +168,7 @@ class SignalRoute:
     paths: tuple[str | None, ...]
 
 
-def signal_routes(functions: list[Function]) -> dict[str, SignalRoute]:
+def signal_routes(functions: Sequence[JoinedFunction]) -> dict[str, SignalRoute]:
     """Per cancel or awaited event name, the distinct join paths in use across all functions' cancel entries
     and ``wait_for_event`` calls."""
     paths: dict[str, list[str | None]] = {}

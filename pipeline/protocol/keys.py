@@ -28,9 +28,24 @@ def partition_for(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+SIGNAL_MARK = "\x00sig\x00"
+
+
 def listener_record_key(key: str, run_id: str) -> str:
+    """The cancel-index record key of a listener: one per (join key, run), so compaction keeps the latest."""
     return f"{key}\x00{run_id}"
 
 
 def signal_record_key(key: str, event_id: str) -> str:
-    return f"{key}\x00sig\x00{event_id}"
+    """The cancel-index record key of a signal: one per (join key, event)."""
+    return f"{key}{SIGNAL_MARK}{event_id}"
+
+
+def parse_index_key(record_key: str) -> tuple[str, str, str]:
+    """``(kind, join key, id)`` of a cancel-index record key: ``("signal", key, event id)`` or
+    ``("listener", key, run id)``. The reader of a tombstone has only the key to go by."""
+    if SIGNAL_MARK in record_key:
+        join, _, event_id = record_key.partition(SIGNAL_MARK)
+        return "signal", join, event_id
+    join, _, run_id = record_key.rpartition("\x00")
+    return "listener", join, run_id
