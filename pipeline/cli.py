@@ -17,7 +17,6 @@ import logging
 import os
 import sys
 import time
-from typing import Any
 
 import typer
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -28,8 +27,11 @@ from rich.table import Table
 from .config import Settings
 from .kafka import topics as t
 from .kafka.client import admin_config, bootstrap, consumer_config, producer_config
+from .kafka.messages import header_values
 from .logs import setup_logging
-from .serde import EVENT, Serde, SerdeError
+from .ops.groups import current_name
+from .serde import EVENT, Serde
+from .serde.display import decode_for_display
 from .serde.models import Event
 from .supervise import run_dev, run_services, run_worker
 
@@ -39,8 +41,6 @@ app.add_typer(topics_app, name="topics")
 err = Console(stderr=True)
 
 SERVICES = ("matcher", "run-owner", "canceller", "worker", "api")
-# Old words for a service, still accepted with a deprecation line (the run owner was called "executor")
-RENAMED = {"executor": "run-owner"}
 NEEDS_APP = ("matcher", "run-owner", "worker")
 
 
@@ -122,10 +122,10 @@ def send(name: str = typer.Argument(..., help="event name, e.g. contacts/import.
         event = Event(name=name, data=json.loads(data), user=json.loads(user), id=event_id or "").with_defaults()
     except json.JSONDecodeError as exc:
         err.print(f"[red]--data/--user is not valid JSON: {exc}[/red]")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         err.print(f"[red]invalid event: {exc}[/red]")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     producer = Producer(producer_config(bootstrap(settings)))
     failures: list[str] = []
     producer.produce(settings.topic(topic), key=event.id, value=Serde().encode(EVENT, event.to_record()),
@@ -134,25 +134,6 @@ def send(name: str = typer.Argument(..., help="event name, e.g. contacts/import.
         err.print(f"[red]event not delivered: {failures or 'timed out'}[/red]")
         raise typer.Exit(1)
     typer.echo(event.id)
-
-
-def decode_for_display(serde: Serde, value: bytes | None) -> Any:
-    """A record as JSON-friendly data: Avro records decoded (JSON text fields expanded), else raw text."""
-    if value is None:
-        return None
-    try:
-        name, record = serde.decode(value)
-    except SerdeError:
-        return value.decode("utf-8", "replace")
-    out = dict(record)
-    for key in ("data", "user", "event", "output", "error", "residual"):
-        if isinstance(out.get(key), str) and out[key][:1] in "{[\"":
-            try:
-                out[key] = json.loads(out[key])
-            except json.JSONDecodeError:
-                pass
-    out["_schema"] = name
-    return out
 
 
 @app.command()
@@ -180,16 +161,19 @@ def tail(topic: str = typer.Argument(..., help="topic, unprefixed (events, runs,
                 if timeout is not None and time.monotonic() - last > timeout:
                     break
                 continue
-            if msg.error():
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    err.print(f"[yellow]{msg.error()}[/yellow]")
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    err.print(f"[yellow]{error}[/yellow]")
                 continue
             last = time.monotonic()
+            key = msg.key()
             line = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-                    "timestamp": msg.timestamp()[1], "key": msg.key().decode("utf-8", "replace") if msg.key() else None,
+                    "timestamp": msg.timestamp()[1], "key": key.decode("utf-8", "replace") if key else None,
                     "value": decode_for_display(serde, msg.value())}
-            if msg.headers():
-                line["headers"] = {k: v.decode("utf-8", "replace") if v else None for k, v in msg.headers()}
+            headers = header_values(msg)
+            if headers:
+                line["headers"] = {k: v.decode("utf-8", "replace") if v else None for k, v in headers}
             sys.stdout.write(json.dumps(line, default=str) + "\n")
             sys.stdout.flush()
             seen += 1
@@ -236,7 +220,9 @@ def run_service(service: str = typer.Argument(..., help="matcher | run-owner | c
                 app_spec: str | None = typer.Option(None, "--app", help="MODULE:ATTR (matcher, run-owner, worker)"),
                 port: int = typer.Option(8288, "--port"), host: str = typer.Option("0.0.0.0", "--host")) -> None:
     """Run one service; scale by running more instances (same group, distinct PIPELINE_INSTANCE_ID)."""
-    service = renamed_service(service)
+    service, deprecated = current_name(service)
+    if deprecated:
+        err.print(f"[yellow]{deprecated}[/yellow]")
     if service not in SERVICES:
         err.print(f"[red]unknown service {service!r}; choose one of {', '.join(SERVICES)}[/red]")
         raise typer.Exit(2)
@@ -250,15 +236,6 @@ def run_service(service: str = typer.Argument(..., help="matcher | run-owner | c
         code = run_services(_settings(), app_spec, (service,), host=host, port=port)
     if code:
         raise typer.Exit(code)
-
-
-def renamed_service(service: str) -> str:
-    """The service's current name; an old one is accepted with a deprecation line on stderr."""
-    new = RENAMED.get(service)
-    if new is None:
-        return service
-    err.print(f"[yellow]'{service}' is deprecated: the service is now called '{new}'[/yellow]")
-    return new
 
 
 def main() -> None:

@@ -56,6 +56,9 @@ def replay_group(service: str = typer.Argument(..., help="matcher | run-owner | 
                  dry_run: bool = typer.Option(False, "--dry-run", help="only show the plan (the default)")) -> None:
     """Move a service's consumer-group offsets, as kafka-consumer-groups --reset-offsets; refused while the
     group has live members. Run ids derive from event ids, so a rewound matcher starts nothing twice."""
+    service, deprecated = groups.current_name(service)
+    if deprecated:
+        err.print(f"[yellow]{deprecated}[/yellow]")
     if (to_time is None) == (to_offset is None):
         raise _fail("give exactly one of --to-time or --to-offset")
     settings = Settings()
@@ -95,7 +98,8 @@ def replay_topic(src: str = typer.Argument(..., help="source topic, unprefixed (
                  to: str = typer.Option(..., "--to", help="destination topic, unprefixed"),
                  from_: str = typer.Option(..., "--from", help="a time (ISO-8601, -2h, ms) or p:o,..."),
                  until: str | None = typer.Option(None, "--until", help="exclusive end: a time or p:o (default: now)"),
-                 where: str | None = typer.Option(None, "--where", help="CEL over event, e.g. event.data.plan == 'pro'"),
+                 where: str | None = typer.Option(None, "--where",
+                                                  help="CEL over event, e.g. event.data.plan == 'pro'"),
                  name: str | None = typer.Option(None, "--name", help="event name glob, e.g. 'orders/*'"),
                  dry_run: bool = typer.Option(False, "--dry-run", help="count per partition, copy nothing")) -> None:
     """Re-publish a range of records; stop it (Ctrl-C) and run the same command again to resume, without
@@ -145,8 +149,9 @@ def replay_runs(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of 
     settings = Settings()
     servers = bootstrap(settings)
     try:
-        selection = runs_replay.Selection(function, frozenset(s.strip().lower() for s in status.split(",") if s.strip()),
-                                          parse_time(from_) if from_ else None, parse_time(to) if to else None)
+        statuses = frozenset(s.strip().lower() for s in status.split(",") if s.strip())
+        selection = runs_replay.Selection(function, statuses, parse_time(from_) if from_ else None,
+                                          parse_time(to) if to else None)
     except BadPosition as exc:
         raise _fail(str(exc)) from None
     admin = AdminClient(admin_config(servers))
@@ -192,7 +197,7 @@ def dlq_list(reason: str | None = typer.Option(None, "--reason", help="substring
 @dlq_app.command("show")
 def dlq_show(ref: str = typer.Argument(..., help="its number in `dlq list`, or its id p:o")) -> None:
     """One dead letter: headers, key, and the record decoded where possible, else as hex."""
-    from .cli import decode_for_display
+    from .serde.display import decode_for_display
 
     letter = deadletters.find(_letters(), ref)
     if letter is None:

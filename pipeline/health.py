@@ -52,7 +52,8 @@ def wsgi_app(loops: list[Any], stall_limit_s: float) -> Callable[..., Any]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path == "/metrics":
-            return metrics_app(environ, start_response)
+            served: Iterable[bytes] = metrics_app(environ, start_response)
+            return served
         if path not in ("/healthz", "/readyz"):
             start_response("404 Not Found", [("Content-Type", "application/json")])
             return [b'{"error": "not found: try /healthz, /readyz or /metrics"}']

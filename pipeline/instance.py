@@ -51,14 +51,14 @@ def claim_slot(services: Iterable[str], *, home: Path | None = None, host: str |
                 break
             taken.append(handle)
         if len(taken) == len(names):
-            for handle in taken:
-                handle.truncate(0)
-                handle.write(f"{os.getpid()}\n".encode())
-                handle.flush()
+            for held in taken:
+                held.truncate(0)
+                held.write(f"{os.getpid()}\n".encode())
+                held.flush()
             _held.extend(taken)
             return slot_id(host, slot)
-        for handle in taken:
-            handle.close()  # releases the lock: this slot is busy for another of our services
+        for held in taken:
+            held.close()  # releases the lock: this slot is busy for another of our services
     raise RuntimeError(f"no free instance slot for {names} on {host} (more than {MAX_SLOTS} processes?)")
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 from ..kafka.client import consume_available, consumer_config, producer_config
+from ..kafka.messages import header_values, key_text, offset_of, partition_of
 
 
 @dataclass(frozen=True)
@@ -45,18 +47,20 @@ class DeadLetter:
     @property
     def where(self) -> str:
         h = self.headers
-        return f"{h.get('dlq.source.topic', '?')}[{h.get('dlq.source.partition', '?')}]@{h.get('dlq.source.offset', '?')}"
+        topic, partition, offset = (h.get(f"dlq.source.{k}", "?") for k in ("topic", "partition", "offset"))
+        return f"{topic}[{partition}]@{offset}"
 
 
 def _dead_letter(msg: Message) -> DeadLetter:
-    raw = tuple(msg.headers() or ())
+    raw = tuple(header_values(msg))
     headers = {k: (v.decode("utf-8", "replace") if v is not None else "") for k, v in raw}
-    return DeadLetter(msg.partition(), msg.offset(), msg.timestamp()[1], msg.key(), msg.value(), headers, raw)
+    return DeadLetter(partition_of(msg), offset_of(msg), msg.timestamp()[1], msg.key(), msg.value(), headers, raw)
 
 
 def read_all(servers: str, topic: str) -> Iterator[Message]:
     """Every committed record of ``topic`` now, partition by partition up to its current end."""
-    consumer = Consumer(consumer_config(servers, None, **{"enable.partition.eof": True}))
+    eof: dict[str, Any] = {"enable.partition.eof": True}
+    consumer = Consumer(consumer_config(servers, None, **eof))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -109,7 +113,7 @@ def replayed_ids(servers: str, marker_topic: str) -> set[str]:
     """Dead letters already re-published (their ``p:o`` ids)."""
     done: set[str] = set()
     for msg in read_all(servers, marker_topic):
-        key = msg.key().decode() if msg.key() else ""
+        key = key_text(msg) or ""
         if msg.value() is None:
             done.discard(key)
         else:
@@ -130,7 +134,8 @@ def replay(servers: str, letters: list[DeadLetter], marker_topic: str, done: set
                 skipped += 1
                 on_each(d, "skipped")
                 continue
-            headers = [(k, v) for k, v in d.raw_headers if not k.startswith("dlq.")]
+            headers: list[tuple[str, str | bytes | None]] = [
+                (k, v) for k, v in d.raw_headers if not k.startswith("dlq.")]
             headers.append(("dlq.replayed.from", d.id.encode()))
             producer.begin_transaction()
             producer.produce(d.source, key=d.key, value=d.value, headers=headers)

@@ -32,6 +32,18 @@ class Move:
     target: int
 
 
+# Old words for a service, still accepted with a deprecation line (the run owner was called "executor")
+RENAMED = {"executor": "run-owner"}
+
+
+def current_name(service: str) -> tuple[str, str | None]:
+    """A service's current name, and a deprecation line when an old one was given."""
+    new = RENAMED.get(service)
+    if new is None:
+        return service, None
+    return new, f"'{service}' is deprecated: the service is now called '{new}'"
+
+
 def group_of(settings: Settings, service: str) -> str:
     if service not in SERVICE_TOPICS:
         raise ValueError(f"unknown service {service!r}: one of {', '.join(SERVICE_TOPICS)}")
@@ -46,7 +58,8 @@ def plan(consumer: Consumer, topics: list[str], to: Position) -> list[Move]:
         if meta is None or meta.error is not None:
             raise ValueError(f"topic {topic} does not exist")
         parts = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-        current = {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in consumer.committed(parts, timeout=10)}
+        committed = consumer.committed(parts, timeout=10)
+        current = {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in committed}
         if to.time_ms is not None:
             found = consumer.offsets_for_times([TopicPartition(topic, p, to.time_ms) for p in meta.partitions],
                                                timeout=10)

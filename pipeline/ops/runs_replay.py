@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from ..kafka.client import producer_config
+from ..kafka.messages import key_text
 from ..protocol.commands import start_records
 from ..protocol.ids import derived_ulid
 from ..serde import RUN_STATE, Serde
@@ -48,7 +49,7 @@ def replay_id(original: dict[str, Any]) -> str:
 def latest_states(servers: str, runs_topic: str, serde: Serde) -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
     for msg in read_all(servers, runs_topic):
-        key = msg.key().decode() if msg.key() else ""
+        key = key_text(msg) or ""
         if msg.value() is None:
             table.pop(key, None)
             continue
@@ -69,7 +70,7 @@ def replay_runs(servers: str, registry: Any, topics: dict[str, str], selection: 
         return pairs
     producer = Producer(producer_config(servers))
     now = int(time.time() * 1000)
-    for state, (_, new_id) in zip(chosen, pairs):
+    for state, (_, new_id) in zip(chosen, pairs, strict=True):
         fn = registry.by_id.get(state["function_id"])
         if fn is None:
             raise ValueError(f"function {state['function_id']!r} is not in the app given with --app")

@@ -11,13 +11,15 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from ..expr import compile_expr
 from ..kafka.client import consumer_config, producer_config
+from ..kafka.messages import header_values, offset_of, partition_of
 from ..serde import EVENT, Serde, SerdeError
 from ..serde.models import event_record_to_dict
 from .positions import Position
@@ -68,7 +70,7 @@ def bounds(consumer: Consumer, job: Job) -> dict[int, tuple[int, int]]:
         low, high = consumer.get_watermark_offsets(TopicPartition(job.src, p), timeout=10)
         first = _offset(consumer, job.src, p, job.start, low, high, default=None)
         end = high if job.until is None else _offset(consumer, job.src, p, job.until, low, high, default=high)
-        if first is not None and first < end:
+        if first is not None and end is not None and first < end:
             out[p] = (max(first, low), min(end, high))
     return out
 
@@ -76,15 +78,15 @@ def bounds(consumer: Consumer, job: Job) -> dict[int, tuple[int, int]]:
 def _offset(consumer: Consumer, topic: str, p: int, pos: Position, low: int, high: int,
             default: int | None) -> int | None:
     if pos.time_ms is not None:
-        found = consumer.offsets_for_times([TopicPartition(topic, p, pos.time_ms)], timeout=10)[0].offset
+        found: int = consumer.offsets_for_times([TopicPartition(topic, p, pos.time_ms)], timeout=10)[0].offset
         return found if found >= 0 else high
     given = pos.offset_for(p)
     return default if given is None else max(low, min(given, high))
 
 
 def _consumer(servers: str, group: str) -> Consumer:
-    return Consumer(consumer_config(servers, group, read_committed=True, **{"enable.partition.eof": True,
-                                                                          "enable.auto.commit": False}))
+    extra: dict[str, Any] = {"enable.partition.eof": True, "enable.auto.commit": False}
+    return Consumer(consumer_config(servers, group, read_committed=True, **extra))
 
 
 def dry_run(servers: str, job: Job) -> dict[int, tuple[int, int]]:
@@ -94,7 +96,7 @@ def dry_run(servers: str, job: Job) -> dict[int, tuple[int, int]]:
     counts: dict[int, list[int]] = {}
     try:
         for msg in _read(consumer, job.src, bounds(consumer, job)):
-            c = counts.setdefault(msg.partition(), [0, 0])
+            c = counts.setdefault(partition_of(msg), [0, 0])
             c[0] += 1
             c[1] += keep(msg)
     finally:
@@ -102,24 +104,27 @@ def dry_run(servers: str, job: Job) -> dict[int, tuple[int, int]]:
     return {p: (c[0], c[1]) for p, c in sorted(counts.items())}
 
 
-def _read(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]], batch: int = 500):
+def _read(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]],
+          batch: int = 500) -> Iterator[Message]:
     todo = {p: r for p, r in ranges.items() if r[0] < r[1]}
     if not todo:
         return
     consumer.assign([TopicPartition(topic, p, r[0]) for p, r in todo.items()])
     while todo:
         for msg in consumer.consume(batch, timeout=1.0):
-            p = msg.partition()
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            p = partition_of(msg)
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
                     todo.pop(p, None)
                     continue
-                raise RuntimeError(str(msg.error()))
-            if p not in todo or msg.offset() >= todo[p][1]:
+                raise RuntimeError(str(error))
+            offset = offset_of(msg)
+            if p not in todo or offset >= todo[p][1]:
                 todo.pop(p, None)
                 continue
             yield msg
-            if msg.offset() + 1 >= todo[p][1]:
+            if offset + 1 >= todo[p][1]:
                 todo.pop(p, None)
 
 
@@ -145,11 +150,11 @@ def run(servers: str, job: Job, on_batch: Callable[[int, int], None] = lambda re
             read += 1
             in_batch += 1
             if keep(msg):
-                headers = list(msg.headers() or [])
+                headers: list[tuple[str, str | bytes | None]] = list(header_values(msg))
                 headers.append(("replay.source", f"{job.src}[{msg.partition()}]@{msg.offset()}".encode()))
                 producer.produce(job.dst, key=msg.key(), value=msg.value(), headers=headers)
                 copied += 1
-            pending[msg.partition()] = msg.offset() + 1
+            pending[partition_of(msg)] = offset_of(msg) + 1
             if in_batch >= batch:
                 _commit(producer, consumer, job.src, pending)
                 on_batch(read, copied)

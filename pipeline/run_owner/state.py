@@ -223,7 +223,7 @@ def wait(state: dict[str, Any], step_id: str, spec_json: str, timeout_at: int, s
 def resume(state: dict[str, Any], step_id: str | None, event_json: str, now_ms: int) -> Transition:
     """An awaited event arrived: the wait step's output is the event. Anything else (the run no longer waits
     on that step: it timed out, was cancelled, or this is a duplicate) is a no-op."""
-    if is_ended(state) or state["status"] != "Waiting" or state["pending_step"] != step_id:
+    if is_ended(state) or state["status"] != "Waiting" or step_id is None or state["pending_step"] != step_id:
         return Transition()
     return step_completed(_bump(state, waiting_for=None, held=None), step_id, WAIT_STEP, event_json, now_ms)
 

@@ -131,7 +131,8 @@ class Inngest:
 
             settings = Settings()
             self._serde, self._events_topic = Serde(), settings.topic(t.EVENTS)
-            self._producer = Producer(producer_config(bootstrap(settings), **{"linger.ms": 1}))
+            linger: dict[str, Any] = {"linger.ms": 1}
+            self._producer = Producer(producer_config(bootstrap(settings), **linger))
         return self._producer, self._serde, self._events_topic
 
     async def send(self, events: Any) -> list[str]:

@@ -11,7 +11,7 @@ from .group import Group, GroupSync
 from .steps import Step, StepSync
 
 
-class EventView(dict):
+class EventView(dict[str, Any]):
     """The triggering event: a dict (``ctx.event["data"]``) that also allows ``ctx.event.data``/``.name``/``.id``."""
 
     def __getattr__(self, item: str) -> Any:

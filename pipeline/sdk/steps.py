@@ -264,7 +264,7 @@ class StepSync(_StepBase):
         self._only_run_in_parallel("send_event")
         key, hit, value = self._lookup(step_id)
         if hit:
-            return value
+            return list(value)
         raise SendEventRequested(key, self._events(events))
 
 
@@ -277,7 +277,8 @@ class StepSync(_StepBase):
         key, hit, value = self._lookup(step_id)
         if hit:
             return _as_event(value)
-        if not isinstance(event, str) or not event:
+        name: object = event  # callers without type checking may pass anything
+        if not isinstance(name, str) or not name:
             raise NonRetriableError(f"step.wait_for_event({step_id!r}): event must be an event name")
         ms = duration_ms(timeout, f"step.wait_for_event({step_id!r}) timeout")
         # from now, not from the invocation's start: code before the call may have taken a while

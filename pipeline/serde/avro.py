@@ -6,8 +6,8 @@ schema, so old records stay readable after a schema evolves.
 
 from __future__ import annotations
 
-from io import BytesIO
 from collections.abc import Mapping
+from io import BytesIO
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
