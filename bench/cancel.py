@@ -17,7 +17,7 @@ signals/s (the group's committed offset covers every signal) and cancellations/s
 command readable, read_committed, on run-commands). The loop runs as configured (eager consume,
 transactional producer with ``retry.backoff.ms=10``).
 
-Part 2, end-to-end cancel latency: a Stack (matcher, executor, canceller in threads of this process,
+Part 2, end-to-end cancel latency: a Stack (matcher, run owner, canceller in threads of this process,
 as ``pipeline dev`` runs them) and a function that sleeps 10 minutes with
 ``cancel=[Cancel(event="bench/cancel", match="data.key")]``. ``--runs`` runs are started and must
 all be Sleeping; then a steady ``--noise-rate`` events/s of a name nobody listens to runs in the
@@ -25,7 +25,7 @@ background while one cancel event per run is produced, spaced 20–50 ms apart. 
 just before ``produce`` of the cancel event to the arrival of its ``inngest/function.cancelled``
 record at a read_committed consumer of system-events. Readers on cancel-index and run-commands
 split it into hops: matcher (event → signal readable), canceller (signal → cancel command
-readable), executor (command → function.cancelled readable). The services run as configured
+readable), run owner (command → function.cancelled readable). The services run as configured
 (``Stack`` builds them exactly as ``pipeline dev`` does). An untimed raw transactional copy of
 ``--warmup`` records warms the broker first: on a cold broker (part 2 alone) the JVM compiles while
 the cancels are timed, and p99 came out about twice as high.
@@ -190,7 +190,7 @@ def part_latency(servers: str, args: argparse.Namespace) -> dict[str, Any]:
     app = latency_app()
     if args.warmup:
         c.warm_broker(servers, args.warmup, args.batch, args.timeout)
-    with Stack(app, servers, batch_size=args.batch) as stack:  # matcher, executor, canceller as configured
+    with Stack(app, servers, batch_size=args.batch) as stack:  # matcher, run owner, canceller as configured
         events = stack.settings.topic(t.EVENTS)
         producer = Producer(producer_config(servers))
         keys = [f"k{i:05d}" for i in range(args.runs)]

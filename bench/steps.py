@@ -12,7 +12,7 @@ worker``. The bench's own readers (system events, run states) live in this proce
 1. Throughput: ``--runs`` runs of a function whose one step waits 200 ms (``time.sleep`` for the sync
    variant, ``asyncio.sleep`` for the async one) are produced at once; measured from the first produce
    to the last ``inngest/function.finished`` readable (read_committed). The serial figure is
-   ``runs x 200 ms``: one handler at a time, as the executor ran them before workers existed.
+   ``runs x 200 ms``: one handler at a time, as the run owner ran them before workers existed.
 2. Cancel latency under that load: ``--sleepers`` unrelated runs sleep with a ``cancel_on`` rule; while
    the I/O steps run, one cancel event each is produced 20-50 ms apart; latency = from just before the
    produce to the arrival of its ``inngest/function.cancelled``. Reported whole and split: cancels sent
