@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from ..serde.models import Event
@@ -24,6 +24,8 @@ _ERROR_SCHEMA = {"type": "object", "required": ["error", "status"],
 _REASONS = {400: "invalid request", 401: "missing or wrong key", 404: "not found", 405: "method not allowed",
             409: "conflict with the run's state", 413: "body too large",
             503: "tables still loading from Kafka"}
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+"""The methods :func:`allowed_methods` tries: every method a route here may serve (OPTIONS is always added)."""
 
 
 class SafeJSONResponse(JSONResponse):
@@ -65,13 +67,16 @@ def has_lone_surrogate(raw: bytes, payload: Any) -> bool:
 
 def allowed_methods(routes: list[Any], scope: Scope) -> list[str]:
     """Every method some route serves at this path: the ``Allow`` header of OPTIONS and 405 answers
-    (Starlette's own 405 names only the first route that matched the path)."""
+    (Starlette's own 405 names only the first route that matched the path).
+
+    Each method is tried against every route through :meth:`BaseRoute.matches` rather than by reading
+    ``route.methods``: FastAPI (from 0.12x on) keeps an included router as one lazy route whose own routes
+    are not in ``app.routes``, and ``matches`` answers the same for a plain route and an included router."""
     methods: set[str] = set()
-    for route in routes:
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches({**scope, "method": next(iter(route.methods))})
-            if match is Match.FULL:
-                methods |= route.methods
+    for method in _METHODS:
+        probe = {**scope, "method": method}
+        if any(isinstance(route, BaseRoute) and route.matches(probe)[0] is Match.FULL for route in routes):
+            methods.add(method)
     if methods:
         methods.add("OPTIONS")
     return sorted(methods)

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ..kafka.client import consume_available, consumer_config
 from ..serde import EVENT, Serde, SerdeError
@@ -22,6 +22,11 @@ log = logging.getLogger("pipeline.api")
 
 
 class RecentEvents:
+    """A ring of the newest ``keep`` events across ``topics`` (the last one is the system events topic).
+
+    It reads without a consumer group from ``lookback_ms`` ago, so every API instance shows the same stream
+    and a restart refills the ring instead of resuming where an old group left off."""
+
     def __init__(self, servers: str, topics: list[str], *, keep: int = 500, lookback_ms: int = 3_600_000) -> None:
         self.servers = servers
         self.topics = topics
@@ -67,13 +72,18 @@ class RecentEvents:
             consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -1)
                              for tp in starts])
             while not self._stop.is_set():
-                for msg in consume_available(consumer, 200, 0.2):
-                    if msg.error():
-                        if msg.error().code() != KafkaError._PARTITION_EOF:
-                            log.debug("recent events read error", extra={"error": str(msg.error())})
+                msgs: list[Message] = consume_available(consumer, 200, 0.2)
+                for msg in msgs:
+                    err = msg.error()
+                    if err:
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            log.debug("recent events read error", extra={"error": str(err)})
+                        continue
+                    value = msg.value()
+                    if value is None:  # a tombstone: events are never deleted, so nothing to show
                         continue
                     try:
-                        event = event_record_to_dict(serde.decode_as(EVENT, msg.value()))
+                        event = event_record_to_dict(serde.decode_as(EVENT, value))
                     except (SerdeError, TypeError, ValueError):
                         continue
                     event["received_at"] = msg.timestamp()[1]

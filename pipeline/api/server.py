@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Unpack
 
 import uvicorn
+from fastapi import FastAPI
 
 from ..config import Settings
-from .app import create_app
+from .app import AppOptions, create_app
+from .tables import CancellationTable, RunTable
 
 
-def _config(settings: Settings, host: str, port: int, **app_kwargs: object) -> uvicorn.Config:
+def _config(settings: Settings, host: str, port: int, **app_kwargs: Unpack[AppOptions]) -> uvicorn.Config:
     # log_config=None: keep the process's logging setup (JSON lines) instead of uvicorn's own.
     return uvicorn.Config(create_app(settings, **app_kwargs), host=host, port=port, lifespan="on",
                           log_config=None, log_level=settings.log_level.lower(), access_log=False)
@@ -24,7 +27,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8288) -> None
 
 def start_in_thread(settings: Settings, host: str = "127.0.0.1", port: int = 8288, *,
                     timeout: float = 30.0, wait_ready: bool = False,
-                    **app_kwargs: object) -> tuple[uvicorn.Server, threading.Thread]:
+                    **app_kwargs: Unpack[AppOptions]) -> tuple[uvicorn.Server, threading.Thread]:
     """Start the API in a daemon thread and return once it accepts connections.
 
     ``port=0`` binds a free port; read it back with :func:`bound_port`. With ``wait_ready`` it also
@@ -44,22 +47,26 @@ def start_in_thread(settings: Settings, host: str = "127.0.0.1", port: int = 828
             raise TimeoutError(f"the API server on {host}:{port} did not start within {timeout}s")
         time.sleep(0.02)
     if wait_ready:
-        app = server.config.loaded_app
-        state = _app_state(app)
+        found = _tables(server.config.loaded_app)
         left = max(0.0, deadline - time.monotonic())
-        if state is None or not (state.runs.wait_ready(left) and state.cancellations.wait_ready(left)):
+        if found is None or not (found[0].wait_ready(left) and found[1].wait_ready(left)):
             stop(server, thread)
             raise TimeoutError("the API tables did not catch up with Kafka in time")
     return server, thread
 
 
-def _app_state(app: object) -> object | None:
-    """The FastAPI app's state under uvicorn's wrappers (proxy headers, message logger)."""
+def _tables(app: object) -> tuple[RunTable, CancellationTable] | None:
+    """The API's tables, from the FastAPI app under uvicorn's wrappers (proxy headers, message logger).
+
+    None if there is no such app or its lifespan has not put the tables on its state."""
     seen = 0
     while app is not None and seen < 10:
-        state = getattr(app, "state", None)
-        if state is not None and hasattr(state, "runs"):
-            return state
+        if isinstance(app, FastAPI):
+            runs = getattr(app.state, "runs", None)
+            cancellations = getattr(app.state, "cancellations", None)
+            if isinstance(runs, RunTable) and isinstance(cancellations, CancellationTable):
+                return runs, cancellations
+            return None
         app = getattr(app, "app", None)
         seen += 1
     return None

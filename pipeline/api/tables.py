@@ -26,6 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from ..kafka.client import consume_available, consumer_config
 from ..serde import BULK_CANCELLATION, RUN_STATE, Serde, SerdeError
+from .run_index import RunIndex
 
 log = logging.getLogger("pipeline.api.tables")
 
@@ -104,8 +105,8 @@ class CompactedTable:
     # -- the thread ----------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        consumer = Consumer(consumer_config(self.servers, None, **{
-            "enable.partition.eof": True, "client.id": f"pipeline-api-{self.name}"}))
+        extra: dict[str, Any] = {"enable.partition.eof": True, "client.id": f"pipeline-api-{self.name}"}
+        consumer = Consumer(consumer_config(self.servers, None, **extra))
         try:
             partitions = self._wait_for_topic(consumer)
             if partitions is None:
@@ -119,22 +120,25 @@ class CompactedTable:
             if not pending:
                 self._mark_ready(started)
             while not self._stop.is_set():
-                msgs = consume_available(consumer, 500, self.poll_timeout)
+                msgs: list[Message] = consume_available(consumer, 500, self.poll_timeout)
                 if not msgs:
                     continue
                 with self._cond:
                     for msg in msgs:
                         err = msg.error()
-                        p = msg.partition()
+                        p, offset = msg.partition(), msg.offset()
                         if err is not None:
                             if err.code() == KafkaError._PARTITION_EOF:
-                                pending.discard(p)
+                                if p is not None:
+                                    pending.discard(p)
                             else:
                                 log.warning("table read error", extra={"table": self.name, "error": str(err)})
                             continue
                         self._apply_message(msg)
-                        self._positions[p] = msg.offset() + 1
-                        if p in pending and msg.offset() + 1 >= targets[p]:
+                        if p is None or offset is None:  # a record read from a partition always has both
+                            continue
+                        self._positions[p] = offset + 1
+                        if p in pending and offset + 1 >= targets[p]:
                             pending.discard(p)
                     self._cond.notify_all()
                 if not pending and not self.ready.is_set():
@@ -153,7 +157,7 @@ class CompactedTable:
         while not self._stop.is_set():
             try:
                 meta = consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
-            except Exception as exc:  # broker not reachable yet
+            except Exception as exc:  # noqa: BLE001 - whatever stops the lookup (broker away, not up yet), wait
                 meta, reason = None, str(exc)
             else:
                 reason = str(meta.error) if meta is not None and meta.error is not None else "no partitions"
@@ -189,12 +193,12 @@ class CompactedTable:
         return None
 
     def _apply_message(self, msg: Message) -> None:
-        raw_key = msg.key()
-        if raw_key is None:
+        raw_key, partition = msg.key(), msg.partition()
+        if raw_key is None or partition is None:  # a record read from a partition always has one
             self.decode_errors += 1
             return
         try:
-            self.apply(raw_key.decode("utf-8", "replace"), msg.value(), msg.partition())
+            self.apply(raw_key.decode("utf-8", "replace"), msg.value(), partition)
             self.records_read += 1
         except (SerdeError, KeyError, ValueError, TypeError) as exc:
             self.decode_errors += 1
@@ -213,9 +217,6 @@ def _bulk_source(state: dict[str, Any] | None) -> str | None:
     if state and state.get("status") == "Cancelled" and state.get("cancel_reason") == "bulk":
         return state.get("cancel_source")
     return None
-
-
-from .run_index import RunIndex  # noqa: E402  (beside the table that feeds it)
 
 
 class RunTable(CompactedTable):

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.api import auth
-from pipeline.api.app import (
+from pipeline.api.bodies import BodySizeLimit
+from pipeline.api.bulk import (
     MAX_FUTURE_MS,
-    BodySizeLimit,
     CancellationRequest,
     cancellation_record,
     cancellation_view,
