@@ -73,8 +73,8 @@ async def run_detail(run_id: str, request: Request) -> dict[str, Any]:
 @router.post("/v1/runs/{run_id}/replay", responses=answers(401, 404, 409, 503))
 async def replay_run(run_id: str, request: Request) -> dict[str, Any]:
     """A new run of the same event, linked to this one (``replay_of``); once per run."""
-    from ..protocol.commands import start_records
     from ..ops.runs_replay import replay_id
+    from ..protocol.commands import start_records
 
     config = api_config(request)
     runs, _ = await ensure_ready(request)
