@@ -1,18 +1,16 @@
-"""What a service implements (:class:`Processor`) and where it puts its output (:class:`Emitter`).
+"""Where a service puts its output (:class:`Emitter`); what it implements is :class:`pipeline.kafka.processor.Processor`.
 
 Kept apart from the loop that runs processors, so processors and their tests need no Kafka client.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-from confluent_kafka import Message
+from typing import Any
 
 from ..config import Settings
 from ..serde import Serde
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
 
 
 class OutputTooLarge(ValueError):
@@ -43,30 +41,22 @@ class Emitter:
         costs 20-60 ms on a loaded broker). Only for records whose reader is idempotent: the loop has them
         acknowledged before it commits the input's offset, so none is lost, but a batch that aborts may
         already have sent them, and its replay sends them again (at least once)."""
-        payload = self.serde.encode(schema, value) if schema is not None and value is not None else value
-        if payload is not None and len(payload) > self.settings.max_output_bytes:  # type: ignore[arg-type]
+        payload: bytes | None
+        if schema is not None and isinstance(value, dict):
+            payload = self.serde.encode(schema, value)
+        elif isinstance(value, dict) or (schema is not None and value is not None):
+            raise TypeError(f"output record for {topic}: a schema goes with a dict value, raw bytes with none")
+        else:
+            payload = value
+        if payload is not None and len(payload) > self.settings.max_output_bytes:
             # Refuse it here, so the *input* is dead-lettered: a record the broker would reject would
             # otherwise abort the transaction on every retry and wedge the partition.
-            raise OutputTooLarge(f"output record for {topic} is {len(payload)} bytes "  # type: ignore[arg-type]
+            raise OutputTooLarge(f"output record for {topic} is {len(payload)} bytes "
                                  f"(limit {self.settings.max_output_bytes})")
         queue = self._at_once if at_once else self._pending
-        queue.append((topic, key, payload, partition, headers))  # type: ignore[arg-type]
+        queue.append((topic, key, payload, partition, headers))
 
     def clear(self) -> None:
         """Drop the output queued so far (its input record failed, or the batch is being aborted)."""
         self._pending.clear()
         self._at_once.clear()
-
-
-class Processor(Protocol):
-    """What a service implements. Only ``topics`` and ``process`` are required."""
-
-    name: str
-
-    def topics(self) -> list[str]:
-        """Full names of the topics to subscribe to."""
-        ...
-
-    def process(self, msg: Message, out: Emitter) -> None:
-        """Handle one record; raise to dead-letter it (the message says why)."""
-        ...

@@ -42,6 +42,7 @@ from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import admin_config
+from .undo import UndoLog
 
 log = logging.getLogger("pipeline.gate")
 
@@ -165,8 +166,9 @@ class GateProber:
 class GateBook:
     """Runs waiting at the gate, per owner partition, released as proof rounds and the owner's position allow."""
 
-    def __init__(self, max_wait_ms: int) -> None:
+    def __init__(self, max_wait_ms: int, undo: UndoLog | None = None) -> None:
         self.max_wait_ms = max_wait_ms
+        self.undo = undo  # where a record's gate changes log their inverse (adds, releases)
         self.waiting: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (ready_at, run_id)
         self.passed: dict[int, int] = {}  # partition -> the latest t0 the owner has caught up with
         self._pending: list[Round] = []
@@ -178,6 +180,23 @@ class GateBook:
         return sum(len(h) for h in self.waiting.values())
 
     def add(self, partition: int, ready_at: int, run_id: str) -> None:
+        if self.undo is not None:
+            self.undo.add(self._unadd, partition, (ready_at, run_id), self._points.get((partition, run_id)))
+        heapq.heappush(self.waiting.setdefault(partition, []), (ready_at, run_id))
+        self._points[(partition, run_id)] = ready_at
+
+    def _unadd(self, partition: int, entry: tuple[int, str], point: int | None) -> None:
+        heap = self.waiting.get(partition)
+        if heap is not None:
+            heap.remove(entry)
+            heapq.heapify(heap)
+        key = (partition, entry[1])
+        if point is None:
+            self._points.pop(key, None)
+        else:
+            self._points[key] = point
+
+    def _readd(self, partition: int, ready_at: int, run_id: str) -> None:
         heapq.heappush(self.waiting.setdefault(partition, []), (ready_at, run_id))
         self._points[(partition, run_id)] = ready_at
 
@@ -210,7 +229,11 @@ class GateBook:
             while heap and (heap[0][0] <= passed or now - heap[0][0] >= self.max_wait_ms):
                 ready_at, run_id = heapq.heappop(heap)
                 if self._points.get((p, run_id)) != ready_at:
+                    if self.undo is not None:
+                        self.undo.add(heapq.heappush, heap, (ready_at, run_id))
                     continue  # stale: the run is back at a later point, with its own entry
                 del self._points[(p, run_id)]
+                if self.undo is not None:  # released, then the record failed: it waits again
+                    self.undo.add(self._readd, p, ready_at, run_id)
                 out.append((p, run_id, ready_at > passed))
         return out
