@@ -1,7 +1,7 @@
 """The service loop's output side: transactions, at-once records, and committing offsets.
 
-A mixin of :class:`pipeline.kafka.loop.ServiceLoop` (the loop's state is its own), kept in a module of its
-own so that the batch path in loop.py reads on its own. What it guarantees:
+A part of :class:`pipeline.kafka.loop.ServiceLoop` (the loop holds one; its state is its own), kept in a module
+of its own so that the batch path in loop.py reads on its own. What it guarantees:
 
 * exactly-once: a batch's output and its input offsets commit in one transaction, begun at the first
   output record (a batch without output opens none);
@@ -31,10 +31,11 @@ AT_ONCE_FLUSH_TIMEOUT = 20.0  # as long as a transaction's commit may take
 
 
 class Committing:
-    """Transactions, at-once records and offset commits of a ServiceLoop: the loop holds one and owns nothing of
-    what it keeps. ``assignment`` reads the loop's current assignment (its rebalance part owns it)."""
+    """Transactions, at-once records and offset commits of a ServiceLoop: the loop holds one, and everything here is
+    this object's. ``assignment`` reads the loop's current assignment (its rebalance part owns it)."""
 
-    def __init__(self, *, exactly_once: bool, consumer: Any, emitter: Emitter, defer_output: bool | frozenset[str], offset_commit_interval: float,
+    def __init__(self, *, exactly_once: bool, consumer: Any, emitter: Emitter, defer_output: bool | frozenset[str],
+                 offset_commit_interval: float,
                  assignment: Callable[[], list[TopicPartition]], positions: dict[tuple[str, int], int]) -> None:
         self.exactly_once = exactly_once
         self.consumer = consumer
@@ -118,7 +119,7 @@ class Committing:
             self.in_tx = False
         else:
             # at least once: the output is on the broker before the offsets commit, or the batch is processed again
-            self._checkdelivered(self.producer.flush(60))
+            self._check_delivered(self.producer.flush(60))
             if tps:
                 self.consumer.commit(offsets=tps, asynchronous=False)
             self.in_tx = False
@@ -210,16 +211,17 @@ class Committing:
     def flush_at_once(self) -> None:
         """Have every at-once record acknowledged before offsets that cover its input are committed. A record
         not acknowledged aborts the batch, which is then processed again (and sends it again)."""
-        self._checkdelivered(self.at_once_producer.flush(AT_ONCE_FLUSH_TIMEOUT))
+        self._check_delivered(self.at_once_producer.flush(AT_ONCE_FLUSH_TIMEOUT))
         self.at_once_sent = False
 
-    def _checkdelivered(self, remaining: int) -> None:
+    def _check_delivered(self, remaining: int) -> None:
         """After a flush: raise an abortable error (the batch is processed again) if records are still unacknowledged
         or a delivery report said one was lost."""
         failed, self.delivery_failed = self.delivery_failed, None
         if remaining or failed is not None:
             reason = f"{remaining} records not acknowledged" if remaining else f"record lost: {failed}"
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT if remaining else failed.code(), reason,
+            code = KafkaError._TIMED_OUT if remaining or failed is None else failed.code()
+            raise KafkaException(KafkaError(code, reason,
                                             retriable=True, txn_requires_abort=True))
 
 

@@ -1,4 +1,5 @@
-"""Where a service puts its output (:class:`Emitter`); what it implements is :class:`pipeline.kafka.processor.Processor`.
+"""Where a service puts its output (:class:`Emitter`); what it implements is
+:class:`pipeline.kafka.processor.Processor`.
 
 Kept apart from the loop that runs processors, so processors and their tests need no Kafka client.
 """

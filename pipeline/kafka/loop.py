@@ -231,7 +231,7 @@ class ServiceLoop:
         Returns the number of records produced."""
         try:
             self.processor.process(msg, self.emitter)
-        except Exception as exc:  # one bad record never stops the service
+        except Exception as exc:  # noqa: BLE001 - one bad record never stops the service
             self.emitter.clear()
             self.processor.discard()
             self._dead_letter(msg, exc)

@@ -41,7 +41,8 @@ class Rebalance:
         self.needs_rebuild = False
         self.restoring = False
         self.rebalanced = False  # the first assignment (and its restore) is done
-        self.in_batch = False  # inside the loop's batch: a rebalance served by a look for urgent records lands mid-batch
+        # inside the loop's batch: a rebalance served by a look for urgent records lands in the middle of it
+        self.in_batch = False
         self.revoked_in_batch: set[tuple[str, int]] = set()  # partitions the rest of the batch skips
 
     def _restore(self, consumer: Consumer | None, partitions: list[TopicPartition]) -> None:

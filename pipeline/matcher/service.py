@@ -1,8 +1,8 @@
 """The matcher: events and system events in; run starts, cancel listeners and cancel signals out.
 
 An event whose id was already received within the dedup window (24 h) is skipped first (see
-:mod:`pipeline.matcher.dedup`). For each other event it (1) starts every function whose trigger matches, with a run id derived
-from (function id, event id) so duplicates and replays start nothing new; (2) registers the
+:mod:`pipeline.matcher.dedup`). For each other event it (1) starts every function whose trigger matches, with a run id
+derived from (function id, event id) so duplicates and replays start nothing new; (2) registers the
 new run's cancel listeners, keyed and partitioned by join key; (3) if the event's name is a
 cancel event of any function, emits a cancel signal under each join key it can hit.
 Everything one event causes commits in one transaction with its offset, except its cancel signals: they
@@ -216,7 +216,8 @@ class Matcher(Processor):
 
 def _event_json(record: dict[str, Any], event: dict[str, Any]) -> str:
     """The event as JSON text in Inngest's field order, built from the already-parsed parts."""
-    parts = [f'"data":{record["data"] or "{}"}', f'"id":{json.dumps(event["id"])}', f'"name":{json.dumps(event["name"])}',
+    parts = [f'"data":{record["data"] or "{}"}', f'"id":{json.dumps(event["id"])}',
+             f'"name":{json.dumps(event["name"])}',
              f'"ts":{int(event["ts"])}', f'"user":{record["user"] or "{}"}']
     if event.get("v") is not None:
         parts.append(f'"v":{json.dumps(event["v"])}')

@@ -55,7 +55,8 @@ class CronTicks:
                 continue
             undo.add(setattr, clock, "next_at", next_at)
             cron = clock.schedule.expression
-            event = {"id": derived_ulid(tick, "cron", fn_id, str(i), str(tick)), "name": SCHEDULED_TIMER,
+            event_id = derived_ulid(tick, "cron", fn_id, str(i), str(tick))
+            event = {"id": event_id, "name": SCHEDULED_TIMER,
                      "data": {"cron": cron, "_inngest": {"fn_id": fn_id}}, "user": {}, "ts": tick, "v": None}
-            out.send(self.events_topic, event["id"], EVENT, event_dict_to_record(event))
+            out.send(self.events_topic, event_id, EVENT, event_dict_to_record(event))
             log.info("cron tick fired", extra={"function_id": fn_id, "cron": cron, "tick": tick})

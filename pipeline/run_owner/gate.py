@@ -36,7 +36,7 @@ import time
 from collections import deque
 
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in its __all__
 
 from ..config import Settings
 from ..kafka import metrics
@@ -99,7 +99,7 @@ class GateProber:
     # -- one round -----------------------------------------------------------------------------------------
 
     def _tps(self, topics: list[str]) -> list[TopicPartition]:
-        out = []
+        out: list[TopicPartition] = []
         for topic in topics:
             if topic not in self._partitions:
                 meta = self.admin.list_topics(topic=topic, timeout=10).topics.get(topic)
@@ -110,7 +110,8 @@ class GateProber:
         return out
 
     def _ends(self, tps: list[TopicPartition]) -> dict[tuple[str, int], int]:
-        futures = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in tps},
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped in confluent-kafka
+        futures = self.admin.list_offsets({tp: latest for tp in tps},
                                           isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10)
         return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futures.items()}
 
@@ -153,7 +154,7 @@ class GateProber:
             idle = False
             try:
                 done = self.round()
-            except Exception as exc:  # a broker hiccup: try again; the owner's max wait bounds the damage
+            except Exception as exc:  # noqa: BLE001 - a broker hiccup: try again; the owner's max wait bounds the damage
                 log.warning("gate round failed", extra={"error": str(exc)})
                 self._stop.wait(0.2)
                 continue

@@ -49,6 +49,7 @@ from .crons import CronTicks
 from .gate import GateBook
 from .ids import derived_ulid
 from .listening import Listening
+from .rearm import rearm
 from .slots import Slots
 from .ticking import Ticker
 from .undo import Timers, UndoLog
@@ -155,32 +156,11 @@ class RunOwner(Processor):
         self.undo.begin()  # nothing before a rebalance is undone after it
         self.timers.drop(parts)
         for p in parts:
-            self._rearm(p)
+            rearm(self, p)
         self.undo.begin()
         self.bulk.load()
         self.ticker.sweep_bulk = True  # re-apply every rule to the rebuilt table at the next tick (idempotent)
         self.crons.assigned(parts, _now())
-
-    def _rearm(self, p: int) -> None:
-        """Derive timers, slot counts, slot queues and gate waits of partition p from its run states."""
-        self.gates.drop_partition(p)
-        slots = self.slots[p]
-        waiting = []
-        for state in self.tables[p].values():
-            if st.is_ended(state):
-                continue
-            self._arm(state, p)
-            if st.holds_slot(state):
-                slots.take(state["concurrency_keys"])
-            if state.get("held") == st.CONCURRENCY:
-                waiting.append(state)
-            elif state.get("held") == st.GATE:
-                self.gates.add(p, state["ready_at"], state["run_id"])
-        for state in sorted(waiting, key=lambda s: (s["ready_at"], s["queued_at"], s["run_id"])):
-            fn = self.registry.by_id.get(state["function_id"])
-            if fn is not None:
-                blocked = slots.blocked_by(state["concurrency_keys"], [c.limit for c in fn.concurrency])
-                slots.wait(blocked or state["concurrency_keys"][0], state["run_id"])
 
     @override
     def revoked(self, partitions: list[TopicPartition]) -> None:
@@ -261,10 +241,10 @@ class RunOwner(Processor):
             tr = st.resume(state, record["step_id"], record["event"] or "null", now)
             if tr.state is None:
                 return  # stale: the run no longer waits on that step
-            fn = self.registry.by_id.get(state["function_id"])
+            served = self.registry.by_id.get(state["function_id"])
             if state.get("held") == st.GATE:  # timed out and holding its slots at the gate: give them back first
-                self._release_slots(state, fn, p, out, now)
-            self.apply(tr, fn, p, out, now)
+                self._release_slots(state, served, p, out, now)
+            self.apply(tr, served, p, out, now)
         # "execute" commands (the run queue of earlier versions) are obsolete: invocations replaced them
 
     def _outcome(self, outcome: dict[str, Any], state: dict[str, Any] | None, p: int, out: Emitter, now: int) -> None:
@@ -335,7 +315,7 @@ class RunOwner(Processor):
         state = st.dispatch(state, now, finish_timeout_ms=timeouts.finish_ms() if timeouts else None)
         self._write(state, p, out)
         out.send(self.invocations_topic, state["run_id"], INVOCATION, st.invocation(state, p, now))
-        self._arm(state, p)
+        self.arm(state, p)
 
     def _release_slots(self, state: dict[str, Any], fn: Function | None, p: int, out: Emitter, now: int) -> None:
         """Give back the run's slots and let the longest-waiting runs of those sets go on."""
@@ -410,11 +390,11 @@ class RunOwner(Processor):
             if old is not None and old["status"] == "Waiting":
                 self.listening.unlisten_wait(old, out)
             return
-        self._arm(new, p)
+        self.arm(new, p)
         if tr.ready and advance and fn is not None:
             self.advance(new, fn, p, out, now)
 
-    def _arm(self, state: dict[str, Any], p: int) -> None:
+    def arm(self, state: dict[str, Any], p: int) -> None:
         at = st.next_timer(state)
         if at is not None:
             self.timers.arm(at, state["run_id"], p)

@@ -29,7 +29,7 @@ class Slots:
 
     def blocked_by(self, keys: list[str], limits: list[int]) -> str | None:
         """The first set among ``keys`` that has no free slot, or None."""
-        for key, limit in zip(keys, limits):
+        for key, limit in zip(keys, limits, strict=False):
             if self.used.get(key, 0) >= limit:
                 return key
         return None

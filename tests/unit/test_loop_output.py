@@ -5,7 +5,7 @@ replaced by recorders, so the order of every call is visible without a broker.""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -48,8 +48,8 @@ class _Consumer:
 class _Producer:
     """Writes every call into the shared ``log``; ``fail_on``: a value whose produce raises a non-abortable error."""
 
-    log: list[tuple[Any, ...]] = []
-    fail_on: bytes | None = None
+    log: ClassVar[list[tuple[Any, ...]]] = []
+    fail_on: ClassVar[bytes | None] = None
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.kind = "tx" if "transactional.id" in conf else "plain"
