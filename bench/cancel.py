@@ -32,7 +32,7 @@ the cancels are timed, and p99 came out about twice as high.
 
 Part 3, rebuild at scale: ``--rebuild-listeners`` CancelListener records (unique join keys) on a
 cancel-index topic, the canceller group's offsets committed at the end; a fresh child process
-then runs ``Canceller.assigned(...)`` (replay up to the committed offset) and reports seconds,
+then restores the canceller's tables as its loop does (``restore_tables``: replay up to the committed offset) and reports seconds,
 listeners/s and RSS growth (VmRSS from /proc) with the peak (VmHWM).
 """
 
@@ -62,6 +62,7 @@ from pipeline.config import Settings
 from pipeline.kafka import topics as t
 from pipeline.kafka.client import admin_config, consumer_config, producer_config
 from pipeline.kafka.loop import ServiceLoop
+from pipeline.kafka.tables import restore_tables
 from pipeline.protocol.keys import join_key, listener_record_key, partition_for, signal_record_key
 from pipeline.serde import CANCEL_LISTENER, CANCEL_SIGNAL, EVENT, RUN_COMMAND, Serde
 from pipeline.testing.stack import Stack
@@ -344,7 +345,9 @@ def rebuild_child(servers: str, prefix: str) -> None:
     gc.collect()
     rss0 = c.rss_mib()
     started = time.perf_counter()
-    canceller.assigned(consumer, parts)
+    restore_tables(canceller.partition_tables(), parts, servers=servers, consumer=consumer, service=canceller.name,
+                   dead_letter=None)
+    canceller.assigned(parts)
     seconds = time.perf_counter() - started
     rss1 = c.rss_mib()
     gc.collect()

@@ -101,7 +101,7 @@ class CancelIndex:
         bucket = self.listeners.get(key)
         if not bucket:
             return []
-        return [_match(key, l, signal) for l in bucket.values() if self._hits(l, signal)]
+        return [_match(key, listener, signal) for listener in bucket.values() if self._hits(listener, signal)]
 
     def remove_listener(self, key: str, ident: str) -> None:
         """Forget a listener by its :attr:`Listener.ident` (the run id for a cancel_on listener)."""
@@ -141,7 +141,7 @@ class CancelIndex:
                     yield "signal", key, s.event_id
         for key in list(self.listeners):
             bucket = self.listeners[key]
-            gone = [rid for rid, l in bucket.items() if l.expires_at < now_ms]
+            gone = [rid for rid, listener in bucket.items() if listener.expires_at < now_ms]
             for rid in gone:
                 self.remove_listener(key, rid)
                 yield "listener", key, rid

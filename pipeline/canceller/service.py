@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
 from ..config import Settings
-from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import bootstrap
-from ..kafka.deadletter import DeadLetterSink
 from ..kafka.emitter import Emitter
-from ..kafka.restore import restore
+from ..kafka.processor import Processor, override
+from ..kafka.tables import PartitionTables
 from ..protocol.commands import cancel_command, resume_command
 from ..protocol.keys import listener_record_key, parse_index_key, signal_record_key
 from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, RUN_COMMAND, Serde
@@ -38,7 +38,7 @@ log = logging.getLogger("pipeline.canceller")
 EXPIRY_EVERY_MS = 5000
 
 
-class Canceller:
+class Canceller(Processor):
     """The canceller processor for :class:`pipeline.kafka.loop.ServiceLoop`."""
 
     name = "canceller"
@@ -52,41 +52,42 @@ class Canceller:
         self.index_topic = settings.topic(t.CANCEL_INDEX)
         self.commands_topic = settings.topic(t.RUN_COMMANDS)
         self.servers = bootstrap(settings)
-        self.restore_dead_letters = DeadLetterSink(self.servers, settings.topic(t.DEAD_LETTER), self.name)
-        self.indexes: dict[int, CancelIndex] = {}
+        # cancel-index partition -> its join table, rebuilt by the loop on assignment by replaying the partition
+        # up to the group's committed offset without emitting (those matches were emitted and committed before)
+        self.indexes: PartitionTables[CancelIndex] = PartitionTables(
+            self.index_topic, self._new_index, changelog=self.index_topic, upto_committed=True,
+            load=self._replay, label="canceller index")
         self._next_expiry = 0
         self.cancels_sent = 0
         self.resumes_sent = 0
 
+    @override
     def topics(self) -> list[str]:
         return [self.index_topic]
 
     def _new_index(self) -> CancelIndex:
         return CancelIndex(self.settings.cancel_signal_window_ms)
 
-    def assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Replay each assigned partition up to its committed offset to rebuild the join table."""
-        parts = [tp.partition for tp in partitions if tp.topic == self.index_topic]
-        committed = consumer.committed([TopicPartition(self.index_topic, p) for p in parts], timeout=30)
-        ends = {tp.partition: max(tp.offset, 0) for tp in committed}
-        for p in parts:
-            self.indexes[p] = self._new_index()
-        count, seconds = restore(self.servers, self.index_topic, [p for p in parts if ends.get(p, 0) > 0],
-                                 lambda msg: self._apply(msg, match=False), end_offsets=ends,
-                                 label="canceller index", dead_letter=self.restore_dead_letters)
-        metrics.RESTORE_SECONDS.labels(self.name, self.index_topic).set(seconds)
-        metrics.RESTORE_RECORDS.labels(self.name, self.index_topic).set(count)
-        log.info("cancel index rebuilt", extra={"partitions": parts, "records": count, "seconds": round(seconds, 3),
-                                                "listeners": sum(i.listener_count for i in self.indexes.values())})
+    @override
+    def partition_tables(self) -> Sequence[PartitionTables[Any]]:
+        return [self.indexes]
 
-    def revoked(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            if tp.topic == self.index_topic:
-                self.indexes.pop(tp.partition, None)
+    @override
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        parts = self.indexes.partitions(partitions)
+        log.info("cancel index rebuilt", extra={"partitions": parts,
+                                                "listeners": sum(self.indexes[p].listener_count for p in parts)})
 
+    @override
     def process(self, msg: Message, out: Emitter) -> None:
+        p = msg.partition()
+        if p is None:
+            raise ValueError("not a consumed record")
+        index = self.indexes.get(p)
+        if index is None:
+            index = self.indexes[p] = self._new_index()
         now = time.time_ns() // 1_000_000
-        for m in self._apply(msg, match=True):
+        for m in self._apply(index, msg, match=True):
             if m.wait_step is None:
                 command = cancel_command(m.run_id, m.function_id, "cancel_on", m.event_id, now)
                 self.cancels_sent += 1
@@ -94,17 +95,20 @@ class Canceller:
                 command = resume_command(m.run_id, m.function_id, m.wait_step, m.event or "null", now)
                 self.resumes_sent += 1
             out.send(self.commands_topic, m.run_id, RUN_COMMAND, command, partition=m.owner_partition, at_once=True)
-            out.send(self.index_topic, listener_record_key(m.join_key, m.ident), None, None, partition=msg.partition())
-            self.indexes[msg.partition()].remove_listener(m.join_key, m.ident)
+            out.send(self.index_topic, listener_record_key(m.join_key, m.ident), None, None, partition=p)
+            index.remove_listener(m.join_key, m.ident)
 
-    def _apply(self, msg: Message, *, match: bool) -> list[Match]:
-        p = msg.partition()
-        index = self.indexes.get(p)
-        if index is None:
-            index = self.indexes[p] = self._new_index()
+    def _replay(self, index: CancelIndex, msg: Message) -> None:
+        self._apply(index, msg, match=False)
+
+    def _apply(self, index: CancelIndex, msg: Message, *, match: bool) -> list[Match]:
+        """Apply one cancel-index record to its partition's join; the matches it makes (``match``: else none)."""
         value = msg.value()
-        if value is None:
-            kind, join, ident = parse_index_key(msg.key().decode())
+        if value is None:  # a tombstone: a listener or signal forgotten
+            raw = msg.key()
+            if raw is None:
+                raise ValueError(f"tombstone without a key on {self.index_topic}")
+            kind, join, ident = parse_index_key(raw.decode())
             if kind == "signal":
                 index.remove_signal(join, ident)
             else:
@@ -117,6 +121,7 @@ class Canceller:
             return index.add_signal(record["join_key"], signal_from_record(record), match=match)
         raise ValueError(f"unexpected {name} record on {self.index_topic}")
 
+    @override
     def tick(self, out: Emitter, now: int) -> None:
         """Every few seconds, forget expired signals and listeners and tombstone them on the topic."""
         if now < self._next_expiry:

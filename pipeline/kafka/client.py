@@ -87,7 +87,7 @@ def consume_available(consumer: Any, max_records: int, timeout: float) -> list[A
     ``max_records``). ``consumer.consume(n, timeout)`` waits until it has n records *or* the timeout passes,
     so a record that arrives alone waits out the whole timeout: readers that did so showed a run's new state
     up to their poll timeout late (measured: 0-100 ms, uniformly, for consume(100, 0.1))."""
-    msgs = consumer.consume(1, timeout=timeout)
+    msgs: list[Any] = consumer.consume(1, timeout=timeout)
     if msgs and max_records > 1:
         msgs += consumer.consume(max_records - 1, timeout=0)
     return msgs

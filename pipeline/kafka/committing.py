@@ -1,7 +1,7 @@
 """The service loop's output side: transactions, at-once records, and committing offsets.
 
-A mixin of :class:`pipeline.kafka.loop.ServiceLoop` (the loop's state is its own), kept in a module of its
-own so that the batch path in loop.py reads on its own. What it guarantees:
+A part of :class:`pipeline.kafka.loop.ServiceLoop` (the loop holds one; its state is its own), kept in a module
+of its own so that the batch path in loop.py reads on its own. What it guarantees:
 
 * exactly-once: a batch's output and its input offsets commit in one transaction, begun at the first
   output record (a batch without output opens none);
@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from .emitter import Pending
+from . import metrics
+from .deadletter import dead_letter_headers
+from .emitter import Emitter, Pending
+from .lookahead import Lookahead
 
 log = logging.getLogger("pipeline.loop")
 
@@ -27,38 +31,47 @@ AT_ONCE_FLUSH_TIMEOUT = 20.0  # as long as a transaction's commit may take
 
 
 class Committing:
-    """Transactions, at-once records and offset commits of a ServiceLoop."""
+    """Transactions, at-once records and offset commits of a ServiceLoop: the loop holds one, and everything here is
+    this object's. ``assignment`` reads the loop's current assignment (its rebalance part owns it)."""
 
-    # provided by ServiceLoop
-    exactly_once: bool
-    consumer: Any
-    producer: Any
-    at_once_producer: Any
-    emitter: Any
-    lookahead: Any
-    positions: dict[tuple[str, int], int]
-    offset_commit_interval: float
-    _assignment: list[TopicPartition]
-    _uncommitted: dict[tuple[str, int], int]
-    _in_tx: bool
-    _at_once_sent: bool
-    _delivery_failed: KafkaError | None
-    _last_commit: float
-    _defer_output: bool | frozenset[str]
-    _deferred: Pending
+    def __init__(self, *, exactly_once: bool, consumer: Any, emitter: Emitter, defer_output: bool | frozenset[str],
+                 offset_commit_interval: float,
+                 assignment: Callable[[], list[TopicPartition]], positions: dict[tuple[str, int], int]) -> None:
+        self.exactly_once = exactly_once
+        self.consumer = consumer
+        # set by the loop once made (their delivery callback is this object's): the transactional producer, and
+        # the plain idempotent one of at-once records (the same one without transactions)
+        self.producer: Any = None
+        self.at_once_producer: Any = None
+        self.emitter = emitter
+        self.lookahead: Lookahead | None = None
+        self.offset_commit_interval = offset_commit_interval
+        self._assignment = assignment
+        # committed positions per partition (lag in the stats callback, _advance_positions)
+        self.positions = positions
+        self.uncommitted: dict[tuple[str, int], int] = {}  # offsets consumed (or processed) and not yet committed
+        self.in_tx = False  # a transaction is open (at least once: output to flush before the offsets)
+        self.at_once_sent = False  # at-once records produced and not yet flushed
+        self.delivery_failed: KafkaError | None = None
+        self.last_commit = time.monotonic()
+        # defer_output: the processor's transactional output (True), or its output to these topics (a set), is
+        # produced just before the commit (see flush_pending)
+        self.defer_output: bool | frozenset[str] = frozenset(defer_output) \
+            if isinstance(defer_output, (set, frozenset)) else bool(defer_output)
+        self.deferred: Pending = []
 
-    def _ensure_tx(self) -> None:
+    def ensure_tx(self) -> None:
         """Begin the transaction at the first output record, so a batch without output opens none."""
-        if self.exactly_once and not self._in_tx:
+        if self.exactly_once and not self.in_tx:
             self.producer.begin_transaction()
-            self._in_tx = True
+            self.in_tx = True
 
     def _advance_positions(self) -> None:
         """Count the consumer's positions as consumed: they step over transaction markers and aborted records,
         which ``msg.offset() + 1`` never does. Without this an idle partition whose last record is a commit
         marker would look one record behind for ever, and the watermark gate (which compares committed
         offsets with end offsets) would wait on it."""
-        assignment = self._assignment
+        assignment = self._assignment()
         if not assignment:
             return
         try:
@@ -70,10 +83,10 @@ class Committing:
             key = (tp.topic, tp.partition)
             if key in ahead:  # consumed ahead, not processed: its offsets advance as the backlog is taken
                 continue
-            if tp.offset >= 0 and tp.offset > max(self.positions.get(key, -1), self._uncommitted.get(key, -1)):
-                self._uncommitted[key] = tp.offset
+            if tp.offset >= 0 and tp.offset > max(self.positions.get(key, -1), self.uncommitted.get(key, -1)):
+                self.uncommitted[key] = tp.offset
 
-    def _commit(self, *, force: bool, advance: bool = True, with_offsets: bool = True) -> None:
+    def commit(self, *, force: bool, advance: bool = True, with_offsets: bool = True) -> None:
         """Commit the open transaction with every consumed offset not yet committed (``with_offsets=False``:
         the output only; the offsets go with a later commit).
 
@@ -82,19 +95,19 @@ class Committing:
         trip and, right after another commit, a CONCURRENT_TRANSACTIONS back-off. Redoing such
         records after a crash is harmless, since they produced nothing. The interval is short
         (20 ms by default) because the watermark gate waits for these commits."""
-        due = force or time.monotonic() - self._last_commit >= self.offset_commit_interval
-        if advance and (due or self._in_tx):
+        due = force or time.monotonic() - self.last_commit >= self.offset_commit_interval
+        if advance and (due or self.in_tx):
             self._advance_positions()
-        offsets = self._uncommitted if with_offsets else {}
-        if not self._in_tx and not (offsets and due):
+        offsets = self.uncommitted if with_offsets else {}
+        if not self.in_tx and not (offsets and due):
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        if tps and self._at_once_sent:
-            self._flush_at_once()
-        if self._deferred:  # held back by a defer_output processor until now (see _flush_pending); after the
-            produce_all(self.producer, self._deferred)  # at-once flush, which must not hold partitions back
+        if tps and self.at_once_sent:
+            self.flush_at_once()
+        if self.deferred:  # held back by a defer_output processor until now (see flush_pending); after the
+            produce_all(self.producer, self.deferred)  # at-once flush, which must not hold partitions back
         if self.exactly_once:
-            self._ensure_tx()
+            self.ensure_tx()
             if tps:
                 # One bounded try, never a retry loop: if the group is rebalancing (a coordinator
                 # moved, a broker died), only this thread's next consume() can complete the
@@ -103,33 +116,33 @@ class Committing:
                 self.producer.send_offsets_to_transaction(tps, self.consumer.consumer_group_metadata(),
                                                           SEND_OFFSETS_TIMEOUT)
             retrying(lambda: self.producer.commit_transaction(20), attempts=3)
-            self._in_tx = False
+            self.in_tx = False
         else:
             # at least once: the output is on the broker before the offsets commit, or the batch is processed again
             self._check_delivered(self.producer.flush(60))
             if tps:
                 self.consumer.commit(offsets=tps, asynchronous=False)
-            self._in_tx = False
+            self.in_tx = False
         if offsets:
             self.positions.update(offsets)
             offsets.clear()
-            self._last_commit = time.monotonic()
+            self.last_commit = time.monotonic()
 
-    def _flush_pending(self) -> int:
+    def flush_pending(self) -> int:
         """Hand the processor's queued output to the producers; returns the number of records."""
         at_once = self.emitter._at_once
         n = len(at_once)
         if n:
-            self._at_once_sent = True  # first: a produce that raises half-way still forces the flush check
+            self.at_once_sent = True  # first: a produce that raises half-way still forces the flush check
             produce_all(self.at_once_producer, at_once)
-            self._in_tx = self._in_tx or not self.exactly_once  # at-least-once: flushed before the offsets
+            self.in_tx = self.in_tx or not self.exactly_once  # at-least-once: flushed before the offsets
         pending = self.emitter._pending
         if not pending:
             return n
-        self._ensure_tx()
-        self._in_tx = True  # at-least-once: marks "output to flush before the offsets"
+        self.ensure_tx()
+        self.in_tx = True  # at-least-once: marks "output to flush before the offsets"
         n += len(pending)
-        defer = self._defer_output
+        defer = self.defer_output
         if defer:
             # Kept until the commit: the transaction's first record in a partition holds that partition's last
             # stable offset, so read-committed readers see nothing past it, *other producers' records too*,
@@ -139,33 +152,76 @@ class Committing:
             # cancel-index tombstones; its invocations are read uncommitted and must go at once); order within
             # a partition is kept, since a topic's records are all deferred or none.
             if defer is True:
-                self._deferred.extend(pending)
+                self.deferred.extend(pending)
                 pending.clear()
                 return n
             now: Pending = []
             for record in pending:
-                (self._deferred if record[0] in defer else now).append(record)
+                (self.deferred if record[0] in defer else now).append(record)
             pending[:] = now
         produce_all(self.producer, pending)
         return n
 
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._delivery_failed = err
+    def dead_letter(self, topic: str, service: str, msg: Message, exc: Exception) -> None:
+        """Copy a record the processor failed on to ``topic``, in the batch's transaction."""
+        headers = dead_letter_headers(service, msg, exc)
+        self.ensure_tx()
+        self.in_tx = True
+        self.producer.produce(topic, value=msg.value(), key=msg.key(), headers=headers)
 
-    def _flush_at_once(self) -> None:
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Revoked partitions: their records that produced nothing may be redone by their next owner."""
+        for key in partitions:
+            self.positions.pop(key, None)
+            self.uncommitted.pop(key, None)
+
+    def recover(self, exc: KafkaException, service: str) -> bool:
+        """After a failed commit (or produce): abort the batch if that is what the error asks, and say whether the
+        loop must rewind to the committed offsets and rebuild; at least once, a retriable offset commit is left
+        to the next batch; anything else is raised."""
+        err = exc.args[0]
+        self.emitter.clear()
+        self.deferred.clear()
+        # An at-once record not acknowledged (txn_requires_abort, also without transactions) means the batch is
+        # processed again, in either mode: going on would commit offsets past it
+        if not err.fatal() and (self.in_tx or self.at_once_sent) and (
+                err.txn_requires_abort() or (self.exactly_once and err.retriable())):
+            # at_once_sent: at-once records were not all acknowledged (no transaction need be open); the batch
+            # is processed again from the committed offsets, and sends them again
+            log.warning("aborting transaction", extra={"service": service, "error": str(err)})
+            metrics.TX_ABORTS.labels(service).inc()
+            if self.in_tx and self.exactly_once:
+                self.producer.abort_transaction(20)
+            self.in_tx = False
+            self.at_once_sent = False
+            self.delivery_failed = None  # the replay sends the batch's records again
+            self.uncommitted.clear()
+            return True
+        if not self.exactly_once and err.retriable():
+            # at-least-once: the output is flushed; the offsets go with the next batch (or are redelivered)
+            log.warning("offset commit failed; will retry with the next batch", extra={"service": service,
+                                                                                     "error": str(err)})
+            return False
+        raise exc
+
+    def delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self.delivery_failed = err
+
+    def flush_at_once(self) -> None:
         """Have every at-once record acknowledged before offsets that cover its input are committed. A record
         not acknowledged aborts the batch, which is then processed again (and sends it again)."""
         self._check_delivered(self.at_once_producer.flush(AT_ONCE_FLUSH_TIMEOUT))
-        self._at_once_sent = False
+        self.at_once_sent = False
 
     def _check_delivered(self, remaining: int) -> None:
         """After a flush: raise an abortable error (the batch is processed again) if records are still unacknowledged
         or a delivery report said one was lost."""
-        failed, self._delivery_failed = self._delivery_failed, None
+        failed, self.delivery_failed = self.delivery_failed, None
         if remaining or failed is not None:
             reason = f"{remaining} records not acknowledged" if remaining else f"record lost: {failed}"
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT if remaining else failed.code(), reason,
+            code = KafkaError._TIMED_OUT if remaining or failed is None else failed.code()
+            raise KafkaException(KafkaError(code, reason,
                                             retriable=True, txn_requires_abort=True))
 
 

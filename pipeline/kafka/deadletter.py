@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from typing import Any
 
 from confluent_kafka import Message, Producer
 
@@ -20,7 +21,7 @@ from .client import producer_config
 
 log = logging.getLogger("pipeline.deadletter")
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
 
 
 def dead_letter_headers(service: str, msg: Message, exc: BaseException) -> Headers:
@@ -32,14 +33,14 @@ def dead_letter_headers(service: str, msg: Message, exc: BaseException) -> Heade
     headers: Headers = [
         ("dlq.reason", reason.encode()),
         ("dlq.error.class", type(exc).__name__.encode()),
-        ("dlq.source.topic", msg.topic().encode()),
+        ("dlq.source.topic", (msg.topic() or "").encode()),
         ("dlq.source.partition", str(msg.partition()).encode()),
         ("dlq.source.offset", str(msg.offset()).encode()),
         ("dlq.service", service.encode()),
     ]
     original = msg.headers()
     if original:
-        headers.extend(original)
+        headers.extend(original.items() if isinstance(original, dict) else original)
     return headers
 
 
@@ -55,7 +56,8 @@ class DeadLetterSink:
 
     def send(self, msg: Message, exc: BaseException) -> None:
         if self._producer is None:
-            self._producer = Producer(producer_config(self.servers, **{"linger.ms": 1}))
+            linger: dict[str, Any] = {"linger.ms": 1}
+            self._producer = Producer(producer_config(self.servers, **linger))
         self._producer.produce(self.topic, value=msg.value(), key=msg.key(),
                                headers=dead_letter_headers(self.service, msg, exc))
         self.sent += 1

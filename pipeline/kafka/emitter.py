@@ -1,4 +1,5 @@
-"""What a service implements (:class:`Processor`) and where it puts its output (:class:`Emitter`).
+"""Where a service puts its output (:class:`Emitter`); what it implements is
+:class:`pipeline.kafka.processor.Processor`.
 
 Kept apart from the loop that runs processors, so processors and their tests need no Kafka client.
 """
@@ -6,14 +7,12 @@ Kept apart from the loop that runs processors, so processors and their tests nee
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
-
-from confluent_kafka import Message
+from typing import Any
 
 from ..config import Settings
 from ..serde import Serde
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
 
 
 class OutputTooLarge(ValueError):
@@ -63,17 +62,3 @@ class Emitter:
         """Drop the output queued so far (its input record failed, or the batch is being aborted)."""
         self._pending.clear()
         self._at_once.clear()
-
-
-class Processor(Protocol):
-    """What a service implements. Only ``topics`` and ``process`` are required."""
-
-    name: str
-
-    def topics(self) -> list[str]:
-        """Full names of the topics to subscribe to."""
-        ...
-
-    def process(self, msg: Message, out: Emitter) -> None:
-        """Handle one record; raise to dead-letter it (the message says why)."""
-        ...

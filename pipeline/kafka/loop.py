@@ -1,8 +1,9 @@
 """The one consume → process → produce loop that every service runs.
 
-A service is a :class:`~pipeline.kafka.emitter.Processor`: it says which topics it reads, turns each
-record into output records through an :class:`~pipeline.kafka.emitter.Emitter`, may rebuild local state
-when partitions are assigned, may emit on a timer (``tick``), may keep output back until the batch ends
+A service is a :class:`~pipeline.kafka.processor.Processor` (every hook the loop calls is declared there): it says
+which topics it reads, turns each record into output records through an :class:`~pipeline.kafka.emitter.Emitter`,
+declares per-partition tables that the loop restores on assignment and drops on revocation
+(:mod:`pipeline.kafka.tables`), may emit on a timer (``tick``), may keep output back until the batch ends
 (``end_batch``) and may mark records urgent (``urgent``). The loop owns everything Kafka-specific:
 
 * batch consume (``consume(batch_size)``), and produce as the records come (no linger);
@@ -17,7 +18,7 @@ when partitions are assigned, may emit on a timer (``tick``), may keep output ba
 * dead letters: a record that fails to decode or to process is copied to the dead-letter
   topic with the reason, source topic, partition and offset in headers, counted, and the
   loop goes on. Output of a failed record is dropped, never half-sent;
-* rebalances: ``assigned``/``revoked`` callbacks so a service can rebuild its tables
+* rebalances: the processor's tables restored or dropped, then its ``assigned``/``revoked`` hooks
   (:mod:`pipeline.kafka.rebalance`);
 * SIGTERM/SIGINT (or :meth:`ServiceLoop.stop`): finish the batch, commit, leave the group.
 
@@ -42,10 +43,11 @@ from ..serde import Serde
 from . import metrics
 from .client import bootstrap, consumer_config, producer_config
 from .committing import Committing
-from .deadletter import dead_letter_headers
-from .emitter import Emitter, Pending
+from .deadletter import DeadLetterSink
+from .emitter import Emitter
 from .lookahead import Lookahead
-from .rebalance import Rebalancing
+from .processor import Processor
+from .rebalance import Rebalance
 from .watchdog import Heart
 
 log = logging.getLogger("pipeline.loop")
@@ -61,10 +63,14 @@ URGENT_LOOK_SECONDS = 0.005
 EARLY_COMMIT_SECONDS = 0.005
 
 
-class ServiceLoop(Committing, Rebalancing):
-    """Run a processor against Kafka until stopped. One instance = one consumer + one producer."""
+class ServiceLoop:
+    """Run a processor against Kafka until stopped. One instance = one consumer + one producer.
 
-    def __init__(self, processor: Any, settings: Settings | None = None, *, group_id: str | None = None,
+    Made of parts, each the owner of its own state: :attr:`commits` (transactions, at-once records, offsets;
+    :mod:`pipeline.kafka.committing`) and :attr:`rebalance` (assignment, per-partition tables, rebuilds;
+    :mod:`pipeline.kafka.rebalance`)."""
+
+    def __init__(self, processor: Processor, settings: Settings | None = None, *, group_id: str | None = None,
                  exactly_once: bool | None = None, poll_timeout: float = 0.1,
                  consumer_overrides: dict[str, Any] | None = None) -> None:
         self.processor = processor
@@ -77,63 +83,52 @@ class ServiceLoop(Committing, Rebalancing):
         self.serde = Serde()
         self.dead_letter_topic = self.settings.topic("dead-letter")
         self._stop = threading.Event()
-        self._assignment: list[TopicPartition] = []
-        self._needs_rebuild = False
-        self.positions: dict[tuple[str, int], int] = {}  # committed positions per partition (lag, _advance_positions)
-        stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.stats_callback(self.name, self.positions)} \
+        positions: dict[tuple[str, int], int] = {}  # committed positions per partition: the commits' (lag)
+        stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.stats_callback(self.name, positions)} \
             if self.settings.metrics_port else {}
         self.consumer = Consumer(consumer_config(
             self.servers, self.group_id, read_committed=True, **stats, **(consumer_overrides or {}),
             instance_id=self.settings.instance_id if self.settings.static_membership else None))
+        self.emitter = Emitter(self.serde, self.settings)
+        commits = self.commits = Committing(
+            exactly_once=self.exactly_once, consumer=self.consumer, emitter=self.emitter,
+            defer_output=processor.defer_output, offset_commit_interval=self.settings.offset_commit_interval_ms / 1000,
+            assignment=lambda: self.rebalance.assignment, positions=positions)
         txid = f"{self.group_id}-{self.settings.instance_id}" if self.exactly_once else None
         # No linger: a batch's output is sent as it is produced and the commit follows at once, so lingering
         # only delays the records a worker or the next service is waiting for (measured: +2 ms per worker hop).
         # librdkafka still batches whatever accumulates while a request is in flight.
         # At least once (no transactions): every delivery is checked before offsets commit, as at-once records are
-        self.producer = Producer(producer_config(self.servers, transactional_id=txid, **{
-            "linger.ms": 0, **({} if self.exactly_once else {"on_delivery": self._delivered})}))
+        tx_conf: dict[str, Any] = {"linger.ms": 0, **({} if self.exactly_once else {"on_delivery": commits.delivered})}
+        commits.producer = Producer(producer_config(self.servers, transactional_id=txid, **tx_conf))
         # Records a processor marks ``at_once`` (see Emitter.send) skip the transaction: a plain idempotent
-        # producer sends them when their input is processed, and _commit has them acknowledged first.
+        # producer sends them when their input is processed, and the commit has them acknowledged first.
         # Made up front, not at the first such record: an idempotent producer gets a producer id from the broker
         # before it can send, and a matcher that made it at its first cancel signal, during a burst, held every
         # cancel of the burst for 0.5-1.2 s (bench/steps.py).
-        self.at_once_producer = Producer(producer_config(
-            self.servers, **{"linger.ms": 0, "on_delivery": self._delivered})) \
-            if self.exactly_once else self.producer
-        self._at_once_sent = False
-        self._delivery_failed: KafkaError | None = None
-        self.emitter = Emitter(self.serde, self.settings)
-        self._in_tx = False
-        # defer_output: the processor's transactional output (True), or its output to these topics (a set), is
-        # produced just before the commit (committing.py)
-        defer = getattr(processor, "defer_output", False)
-        self._defer_output: bool | frozenset[str] = frozenset(defer) if isinstance(defer, (set, frozenset)) \
-            else bool(defer)
-        self._deferred: Pending = []
-        self._uncommitted: dict[tuple[str, int], int] = {}
-        self._last_commit = time.monotonic()
-        self.offset_commit_interval = self.settings.offset_commit_interval_ms / 1000
+        at_once_conf: dict[str, Any] = {"linger.ms": 0, "on_delivery": commits.delivered}
+        commits.at_once_producer = Producer(producer_config(self.servers, **at_once_conf)) \
+            if self.exactly_once else commits.producer
         self.processed = 0
         self.dead_lettered = 0
         self.heart = Heart(self.name)  # beaten every iteration; a Watchdog may watch it (pipeline run/dev)
-        self._rebalanced = False  # the first assignment (and its restore) is done
-        self._restoring = False
-        # Optional hooks: end_batch(out) emits what the processor kept back for the whole batch (the run owner
-        # writes each run's state once per batch); discard() undoes in-memory effects of a dead-lettered record.
-        self._end_batch = getattr(processor, "end_batch", None)
-        self._discard = getattr(processor, "discard", None)
+        # Hooks called once per batch only if the processor implements them (checked once, here)
+        kind = type(processor)
+        self._ticks = kind.tick is not Processor.tick
+        self._ends_batch = kind.end_batch is not Processor.end_batch
         # urgent(msg): records to process ahead of the backlog (cancellations); see lookahead.py
-        self._urgent = getattr(processor, "urgent", None)
-        self.lookahead = Lookahead(self.settings.batch_size * LOOKAHEAD_BATCHES) if self._urgent else None
+        urgent = kind.urgent is not Processor.urgent
+        self.lookahead = Lookahead(self.settings.batch_size * LOOKAHEAD_BATCHES) if urgent else None
+        commits.lookahead = self.lookahead
         # commit_urgent = False: the processor's urgent output that anyone waits for is all sent at once (the
         # matcher's signals), so urgent records need no commit of their own
-        self._commit_urgent = bool(getattr(processor, "commit_urgent", True))
+        self._commit_urgent = bool(processor.commit_urgent)
         self._record_seconds = 0.0005  # a record's processing time, averaged over recent batches
-        self._revoked_in_batch: set[tuple[str, int]] = set()
-        self._in_batch = False  # inside _run_batch: a rebalance served by _poll_urgent's consume lands mid-batch
-        bind = getattr(processor, "bind", None)
-        if bind is not None:
-            bind(self)
+        self.rebalance = Rebalance(
+            name=self.name, servers=self.servers, consumer=self.consumer, processor=processor, commits=commits,
+            lookahead=self.lookahead, commit_now=self._commit_now,
+            dead_letter=DeadLetterSink(self.servers, self.dead_letter_topic, self.name))
+        processor.bind(self)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -148,7 +143,8 @@ class ServiceLoop(Committing, Rebalancing):
     @property
     def ready(self) -> bool:
         """Joined its group and not restoring state (``/readyz``)."""
-        return self._rebalanced and not self._restoring and not self._stop.is_set()
+        rebalance = self.rebalance
+        return rebalance.rebalanced and not rebalance.restoring and not self._stop.is_set()
 
     @property
     def assignment(self) -> list[TopicPartition]:
@@ -156,7 +152,7 @@ class ServiceLoop(Committing, Rebalancing):
 
         Safe to read from any thread (the consumer's own ``assignment()`` must not be called while
         another thread is inside ``consume``)."""
-        return list(self._assignment)
+        return list(self.rebalance.assignment)
 
     def processed_positions(self, topic: str, partitions: list[int]) -> dict[int, int]:
         """Per partition, the offset up to which every record has been processed: the consumer's position
@@ -181,13 +177,13 @@ class ServiceLoop(Committing, Rebalancing):
         """Consume, process and commit batches until :meth:`stop`; then close cleanly."""
         metrics.serve(self.settings.metrics_port)
         self.heart.attach()
+        commits, rebalance, processor = self.commits, self.rebalance, self.processor
         if self.exactly_once:
-            self.producer.init_transactions(20)
-        self.consumer.subscribe(self.processor.topics(), on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
+            commits.producer.init_transactions(20)
+        self.consumer.subscribe(processor.topics(), on_assign=rebalance.on_assign, on_revoke=rebalance.on_revoke,
+                                on_lost=rebalance.on_revoke)
         log.info("service started", extra={"service": self.name, "group": self.group_id,
-                                           "exactly_once": self.exactly_once, "topics": self.processor.topics()})
-        tick = getattr(self.processor, "tick", None)
+                                           "exactly_once": self.exactly_once, "topics": processor.topics()})
         clean = False
         try:
             while not self._stop.is_set():
@@ -195,8 +191,9 @@ class ServiceLoop(Committing, Rebalancing):
                 # Wait for the first record only, then take whatever is already fetched: waiting
                 # for a full batch would hold every record for up to poll_timeout per hop.
                 # With offsets waiting for their commit, come back in time to commit them.
-                timeout = min(self.poll_timeout, self.offset_commit_interval) if self._uncommitted else self.poll_timeout
-                if getattr(self.processor, "waiting", False):  # runs wait on the tick (the owner's gate)
+                timeout = min(self.poll_timeout, commits.offset_commit_interval) if commits.uncommitted \
+                    else self.poll_timeout
+                if processor.waiting:  # runs wait on the tick (the owner's gate)
                     timeout = min(timeout, 0.002)
                 la = self.lookahead
                 limit = self.settings.batch_size if la is None else la.room()
@@ -205,21 +202,22 @@ class ServiceLoop(Committing, Rebalancing):
                     msgs = self.consumer.consume(1, timeout=timeout if la is None or not len(la) else 0)
                     if msgs and limit > 1:
                         msgs += self.consumer.consume(limit - 1, timeout=0)
-                if self._needs_rebuild:
-                    self._rebuild()
+                if rebalance.needs_rebuild:
+                    rebalance.rebuild()
                     continue
                 started = time.perf_counter()
                 try:
                     if la is None:
-                        self._run_batch(msgs, tick)
+                        self._run_batch(msgs)
                     else:
-                        early = la.add(msgs, self._urgent)
+                        early = la.add(msgs, processor.urgent)
                         if early:
                             self._run_early(early, commit=self._worth_early_commit(len(la)))
                         msgs, done = la.take(self.settings.batch_size)
-                        self._run_batch(msgs, tick, done)
+                        self._run_batch(msgs, done)
                 except KafkaException as exc:
-                    self._handle_commit_failure(exc)
+                    if commits.recover(exc, self.name):
+                        rebalance.rebuild()
                     continue
                 if msgs:
                     metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
@@ -234,13 +232,12 @@ class ServiceLoop(Committing, Rebalancing):
         Returns the number of records produced."""
         try:
             self.processor.process(msg, self.emitter)
-        except Exception as exc:  # one bad record never stops the service
+        except Exception as exc:  # noqa: BLE001 - one bad record never stops the service
             self.emitter.clear()
-            if self._discard is not None:
-                self._discard()
+            self.processor.discard()
             self._dead_letter(msg, exc)
             return 1
-        return self._flush_pending()
+        return self.commits.flush_pending()
 
     def _run_early(self, msgs: Sequence[Message], *, commit: bool) -> None:
         """Process urgent records ahead of the backlog and, if ``commit`` (much work is still ahead of them),
@@ -261,10 +258,10 @@ class ServiceLoop(Committing, Rebalancing):
         order. Not the consumer's position: records taken from the backlog may not be processed yet, and
         urgent records' offsets are committed when the backlog reaches them. Returns records produced."""
         produced = 0
-        if self._end_batch is not None:
-            self._end_batch(self.emitter)
-            produced = self._flush_pending()
-        self._commit(force=True, advance=False, with_offsets=with_offsets)
+        if self._ends_batch:
+            self.processor.end_batch(self.emitter)
+            produced = self.commits.flush_pending()
+        self.commits.commit(force=True, advance=False, with_offsets=with_offsets)
         return produced
 
     def _poll_urgent(self, remaining: int) -> None:
@@ -273,7 +270,7 @@ class ServiceLoop(Committing, Rebalancing):
         la = self.lookahead
         if la is None or la.room() <= 0:
             return
-        early = la.add(self.consumer.consume(la.room(), timeout=0), self._urgent)
+        early = la.add(self.consumer.consume(la.room(), timeout=0), self.processor.urgent)
         if early:
             self._run_early(early, commit=self._worth_early_commit(remaining))
 
@@ -281,23 +278,24 @@ class ServiceLoop(Committing, Rebalancing):
         """Whether urgent records just processed should commit now, ahead of ``remaining`` records of work."""
         return self._commit_urgent and remaining * self._record_seconds >= EARLY_COMMIT_SECONDS
 
-    def _run_batch(self, msgs: Sequence[Message], tick: Any, done: set[int] | None = None) -> None:
+    def _run_batch(self, msgs: Sequence[Message], done: set[int] | None = None) -> None:
         """Process a batch in order (``done``: ids of records already processed early, only counted)."""
         records_by_topic: dict[str, int] = {}
-        self._revoked_in_batch = set()
-        self._in_batch = True
+        rebalance, commits = self.rebalance, self.commits
+        rebalance.revoked_in_batch.clear()
+        rebalance.in_batch = True
         try:
             produced = self._run_records(msgs, done, records_by_topic)
         finally:
-            self._in_batch = False
-        if tick is not None:
-            self._tick_collect(tick)
-            produced += self._flush_pending()
-        if self._end_batch is not None:
-            self._end_batch(self.emitter)
-            produced += self._flush_pending()
-        self.producer.poll(0)  # serve delivery reports once per batch
-        self._commit(force=False)
+            rebalance.in_batch = False
+        if self._ticks:
+            self._tick_collect()
+            produced += commits.flush_pending()
+        if self._ends_batch:
+            self.processor.end_batch(self.emitter)
+            produced += commits.flush_pending()
+        commits.producer.poll(0)  # serve delivery reports once per batch
+        commits.commit(force=False)
         self.processed += sum(records_by_topic.values())
         for topic, n in records_by_topic.items():
             metrics.RECORDS.labels(self.name, topic).inc(n)
@@ -308,7 +306,8 @@ class ServiceLoop(Committing, Rebalancing):
         """The records of one batch, in order; returns the number of records produced. With a lookahead, looks
         for newly arrived urgent records every URGENT_LOOK_SECONDS."""
         produced = processed = 0
-        offsets = self._uncommitted
+        offsets = self.commits.uncommitted
+        revoked = self.rebalance.revoked_in_batch  # only ever grows (in place) during the batch
         looks = self.lookahead is not None
         started = time.perf_counter()
         next_look = started + URGENT_LOOK_SECONDS
@@ -327,10 +326,12 @@ class ServiceLoop(Committing, Rebalancing):
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error", extra={"service": self.name, "error": str(err)})
                 continue
-            topic = msg.topic()
-            if self._revoked_in_batch and (topic, msg.partition()) in self._revoked_in_batch:
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if topic is None or partition is None or offset is None:
+                continue  # not a record (a consumer event without an error)
+            if revoked and (topic, partition) in revoked:
                 continue  # revoked by a rebalance served inside _poll_urgent: its next owner processes it
-            offsets[(topic, msg.partition())] = msg.offset() + 1
+            offsets[(topic, partition)] = offset + 1
             records_by_topic[topic] = records_by_topic.get(topic, 0) + 1
             if done and id(msg) in done:
                 continue
@@ -341,21 +342,17 @@ class ServiceLoop(Committing, Rebalancing):
             self._record_seconds = 0.8 * self._record_seconds + 0.2 * spent / processed
         return produced
 
-    def _tick_collect(self, tick: Any) -> None:
+    def _tick_collect(self) -> None:
         """Run the processor's timer hook. A failing tick is logged, not fatal."""
         try:
-            tick(self.emitter, time.time_ns() // 1_000_000)
+            self.processor.tick(self.emitter, time.time_ns() // 1_000_000)
         except Exception:
             self.emitter.clear()
-            if self._discard is not None:
-                self._discard()
+            self.processor.discard()
             log.exception("tick failed", extra={"service": self.name})
 
     def _dead_letter(self, msg: Message, exc: Exception) -> None:
-        headers = dead_letter_headers(self.name, msg, exc)
-        self._ensure_tx()
-        self._in_tx = True
-        self.producer.produce(self.dead_letter_topic, value=msg.value(), key=msg.key(), headers=headers)
+        self.commits.dead_letter(self.dead_letter_topic, self.name, msg, exc)
         self.dead_lettered += 1
         metrics.DEAD_LETTERS.labels(self.name, type(exc).__name__).inc()
 
@@ -363,21 +360,20 @@ class ServiceLoop(Committing, Rebalancing):
         """Leave: commit the last batch if the loop stopped as asked (what SIGTERM promises), abort it if the loop
         failed. After a failure the batch's output may be partly dropped while its offsets, and the consumer's
         position past the rest of the batch, are still pending: committing them would lose records."""
+        commits = self.commits
         try:
             try:
                 if clean:
-                    self._commit(force=True)
-                elif self.exactly_once and self._in_tx:
-                    self.producer.abort_transaction(10)
+                    commits.commit(force=True)
+                elif self.exactly_once and commits.in_tx:
+                    commits.producer.abort_transaction(10)
             except KafkaException as exc:
                 log.warning("final commit failed" if clean else "final abort failed",
                             extra={"service": self.name, "error": str(exc)})
-            self.producer.flush(30)
-            if self.at_once_producer is not self.producer:
-                self.at_once_producer.flush(30)
-            close = getattr(self.processor, "close", None)
-            if close:
-                close()
+            commits.producer.flush(30)
+            if commits.at_once_producer is not commits.producer:
+                commits.at_once_producer.flush(30)
+            self.processor.close()
         finally:
             self.consumer.close()
             log.info("service stopped", extra={"service": self.name, "processed": self.processed,

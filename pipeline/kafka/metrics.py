@@ -7,6 +7,7 @@ nothing on the hot path.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -22,7 +23,8 @@ RESTORE_RECORDS = Gauge("pipeline_restore_records", "records read by the last st
 WATCHDOG_TRIPS = Counter("pipeline_watchdog_trips_total", "loops found making no progress (the process then exits)",
                          ["service"])
 DUPLICATE_EVENTS = Counter("pipeline_duplicate_events_total",
-                           "events skipped by the matcher: an event with the same id was received within the dedup window")
+                           "events skipped by the matcher: an event with the same id was received within the dedup "
+                           "window")
 URGENT_RECORDS = Counter("pipeline_urgent_records_total",
                          "records processed ahead of the backlog and committed at once (cancellations)", ["service"])
 TX_ABORTS = Counter("pipeline_transaction_aborts_total", "aborted transactions", ["service"])
@@ -34,7 +36,8 @@ GATE_LAG = Gauge("pipeline_cancel_path_lag_seconds",
 GATE_WAIT = Histogram("pipeline_gate_wait_seconds", "time a run waited for the cancel path to pass its point",
                       buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60))
 GATE_TIMEOUTS = Counter("pipeline_gate_timeouts_total", "runs that went on after the gate's maximum wait")
-STALE_OUTCOMES = Counter("pipeline_stale_outcomes_total", "worker outcomes ignored (late, duplicate or for an ended run)")
+STALE_OUTCOMES = Counter("pipeline_stale_outcomes_total",
+                         "worker outcomes ignored (late, duplicate or for an ended run)")
 INVOCATIONS = Counter("pipeline_worker_invocations_total", "handler invocations run by workers", ["kind"])
 INFLIGHT = Gauge("pipeline_worker_inflight", "invocations running in this worker")
 INVOCATION_SECONDS = Histogram("pipeline_worker_invocation_seconds", "time one invocation took in user code",
@@ -50,7 +53,7 @@ def serve(port: int | None) -> None:
         _started.add(port)
 
 
-def stats_callback(service: str, positions: dict[tuple[str, int], int]):
+def stats_callback(service: str, positions: dict[tuple[str, int], int]) -> Callable[[str], None]:
     """A librdkafka ``stats_cb`` that sets the lag gauge per assigned partition.
 
     Lag = the partition's last stable offset (what a read_committed consumer can reach) minus

@@ -14,9 +14,10 @@ import time
 from confluent_kafka import Message
 
 from .emitter import Emitter
+from .processor import Processor
 
 
-class PassThrough:
+class PassThrough(Processor):
     """Copy records from ``source`` to ``sink``. A value starting with ``poison`` is refused (dead-lettered).
     ``at_once``: send the copies outside the transaction (see :meth:`Emitter.send`)."""
 

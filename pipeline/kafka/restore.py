@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -35,8 +36,8 @@ def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Call
     parts = sorted(set(partitions))
     if not parts:
         return 0, 0.0
-    consumer = Consumer(consumer_config(servers, None, **{"enable.partition.eof": True, "fetch.wait.max.ms": 10,
-                                                           "fetch.max.bytes": 64 * 1024 * 1024}))
+    extra: dict[str, Any] = {"enable.partition.eof": True, "fetch.wait.max.ms": 10, "fetch.max.bytes": 64 * 1024 * 1024}
+    consumer = Consumer(consumer_config(servers, None, **extra))
     try:
         targets: dict[int, int] = {}
         for p in parts:
@@ -55,16 +56,17 @@ def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Call
                 msgs = consumer.consume(batch, timeout=1.0)
                 for msg in msgs:
                     err = msg.error()
-                    p = msg.partition()
+                    part, offset = msg.partition(), msg.offset()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
-                            pending.discard(p)
+                            if part is not None:
+                                pending.discard(part)
                             continue
-                        raise RuntimeError(f"restore of {topic}[{p}] failed: {err}")
-                    if p not in pending:
+                        raise RuntimeError(f"restore of {topic}[{part}] failed: {err}")
+                    if part is None or offset is None or part not in pending:
                         continue
-                    if msg.offset() >= targets[p]:
-                        pending.discard(p)
+                    if offset >= targets[part]:
+                        pending.discard(part)
                         continue
                     try:
                         on_record(msg)
@@ -73,8 +75,8 @@ def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Call
                             raise
                         dead_letter.send(msg, exc)
                     count += 1
-                    if msg.offset() + 1 >= targets[p]:
-                        pending.discard(p)
+                    if offset + 1 >= targets[part]:
+                        pending.discard(part)
                 advance(len(msgs))
                 beat()  # a long restore is progress, not a stall
         if dead_letter is not None:

@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at run time, not in its __all__
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 from ..config import Settings
 

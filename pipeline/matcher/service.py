@@ -1,8 +1,8 @@
 """The matcher: events and system events in; run starts, cancel listeners and cancel signals out.
 
 An event whose id was already received within the dedup window (24 h) is skipped first (see
-:mod:`pipeline.matcher.dedup`). For each other event it (1) starts every function whose trigger matches, with a run id derived
-from (function id, event id) so duplicates and replays start nothing new; (2) registers the
+:mod:`pipeline.matcher.dedup`). For each other event it (1) starts every function whose trigger matches, with a run id
+derived from (function id, event id) so duplicates and replays start nothing new; (2) registers the
 new run's cancel listeners, keyed and partitioned by join key; (3) if the event's name is a
 cancel event of any function, emits a cancel signal under each join key it can hit.
 Everything one event causes commits in one transaction with its offset, except its cancel signals: they
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
@@ -25,9 +26,9 @@ from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
-from ..kafka.deadletter import DeadLetterSink
 from ..kafka.emitter import Emitter
-from ..kafka.restore import restore
+from ..kafka.processor import Processor, override
+from ..kafka.tables import PartitionTables
 from ..protocol.commands import start_records
 from ..protocol.ids import derived_ulid, run_id_for
 from ..protocol.joins import signal_keys, signal_routes
@@ -53,7 +54,7 @@ class InvalidEvent(ValueError):
     """A decodable event that breaks the envelope's rules (dead-lettered with the reason)."""
 
 
-class Matcher:
+class Matcher(Processor):
     """The matcher processor for :class:`pipeline.kafka.loop.ServiceLoop`."""
 
     name = "matcher"
@@ -75,46 +76,44 @@ class Matcher:
         self.servers = bootstrap(settings)
         self.ids_topic = settings.topic(t.EVENT_IDS)
         self.dedup_window_ms = settings.event_dedup_window_ms
-        self.seen: dict[int, SeenEvents] = {}  # events partition -> its dedup table
+        # events partition -> its dedup table, restored by the loop from event-ids (read_committed: what the
+        # matcher wrote with its offsets, so the table matches the committed position exactly)
+        self.seen: PartitionTables[SeenEvents] = PartitionTables(
+            self.events_topic, lambda: SeenEvents(self.dedup_window_ms), changelog=self.ids_topic,
+            load=self._load_seen, label="matcher event ids")
         self._decoded: dict[tuple[int, int], dict[str, Any]] = {}  # events decoded by urgent(), for process()
-        self.restore_dead_letters = DeadLetterSink(self.servers, settings.topic(t.DEAD_LETTER), self.name)
         self._next_expiry = 0
         self.runs_started = 0
         self.signals_sent = 0
         self.duplicates = 0
 
+    @override
     def topics(self) -> list[str]:
         return [self.events_topic, self.system_topic]
 
     # -- the dedup table ------------------------------------------------------------------------------------
 
-    def assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Rebuild the dedup table of each assigned events partition from ``event-ids`` (read_committed: what
-        the matcher wrote with its offsets, so the table matches the committed position exactly)."""
+    def _load_seen(self, table: SeenEvents, msg: Message) -> None:
+        """Apply one ``event-ids`` record to its partition's dedup table (a tombstone forgets the id)."""
+        key, value = msg.key(), msg.value()
+        if key is None:
+            raise ValueError("event-ids record without a key")
+        record = None if value is None else self.serde.decode_as(EVENT_SEEN, value)
+        table.load(key.decode(), None if record is None else Seen(record["offset"], record["first_seen"]))
+
+    @override
+    def partition_tables(self) -> Sequence[PartitionTables[Any]]:
+        return [self.seen] if self.dedup_window_ms else []
+
+    @override
+    def assigned(self, partitions: list[TopicPartition]) -> None:
         self._decoded.clear()
-        if not self.dedup_window_ms:
-            return
-        parts = [tp.partition for tp in partitions if tp.topic == self.events_topic]
-        for p in parts:
-            self.seen[p] = SeenEvents(self.dedup_window_ms)
 
-        def load(msg: Message) -> None:
-            value = msg.value()
-            record = None if value is None else self.serde.decode_as(EVENT_SEEN, value)
-            self.seen[msg.partition()].load(msg.key().decode(), None if record is None else
-                                            Seen(record["offset"], record["first_seen"]))
-
-        count, seconds = restore(self.servers, self.ids_topic, parts, load, label="matcher event ids",
-                                 dead_letter=self.restore_dead_letters)
-        metrics.RESTORE_SECONDS.labels(self.name, self.ids_topic).set(seconds)
-        metrics.RESTORE_RECORDS.labels(self.name, self.ids_topic).set(count)
-
+    @override
     def revoked(self, partitions: list[TopicPartition]) -> None:
         self._decoded.clear()
-        for tp in partitions:
-            if tp.topic == self.events_topic:
-                self.seen.pop(tp.partition, None)
 
+    @override
     def tick(self, out: Emitter, now: int) -> None:
         """Once a minute, forget ids older than the window (tombstones keep the compacted topic small)."""
         if now < self._next_expiry or not self.seen:
@@ -133,25 +132,29 @@ class Matcher:
     # commit, a burst's starts hide those commands for a commit's length, not a whole batch's (committing.py).
     defer_output = True
 
+    @override
     def urgent(self, msg: Message) -> bool:
         """An event some function cancels on (or waits for): processed ahead of the backlog, so its signal is
         not queued behind a burst of other events (pipeline/kafka/lookahead.py). Everything it causes is
         idempotent if it is processed again in order after a crash (keyed records, run ids)."""
-        value = msg.value()
-        if msg.topic() != self.events_topic or value is None or len(value) > self.max_bytes:
+        value, p, offset = msg.value(), msg.partition(), msg.offset()
+        if msg.topic() != self.events_topic or value is None or len(value) > self.max_bytes or p is None \
+                or offset is None:
             return False
         record = self.serde.decode_as(EVENT, value)
-        self._decoded[(msg.partition(), msg.offset())] = record
+        self._decoded[(p, offset)] = record
         return record["name"] in self.routes
 
+    @override
     def process(self, msg: Message, out: Emitter) -> None:
-        value = msg.value()
+        value, topic, p, offset = msg.value(), msg.topic(), msg.partition(), msg.offset()
         if value is None:
             raise ValueError("empty record (tombstone) on an events topic")
+        if topic is None or p is None or offset is None:
+            raise ValueError("not a consumed record")
         if len(value) > self.max_bytes:
             raise OversizedRecord(f"event of {len(value)} bytes exceeds the {self.max_bytes}-byte limit")
-        record = self._decoded.pop((msg.partition(), msg.offset()), None) if msg.topic() == self.events_topic \
-            else None
+        record = self._decoded.pop((p, offset), None) if topic == self.events_topic else None
         if record is None:
             record = self.serde.decode_as(EVENT, value)
         name = record["name"]
@@ -166,10 +169,10 @@ class Matcher:
         if not event["id"]:
             # Produced straight to Kafka without an id: derive one from where it sits in the log, so a
             # replay of the same record gets the same id (and so starts no second run).
-            event["id"] = derived_ulid(received_at, msg.topic(), str(msg.partition()), str(msg.offset()))
-        elif self.dedup_window_ms and msg.topic() == self.events_topic:
-            seen = self.seen.get(msg.partition())
-            if seen is not None and seen.is_duplicate(event["id"], msg.offset(), received_at):
+            event["id"] = derived_ulid(received_at, topic, str(p), str(offset))
+        elif self.dedup_window_ms and topic == self.events_topic:
+            seen = self.seen.get(p)
+            if seen is not None and seen.is_duplicate(event["id"], offset, received_at):
                 self.duplicates += 1
                 metrics.DUPLICATE_EVENTS.inc()
                 return
@@ -178,10 +181,9 @@ class Matcher:
         if not matched and route is None:
             return
         event_json = _event_json(record, event)
-        if seen is not None and seen.remember(event["id"], msg.offset(), received_at):
+        if seen is not None and seen.remember(event["id"], offset, received_at):
             out.send(self.ids_topic, event["id"], EVENT_SEEN,
-                     {"event_id": event["id"], "offset": msg.offset(), "first_seen": received_at},
-                     partition=msg.partition())
+                     {"event_id": event["id"], "offset": offset, "first_seen": received_at}, partition=p)
         for fn in matched:
             self._start(fn, event, event_json, received_at, now, out)
         if route is not None:
@@ -196,7 +198,8 @@ class Matcher:
         """``inngest/function.invoked`` (a step.invoke) starts the function it names, whatever its triggers;
         ``inngest/scheduled.timer`` (a cron tick) the cron function it names."""
         meta = event["data"].get("_inngest")
-        fn = self.functions_by_id.get(meta.get("fn_id")) if isinstance(meta, dict) else None
+        fn_id = meta.get("fn_id") if isinstance(meta, dict) else None
+        fn = self.functions_by_id.get(fn_id) if fn_id is not None else None
         if fn is None or (name == SCHEDULED_TIMER and not fn.crons):
             return []
         return [fn]
@@ -213,7 +216,8 @@ class Matcher:
 
 def _event_json(record: dict[str, Any], event: dict[str, Any]) -> str:
     """The event as JSON text in Inngest's field order, built from the already-parsed parts."""
-    parts = [f'"data":{record["data"] or "{}"}', f'"id":{json.dumps(event["id"])}', f'"name":{json.dumps(event["name"])}',
+    parts = [f'"data":{record["data"] or "{}"}', f'"id":{json.dumps(event["id"])}',
+             f'"name":{json.dumps(event["name"])}',
              f'"ts":{int(event["ts"])}', f'"user":{record["user"] or "{}"}']
     if event.get("v") is not None:
         parts.append(f'"v":{json.dumps(event["v"])}')

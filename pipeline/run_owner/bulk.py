@@ -63,14 +63,16 @@ class BulkRules:
         """Read every rule so far (once, at the first assignment)."""
         if self._consumer is not None:
             return
-        consumer = Consumer(consumer_config(self.servers, None, **{"enable.partition.eof": True}))
+        eof: dict[str, Any] = {"enable.partition.eof": True}
+        consumer = Consumer(consumer_config(self.servers, None, **eof))
         consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         while True:
             msg = consumer.poll(5.0)
             if msg is None:
                 break
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
                     break
                 continue
             self._record(msg)
@@ -89,11 +91,13 @@ class BulkRules:
         return fresh
 
     def _record(self, msg: Message) -> BulkRule | None:
-        if msg.value() is None:
-            self.rules.pop(msg.key().decode(), None)
+        value, key = msg.value(), msg.key()
+        if value is None:  # a tombstone: the rule is withdrawn
+            if key is not None:
+                self.rules.pop(key.decode(), None)
             return None
         try:
-            rule = BulkRule(self.serde.decode_as(BULK_CANCELLATION, msg.value()))
+            rule = BulkRule(self.serde.decode_as(BULK_CANCELLATION, value))
         except Exception:
             log.exception("bad bulk cancellation record skipped")
             return None

@@ -14,6 +14,7 @@ from ..protocol.sysevents import SCHEDULED_TIMER
 from ..sdk.cron import CronClock
 from ..serde import EVENT
 from ..serde.models import event_dict_to_record
+from .undo import UndoLog
 
 log = logging.getLogger("pipeline.run-owner")
 
@@ -43,15 +44,19 @@ class CronTicks:
         gone = {fid for fid, p in self._partition.items() if p == partition}
         self.clocks = {k: c for k, c in self.clocks.items() if k[0] not in gone}
 
-    def fire(self, out: Emitter, now: int) -> None:
+    def fire(self, out: Emitter, now: int, undo: UndoLog) -> None:
         """Send ``inngest/scheduled.timer`` for every due tick; its id and ts come from (function, tick), so the
-        run it starts is the same whoever fires it and however often."""
+        run it starts is the same whoever fires it and however often. A clock moved on logs its way back in
+        ``undo`` (its tick's event is dropped if the tick fails)."""
         for (fn_id, i), clock in self.clocks.items():
+            next_at = clock.next_at
             tick = clock.due(now)
             if tick is None:
                 continue
+            undo.add(setattr, clock, "next_at", next_at)
             cron = clock.schedule.expression
-            event = {"id": derived_ulid(tick, "cron", fn_id, str(i), str(tick)), "name": SCHEDULED_TIMER,
+            event_id = derived_ulid(tick, "cron", fn_id, str(i), str(tick))
+            event = {"id": event_id, "name": SCHEDULED_TIMER,
                      "data": {"cron": cron, "_inngest": {"fn_id": fn_id}}, "user": {}, "ts": tick, "v": None}
-            out.send(self.events_topic, event["id"], EVENT, event_dict_to_record(event))
+            out.send(self.events_topic, event_id, EVENT, event_dict_to_record(event))
             log.info("cron tick fired", extra={"function_id": fn_id, "cron": cron, "tick": tick})

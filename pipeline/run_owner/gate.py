@@ -36,12 +36,13 @@ import time
 from collections import deque
 
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]  # not in its __all__
 
 from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import admin_config
+from .undo import UndoLog
 
 log = logging.getLogger("pipeline.gate")
 
@@ -98,7 +99,7 @@ class GateProber:
     # -- one round -----------------------------------------------------------------------------------------
 
     def _tps(self, topics: list[str]) -> list[TopicPartition]:
-        out = []
+        out: list[TopicPartition] = []
         for topic in topics:
             if topic not in self._partitions:
                 meta = self.admin.list_topics(topic=topic, timeout=10).topics.get(topic)
@@ -109,7 +110,8 @@ class GateProber:
         return out
 
     def _ends(self, tps: list[TopicPartition]) -> dict[tuple[str, int], int]:
-        futures = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in tps},
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # untyped in confluent-kafka
+        futures = self.admin.list_offsets({tp: latest for tp in tps},
                                           isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10)
         return {(tp.topic, tp.partition): fut.result().offset for tp, fut in futures.items()}
 
@@ -152,7 +154,7 @@ class GateProber:
             idle = False
             try:
                 done = self.round()
-            except Exception as exc:  # a broker hiccup: try again; the owner's max wait bounds the damage
+            except Exception as exc:  # noqa: BLE001 - a broker hiccup: try again; the owner's max wait bounds the damage
                 log.warning("gate round failed", extra={"error": str(exc)})
                 self._stop.wait(0.2)
                 continue
@@ -165,8 +167,9 @@ class GateProber:
 class GateBook:
     """Runs waiting at the gate, per owner partition, released as proof rounds and the owner's position allow."""
 
-    def __init__(self, max_wait_ms: int) -> None:
+    def __init__(self, max_wait_ms: int, undo: UndoLog | None = None) -> None:
         self.max_wait_ms = max_wait_ms
+        self.undo = undo  # where a record's gate changes log their inverse (adds, releases)
         self.waiting: dict[int, list[tuple[int, str]]] = {}  # partition -> heap of (ready_at, run_id)
         self.passed: dict[int, int] = {}  # partition -> the latest t0 the owner has caught up with
         self._pending: list[Round] = []
@@ -178,6 +181,23 @@ class GateBook:
         return sum(len(h) for h in self.waiting.values())
 
     def add(self, partition: int, ready_at: int, run_id: str) -> None:
+        if self.undo is not None:
+            self.undo.add(self._unadd, partition, (ready_at, run_id), self._points.get((partition, run_id)))
+        heapq.heappush(self.waiting.setdefault(partition, []), (ready_at, run_id))
+        self._points[(partition, run_id)] = ready_at
+
+    def _unadd(self, partition: int, entry: tuple[int, str], point: int | None) -> None:
+        heap = self.waiting.get(partition)
+        if heap is not None:
+            heap.remove(entry)
+            heapq.heapify(heap)
+        key = (partition, entry[1])
+        if point is None:
+            self._points.pop(key, None)
+        else:
+            self._points[key] = point
+
+    def _readd(self, partition: int, ready_at: int, run_id: str) -> None:
         heapq.heappush(self.waiting.setdefault(partition, []), (ready_at, run_id))
         self._points[(partition, run_id)] = ready_at
 
@@ -210,7 +230,11 @@ class GateBook:
             while heap and (heap[0][0] <= passed or now - heap[0][0] >= self.max_wait_ms):
                 ready_at, run_id = heapq.heappop(heap)
                 if self._points.get((p, run_id)) != ready_at:
+                    if self.undo is not None:
+                        self.undo.add(heapq.heappush, heap, (ready_at, run_id))
                     continue  # stale: the run is back at a later point, with its own entry
                 del self._points[(p, run_id)]
+                if self.undo is not None:  # released, then the record failed: it waits again
+                    self.undo.add(self._readd, p, ready_at, run_id)
                 out.append((p, run_id, ready_at > passed))
         return out

@@ -95,9 +95,10 @@ class Listening:
         data = dict(invoke.get("data") or {})
         data["_inngest"] = {"fn_id": target.id, "invoke_correlation_id": correlation,
                             "parent_run_id": state["run_id"]}
-        event = {"id": derived_ulid(spec["since"], "invoke", state["run_id"], step_id), "name": FUNCTION_INVOKED,
+        event_id = derived_ulid(spec["since"], "invoke", state["run_id"], step_id)
+        event = {"id": event_id, "name": FUNCTION_INVOKED,
                  "data": data, "user": invoke.get("user") or {}, "ts": now, "v": None}
-        out.send(self.events_topic, event["id"], EVENT, event_dict_to_record(event))
+        out.send(self.events_topic, event_id, EVENT, event_dict_to_record(event))
         return None
 
     def unlisten_wait(self, state: dict[str, Any], out: Emitter) -> None:

@@ -14,15 +14,19 @@ flight; the step's late outcome is stale and starts nothing.
 Between outcome and next invocation a run may wait: for a concurrency slot (:mod:`.slots`) and,
 when its function has cancel rules, for the cancel path to pass the point it reached
 (:mod:`.gate`). Sleeps and retry backoffs wait on an in-memory timer heap, rebuilt with the table.
+
+The loop keeps the per-partition tables (the runs, restored from ``runs``; the slot counts, derived from them
+in :meth:`RunOwner.assigned`). A record that fails is undone whole: its table changes (:mod:`.writes`) and its
+slots, timers, gate waits and cron clocks (:mod:`.undo`).
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -31,9 +35,9 @@ from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
-from ..kafka.deadletter import DeadLetterSink
 from ..kafka.emitter import Emitter, OutputTooLarge
-from ..kafka.restore import restore
+from ..kafka.processor import Processor, override
+from ..kafka.tables import PartitionTables
 from ..protocol.errors import error_payload
 from ..protocol.ids import derived_ulid
 from ..sdk.app import Registry
@@ -43,11 +47,16 @@ from ..serde.models import event_dict_to_record
 from . import state as st
 from .bulk import BulkRules
 from .crons import CronTicks
-from .gate import GateBook, GateProber
+from .gate import GateBook
 from .listening import Listening
+from .rearm import rearm
 from .slots import Slots
-from .ticking import Ticking
+from .ticking import Ticker
+from .undo import Timers, UndoLog
 from .writes import StateWrites
+
+if TYPE_CHECKING:
+    from ..kafka.loop import ServiceLoop
 
 log = logging.getLogger("pipeline.run-owner")
 
@@ -60,7 +69,7 @@ def _now() -> int:
     return time.time_ns() // 1_000_000
 
 
-class RunOwner(Ticking):
+class RunOwner(Processor):
     """The run owner processor for :class:`pipeline.kafka.loop.ServiceLoop`."""
 
     name = "run-owner"
@@ -82,117 +91,120 @@ class RunOwner(Ticking):
         # (see ServiceLoop / committing.py). Nobody waits for them sooner; they are readable at the commit anyway.
         self.defer_output = frozenset({self.index_topic})
         self.servers = bootstrap(settings)
-        self.restore_dead_letters = DeadLetterSink(self.servers, settings.topic(t.DEAD_LETTER), self.name)
-        self.tables: dict[int, dict[str, dict[str, Any]]] = {}
-        self.timers: list[tuple[int, str, int]] = []
-        self.slots: dict[int, Slots] = {}
+        self.undo = UndoLog()  # what the current record changed beyond the table (slots, timers, gates, clocks)
+        # the loop keeps these per assigned partition of run-commands: the runs, restored from ``runs``, and
+        # the slot counts and queues, derived from them (assigned)
+        self.tables: PartitionTables[dict[str, dict[str, Any]]] = PartitionTables(
+            self.commands_topic, dict, changelog=self.runs_topic, load=self._load, label="run-owner runs")
+        self.slots: PartitionTables[Slots] = PartitionTables(self.commands_topic, lambda: Slots(self.undo))
+        self.timers = Timers(self.undo)
         self.writes = StateWrites(self.runs_topic, settings.max_output_bytes)
         self._decoded: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}  # by urgent(), for process()
         self.bulk = BulkRules(self.servers, settings.topic(t.CANCELLATIONS), self.serde)
-        self.gates = GateBook(settings.gate_max_wait_ms)
-        self.prober: GateProber | None = None
-        self.loop: Any = None
-        self._sweep_bulk = False
+        self.gates = GateBook(settings.gate_max_wait_ms, self.undo)
+        self.loop: ServiceLoop | None = None
+        self.ticker = Ticker(self)
         self.fn_logger = logging.getLogger("pipeline.function")
-        admin = lambda: AdminClient(admin_config(self.servers))  # noqa: E731 - only when first needed
+
+        def admin() -> AdminClient:  # only when first needed
+            return AdminClient(admin_config(self.servers))
+
         self.listening = Listening(registry, self.index_topic, self.events_topic,
                                    lambda: t.partition_count(admin(), self.index_topic), retry_backoff_ms)
         self.crons = CronTicks(registry.functions, self.events_topic,
                                lambda: t.partition_count(admin(), self.commands_topic))
 
+    @override
     def topics(self) -> list[str]:
         return [self.commands_topic]
 
     @property
+    @override
     def waiting(self) -> bool:
         """Runs wait at the gate: the loop should tick often (the gate releases them on the tick)."""
         return len(self.gates) > 0
 
-    def bind(self, loop: Any) -> None:
+    @override
+    def bind(self, loop: ServiceLoop) -> None:
         """The loop that runs us: the gate reads the consumer's positions (on the loop's own thread)."""
         self.loop = loop
 
     # -- state rebuild -------------------------------------------------------------------------------------
 
-    def assigned(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        """Rebuild the run table of each assigned partition from ``runs``; re-arm timers, slots and gates."""
-        parts = [tp.partition for tp in partitions if tp.topic == self.commands_topic]
+    def _load(self, table: dict[str, dict[str, Any]], msg: Message) -> None:
+        """Apply one ``runs`` record to its partition's table (a tombstone: the run is gone)."""
+        value = msg.value()
+        if value is None:
+            key = msg.key()
+            if key is None:
+                raise ValueError(f"tombstone without a key on {self.runs_topic}")
+            table.pop(key.decode(), None)
+            return
+        state = self.serde.decode_as(RUN_STATE, value)
+        table[state["run_id"]] = state
+
+    @override
+    def partition_tables(self) -> Sequence[PartitionTables[Any]]:
+        return [self.tables, self.slots]
+
+    @override
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        """The run tables of the assigned partitions are restored: re-arm their timers, slots and gates."""
+        parts = self.tables.partitions(partitions)
         self.writes.forget(parts)
         self._decoded.clear()
+        self.undo.begin()  # nothing before a rebalance is undone after it
+        self.timers.drop(parts)
         for p in parts:
-            self.tables[p] = {}
-
-        def load(msg: Message) -> None:
-            table = self.tables[msg.partition()]
-            if msg.value() is None:
-                table.pop(msg.key().decode(), None)
-                return
-            state = self.serde.decode_as(RUN_STATE, msg.value())
-            table[state["run_id"]] = state
-
-        count, seconds = restore(self.servers, self.runs_topic, parts, load, label="run-owner runs",
-                                 dead_letter=self.restore_dead_letters)
-        metrics.RESTORE_SECONDS.labels(self.name, self.runs_topic).set(seconds)
-        metrics.RESTORE_RECORDS.labels(self.name, self.runs_topic).set(count)
-        self.timers = [entry for entry in self.timers if entry[2] not in parts]
-        heapq.heapify(self.timers)
-        for p in parts:
-            self._rearm(p)
+            rearm(self, p)
+        self.undo.begin()
         self.bulk.load()
-        self._sweep_bulk = True  # re-apply every rule to the rebuilt table at the next tick (idempotent)
+        self.ticker.sweep_bulk = True  # re-apply every rule to the rebuilt table at the next tick (idempotent)
         self.crons.assigned(parts, _now())
 
-    def _rearm(self, p: int) -> None:
-        """Derive timers, slot counts, slot queues and gate waits of partition p from its run states."""
-        self.gates.drop_partition(p)
-        slots = self.slots[p] = Slots()
-        waiting = []
-        for state in self.tables[p].values():
-            if st.is_ended(state):
-                continue
-            self._arm(state, p)
-            if st.holds_slot(state):
-                slots.take(state["concurrency_keys"])
-            if state.get("held") == st.CONCURRENCY:
-                waiting.append(state)
-            elif state.get("held") == st.GATE:
-                self.gates.add(p, state["ready_at"], state["run_id"])
-        for state in sorted(waiting, key=lambda s: (s["ready_at"], s["queued_at"], s["run_id"])):
-            fn = self.registry.by_id.get(state["function_id"])
-            if fn is not None:
-                blocked = slots.blocked_by(state["concurrency_keys"], [c.limit for c in fn.concurrency])
-                slots.wait(blocked or state["concurrency_keys"][0], state["run_id"])
-
+    @override
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        self.writes.forget([tp.partition for tp in partitions if tp.topic == self.commands_topic])
+        """The partitions' tables and slots are dropped already: drop their timers, gate waits, writes, clocks."""
+        parts = self.tables.partitions(partitions)
+        self.writes.forget(parts)
         self._decoded.clear()
-        for tp in partitions:
-            if tp.topic == self.commands_topic:
-                self.tables.pop(tp.partition, None)
-                self.slots.pop(tp.partition, None)
-                self.gates.drop_partition(tp.partition)
-                self.crons.revoked(tp.partition)
-        self.timers = [entry for entry in self.timers if entry[2] in self.tables]
-        heapq.heapify(self.timers)
+        self.undo.begin()
+        for p in parts:
+            self.gates.drop_partition(p)
+            self.crons.revoked(p)
+        self.timers.keep(self.tables.__contains__)
 
     # -- commands and outcomes -----------------------------------------------------------------------------
 
+    @override
     def urgent(self, msg: Message) -> bool:
         """A cancel command for a run this owner has and that has not ended: applied ahead of the backlog (a
         burst of starts and outcomes), so a cancel never waits for an ingest (pipeline/kafka/lookahead.py)."""
-        decoded = self.serde.decode(msg.value())
-        self._decoded[(msg.partition(), msg.offset())] = decoded
+        value, p, offset = msg.value(), msg.partition(), msg.offset()
+        if value is None or p is None or offset is None:
+            return False  # a tombstone: process() dead-letters it
+        decoded = self.serde.decode(value)
+        self._decoded[(p, offset)] = decoded
         name, record = decoded
         if name != RUN_COMMAND or record["kind"] != "cancel":
             return False
-        state = self.tables.get(msg.partition(), {}).get(record["run_id"])
+        state = self.tables.get(p, {}).get(record["run_id"])
         return state is not None and not st.is_ended(state)
 
+    @override
     def process(self, msg: Message, out: Emitter) -> None:
         self.writes.begin()
-        decoded = self._decoded.pop((msg.partition(), msg.offset()), None)
-        name, record = decoded if decoded is not None else self.serde.decode(msg.value())
-        p = msg.partition()
+        self.undo.begin()
+        p, offset = msg.partition(), msg.offset()
+        if p is None or offset is None:
+            raise ValueError("not a consumed record")
+        decoded = self._decoded.pop((p, offset), None)
+        if decoded is None:
+            value = msg.value()
+            if value is None:
+                raise ValueError(f"empty record (tombstone) on {self.commands_topic}")
+            decoded = self.serde.decode(value)
+        name, record = decoded
         table = self.tables.setdefault(p, {})
         now = _now()
         if name == STEP_OUTCOME:
@@ -205,7 +217,7 @@ class RunOwner(Ticking):
         if kind == "start":
             if state is not None:
                 return  # a duplicate or replayed event: the run exists already
-            fn = self._function(record["function_id"])
+            fn = self.function(record["function_id"])
             event = json.loads(record["event"])
             timeouts = fn.timeouts
             tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
@@ -213,15 +225,15 @@ class RunOwner(Ticking):
             assert tr.state is not None
             for rule in self.bulk.rules.values():
                 if rule.hits(tr.state):
-                    self._apply(tr, fn, p, out, now, advance=False)
-                    self._apply(st.cancel(tr.state, "bulk", rule.id, now), fn, p, out, now)
+                    self.apply(tr, fn, p, out, now, advance=False)
+                    self.apply(st.cancel(tr.state, "bulk", rule.id, now), fn, p, out, now)
                     return
-            self._apply(tr, fn, p, out, now)
+            self.apply(tr, fn, p, out, now)
         elif kind == "cancel":
             if state is None:
                 log.info("cancel for an unknown run ignored", extra={"run_id": record["run_id"]})
                 return
-            self._apply(st.cancel(state, record["reason"] or "api", record["source_id"], now),
+            self.apply(st.cancel(state, record["reason"] or "api", record["source_id"], now),
                         self.registry.by_id.get(state["function_id"]), p, out, now)
         elif kind == "resume":
             if state is None:
@@ -229,17 +241,17 @@ class RunOwner(Ticking):
             tr = st.resume(state, record["step_id"], record["event"] or "null", now)
             if tr.state is None:
                 return  # stale: the run no longer waits on that step
-            fn = self.registry.by_id.get(state["function_id"])
+            served = self.registry.by_id.get(state["function_id"])
             if state.get("held") == st.GATE:  # timed out and holding its slots at the gate: give them back first
-                self._release_slots(state, fn, p, out, now)
-            self._apply(tr, fn, p, out, now)
+                self._release_slots(state, served, p, out, now)
+            self.apply(tr, served, p, out, now)
         # "execute" commands (the run queue of earlier versions) are obsolete: invocations replaced them
 
     def _outcome(self, outcome: dict[str, Any], state: dict[str, Any] | None, p: int, out: Emitter, now: int) -> None:
         if state is None or not st.is_current(state, outcome):
             metrics.STALE_OUTCOMES.inc()
             return
-        fn = self._function(state["function_id"])
+        fn = self.function(state["function_id"])
         self._release_slots(state, fn, p, out, now)
         tr = st.apply_outcome(state, outcome, now, retries=fn.retries, backoff_ms=self.retry_backoff_ms)
         if outcome["kind"] == "send" and tr.state is not None:
@@ -250,13 +262,13 @@ class RunOwner(Ticking):
         if outcome["kind"] == "wait" and tr.state is not None and tr.state["status"] == "Waiting":
             tr = self.listening.listen(tr, fn, p, out, now)
         try:
-            self._apply(tr, fn, p, out, now)
+            self.apply(tr, fn, p, out, now)
         except OutputTooLarge as exc:
             # The new state (e.g. a huge step output) cannot be stored: fail the run rather than wedge it.
             error = error_payload(str(exc), "OutputTooLarge")
             failed = st.failed_attempt(st._bump(state, inflight_at=None), error, fn.retries, now,
                                        backoff_ms=self.retry_backoff_ms, retriable=False)
-            self._apply(failed, fn, p, out, now)
+            self.apply(failed, fn, p, out, now)
 
     @staticmethod
     def _user_event(state: dict[str, Any], step_id: str | None, i: int, ev: dict[str, Any], now: int) -> dict[str, Any]:
@@ -267,10 +279,12 @@ class RunOwner(Ticking):
 
     # -- moving a ready run on: slots, gate, invocation ----------------------------------------------------
 
-    def _advance(self, state: dict[str, Any], fn: Function, p: int, out: Emitter, now: int) -> None:
+    def advance(self, state: dict[str, Any], fn: Function, p: int, out: Emitter, now: int) -> None:
         """A run waits at its point (``ready_at``): take its slots, pass the gate, then dispatch or end it."""
         if state.get("finishing") is None and fn.concurrency and state.get("held") != st.GATE:
-            slots = self.slots.setdefault(p, Slots())
+            slots = self.slots.get(p)
+            if slots is None:
+                slots = self.slots[p] = Slots(self.undo)
             blocked = slots.blocked_by(state["concurrency_keys"], [c.limit for c in fn.concurrency])
             if blocked is not None:
                 slots.wait(blocked, state["run_id"])
@@ -293,7 +307,7 @@ class RunOwner(Ticking):
             assert timed_out is not None
             state = timed_out
         if state.get("finishing") is not None:
-            self._apply(st.finish(state, now), fn, p, out, now)
+            self.apply(st.finish(state, now), fn, p, out, now)
             return
         timeouts = fn.timeouts
         if state["status"] == "Queued":
@@ -301,13 +315,15 @@ class RunOwner(Ticking):
         state = st.dispatch(state, now, finish_timeout_ms=timeouts.finish_ms() if timeouts else None)
         self._write(state, p, out)
         out.send(self.invocations_topic, state["run_id"], INVOCATION, st.invocation(state, p, now))
-        self._arm(state, p)
+        self.arm(state, p)
 
     def _release_slots(self, state: dict[str, Any], fn: Function | None, p: int, out: Emitter, now: int) -> None:
         """Give back the run's slots and let the longest-waiting runs of those sets go on."""
         if fn is None or not st.holds_slot(state):
             return
-        slots = self.slots.setdefault(p, Slots())
+        slots = self.slots.get(p)
+        if slots is None:
+            slots = self.slots[p] = Slots(self.undo)
         slots.give_back(state["concurrency_keys"])
         table = self.tables.get(p, {})
         for key in state["concurrency_keys"]:
@@ -321,7 +337,7 @@ class RunOwner(Ticking):
                 wfn = self.registry.by_id.get(waiting["function_id"])
                 if wfn is None:
                     continue
-                self._advance(waiting, wfn, p, out, now)
+                self.advance(waiting, wfn, p, out, now)
                 if self.tables[p][run_id].get("held") == st.CONCURRENCY:
                     break  # the set is full again (or another set blocks it, and it queued there)
 
@@ -330,15 +346,27 @@ class RunOwner(Ticking):
     def _write(self, state: dict[str, Any], p: int, out: Emitter) -> None:
         self.writes.write(self.tables, state, p, out)
 
+    @override
+    def tick(self, out: Emitter, now: int) -> None:
+        """Wake sleeping runs, resume retries, time out runs, release gated runs, apply new bulk cancellations
+        (:mod:`.ticking`); undone whole if it fails."""
+        self.writes.begin()
+        self.undo.begin()
+        self.ticker.tick(out, now)
+
+    @override
     def end_batch(self, out: Emitter) -> None:
         """The loop's end of a batch: each run changed in it is written once, in the batch's transaction."""
         self.writes.flush(out, self.tables)
 
+    @override
     def discard(self) -> None:
-        """The loop dead-lettered the record being processed: undo its table changes."""
+        """The record being processed (or the tick) failed and its output is dropped: undo everything it changed,
+        its table changes and its slots, timers, gate waits and cron clocks."""
         self.writes.discard(self.tables)
+        self.undo.rollback()
 
-    def _apply(self, tr: st.Transition, fn: Function | None, p: int, out: Emitter, now: int, *,
+    def apply(self, tr: st.Transition, fn: Function | None, p: int, out: Emitter, now: int, *,
                advance: bool = True) -> None:
         """Turn a transition into output records (all in the current transaction) and update the table."""
         new = tr.state
@@ -362,23 +390,23 @@ class RunOwner(Ticking):
             if old is not None and old["status"] == "Waiting":
                 self.listening.unlisten_wait(old, out)
             return
-        self._arm(new, p)
+        self.arm(new, p)
         if tr.ready and advance and fn is not None:
-            self._advance(new, fn, p, out, now)
+            self.advance(new, fn, p, out, now)
 
-    def _arm(self, state: dict[str, Any], p: int) -> None:
+    def arm(self, state: dict[str, Any], p: int) -> None:
         at = st.next_timer(state)
         if at is not None:
-            heapq.heappush(self.timers, (at, state["run_id"], p))
+            self.timers.arm(at, state["run_id"], p)
 
-    def _function(self, function_id: str) -> Function:
+    def function(self, function_id: str) -> Function:
         fn = self.registry.by_id.get(function_id)
         if fn is None:
             raise UnknownFunction(f"function {function_id!r} is not served by this deployment")
         return fn
 
+    @override
     def close(self) -> None:
         self.bulk.close()
-        if self.prober is not None:
-            self.prober.stop()
+        self.ticker.close()
 

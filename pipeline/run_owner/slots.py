@@ -7,33 +7,42 @@ invocation goes to a worker, and gives them back when the outcome lands or the r
 Runs that find a set full wait in its queue, first come first served.
 
 The table is derived from run states (:func:`pipeline.run_owner.state.holds_slot`, ``held``), so a
-new owner rebuilds it from the compacted ``runs`` topic like everything else.
+new owner rebuilds it from the compacted ``runs`` topic like everything else. Given an
+:class:`~pipeline.run_owner.undo.UndoLog`, every change logs its inverse there (a record that fails
+gives its slots and queue places back).
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+from .undo import UndoLog
+
 
 class Slots:
     """Slots in use per set and the queue of runs waiting for each set."""
 
-    def __init__(self) -> None:
+    def __init__(self, undo: UndoLog | None = None) -> None:
         self.used: dict[str, int] = {}
         self.waiting: dict[str, deque[str]] = {}
+        self.undo = undo
 
     def blocked_by(self, keys: list[str], limits: list[int]) -> str | None:
         """The first set among ``keys`` that has no free slot, or None."""
-        for key, limit in zip(keys, limits):
+        for key, limit in zip(keys, limits, strict=False):
             if self.used.get(key, 0) >= limit:
                 return key
         return None
 
     def take(self, keys: list[str]) -> None:
+        if self.undo is not None:
+            self.undo.add(self._set_used, [(key, self.used.get(key)) for key in keys])
         for key in keys:
             self.used[key] = self.used.get(key, 0) + 1
 
     def give_back(self, keys: list[str]) -> None:
+        if self.undo is not None:
+            self.undo.add(self._set_used, [(key, self.used.get(key)) for key in keys])
         for key in keys:
             n = self.used.get(key, 0) - 1
             if n > 0:
@@ -43,6 +52,8 @@ class Slots:
 
     def wait(self, key: str, run_id: str) -> None:
         self.waiting.setdefault(key, deque()).append(run_id)
+        if self.undo is not None:
+            self.undo.add(self._unwait, key)
 
     def next_waiting(self, key: str) -> str | None:
         """The run that has waited longest for ``key`` (removed from the queue)."""
@@ -52,6 +63,8 @@ class Slots:
         run_id = queue.popleft()
         if not queue:
             del self.waiting[key]
+        if self.undo is not None:
+            self.undo.add(self._insert, key, 0, run_id)
         return run_id
 
     def forget(self, run_id: str) -> None:
@@ -59,9 +72,30 @@ class Slots:
         for key in list(self.waiting):
             queue = self.waiting[key]
             if run_id in queue:
-                queue.remove(run_id)
+                at = queue.index(run_id)
+                del queue[at]
                 if not queue:
                     del self.waiting[key]
+                if self.undo is not None:
+                    self.undo.add(self._insert, key, at, run_id)
+
+    # -- undo ----------------------------------------------------------------------------------------------
+
+    def _set_used(self, counts: list[tuple[str, int | None]]) -> None:
+        for key, n in counts:
+            if n is None:
+                self.used.pop(key, None)
+            else:
+                self.used[key] = n
+
+    def _unwait(self, key: str) -> None:
+        queue = self.waiting[key]
+        queue.pop()
+        if not queue:
+            del self.waiting[key]
+
+    def _insert(self, key: str, at: int, run_id: str) -> None:
+        self.waiting.setdefault(key, deque()).insert(at, run_id)
 
     def waiting_count(self) -> int:
         return sum(len(q) for q in self.waiting.values())

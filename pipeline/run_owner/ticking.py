@@ -1,15 +1,15 @@
 """The run owner's timer tick: wake sleeping runs, resume retries, time runs out, release runs at the
 watermark gate, apply new bulk cancellations and fire cron ticks.
 
-A mixin of :class:`pipeline.run_owner.owner.RunOwner` (its table, timers and effects are the owner's), kept in a
-module of its own so the owner's per-record path reads on its own.
+A part of :class:`pipeline.run_owner.owner.RunOwner` (it holds one), kept in a module of its own so the owner's
+per-record path reads on its own. It owns the gate's prober and the bulk-rule sweep; the table, timers and
+effects are the owner's.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..kafka import metrics
 from ..kafka.emitter import Emitter
@@ -17,72 +17,62 @@ from . import state as st
 from .bulk import BulkRule
 from .gate import GateProber
 
+if TYPE_CHECKING:
+    from .owner import RunOwner
+
 log = logging.getLogger("pipeline.run-owner")
 
 
-class Ticking:
+class Ticker:
     """What the owner does on the loop's tick, without input."""
 
-    # provided by RunOwner
-    tables: dict[int, dict[str, dict[str, Any]]]
-    timers: list[tuple[int, str, int]]
-    registry: Any
-    settings: Any
-    servers: str
-    commands_topic: str
-    gates: Any
-    prober: GateProber | None
-    loop: Any
-    bulk: Any
-    crons: Any
-    writes: Any
-    _sweep_bulk: bool
-
-    if TYPE_CHECKING:  # RunOwner's
-        def _apply(self, tr: st.Transition, fn: Any, p: int, out: Emitter, now: int, *,
-                   advance: bool = True) -> None: ...
-
-        def _advance(self, state: dict[str, Any], fn: Any, p: int, out: Emitter, now: int) -> None: ...
-
-        def _function(self, function_id: str) -> Any: ...
+    def __init__(self, owner: RunOwner) -> None:
+        self.owner = owner
+        self.prober: GateProber | None = None  # started when a run first waits at the gate
+        self.sweep_bulk = False  # re-apply every bulk rule at the next tick (after a restore, or a failed tick)
 
     def tick(self, out: Emitter, now: int) -> None:
         """Wake sleeping runs, resume retries, time out runs, release gated runs, apply new bulk cancellations."""
-        self.writes.begin()
-        timers = self.timers
-        while timers and timers[0][0] <= now:
-            _, run_id, p = heapq.heappop(timers)
-            state = self.tables.get(p, {}).get(run_id)
+        owner = self.owner
+        tables = owner.tables
+        for _, run_id, p in owner.timers.due(now):
+            state = tables.get(p, {}).get(run_id)
             if state is None or st.is_ended(state):
                 continue
-            fn = self.registry.by_id.get(state["function_id"])
+            fn = owner.registry.by_id.get(state["function_id"])
             deadline = state.get("deadline_at")
             if deadline is not None and deadline <= now:
                 which = "start" if state["status"] == "Queued" else "finish"
-                self._apply(st.cancel(state, "timeout", which, now), fn, p, out, now)
+                owner.apply(st.cancel(state, "timeout", which, now), fn, p, out, now)
                 continue
             wake_at = state.get("wake_at")
             if wake_at is not None and wake_at <= now:
-                self._apply(st.wake(state, now), fn, p, out, now)
+                owner.apply(st.wake(state, now), fn, p, out, now)
         self._release_gated(out, now)
         self._poll_bulk(out, now)
-        self.crons.fire(out, now)
+        owner.crons.fire(out, now, owner.undo)
+
+    def close(self) -> None:
+        if self.prober is not None:
+            self.prober.stop()
 
     def _release_gated(self, out: Emitter, now: int) -> None:
-        if not len(self.gates):
+        owner = self.owner
+        gates = owner.gates
+        if not len(gates):
             if self.prober is not None:
                 self.prober.wanted = False
             metrics.RUNS_WAITING.labels(st.GATE).set(0)
             return
         if self.prober is None:
-            self.prober = GateProber(self.servers, self.settings)
+            self.prober = GateProber(owner.servers, owner.settings)
             self.prober.start()
         self.prober.wanted = True
-        self.gates.take_rounds(self.prober.rounds)
-        positions = self.loop.processed_positions(self.commands_topic, list(self.gates.waiting)) \
-            if self.loop is not None else {}
-        for p, run_id, timed_out in self.gates.due(positions, now):
-            state = self.tables.get(p, {}).get(run_id)
+        gates.take_rounds(self.prober.rounds)
+        positions = owner.loop.processed_positions(owner.commands_topic, list(gates.waiting)) \
+            if owner.loop is not None else {}
+        for p, run_id, timed_out in gates.due(positions, now):
+            state = owner.tables.get(p, {}).get(run_id)
             if state is None or st.is_ended(state) or state.get("held") != st.GATE:
                 continue
             if timed_out:
@@ -90,18 +80,21 @@ class Ticking:
                 log.warning("cancel path not proven past the run's point in time; going on",
                             extra={"run_id": run_id, "waited_ms": now - state["ready_at"],
                                    "cancel_path_lag_ms": now - (self.prober.last_t0 or now)})
-            self._advance(state, self._function(state["function_id"]), p, out, now)
-        metrics.RUNS_WAITING.labels(st.GATE).set(len(self.gates))
+            owner.advance(state, owner.function(state["function_id"]), p, out, now)
+        metrics.RUNS_WAITING.labels(st.GATE).set(len(gates))
 
     def _poll_bulk(self, out: Emitter, now: int) -> None:
-        rules: list[BulkRule] = list(self.bulk.rules.values()) if self._sweep_bulk else []
-        self._sweep_bulk = False
-        rules.extend(self.bulk.poll())
+        owner = self.owner
+        rules: list[BulkRule] = list(owner.bulk.rules.values()) if self.sweep_bulk else []
+        self.sweep_bulk = False
+        rules.extend(owner.bulk.poll())
+        if rules:  # the tick fails after this: the rules are kept, so sweep them all again at the next one
+            owner.undo.add(setattr, self, "sweep_bulk", True)
         for rule in rules:
             if rule.stopped:
                 continue
-            for p, table in self.tables.items():
+            for p, table in owner.tables.items():
                 for state in list(table.values()):
                     if rule.hits(state):
-                        self._apply(st.cancel(state, "bulk", rule.id, now), self.registry.by_id.get(state["function_id"]),
-                                    p, out, now)
+                        owner.apply(st.cancel(state, "bulk", rule.id, now),
+                                    owner.registry.by_id.get(state["function_id"]), p, out, now)

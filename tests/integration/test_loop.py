@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.kafka.emitter import Emitter
 from pipeline.kafka.loop import ServiceLoop
 from pipeline.kafka.passthrough import PassThrough
+from pipeline.kafka.processor import Processor
 from pipeline.testing.helpers import await_records, create_topic, unique_name
 
 pytestmark = pytest.mark.integration
@@ -145,7 +147,7 @@ def test_sigterm_drains_commits_and_leaves(kafka_bootstrap: str) -> None:
     assert len(records) == 51
 
 
-class _Drop:
+class _Drop(Processor):
     """Consumes and produces nothing: its offsets ride on no transaction of their own."""
 
     name = "drop"
@@ -156,7 +158,7 @@ class _Drop:
     def topics(self) -> list[str]:
         return [self.source]
 
-    def process(self, msg: object, out: object) -> None:
+    def process(self, msg: Message, out: Emitter) -> None:
         return None
 
 
@@ -167,7 +169,7 @@ def test_offsets_of_batches_without_output_are_committed_by_stop(kafka_bootstrap
     group = unique_name("g")
     settings = Settings(bootstrap_servers=kafka_bootstrap, instance_id="q")
     loop = ServiceLoop(_Drop(source), settings, group_id=group)
-    loop.offset_commit_interval = 3600  # only the stop may commit them
+    loop.commits.offset_commit_interval = 3600  # only the stop may commit them
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -184,7 +186,7 @@ def test_offsets_of_batches_without_output_are_committed_by_stop(kafka_bootstrap
         reader.close()
 
 
-class _HoldsItsTransaction:
+class _HoldsItsTransaction(Processor):
     """Copies each record to ``fast`` (at once) and to ``slow`` (in the transaction), then holds the batch open
     at the record ``hold`` until ``release`` is set: the transaction stays uncommitted meanwhile."""
 
@@ -197,12 +199,12 @@ class _HoldsItsTransaction:
     def topics(self) -> list[str]:
         return [self.source]
 
-    def process(self, msg: object, out: object) -> None:
-        if msg.value() == b"hold":  # type: ignore[attr-defined]
+    def process(self, msg: Message, out: Emitter) -> None:
+        if msg.value() == b"hold":
             assert self.release.wait(60)
             return
-        out.send(self.fast, msg.key(), None, msg.value(), at_once=True)  # type: ignore[attr-defined]
-        out.send(self.slow, msg.key(), None, msg.value())  # type: ignore[attr-defined]
+        out.send(self.fast, msg.key(), None, msg.value(), at_once=True)
+        out.send(self.slow, msg.key(), None, msg.value())
 
 
 @contextlib.contextmanager

@@ -33,9 +33,10 @@ class _Producer:
 
 
 def _committing(remaining: int) -> Committing:
-    c = Committing()
+    c = Committing(exactly_once=True, consumer=None, emitter=Emitter(Serde(), Settings()), defer_output=False,
+                   offset_commit_interval=0.02, assignment=list, positions={})
     c.at_once_producer = _Producer(remaining)
-    c._at_once_sent, c._delivery_failed = True, None
+    c.at_once_sent, c.delivery_failed = True, None
     return c
 
 
@@ -44,12 +45,12 @@ def test_offsets_never_commit_past_an_unacknowledged_at_once_record() -> None:
     not on the broker: not acknowledged in time, or lost (a delivery report with an error)."""
     late = _committing(remaining=2)
     with pytest.raises(KafkaException) as caught:
-        late._flush_at_once()
-    assert caught.value.args[0].txn_requires_abort() and late._at_once_sent
+        late.flush_at_once()
+    assert caught.value.args[0].txn_requires_abort() and late.at_once_sent
     lost = _committing(remaining=0)
-    lost._delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+    lost.delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
     with pytest.raises(KafkaException, match="lost"):
-        lost._flush_at_once()
+        lost.flush_at_once()
     fine = _committing(remaining=0)
-    fine._flush_at_once()
-    assert not fine._at_once_sent
+    fine.flush_at_once()
+    assert not fine.at_once_sent

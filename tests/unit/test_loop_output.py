@@ -5,7 +5,7 @@ replaced by recorders, so the order of every call is visible without a broker.""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from pipeline.config import Settings
 from pipeline.kafka import loop as loop_module
 from pipeline.kafka.loop import ServiceLoop
+from pipeline.kafka.processor import Processor
 
 from .fakes import FakeMessage
 
@@ -47,8 +48,8 @@ class _Consumer:
 class _Producer:
     """Writes every call into the shared ``log``; ``fail_on``: a value whose produce raises a non-abortable error."""
 
-    log: list[tuple[Any, ...]] = []
-    fail_on: bytes | None = None
+    log: ClassVar[list[tuple[Any, ...]]] = []
+    fail_on: ClassVar[bytes | None] = None
 
     def __init__(self, conf: dict[str, Any]) -> None:
         self.kind = "tx" if "transactional.id" in conf else "plain"
@@ -80,7 +81,7 @@ class _Producer:
         return 0
 
 
-class _Copier:
+class _Copier(Processor):
     """Copies each record to ``now`` and ``late``; notes each record in the log; stops the loop after ``stop_after``."""
 
     name = "copier"
@@ -118,7 +119,7 @@ def _run(processor: _Copier, n: int) -> ServiceLoop:
     loop = ServiceLoop(processor, Settings(bootstrap_servers="unused:1", instance_id="t", batch_size=n),
                        exactly_once=True)
     loop.consumer.msgs = [FakeMessage(b"v", topic_=SOURCE, offset_=i) for i in range(n)]
-    loop._assignment = [TopicPartition(SOURCE, 0)]
+    loop.rebalance.assignment = [TopicPartition(SOURCE, 0)]
     loop.run()
     return loop
 
@@ -167,12 +168,12 @@ def test_at_least_once_commits_no_offset_past_a_record_whose_delivery_failed(rec
     loop = ServiceLoop(_Copier(stop_after=1), Settings(bootstrap_servers="unused:1", instance_id="t"),
                        exactly_once=False)
     loop.consumer.commit = lambda offsets, asynchronous: commits.append(offsets)  # type: ignore[attr-defined]
-    loop._in_tx, loop._uncommitted[(SOURCE, 0)] = True, 1
-    loop._delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)  # the producer's delivery report
+    loop.commits.in_tx, loop.commits.uncommitted[(SOURCE, 0)] = True, 1
+    loop.commits.delivered(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)  # the producer's delivery report
     with pytest.raises(KafkaException) as caught:
-        loop._commit(force=True, advance=False)
+        loop.commits.commit(force=True, advance=False)
     assert caught.value.args[0].txn_requires_abort() and commits == []
-    loop._commit(force=True, advance=False)  # delivered this time
+    loop.commits.commit(force=True, advance=False)  # delivered this time
     assert [tp.offset for tp in commits[0]] == [1]
 
 
@@ -219,7 +220,7 @@ def test_a_cancel_that_arrives_mid_batch_is_applied_and_committed_within_millise
     loop.consumer.msgs = [FakeMessage(b"v", topic_=SOURCE, offset_=i, key_=b"r%d" % i) for i in range(n)]
     loop.consumer.cancel = FakeMessage(b"v", topic_=SOURCE, partition_=1, offset_=cancel_offset, key_=b"other",
                                        urgent=True)
-    loop._assignment = [TopicPartition(SOURCE, 0), TopicPartition(SOURCE, 1)]
+    loop.rebalance.assignment = [TopicPartition(SOURCE, 0), TopicPartition(SOURCE, 1)]
     loop.run()
     processed = [call[1] for call in recorded if call[0] == "process"]
     assert processed.index(cancel_offset) <= 6, f"the cancel waited behind records: {processed}"

@@ -1,0 +1,82 @@
+"""What the run owner changed in memory for the record (or tick) being processed, so that it can be undone.
+
+A record that fails is dead-lettered and its output dropped; everything it changed in memory must go back too,
+or memory runs ahead of what is written: a run taken off a slot queue by a record that then failed would wait,
+unqueued, until the next rebalance rebuilt the queues. The table has its own undo (:mod:`.writes`); the rest
+(slot counts and queues, timers, gate waits, cron clocks, the bulk-rule sweep) logs the inverse of each change
+here as it makes it. :meth:`UndoLog.rollback` applies them newest first; :meth:`UndoLog.begin` forgets them when
+the next record starts. A change costs one append; nothing is copied.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+Timer = tuple[int, str, int]  # (when, run id, partition)
+
+
+class UndoLog:
+    """Inverse operations of the current record's in-memory changes, oldest first."""
+
+    __slots__ = ("_ops",)
+
+    def __init__(self) -> None:
+        self._ops: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def add(self, undo: Callable[..., object], *args: Any) -> None:
+        """``undo(*args)`` reverses a change just made."""
+        self._ops.append((undo, args))
+
+    def begin(self) -> None:
+        """A new record (or tick) starts: the last one's changes stay."""
+        self._ops.clear()
+
+    def rollback(self) -> None:
+        """Reverse every change since :meth:`begin`, newest first."""
+        ops, self._ops = self._ops, []
+        for undo, args in reversed(ops):
+            undo(*args)
+        self._ops.clear()  # nothing an undo did is itself undoable
+
+
+class Timers:
+    """The owner's timer heap (sleeps, retry backoffs, timeouts, wait timeouts), derived from run states: an entry
+    may be stale (the tick checks the run's state), a missing one is a run that never wakes."""
+
+    def __init__(self, undo: UndoLog) -> None:
+        self.heap: list[Timer] = []
+        self.undo = undo
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    def arm(self, at: int, run_id: str, p: int) -> None:
+        entry = (at, run_id, p)
+        heapq.heappush(self.heap, entry)
+        self.undo.add(self._disarm, entry)
+
+    def due(self, now: int) -> Iterator[Timer]:
+        """Pop the entries due at ``now``, earliest first."""
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            self.undo.add(heapq.heappush, heap, entry)
+            yield entry
+
+    def keep(self, keep: Callable[[int], bool]) -> None:
+        """Keep only the entries whose partition passes ``keep`` (a rebalance: not undoable, not in a record)."""
+        self.heap = [entry for entry in self.heap if keep(entry[2])]
+        heapq.heapify(self.heap)
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        gone = set(partitions)
+        self.keep(lambda p: p not in gone)
+
+    def _disarm(self, entry: Timer) -> None:
+        self.heap.remove(entry)
+        heapq.heapify(self.heap)
