@@ -2,7 +2,8 @@
 
 Services (matcher, run owner, workers, canceller, API) talk through topics, so none imports another: what they
 share is the contract in ``pipeline.protocol``, which imports no service and not the SDK. Checked on the
-source (function-level imports included), so a circle hidden in a function body is caught as well.
+source (function-level imports included), so a circle hidden in a function body is caught as well. Imports
+under ``if TYPE_CHECKING:`` are left out: they never run, and a part may name the type of what holds it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     names that are not submodules make it depend on ``pkg`` itself (its ``__init__``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                 for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -48,6 +54,11 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             if len(subs) < len(node.names):
                 found.add(target)
     return {m for m in found if m in known and m != name}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _graph() -> dict[str, set[str]]:
