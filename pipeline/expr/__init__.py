@@ -5,10 +5,9 @@ evaluation); anything else runs on a full CEL evaluator (cel-expr-python, else c
 See ``docs/expressions.md`` for the supported subset and the semantics.
 """
 
-from .api import Expr, ValueExpr, compile_expr
+from .api import Expr, Residual, ValueExpr, compile_expr, join_paths
 from .ast import Node, to_source
 from .errors import ExprError
-from .residual import Residual, join_paths
 from .values import UInt, lookup_path, normalize_key_value
 
 __all__ = [

@@ -1,18 +1,22 @@
-"""``compile_expr`` and ``Expr``: the entry points used by the SDK, matcher and canceller."""
+"""``compile_expr``, ``Expr`` and ``Residual``: the entry points used by the SDK, matcher and canceller.
+
+``Expr.partial`` gives a ``Residual`` and ``Residual.to_expr`` gives an ``Expr``, so the two classes
+live here together; the partial evaluation itself is :mod:`pipeline.expr.residual`, on the AST.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Final
 
-from .ast import Node
+from . import residual
+from .ast import Node, to_source
 from .compile import compile_node, compile_predicate
 from .errors import ExprError, Unsupported
 from .fallback import Predicate, build_full_evaluator
 from .parse import parse
-from .residual import Residual, partial
 
 _VAR_RE: Final = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*\Z")
 
@@ -68,7 +72,7 @@ class Expr:
         unknown = [k for k in bindings if k not in self.variables]
         if unknown:
             raise ValueError(f"cannot bind {unknown!r}: {self.source!r} has variables {list(self.variables)!r}")
-        return partial(self.ast, self.variables, bindings)
+        return Residual(residual.bind(self.ast, bindings), tuple(v for v in self.variables if v not in bindings))
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r}, variables={self.variables!r}, backend={self.backend!r})"
@@ -88,7 +92,8 @@ def compile_expr(source: str, variables: tuple[str, ...] = ("event",)) -> Expr:
     """
     if not isinstance(source, str):
         raise ExprError(repr(source), f"expected a string, got {type(source).__name__}")
-    if isinstance(variables, str) or not all(isinstance(v, str) and _VAR_RE.match(v) for v in variables):
+    names: Iterable[object] = variables  # checked as it comes: not every caller is type-checked
+    if isinstance(names, str) or not all(isinstance(v, str) and _VAR_RE.match(v) for v in names):
         raise ExprError(str(source), f"invalid variable names {variables!r}")
     return _compile_cached(source, tuple(variables))
 
@@ -97,6 +102,76 @@ def compile_expr(source: str, variables: tuple[str, ...] = ("event",)) -> Expr:
 def _compile_cached(source: str, variables: tuple[str, ...]) -> Expr:
     ast = parse(source, variables)
     return Expr.from_ast(source, ast, variables)
+
+
+class Residual:
+    """What is left of an expression after some variables were bound to constants."""
+
+    __slots__ = ("ast", "variables")
+
+    ast: Node
+    variables: tuple[str, ...]
+
+    def __init__(self, ast: Node, variables: tuple[str, ...]) -> None:
+        self.ast = ast
+        self.variables = variables
+
+    @property
+    def is_true(self) -> bool:
+        """Folded to ``true``: matches every event."""
+        return residual.is_true(self.ast)
+
+    @property
+    def is_false(self) -> bool:
+        """Folded to a constant other than ``true`` (false, an error): can never match."""
+        return residual.is_false(self.ast)
+
+    def to_source(self) -> str:
+        """Valid CEL text, re-parseable by :func:`compile_expr` over the remaining variables."""
+        return to_source(self.ast)
+
+    def equality_keys(self, var: str = "async") -> list[tuple[str, object]]:
+        """Top-level conjuncts ``<var>.<path> == <literal>`` as ``(path, literal)`` pairs.
+
+        The literal is normalized (an integral float becomes an int, a uint an int); bytes,
+        list, map and NaN literals are not keys and stay in :meth:`without_keys`.
+        """
+        return residual.equality_keys(self.ast, var)
+
+    def without_keys(self, var: str = "async") -> Residual:
+        """The residual with the :meth:`equality_keys` conjuncts removed (``true`` if none left).
+
+        Exact for the join: a conjunction is true iff every conjunct is true, and the removed
+        ones are guaranteed true by the key match.
+        """
+        return Residual(residual.without_keys(self.ast, var), self.variables)
+
+    def to_expr(self) -> Expr:
+        """Compile the residual (over its remaining variables) without re-parsing."""
+        return Expr.from_ast(self.to_source(), self.ast, self.variables)
+
+    def __repr__(self) -> str:
+        return f"Residual({self.to_source()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        # By text, like __hash__: the nodes' dataclass equality compares literals with Python's ==,
+        # so ``async.x == 1`` would equal ``async.x == true`` (and ``== 1.0``).
+        return (isinstance(other, Residual) and self.variables == other.variables
+                and self.to_source() == other.to_source())
+
+    def __hash__(self) -> int:
+        return hash((self.to_source(), self.variables))
+
+
+def join_paths(expr: Expr, var: str = "async") -> list[str]:
+    """Dotted paths of ``var`` compared for equality, in top-level conjuncts, with an expression
+    that does not reference ``var`` (only other variables and literals).
+
+    These conjuncts become :meth:`Residual.equality_keys` once the other variables are bound,
+    so the cancel join can be partitioned by them. ``async.data.importId == event.data.importId``
+    gives ``["data.importId"]``. An empty list means the join falls back to keying by event name.
+    """
+    return residual.join_key_paths(expr.ast, var)
 
 
 class ValueExpr:

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeGuard
 
 from .values import INT64_MAX, INT64_MIN, UINT64_MAX, UInt
 
@@ -159,7 +159,8 @@ def children(node: Node) -> Iterator[Node]:
         yield from node.args
 
 
-def is_macro(node: Node) -> bool:
+def is_macro(node: Node) -> TypeGuard[Call]:
+    """A comprehension macro call: ``target.name(var, expr...)`` with ``var`` an identifier."""
     return (
         isinstance(node, Call)
         and node.function in MACROS
@@ -182,7 +183,7 @@ def _free_vars(node: Node, bound: frozenset[str], out: set[str]) -> None:
             out.add(node.name)
         return
     if is_macro(node):
-        assert isinstance(node, Call) and node.target is not None and isinstance(node.args[0], Ident)
+        assert node.target is not None and isinstance(node.args[0], Ident)  # is_macro checked both
         _free_vars(node.target, bound, out)
         inner = bound | {node.args[0].name}
         for a in node.args[1:]:
@@ -355,30 +356,29 @@ def literal_source(v: object) -> str:
     Ints beyond the int64 range (possible in JSON data, not in CEL) are written as ``uint`` when
     they fit, else as a double: the nearest CEL value, compared by value.
     """
-    t = type(v)
     if v is None:
         return "null"
-    if t is bool:
+    if type(v) is bool:
         return "true" if v else "false"
-    if t is UInt:
-        return f"{int(v)}u"  # type: ignore[call-overload]
+    if type(v) is UInt:
+        return f"{int(v)}u"
     if isinstance(v, int):
         if INT64_MIN <= v <= INT64_MAX:
             return str(int(v))
         if 0 <= v <= UINT64_MAX:
             return f"{int(v)}u"
         return _float_source(float(v))
-    if t is float:
-        return _float_source(v)  # type: ignore[arg-type]
-    if t is str:
-        return quote_string(v)  # type: ignore[arg-type]
-    if t is bytes:
-        return quote_bytes(v)  # type: ignore[arg-type]
+    if type(v) is float:
+        return _float_source(v)
+    if type(v) is str:
+        return quote_string(v)
+    if type(v) is bytes:
+        return quote_bytes(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(literal_source(x) for x in v) + "]"
     if isinstance(v, Mapping):
         return "{" + ", ".join(f"{literal_source(k)}: {literal_source(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write a {t.__name__} as a CEL literal")
+    raise TypeError(f"cannot write a {type(v).__name__} as a CEL literal")
 
 
 def _lit_prec(v: object) -> int:

@@ -243,8 +243,12 @@ def _call2(fn: Callable[[object, object], object], left: Fn, right: Fn) -> Fn:
 
 
 def _select(op: Fn, field: str) -> Fn:
+    # The operand's value is subscripted as it is: Python's TypeError (not a map) and KeyError (no
+    # such key) are the CEL errors, so the value is dynamically typed here on purpose.
+    dyn: Callable[[Activation], Any] = op
+
     def select(a: Activation) -> object:
-        return op(a)[field]  # type: ignore[index]  # TypeError/KeyError are CEL errors
+        return dyn(a)[field]
 
     return _fold(select, op)
 
@@ -252,12 +256,12 @@ def _select(op: Fn, field: str) -> Fn:
 def _index(op: Fn, idx: Fn) -> Fn:
     c = const_of(idx)
     if c is not None and c[0] and type(c[1]) is int:
-        i: int = c[1]  # type: ignore[assignment]
+        i = c[1]
 
         def index_int(a: Activation) -> object:
             v = op(a)
-            if v.__class__ is list and 0 <= i < len(v):  # type: ignore[arg-type]
-                return v[i]  # type: ignore[index]
+            if v.__class__ is list and 0 <= i < len(v):
+                return v[i]
             return cel_index(v, i)
 
         return _fold(index_int, op)
@@ -311,7 +315,7 @@ def _logic(op: str, parts: list[Fn]) -> Fn:
     consts = [const_of(p) for p in parts]
     if any(c is not None and c[0] and c[1] is absorbing for c in consts):
         return const_fn(absorbing)
-    live = [p for p, c in zip(parts, consts) if not (c is not None and c[0] and c[1] is identity)]
+    live = [p for p, c in zip(parts, consts, strict=True) if not (c is not None and c[0] and c[1] is identity)]
     if not live:
         return const_fn(identity)
     message = f"no matching overload for '{op}'"
@@ -428,9 +432,9 @@ def _in(node: Binary) -> Fn:
     right = compile_node(node.right)
     c = const_of(right)
     if c is not None and c[0] and type(c[1]) is list and const_of(left) is None:
-        items: list[object] = c[1]  # type: ignore[assignment]
+        items: list[object] = c[1]
         if items and all(type(x) is str for x in items):
-            strs = frozenset(items)  # type: ignore[arg-type]
+            strs = frozenset(items)
             path = _path_of(node.left)
             if path is not None:
                 return _fused("in_strs", *path, lit=strs, items=items)
@@ -481,7 +485,7 @@ def _map(node: MapExpr) -> Fn:
             raise Unsupported("map literal with a non-string key")
         keys.append(k.value)
         values.append(compile_node(v))
-    pairs = tuple(zip(keys, values))
+    pairs = tuple(zip(keys, values, strict=True))
 
     def make_map(a: Activation) -> object:
         return {k: f(a) for k, f in pairs}

@@ -19,24 +19,44 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import ExprError
 
+if TYPE_CHECKING:
+    import celpy.celtypes
+
 Predicate = Callable[[Mapping[str, object]], bool]
 
+
+# cel-expr-python ships .pyi files but no py.typed marker, so the type checker sees its module as
+# untyped: these protocols are the part of its API used here (see cel_expr_python/cel.pyi).
+
+
+class _CelValue(Protocol):
+    def value(self) -> object: ...
+
+
+class _CelProgram(Protocol):
+    def eval(self, *, data: Mapping[str, object]) -> _CelValue: ...
+
+
+class _CelEnv(Protocol):
+    def compile(self, expression: str, disable_check: bool = ...) -> _CelProgram: ...
+
+
 _env_lock = threading.Lock()
-_envs: dict[tuple[str, ...], Any] = {}
+_envs: dict[tuple[str, ...], _CelEnv] = {}
 
 
-def _cel_env(variables: tuple[str, ...]) -> Any:
+def _cel_env(variables: tuple[str, ...]) -> _CelEnv:
     """One cel-expr-python environment per variable set (creating one costs ~milliseconds)."""
     with _env_lock:
         env = _envs.get(variables)
         if env is None:
             from cel_expr_python import cel
 
-            extensions: list[Any] = []
+            extensions: list[object] = []
             try:
                 from cel_expr_python.ext.ext_strings import ExtStrings
 
@@ -61,18 +81,28 @@ def _cel_expr_python(source: str, variables: tuple[str, ...]) -> Predicate:
     return evaluate
 
 
+def _celpy_converter() -> Callable[[object], celpy.celtypes.Value]:
+    """celpy's conversion of an activation value to CEL types."""
+    from celpy.adapter import json_to_cel
+
+    # Annotated for parsed JSON only, json_to_cel takes any value: it also converts tuples and
+    # datetimes, and raises ValueError/TypeError for the rest, which the caller makes "no match".
+    convert: Callable[[object], celpy.celtypes.Value] = json_to_cel  # type: ignore[assignment]
+    return convert
+
+
 def _celpy(source: str, variables: tuple[str, ...]) -> Predicate:
     import celpy
     import celpy.celtypes
 
     env = celpy.Environment()
     program = env.program(env.compile(source))  # the interpreted runner (accepts ``async``)
-    to_cel = celpy.json_to_cel
+    to_cel = _celpy_converter()
     bool_type = celpy.celtypes.BoolType
 
     def evaluate(activation: Mapping[str, object]) -> bool:
         try:
-            result = program.evaluate({k: to_cel(v) for k, v in activation.items()})  # type: ignore[arg-type]
+            result = program.evaluate({k: to_cel(v) for k, v in activation.items()})
         except Exception:  # noqa: BLE001 - CELEvalError and friends are "no match"
             return False
         return isinstance(result, bool_type) and bool(result)

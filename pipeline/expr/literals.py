@@ -10,14 +10,16 @@ from __future__ import annotations
 import re
 from typing import Final
 
-_SIMPLE: Final = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11,
-                  "\\": 92, "?": 63, '"': 34, "'": 39, "`": 96}
+_SIMPLE: Final[dict[str, int]] = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11,
+                                  "\\": 92, "?": 63, '"': 34, "'": 39, "`": 96}
 _PREFIX_RE: Final = re.compile(r"[rRbB]{0,2}")
 
 
 def split_literal(token: str) -> tuple[bool, bool, str]:
     """(raw, bytes, body) of a string or bytes literal token, quotes removed."""
-    prefix = _PREFIX_RE.match(token).group(0)  # type: ignore[union-attr]
+    m = _PREFIX_RE.match(token)
+    assert m is not None  # the pattern matches the empty string
+    prefix = m.group(0)
     flags = prefix.lower()
     if len(set(flags)) != len(flags):
         raise ValueError(f"bad literal prefix {prefix!r}")
@@ -36,13 +38,13 @@ def decode_string(token: str) -> str:
     if raw:
         return body
     out: list[str] = []
-    for kind, value in _units(body, is_bytes=False):
-        if kind == "code":
-            if 0xD800 <= value <= 0xDFFF or value > 0x10FFFF:
-                raise ValueError(f"\\u escape {value:#x} is not a Unicode scalar value")
-            out.append(chr(value))
+    for unit in _units(body, is_bytes=False):
+        if isinstance(unit, int):
+            if 0xD800 <= unit <= 0xDFFF or unit > 0x10FFFF:
+                raise ValueError(f"\\u escape {unit:#x} is not a Unicode scalar value")
+            out.append(chr(unit))
         else:
-            out.append(value)  # type: ignore[arg-type]
+            out.append(unit)
     return "".join(out)
 
 
@@ -54,50 +56,50 @@ def decode_bytes(token: str) -> bytes:
     if raw:
         return body.encode("utf-8")
     out = bytearray()
-    for kind, value in _units(body, is_bytes=True):
-        if kind == "code":
-            out.append(value)  # type: ignore[arg-type]
+    for unit in _units(body, is_bytes=True):
+        if isinstance(unit, int):
+            out.append(unit)
         else:
-            out += value.encode("utf-8")  # type: ignore[union-attr]
+            out += unit.encode("utf-8")
     return bytes(out)
 
 
-def _units(body: str, *, is_bytes: bool) -> list[tuple[str, object]]:
-    """Split a literal body into ("text", str) runs and ("code", int) escapes."""
-    units: list[tuple[str, object]] = []
+def _units(body: str, *, is_bytes: bool) -> list[str | int]:
+    """Split a literal body into text runs (``str``) and escapes (``int`` code points or byte values)."""
+    units: list[str | int] = []
     i, n, start = 0, len(body), 0
     while i < n:
         if body[i] != "\\":
             i += 1
             continue
         if start < i:
-            units.append(("text", body[start:i]))
+            units.append(body[start:i])
         if i + 1 >= n:
             raise ValueError("a literal cannot end with a lone backslash")
         c = body[i + 1]
         if c in _SIMPLE:
-            units.append(("code", _SIMPLE[c]))
+            units.append(_SIMPLE[c])
             i += 2
         elif c in "xX":
-            units.append(("code", _hex(body, i + 2, 2)))
+            units.append(_hex(body, i + 2, 2))
             i += 4
         elif c in "uU":
             if is_bytes:
                 raise ValueError(f"\\{c} escapes are not allowed in bytes literals")
             width = 4 if c == "u" else 8
-            units.append(("code", _hex(body, i + 2, width)))
+            units.append(_hex(body, i + 2, width))
             i += 2 + width
         elif c in "0123":
             digits = body[i + 1:i + 4]
             if len(digits) != 3 or any(d not in "01234567" for d in digits):
                 raise ValueError(f"bad octal escape \\{digits}")
-            units.append(("code", int(digits, 8)))
+            units.append(int(digits, 8))
             i += 4
         else:
             raise ValueError(f"unknown escape \\{c}")
         start = i
     if start < n:
-        units.append(("text", body[start:]))
+        units.append(body[start:])
     return units
 
 

@@ -9,7 +9,7 @@ when the app loads rather than when the first event arrives.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, TypeAlias
 
 import lark
 import lark.exceptions
@@ -43,6 +43,9 @@ _REL_OPS: Final[dict[str, str]] = {
 _ADD_OPS: Final[dict[str, str]] = {"addition_add": "+", "addition_sub": "-"}
 _MUL_OPS: Final[dict[str, str]] = {"multiplication_mul": "*", "multiplication_div": "/", "multiplication_mod": "%"}
 
+#: A child in lark's parse tree: a rule (``Tree``) or a terminal (``Token``).
+Branch: TypeAlias = lark.Tree[lark.Token] | lark.Token
+
 _parser: CELParser | None = None
 
 
@@ -60,10 +63,10 @@ def parse(source: str, variables: tuple[str, ...]) -> Node:
     if not source.strip():
         raise ExprError(source, "empty expression")
     try:
-        tree = _get_parser().parse(source)
+        tree: lark.Tree[lark.Token] = _get_parser().parse(source)
     except CELParseError as exc:
         raise ExprError(source, _syntax_problem(exc.__context__), exc.line, exc.column) from None
-    except Exception as exc:  # lark can raise other errors for pathological input
+    except Exception as exc:  # noqa: BLE001 - lark can raise other errors for pathological input
         raise ExprError(source, f"syntax error: {exc}") from None
     try:
         return _Converter(source, frozenset(variables)).convert(tree, frozenset())
@@ -83,12 +86,26 @@ def _syntax_problem(cause: BaseException | None) -> str:
     return "syntax error"
 
 
+def _tree(b: Branch) -> lark.Tree[lark.Token]:
+    """A child that the grammar makes a rule, never a terminal."""
+    if isinstance(b, lark.Tree):
+        return b
+    raise TypeError(f"unexpected token {b!r} where the CEL grammar has a rule")
+
+
+def _token(b: Branch) -> lark.Token:
+    """A child that the grammar makes a terminal (an identifier or a literal), never a rule."""
+    if isinstance(b, lark.Token):
+        return b
+    raise TypeError(f"unexpected rule {b.data!r} where the CEL grammar has a token")
+
+
 class _Converter:
     def __init__(self, source: str, variables: frozenset[str]) -> None:
         self.source = source
         self.variables = variables
 
-    def fail(self, problem: str, where: lark.Tree | lark.Token | None = None) -> ExprError:
+    def fail(self, problem: str, where: Branch | None = None) -> ExprError:
         line = column = None
         if isinstance(where, lark.Token):
             line, column = where.line, where.column
@@ -98,7 +115,8 @@ class _Converter:
                 line, column = meta.line, meta.column
         return ExprError(self.source, problem, line, column)
 
-    def convert(self, t: lark.Tree, scope: frozenset[str]) -> Node:
+    def convert(self, b: Branch, scope: frozenset[str]) -> Node:
+        t = _tree(b)
         data = t.data
         ch = t.children
         if data == "expr":
@@ -113,7 +131,7 @@ class _Converter:
         if data in ("relation", "addition", "multiplication"):
             if len(ch) == 1:
                 return self.convert(ch[0], scope)
-            op_tree = ch[0]
+            op_tree = _tree(ch[0])
             table = _REL_OPS if data == "relation" else _ADD_OPS if data == "addition" else _MUL_OPS
             return Binary(table[op_tree.data], self.convert(op_tree.children[0], scope), self.convert(ch[1], scope))
         if data == "unary":
@@ -121,12 +139,12 @@ class _Converter:
                 return self.convert(ch[0], scope)
             # Like cel-go and cel-cpp, a run of the same prefix operator cancels out in pairs:
             # ``!!x`` is ``x`` (not "x must be a bool") and ``--x`` is ``x``. Parentheses break a run.
-            kind = ch[0].data
+            kind = _tree(ch[0]).data
             count = 0
-            cur: lark.Tree = t
-            while cur.data == "unary" and len(cur.children) == 2 and cur.children[0].data == kind:
+            cur = t
+            while cur.data == "unary" and len(cur.children) == 2 and _tree(cur.children[0]).data == kind:
                 count += 1
-                cur = cur.children[1]
+                cur = _tree(cur.children[1])
             inner = self.convert(cur, scope)
             if count % 2 == 0:
                 return inner
@@ -136,19 +154,19 @@ class _Converter:
         if data == "member_dot":
             return Select(self.convert(ch[0], scope), str(ch[1]))
         if data == "member_dot_arg":
-            name_tok = ch[1]
-            args = ch[2].children if len(ch) > 2 else []
+            name_tok = _token(ch[1])
+            args = _tree(ch[2]).children if len(ch) > 2 else []
             return self.method_call(t, name_tok, ch[0], args, scope)
         if data == "member_index":
             return Index(self.convert(ch[0], scope), self.convert(ch[1], scope))
         if data == "member_object":
             raise self.fail("message construction (Type{field: value}) is not supported", t)
         if data in ("ident_arg", "dot_ident_arg"):
-            name_tok = ch[0]
-            args = ch[1].children if len(ch) > 1 else []
+            name_tok = _token(ch[0])
+            args = _tree(ch[1]).children if len(ch) > 1 else []
             return self.global_call(t, name_tok, args, scope)
         if data in ("ident", "dot_ident"):
-            tok = ch[0]
+            tok = _token(ch[0])
             name = str(tok)
             if data == "dot_ident":
                 # ``.x`` is x at the root scope. Outside a macro binding x that is plain x, so the AST keeps no dot;
@@ -162,11 +180,11 @@ class _Converter:
             known = ", ".join(sorted(self.variables)) or "none"
             raise self.fail(f"unknown variable {name!r} (known variables: {known})", tok)
         if data == "list_lit":
-            items = ch[0].children if ch else []
+            items = _tree(ch[0]).children if ch else []
             return ListExpr(tuple(self.convert(x, scope) for x in items))
         if data == "map_lit":
-            inits = ch[0].children if ch else []
-            entries = []
+            inits = _tree(ch[0]).children if ch else []
+            entries: list[tuple[Node, Node]] = []
             seen: set[tuple[str, object]] = set()
             for i in range(0, len(inits), 2):
                 k = self.convert(inits[i], scope)
@@ -179,7 +197,7 @@ class _Converter:
                 entries.append((k, self.convert(inits[i + 1], scope)))
             return MapExpr(tuple(entries))
         if data == "literal":
-            return Lit(self.literal(ch[0]))
+            return Lit(self.literal(_token(ch[0])))
         raise self.fail(f"unsupported syntax ({data})", t)
 
     def literal(self, tok: lark.Token) -> object:
@@ -213,7 +231,9 @@ class _Converter:
             return None
         raise self.fail(f"unsupported literal {text!r}", tok)
 
-    def global_call(self, t: lark.Tree, name_tok: lark.Token, args: list[lark.Tree], scope: frozenset[str]) -> Node:
+    def global_call(
+        self, t: lark.Tree[lark.Token], name_tok: lark.Token, args: list[Branch], scope: frozenset[str]
+    ) -> Node:
         name = str(name_tok)
         if name == "has":
             if len(args) != 1:
@@ -227,7 +247,8 @@ class _Converter:
         return Call(name, tuple(self.convert(a, scope) for a in args))
 
     def method_call(
-        self, t: lark.Tree, name_tok: lark.Token, target_tree: lark.Tree, args: list[lark.Tree], scope: frozenset[str]
+        self, t: lark.Tree[lark.Token], name_tok: lark.Token, target_tree: Branch, args: list[Branch],
+        scope: frozenset[str],
     ) -> Node:
         name = str(name_tok)
         if name not in METHODS:
@@ -246,9 +267,9 @@ class _Converter:
         return Call(name, tuple(self.convert(a, scope) for a in args), target)
 
 
-def _ident_name(t: lark.Tree) -> str | None:
+def _ident_name(t: Branch) -> str | None:
     """The name if the subtree is nothing but an identifier (the loop variable of a macro)."""
-    cur: lark.Tree | lark.Token = t
+    cur = t
     while isinstance(cur, lark.Tree) and len(cur.children) == 1 and cur.data not in ("ident", "paren_expr"):
         cur = cur.children[0]
     if isinstance(cur, lark.Tree) and cur.data == "ident":

@@ -1,4 +1,4 @@
-"""Partial evaluation of CEL expressions and the equality keys of the cancel join.
+"""Partial evaluation of CEL expressions and the equality keys of the cancel join, on the AST.
 
 A cancel entry's ``if`` is CEL over ``event`` (the run's triggering event, known when the run
 starts) and ``async`` (a later candidate cancel event). Binding ``event`` and folding leaves a
@@ -18,13 +18,18 @@ one simplification that is exact for a predicate: where only "is the result ``tr
 (the root, and the operands of a root ``&&``/``||`` or the branches of a root ``?:``), an error
 or non-bool constant is the same as ``false``. So a comparison with a missing field of the bound
 event folds to an error, and at the top level to ``false``.
+
+This module works on :mod:`pipeline.expr.ast` nodes only. The objects callers hold,
+:class:`~pipeline.expr.api.Expr` (whose ``partial`` binds) and
+:class:`~pipeline.expr.api.Residual` (which compiles back to an ``Expr``), refer to each other and
+live together in :mod:`pipeline.expr.api`, which imports this module and not the other way round.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from .ast import (
     Binary,
@@ -47,15 +52,11 @@ from .ast import (
     free_vars,
     is_const,
     is_macro,
-    to_source,
     var_path,
 )
 from .compile import compile_node, const_of
 from .errors import Unsupported
 from .values import UInt
-
-if TYPE_CHECKING:
-    from .api import Expr
 
 _BOOL_OPS: Final[frozenset[str]] = frozenset({"==", "!=", "<", "<=", ">", ">=", "in", "&&", "||"})
 _BOOL_CALLS: Final[frozenset[str]] = frozenset(
@@ -162,27 +163,29 @@ def _fold(node: Node, truth: bool) -> Node:
         if is_const(cond):
             return Err("ternary condition is not a bool")
         return Cond(cond, then, otherwise)
+    new: Node  # the node with folded operands
+    parts: list[Node]  # its operands
     if isinstance(node, Select):
-        new: Node = Select(fold(node.operand, False), node.field)
-        parts: list[Node] = [new.operand]  # type: ignore[attr-defined]
+        new = Select(fold(node.operand, False), node.field)
+        parts = [new.operand]
     elif isinstance(node, Has):
         new = Has(fold(node.operand, False), node.field)
-        parts = [new.operand]  # type: ignore[attr-defined]
+        parts = [new.operand]
     elif isinstance(node, Index):
         new = Index(fold(node.operand, False), fold(node.index, False))
-        parts = [new.operand, new.index]  # type: ignore[attr-defined]
+        parts = [new.operand, new.index]
     elif isinstance(node, Unary):
         new = Unary(node.op, fold(node.operand, False))
-        parts = [new.operand]  # type: ignore[attr-defined]
+        parts = [new.operand]
     elif isinstance(node, Binary):
         new = Binary(node.op, fold(node.left, False), fold(node.right, False))
-        parts = [new.left, new.right]  # type: ignore[attr-defined]
+        parts = [new.left, new.right]
     elif isinstance(node, ListExpr):
         new = ListExpr(tuple(fold(x, False) for x in node.items))
-        parts = list(new.items)  # type: ignore[attr-defined]
+        parts = list(new.items)
     elif isinstance(node, MapExpr):
         new = MapExpr(tuple((fold(k, False), fold(v, False)) for k, v in node.entries))
-        parts = [x for kv in new.entries for x in kv]  # type: ignore[attr-defined]
+        parts = [x for kv in new.entries for x in kv]
     elif isinstance(node, Call):
         target = fold(node.target, False) if node.target is not None else None
         if is_macro(node):
@@ -233,16 +236,15 @@ def _fold_logic(node: Binary, truth: bool) -> Node:
 
 def _key_literal(v: object) -> tuple[bool, object]:
     """Whether a literal can be a join key, and its normalized form (integral float -> int)."""
-    t = type(v)
-    if t is str or t is bool or v is None:
+    if type(v) is str or type(v) is bool or v is None:
         return True, v
-    if t is int or t is UInt:
-        return True, int(v)  # type: ignore[call-overload]
-    if t is float:
-        if math.isnan(v):  # type: ignore[arg-type]
+    if type(v) is int or type(v) is UInt:
+        return True, int(v)
+    if type(v) is float:
+        if math.isnan(v):
             return False, None  # NaN equals nothing; keep the conjunct in the residual
-        if v.is_integer():  # type: ignore[union-attr]
-            return True, int(v)  # type: ignore[call-overload]
+        if v.is_integer():
+            return True, int(v)
         return True, v
     return False, None  # bytes, lists and maps are not keys
 
@@ -260,88 +262,41 @@ def _equality_key(node: Node, var: str) -> tuple[str, object] | None:
     return None
 
 
-class Residual:
-    """What is left of an expression after some variables were bound to constants."""
-
-    __slots__ = ("ast", "variables")
-
-    ast: Node
-    variables: tuple[str, ...]
-
-    def __init__(self, ast: Node, variables: tuple[str, ...]) -> None:
-        self.ast = ast
-        self.variables = variables
-
-    @property
-    def is_true(self) -> bool:
-        """Folded to ``true``: matches every event."""
-        return _is_lit(self.ast, True)
-
-    @property
-    def is_false(self) -> bool:
-        """Folded to a constant other than ``true`` (false, an error): can never match."""
-        return is_const(self.ast) and not _is_lit(self.ast, True)
-
-    def to_source(self) -> str:
-        """Valid CEL text, re-parseable by :func:`compile_expr` over the remaining variables."""
-        return to_source(self.ast)
-
-    def equality_keys(self, var: str = "async") -> list[tuple[str, object]]:
-        """Top-level conjuncts ``<var>.<path> == <literal>`` as ``(path, literal)`` pairs.
-
-        The literal is normalized (an integral float becomes an int, a uint an int); bytes,
-        list, map and NaN literals are not keys and stay in :meth:`without_keys`.
-        """
-        keys: list[tuple[str, object]] = []
-        for c in conjuncts(self.ast):
-            k = _equality_key(c, var)
-            if k is not None:
-                keys.append(k)
-        return keys
-
-    def without_keys(self, var: str = "async") -> Residual:
-        """The residual with the :meth:`equality_keys` conjuncts removed (``true`` if none left).
-
-        Exact for the join: a conjunction is true iff every conjunct is true, and the removed
-        ones are guaranteed true by the key match.
-        """
-        rest = [c for c in conjuncts(self.ast) if _equality_key(c, var) is None]
-        return Residual(and_all(rest), self.variables)
-
-    def to_expr(self) -> Expr:
-        """Compile the residual (over its remaining variables) without re-parsing."""
-        from .api import Expr
-
-        return Expr.from_ast(self.to_source(), self.ast, self.variables)
-
-    def __repr__(self) -> str:
-        return f"Residual({self.to_source()!r})"
-
-    def __eq__(self, other: object) -> bool:
-        # By text, like __hash__: the nodes' dataclass equality compares literals with Python's ==,
-        # so ``async.x == 1`` would equal ``async.x == true`` (and ``== 1.0``).
-        return (isinstance(other, Residual) and self.variables == other.variables
-                and self.to_source() == other.to_source())
-
-    def __hash__(self) -> int:
-        return hash((self.to_source(), self.variables))
+def bind(ast: Node, bindings: Mapping[str, object]) -> Node:
+    """``ast`` with the variables in ``bindings`` replaced by their values and constants folded."""
+    return fold(substitute(ast, bindings), truth=True)
 
 
-def partial(ast: Node, variables: tuple[str, ...], bindings: Mapping[str, object]) -> Residual:
-    folded = fold(substitute(ast, bindings), truth=True)
-    return Residual(folded, tuple(v for v in variables if v not in bindings))
+def is_true(node: Node) -> bool:
+    """Folded to ``true``: matches everything."""
+    return _is_lit(node, True)
 
 
-def join_paths(expr: Expr, var: str = "async") -> list[str]:
+def is_false(node: Node) -> bool:
+    """Folded to a constant other than ``true`` (false, an error): can never match."""
+    return is_const(node) and not _is_lit(node, True)
+
+
+def equality_keys(node: Node, var: str) -> list[tuple[str, object]]:
+    """Top-level conjuncts ``<var>.<path> == <literal>`` as ``(path, normalized literal)`` pairs."""
+    keys: list[tuple[str, object]] = []
+    for c in conjuncts(node):
+        k = _equality_key(c, var)
+        if k is not None:
+            keys.append(k)
+    return keys
+
+
+def without_keys(node: Node, var: str) -> Node:
+    """``node`` without the :func:`equality_keys` conjuncts (``true`` if none is left)."""
+    return and_all([c for c in conjuncts(node) if _equality_key(c, var) is None])
+
+
+def join_key_paths(node: Node, var: str) -> list[str]:
     """Dotted paths of ``var`` compared for equality, in top-level conjuncts, with an expression
-    that does not reference ``var`` (only other variables and literals).
-
-    These conjuncts become :meth:`Residual.equality_keys` once the other variables are bound,
-    so the cancel join can be partitioned by them. ``async.data.importId == event.data.importId``
-    gives ``["data.importId"]``. An empty list means the join falls back to keying by event name.
-    """
+    that does not reference ``var`` (see :func:`pipeline.expr.api.join_paths`)."""
     out: list[str] = []
-    for c in conjuncts(expr.ast):
+    for c in conjuncts(node):
         if not (isinstance(c, Binary) and c.op == "=="):
             continue
         for path_side, other in ((c.left, c.right), (c.right, c.left)):

@@ -546,7 +546,8 @@ def test_partial_rejects_unknown_binding() -> None:
 
 
 def test_partial_of_fallback_expression() -> None:
-    r = _partial("async.data.ids.exists(i, i == event.data.n) && async.data.k == event.data.k", {"data": {"n": 2, "k": "z"}})
+    r = _partial("async.data.ids.exists(i, i == event.data.n) && async.data.k == event.data.k",
+                 {"data": {"n": 2, "k": "z"}})
     assert r.to_source() == 'async.data.ids.exists(i, i == 2) && async.data.k == "z"'
     assert r.equality_keys() == [("data.k", "z")]
     rest = r.without_keys().to_expr()
@@ -587,7 +588,8 @@ def test_equality_keys_leave_other_conjuncts() -> None:
 
 def test_equality_keys_skip_unusable_literals() -> None:
     r = _partial(
-        'async.data.a == b"x" && async.data.b == [1] && async.data.c == 0.0 / 0.0 && async.data.d == 1u && async.x.y == "k"',
+        'async.data.a == b"x" && async.data.b == [1] && async.data.c == 0.0 / 0.0 && async.data.d == 1u'
+        ' && async.x.y == "k"',
         {},
     )
     assert r.equality_keys() == [("data.d", 1), ("x.y", "k")]
@@ -730,7 +732,8 @@ def test_constant_error_below_the_root_is_printed_as_an_error() -> None:
 
 
 def test_root_error_or_is_dropped() -> None:
-    assert _partial("async.data.x == event.data.x || async.data.y == 1", {"data": {}}).to_source() == "async.data.y == 1"
+    r = _partial("async.data.x == event.data.x || async.data.y == 1", {"data": {}})
+    assert r.to_source() == "async.data.y == 1"
 
 
 def test_expr_error_pickles() -> None:

@@ -148,9 +148,10 @@ def _predicates(vars_: tuple[str, ...]) -> st.SearchStrategy[Node]:
             paths,
             st.lists(st.sampled_from(["a", "pro", "", "b"]), max_size=3),
         ),
-        st.builds(lambda p, k: Has(p, k), paths, st.sampled_from(KEYS)),
+        st.builds(Has, paths, st.sampled_from(KEYS)),
         st.builds(lambda v: Has(Select(Ident(v), "data"), "a"), st.sampled_from(vars_)),
-        st.builds(lambda m, t, a: Call(m, (a,), t), st.sampled_from(["startsWith", "endsWith", "contains"]), values, values),
+        st.builds(lambda m, t, a: Call(m, (a,), t),
+                  st.sampled_from(["startsWith", "endsWith", "contains"]), values, values),
         paths,  # a bare path: true only if the field is boolean true
         st.builds(Lit, st.booleans()),
     )
@@ -176,7 +177,8 @@ def _cancel_shaped() -> st.SearchStrategy[Node]:
         return Binary("==", b, a) if flip else Binary("==", a, b)
 
     key_eqs = st.builds(key_eq, st.sampled_from(KEYS), st.sampled_from(KEYS), st.booleans())
-    lit_eq = st.builds(lambda k, lit: Binary("==", Select(Select(Ident("async"), "data"), k), lit), st.sampled_from(KEYS), literal_nodes)
+    lit_eq = st.builds(lambda k, lit: Binary("==", Select(Select(Ident("async"), "data"), k), lit),
+                       st.sampled_from(KEYS), literal_nodes)
     conj = st.one_of(key_eqs, key_eqs, lit_eq, _predicates(("event", "async")))
     return st.builds(lambda xs: and_all(list(xs)), st.lists(conj, min_size=1, max_size=4))
 
