@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -34,6 +35,9 @@ from .serde import EVENT, Serde
 from .serde.display import decode_for_display
 from .serde.models import Event
 from .supervise import run_dev, run_services, run_worker
+
+if TYPE_CHECKING:
+    from .sdk.app import Registry
 
 app = typer.Typer(help="Kafka-native runtime for event-driven functions.", no_args_is_help=True)
 topics_app = typer.Typer(help="Create and inspect the pipeline's topics.", no_args_is_help=True)
@@ -203,6 +207,7 @@ def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pip
     """Everything for development in one command: broker, topics, the HTTP API and dev UI, and the matcher,
     run owner, canceller and a worker, each in a child process (its own core and interpreter lock)."""
     setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
+    registry = _load_dev_app(app_spec)  # first: an app that does not load starts nothing (no broker, no child)
     settings = _ensure_dev_broker(_settings())
     for key, what in (("event_key", "PIPELINE_EVENT_KEY"), ("signing_key", "PIPELINE_SIGNING_KEY")):
         if not getattr(settings, key):
@@ -210,9 +215,27 @@ def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pip
     for report in t.create_topics(_admin(settings), settings):
         if report.drift:
             err.print(f"[yellow]topic {report.topic} drifts from its spec: {'; '.join(report.drift)}[/yellow]")
-    code = run_dev(settings, app_spec, host=host, port=port)
+    code = run_dev(settings, app_spec, host=host, port=port, registry=registry)
     if code:
         raise typer.Exit(code)
+
+
+EXIT_BAD_APP = 2
+
+
+def _load_dev_app(app_spec: str) -> Registry:
+    """The app ``--app`` names, loaded once, here. If it does not load: one line on stderr (the spec, the
+    exception's type and message; the traceback only with PIPELINE_LOG_LEVEL=DEBUG) and exit 2. The children
+    load it again, and only an app that loads here is given to them."""
+    from .sdk.app import Registry, load_app
+
+    try:
+        return Registry([load_app(app_spec)])
+    except (Exception, SystemExit) as exc:  # whatever the app's import raises, said once
+        logging.getLogger("pipeline.dev").debug("--app %s did not load", app_spec, exc_info=exc)
+        message = " ".join(str(exc).split()) or "(no message)"
+        typer.echo(f"pipeline dev: cannot load --app {app_spec}: {type(exc).__name__}: {message}", err=True)
+        raise typer.Exit(EXIT_BAD_APP) from None
 
 
 @app.command("run")

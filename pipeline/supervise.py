@@ -7,15 +7,22 @@ on failure (compose ``restart: on-failure``, systemd ``Restart=on-failure``) alw
 * 0  asked to stop (SIGTERM/SIGINT), after the last batch committed;
 * 1  a service failed (its thread died, or a worker could not deliver outcomes);
 * 70 the watchdog found a loop making no progress (a Kafka call hung past its deadline).
+
+``pipeline dev`` leaves no child behind, however it ends: it stops every child on each of its exit paths (its
+own exceptions included), and each child is killed by the kernel when dev dies, even by SIGKILL
+(:func:`die_with_parent`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 from rich.console import Console
@@ -26,7 +33,11 @@ from .kafka.client import bootstrap
 from .kafka.watchdog import Watchdog
 
 err = Console(stderr=True)
+log = logging.getLogger("pipeline.dev")
 EXIT_FAILED = 1
+DEV_PARENT_ENV = "PIPELINE_DEV_PARENT"  # on pipeline dev's children: the parent's pid (they die with it)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+CHILD_STOP_SECONDS = 35.0  # a child's clean stop (its worker drains for up to 30 s), then SIGKILL
 
 
 LOOP_SERVICES = ("matcher", "run-owner", "canceller")
@@ -64,6 +75,26 @@ def build_loops(settings: Settings, app_spec: str | None, services: tuple[str, .
     return [build_service(name, registry, settings) for name in services if name in LOOP_SERVICES]
 
 
+def die_with_parent() -> None:
+    """In a child of ``pipeline dev`` (``PIPELINE_DEV_PARENT`` set): ask the kernel to SIGKILL this process when
+    the parent dies, however it dies (SIGKILL included), and exit at once if it is already gone. Killing is
+    safe (crash-only: everything the services write is transactional); a clean stop is the parent's to ask.
+    Linux only (``PR_SET_PDEATHSIG``); elsewhere dev's own stop is all there is. The death signal follows the
+    parent *thread* that started the child: :meth:`Child.start` runs on dev's main thread."""
+    parent = os.environ.get(DEV_PARENT_ENV, "")
+    if not parent.isdigit():
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+                log.warning("could not die with pipeline dev", extra={"errno": ctypes.get_errno()})
+        except (OSError, AttributeError) as exc:
+            log.warning("could not die with pipeline dev", extra={"error": repr(exc)})
+    if os.getppid() != int(parent):  # dev died before the death signal was set: nobody would stop this one
+        os._exit(EXIT_FAILED)
+
+
 class Child:
     """A ``pipeline run SERVICE`` child process of ``pipeline dev``.
 
@@ -78,13 +109,15 @@ class Child:
         # The parent's health and metrics ports are not the children's: a second bind would fail at start.
         self.env = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_HEALTH_PORT", "PIPELINE_METRICS_PORT")}
         self.env.update(PIPELINE_BOOTSTRAP_SERVERS=bootstrap(settings), PIPELINE_TOPIC_PREFIX=settings.topic_prefix)
+        self.env[DEV_PARENT_ENV] = str(os.getpid())
         self.service = service
         self.argv = [sys.executable, "-m", "pipeline.cli", "run", service] + (["--app", app_spec] if app_spec else [])
-        self.proc: Any = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._terminated = False
 
     def start(self) -> None:
+        """Start the process (from dev's main thread: see :func:`die_with_parent`)."""
         self.proc = subprocess.Popen(self.argv, env=self.env)
         self._terminated = False
 
@@ -107,59 +140,96 @@ class Child:
             self._terminated = True
             self.proc.terminate()
 
-    def stop(self) -> int | None:
-        """SIGTERM (the child commits its last batch and leaves its group), then wait; its exit code."""
+    def stop(self, timeout: float = CHILD_STOP_SECONDS) -> int | None:
+        """SIGTERM (the child commits its last batch and leaves its group), then wait; SIGKILL if it has not
+        stopped within ``timeout``; its exit code."""
         self.terminate()
         if self.proc is None:
             return None
         try:
-            return self.proc.wait(35)
+            return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.kill()
             return self.proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL, if it is still running."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
 
-def run_dev(settings: Settings, app_spec: str, *, host: str, port: int) -> int:
+
+def run_dev(settings: Settings, app_spec: str, *, host: str, port: int, registry: Any = None) -> int:
     """``pipeline dev``: each service in a child process, the HTTP API and dev UI in this one; returns the exit
-    code (0 when asked to stop and every child stopped cleanly)."""
+    code (0 when asked to stop and every child stopped cleanly). ``registry``: the app, already loaded by the
+    caller (else loaded here). No child outlives this call, whichever way it ends (an exception included)."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: stop.set())  # again while stopping: the stop under way goes on
     if settings.health_port:
         err.print("[yellow]PIPELINE_HEALTH_PORT: pipeline dev serves no health endpoints; "
                   "`pipeline run SERVICE` does, one port per process[/yellow]")
-    services = [Child(settings, name, None if name == "canceller" else app_spec) for name in LOOP_SERVICES]
-    worker = Child(settings, "worker", app_spec)
-    for child in (*services, worker):
-        child.start()
     from .api.server import start_in_thread
 
-    server, api_thread = start_in_thread(settings, host, port, registry=_registry(app_spec))
+    try:  # before any child, so that an API that cannot start leaves nothing to stop
+        server, api_thread = start_in_thread(settings, host, port,
+                                             registry=registry if registry is not None else _registry(app_spec))
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        err.print(f"[red]the HTTP API did not start on {host}:{port}: {exc}[/red]")
+        return EXIT_FAILED
     err.print(f"[green]HTTP API and dev UI on http://{host}:{port}/[/green]")
-    code = 0
+    services = [Child(settings, name, None if name == "canceller" else app_spec) for name in LOOP_SERVICES]
+    worker = Child(settings, "worker", app_spec)
+    started: list[Child] = []
+    code = EXIT_FAILED  # until the supervision loop ends normally: an exception ends dev (and its children) too
+    try:
+        for child in (*services, worker):
+            if stop.is_set():
+                break
+            started.append(child)
+            child.start()
+        code = _supervise(stop, services, worker, api_thread)
+    finally:
+        stopped = _stop_children(started)
+        server.should_exit = True
+        api_thread.join(timeout=30)
+    return code or stopped
+
+
+def _supervise(stop: threading.Event, services: list[Child], worker: Child, api_thread: threading.Thread) -> int:
+    """Watch the children until dev is asked to stop (0) or something stops that should not (1). The worker is
+    started again when it dies; any other child that stops, or the API, ends dev."""
     while not stop.is_set():
         ended = [(c.service, c.exited()) for c in services if c.exited() is not None]
         if ended:
             name, exit_code = ended[0]
-            if exit_code != 0:  # 0: it was asked to stop (a Ctrl-C reaches the whole process group)
-                err.print(f"[red]{name} stopped unexpectedly (exit {exit_code}); shutting down[/red]")
-                code = EXIT_FAILED
-            break
+            if exit_code == 0 and stop.wait(0.2):
+                return 0  # a Ctrl-C in the terminal reaches the whole process group: the child stopped for it
+            err.print(f"[red]{name} stopped unexpectedly (exit {exit_code}); shutting down[/red]")
+            return EXIT_FAILED
         if not api_thread.is_alive():
             err.print("[red]the API stopped unexpectedly; shutting down[/red]")
-            code = EXIT_FAILED
-            break
+            return EXIT_FAILED
         worker.check()
         stop.wait(0.5)
-    for child in (worker, *services):
-        child.terminate()
-    for child in (worker, *services):
-        stopped = child.stop()
-        if stopped not in (0, None):
-            err.print(f"[red]{child.service} exited with {stopped} while stopping[/red]")
-            code = code or EXIT_FAILED
-    server.should_exit = True
-    api_thread.join(timeout=30)
+    return 0
+
+
+def _stop_children(children: list[Child]) -> int:
+    """Stop every child: SIGTERM to all at once, then wait for each (SIGKILL past its time); whatever happens
+    meanwhile (an exception, a KeyboardInterrupt), none is left running. 0, or 1 if one stopped badly."""
+    code = 0
+    try:
+        for child in children:
+            child.terminate()
+        deadline = time.monotonic() + CHILD_STOP_SECONDS
+        for child in children:
+            stopped = child.stop(max(0.0, deadline - time.monotonic()))
+            if stopped not in (0, None):
+                err.print(f"[red]{child.service} exited with {stopped} while stopping[/red]")
+                code = EXIT_FAILED
+    finally:
+        for child in children:
+            child.kill()
     return code
 
 
@@ -188,6 +258,7 @@ def run_services(settings: Settings, app_spec: str | None, services: tuple[str, 
     """Run ``services`` in this process until SIGTERM/SIGINT or a failure; returns the exit code."""
     from .kafka.loop import run_in_thread
 
+    die_with_parent()
     settings = resolve_instance(settings, services)
     loops = build_loops(settings, app_spec, services)
     stop = threading.Event()
@@ -224,6 +295,7 @@ def run_worker(settings: Settings, app_spec: str) -> int:
     """A worker process: runs handlers until SIGTERM; 1 if its outcomes cannot be delivered."""
     from .workers.service import WorkerFailed
 
+    die_with_parent()
     settings = resolve_instance(settings, ["worker"])
     worker = build_service("worker", _registry(app_spec), settings)
     worker.install_signal_handlers()

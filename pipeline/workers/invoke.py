@@ -5,17 +5,24 @@ completed steps memoized; the first new step either runs (``step.run``) or asks 
 something (sleep, send). Its outcome travels back to the run owner, which applies it.
 Sync handlers run on the worker's thread pool (:func:`run_sync`), async ones on its one
 long-lived event loop (:func:`run_async`): both share :func:`_classify`.
+
+Every way a handler can end is an outcome: a ``SystemExit``, ``KeyboardInterrupt`` or ``CancelledError``
+raised by user code (any ``BaseException``) is a failed attempt like any error, with the one error payload
+(:mod:`pipeline.protocol.errors`), so the run retries and then fails. The one exception that is not the
+handler's doing: its asyncio task being cancelled from outside (the worker stopping), which
+:func:`run_async` lets through for the worker to tell apart (see ``Worker._run_async``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import traceback
 from typing import Any
 
-from ..protocol.errors import error_payload, exception_payload
+from ..protocol.errors import error_json, error_payload, exception_payload
 from ..sdk.context import Context, EventView, ReplayAwareLogger
 from ..sdk.function import Function
 from ..sdk.group import Group, GroupSync
@@ -82,6 +89,25 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return payload
 
 
+def failed(inv: dict[str, Any], exc: BaseException, started: int, worker: str) -> dict[str, Any]:
+    """A failed attempt for any exception (``SystemExit`` and any other ``BaseException`` included): its error
+    is the one payload as JSON, whatever the message holds; the run goes on by its retries."""
+    return outcome(inv, "error", started, worker, error=error_json(_error(exc)),
+                   retriable=not isinstance(exc, (NonRetriableError, StepError)))
+
+
+def cancelled_from_outside(exc: BaseException) -> bool:
+    """Is ``exc`` the running task being cancelled (``Task.cancel()``), not a ``CancelledError`` that user code
+    raised by itself? Only the first is passed on (the worker decides whether it is stopping)."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return False
+    return task is not None and task.cancelling() > 0
+
+
 def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None,
               exc: BaseException | None = None) -> dict[str, Any]:
     """Turn how the handler ended (a return value, an interrupt, an exception) into an outcome."""
@@ -104,16 +130,15 @@ def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None
     if isinstance(exc, SendEventRequested):
         return outcome(inv, "send", started, worker, step_id=exc.step_id, events=json.dumps(exc.events, default=str))
     if isinstance(exc, StepFailed):
-        return outcome(inv, "error", started, worker, step_id=exc.step_id, error=json.dumps(_error(exc.error)),
+        return outcome(inv, "error", started, worker, step_id=exc.step_id, error=error_json(_error(exc.error)),
                        retriable=not isinstance(exc.error, NonRetriableError))
-    if exc is not None:  # an uncaught StepError: the step already used its retries
-        return outcome(inv, "error", started, worker, error=json.dumps(_error(exc)),
-                       retriable=not isinstance(exc, (NonRetriableError, StepError)))
+    if exc is not None:  # any other exception (an uncaught StepError: the step already used its retries)
+        return failed(inv, exc, started, worker)
     try:
         output = json.dumps(result, separators=(",", ":"))
     except (TypeError, ValueError) as bad:
-        error = exception_payload(ValueError(f"return value is not JSON-serializable: {bad}"))
-        return outcome(inv, "error", started, worker, error=json.dumps(error), retriable=False)
+        payload = exception_payload(ValueError(f"return value is not JSON-serializable: {bad}"))
+        return outcome(inv, "error", started, worker, error=error_json(payload), retriable=False)
     return outcome(inv, "completed", started, worker, output=output)
 
 
@@ -124,15 +149,15 @@ def run_sync(fn: Function, inv: dict[str, Any], logger: logging.Logger, worker: 
     ctx = _context(fn, inv, logger, started)
     try:
         result = fn.handler(ctx)
-    except (Interrupt, Exception) as exc:
+    except BaseException as exc:  # noqa: BLE001 - every way a handler ends is an outcome, SystemExit included
         _report(logger, exc)
         out = _classify(inv, started, worker, exc=exc)
         if isinstance(exc, StepCompleted):
             ahead = _ahead(fn, inv, exc, logger, started)
             try:
                 out["final"] = _final(ahead, fn.handler(ahead))
-            except (Interrupt, Exception):
-                pass  # new work ahead (or an error): the next invocation does it
+            except BaseException:  # noqa: BLE001 - new work ahead (or an error): the next invocation does it
+                pass
         return out
     return _classify(inv, started, worker, result=result)
 
@@ -144,15 +169,18 @@ async def run_async(fn: Function, inv: dict[str, Any], logger: logging.Logger, w
     ctx = _context(fn, inv, logger, started)
     try:
         result = await fn.handler(ctx)
-    except (Interrupt, Exception) as exc:
+    except BaseException as exc:  # as in run_sync, except a cancel of the task from outside
+        if cancelled_from_outside(exc):
+            raise
         _report(logger, exc)
         out = _classify(inv, started, worker, exc=exc)
         if isinstance(exc, StepCompleted):
             ahead = _ahead(fn, inv, exc, logger, started)
             try:
                 out["final"] = _final(ahead, await fn.handler(ahead))
-            except (Interrupt, Exception):
-                pass
+            except BaseException as again:  # new work ahead (or an error): the pass is dropped
+                if cancelled_from_outside(again):
+                    raise
         return out
     return _classify(inv, started, worker, result=result)
 

@@ -14,6 +14,11 @@ the owner ignores any duplicate outcome. Invocations are read uncommitted (taken
 wrote them): a dispatch whose owner transaction aborts is redone and may run twice, within the same
 at-least-once. The consumer keeps polling while handlers run - when full it pauses its partitions
 instead of blocking - so a ten-minute step never triggers a rebalance nor holds up another run.
+
+Every invocation taken gets an outcome, whatever its handler raises (``SystemExit``, ``KeyboardInterrupt``,
+``CancelledError`` included: a failed attempt, see :func:`pipeline.workers.invoke.failed`), or its offset would
+hold back the partition's commits for good. The one exception is the worker's own stop: async handlers still
+running after the drain wait are cancelled and send nothing, so they run again elsewhere.
 """
 
 from __future__ import annotations
@@ -37,15 +42,17 @@ from ..kafka import topics as t
 from ..kafka.client import bootstrap, consumer_config, producer_config
 from ..kafka.deadletter import dead_letter_headers
 from ..kafka.watchdog import Heart
+from ..protocol.errors import error_json, error_payload
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import INVOCATION, STEP_OUTCOME, Serde
-from .invoke import outcome, run_async, run_sync
+from .invoke import failed, outcome, run_async, run_sync
 
 log = logging.getLogger("pipeline.worker")
 
 COMMIT_INTERVAL = 0.1
 REVOKE_WAIT_SECONDS = 30.0
+CANCEL_WAIT_SECONDS = 2.0  # at the stop, for async handlers cancelled after the drain wait to unwind
 PAUSE_AFTER_S = 5.0  # saturated longer than this: pause fetching (see Worker._hold)
 
 
@@ -121,7 +128,8 @@ class Worker:
         self.consumer = Consumer(consumer_config(
             self.servers, self.group_id, read_committed=False,
             instance_id=self.settings.instance_id if self.settings.static_membership else None))
-        self.producer = Producer(producer_config(self.servers, **{"linger.ms": 0}))  # an owner waits for each outcome
+        no_linger: dict[str, Any] = {"linger.ms": 0}  # an owner waits for each outcome
+        self.producer = Producer(producer_config(self.servers, **no_linger))
         self.offsets = _Offsets()
         self.fn_logger = logging.getLogger("pipeline.function")
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -233,10 +241,29 @@ class Worker:
         self.consumer.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._aloop is not None:
-            self._aloop.call_soon_threadsafe(self._aloop.stop)
         self._stop.set()
+        if self._aloop is not None:
+            self._cancel_handlers(self._aloop)
         log.info("worker stopped", extra={"completed": self.completed, "worker": self.ident})
+
+    def _cancel_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cancel the async handlers still running at the stop (past the drain wait), then stop the loop. With
+        ``_stop`` set, :meth:`_run_async` takes their ``CancelledError`` for the stop it is: no outcome, the
+        offset stays uncommitted and the invocation runs again elsewhere (not a failed attempt)."""
+
+        async def cancel_all() -> None:
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=CANCEL_WAIT_SECONDS)
+
+        if self._athread is not None and self._athread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(CANCEL_WAIT_SECONDS + 1)
+            except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError) as exc:
+                log.warning("async handlers did not unwind at the stop", extra={"error": repr(exc)})
+        loop.call_soon_threadsafe(loop.stop)
 
     # -- one invocation ------------------------------------------------------------------------------------
 
@@ -249,20 +276,23 @@ class Worker:
             if err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error", extra={"error": str(err)})
             return None
+        value = msg.value()
+        if value is None:
+            return ValueError("an invocation record without a value")
         try:
-            return self.serde.decode_as(INVOCATION, msg.value())
-        except Exception as exc:
+            return self.serde.decode_as(INVOCATION, value)
+        except Exception as exc:  # noqa: BLE001 - whatever makes it unreadable, the record is dead-lettered
             return exc
 
     def _take(self, msg: Message, inv: dict[str, Any] | Exception | None,
               latest: dict[bytes, int] | None = None) -> None:
         if inv is None:
             return
-        p, offset = msg.partition(), msg.offset()
+        p, offset = _position(msg)
         self.offsets.begin(p, offset)
         if isinstance(inv, Exception):  # a poison record: dead-letter it, never stop
-            self.producer.produce(self.dead_letter_topic, value=msg.value(), key=msg.key(),
-                                  headers=dead_letter_headers(self.name, msg, inv),
+            headers: list[tuple[str, str | bytes | None]] = list(dead_letter_headers(self.name, msg, inv))
+            self.producer.produce(self.dead_letter_topic, value=msg.value(), key=msg.key(), headers=headers,
                                   on_delivery=self._delivered(p, offset))
             return
         if latest is not None and latest.get(msg.key() or b"", -1) > inv["seq"]:
@@ -273,9 +303,9 @@ class Worker:
             return
         fn = self.registry.by_id.get(inv["function_id"])
         if fn is None:
-            error = '{"error":"unknown function","message":"function %s is not served by this worker",' \
-                    '"name":"UnknownFunction"}' % inv["function_id"]
-            self._send(inv, outcome(inv, "error", int(time.time() * 1000), self.ident, error=error), p, offset)
+            error = error_json(error_payload(f"function {inv['function_id']} is not served by this worker",
+                                             "UnknownFunction"))
+            self._send(inv, outcome(inv, "error", _now_ms(), self.ident, error=error), p, offset)
             return
         with self._running_lock:
             self._running += 1
@@ -286,20 +316,37 @@ class Worker:
             self._thread_pool().submit(self._run_sync, fn, inv, p, offset)
 
     def _run_sync(self, fn: Function, inv: dict[str, Any], p: int, offset: int) -> None:
+        started = _now_ms()
         try:
             result = run_sync(fn, inv, self.fn_logger, self.ident)
-        except BaseException as exc:  # SystemExit & co. from user code: report it as a failure, keep the thread
-            result = outcome(inv, "error", int(time.time() * 1000), self.ident,
-                             error='{"error":%r,"message":%r,"name":"%s"}' % (str(exc), str(exc), type(exc).__name__))
+        except BaseException as exc:  # noqa: BLE001 - run_sync reports the handler's own errors; this is the rest
+            result = self._escaped(inv, exc, started)
         self._handler_done()
         self._send(inv, result, p, offset)
 
     async def _run_async(self, fn: Function, inv: dict[str, Any], p: int, offset: int) -> None:
+        started = _now_ms()
         try:
             result = await run_async(fn, inv, self.fn_logger, self.ident)
+        except asyncio.CancelledError as exc:
+            if self._stop.is_set():
+                raise  # the worker is stopping (_cancel_handlers): no outcome, the invocation runs again elsewhere
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # user code cancelled its own task: that is its failure, not the worker's
+            result = self._escaped(inv, exc, started)
+        except BaseException as exc:  # noqa: BLE001 - anything else that escaped run_async is a failed attempt
+            result = self._escaped(inv, exc, started)
         finally:
             self._handler_done()
         self._send(inv, result, p, offset)
+
+    def _escaped(self, inv: dict[str, Any], exc: BaseException, started: int) -> dict[str, Any]:
+        """A failed attempt for an exception that escaped run_sync/run_async (a cancel of the handler's own
+        task, an invocation it could not even start): the run goes on by its retries, the worker goes on."""
+        log.warning("invocation failed outside its handler: %s: %s", type(exc).__name__, exc, exc_info=exc,
+                    extra={"run_id": inv.get("run_id"), "function_id": inv.get("function_id")})
+        return failed(inv, exc, started, self.ident)
 
     def _handler_done(self) -> None:
         """A handler returned: its slot is free at once. Waiting for the outcome's acknowledgement as well
@@ -357,8 +404,11 @@ class Worker:
         todo = {p: o for p, o in self.offsets.committable().items() if p in self._assigned}
         if not todo:
             return
-        self.consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in todo.items()],
-                             asynchronous=asynchronous)
+        offsets = [TopicPartition(self.topic, p, o) for p, o in todo.items()]
+        if asynchronous:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
         with self.offsets.lock:
             self.offsets.committed.update(todo)
 
@@ -399,7 +449,20 @@ def _latest_seq(batch: list[tuple[Message, Any]]) -> dict[bytes, int]:
     """The highest invocation seq per run (record key) in a batch of decoded invocations."""
     latest: dict[bytes, int] = {}
     for msg, inv in batch:
-        if isinstance(inv, dict) and msg.key() is not None and inv["seq"] > latest.get(msg.key(), -1):
-            latest[msg.key()] = inv["seq"]
+        key = msg.key()
+        if isinstance(inv, dict) and key is not None and inv["seq"] > latest.get(key, -1):
+            latest[key] = inv["seq"]
     return latest
+
+
+def _position(msg: Message) -> tuple[int, int]:
+    """A fetched record's partition and offset (set on every record the consumer returns, unlike events)."""
+    partition, offset = msg.partition(), msg.offset()
+    if partition is None or offset is None:
+        raise WorkerFailed(f"a fetched record without a position: {msg.error()}")
+    return partition, offset
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
