@@ -32,8 +32,8 @@ the cancels are timed, and p99 came out about twice as high.
 
 Part 3, rebuild at scale: ``--rebuild-listeners`` CancelListener records (unique join keys) on a
 cancel-index topic, the canceller group's offsets committed at the end; a fresh child process
-then restores the canceller's tables as its loop does (``restore_tables``: replay up to the committed offset) and reports seconds,
-listeners/s and RSS growth (VmRSS from /proc) with the peak (VmHWM).
+then restores the canceller's tables as its loop does (``restore_tables``: replay up to the committed offset)
+and reports seconds, listeners/s and RSS growth (VmRSS from /proc) with the peak (VmHWM).
 """
 
 from __future__ import annotations
@@ -358,7 +358,8 @@ def rebuild_child(servers: str, prefix: str) -> None:
             hwm = int(line.split()[1]) / 1024
     count = sum(i.listener_count for i in canceller.indexes.values())
     consumer.close()
-    print(json.dumps({"listeners": count, "seconds": round(seconds, 3), "listeners_per_s": round(c.rate(count, seconds), 1),
+    print(json.dumps({"listeners": count, "seconds": round(seconds, 3),
+                      "listeners_per_s": round(c.rate(count, seconds), 1),
                       "rss_before_mib": round(rss0, 1), "rss_after_mib": round(rss1, 1),
                       "rss_after_gc_mib": round(rss2, 1), "rss_growth_mib": round(rss2 - rss0, 1),
                       "rss_peak_mib": round(hwm, 1) if hwm else None,

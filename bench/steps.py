@@ -93,11 +93,13 @@ class Arrivals:
 
     def count(self, name: str, function_id: str) -> int:
         with self.lock:
-            return sum(1 for t, ev in self.seen.values() if ev["name"] == name and ev["data"].get("function_id") == function_id)
+            return sum(1 for _, ev in self.seen.values()
+                       if ev["name"] == name and ev["data"].get("function_id") == function_id)
 
     def last(self, name: str, function_id: str) -> float:
         with self.lock:
-            return max(t for t, ev in self.seen.values() if ev["name"] == name and ev["data"].get("function_id") == function_id)
+            return max(t for t, ev in self.seen.values()
+                       if ev["name"] == name and ev["data"].get("function_id") == function_id)
 
     def named(self, name: str, function_id: str) -> list[tuple[float, dict[str, Any]]]:
         with self.lock:
@@ -292,7 +294,7 @@ def hops(servers: str, args: argparse.Namespace) -> dict[str, Any]:
                 with progress_bar(f"{args.probes} x {name}, one at a time", args.probes) as advance:
                     for i in range(args.probes):
                         stack.send(f"bench/{name}", {"key": f"k{i}"}, id=f"{name}-{i}")
-                        final = stack.wait_run(lambda r, i=i: json.loads(r["event"])["id"] == f"{name}-{i}"
+                        final = stack.wait_run(lambda r, i=i, name=name: json.loads(r["event"])["id"] == f"{name}-{i}"
                                                and r["status"] == "Completed", timeout=60, what=f"{name} run")
                         finals.append(final)
                         advance(i + 1)
@@ -353,7 +355,8 @@ def main() -> None:
     rows.append(("worker hop (owner->worker->owner)", f"p50 {lat['hop_p50_ms']} ms / p99 {lat['hop_p99_ms']} ms",
                  f"raw 2-hop round trip p50 {lat['raw_two_hops_p50_ms']} ms (x{lat['hop_over_raw_p50']})"))
     rows.append(("gate per point (cancel rules)", f"p50 {lat['gate_per_point_p50_ms']} ms / p99 "
-                 f"{lat['gate_per_point_p99_ms']} ms", f"without cancel rules: {lat['gate_without_cancel_rules_ms']} ms"))
+                 f"{lat['gate_per_point_p99_ms']} ms",
+                 f"without cancel rules: {lat['gate_without_cancel_rules_ms']} ms"))
     console.print(results_table("steps side by side", rows))
     emit("steps", figures)
 

@@ -32,7 +32,8 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def status(loops: Iterable[Any], stall_limit_s: float, now: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def status(loops: Iterable[Any], stall_limit_s: float,
+           now: float | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(health, readiness) of the loops, each ``{"ok": bool, "services": {name: detail}}`` (pure; tests use it)."""
     now = time.monotonic() if now is None else now
     alive: dict[str, Any] = {}

@@ -43,7 +43,7 @@ def claim_slot(services: Iterable[str], *, home: Path | None = None, host: str |
     for slot in range(MAX_SLOTS):
         taken: list[IO[bytes]] = []
         for name in names:
-            handle = open(folder / f"{host}.{name}.{slot}.lock", "ab")
+            handle = open(folder / f"{host}.{name}.{slot}.lock", "ab")  # noqa: SIM115 - held until the process exits
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

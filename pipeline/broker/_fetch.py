@@ -77,7 +77,7 @@ def find_java() -> str:
 def java_major(java: str) -> int:
     """Major version of ``java`` (8 for '1.8.0_x', 17 for '17.0.15'), parsed from ``-version``."""
     try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         raise BrokerError(f"could not run `{java} -version`: {exc}") from exc
     text = out.stderr + out.stdout
@@ -167,7 +167,7 @@ def _fetch(home: Path, progress: Progress) -> None:
 def _run_mvn(cmd: list[str], cwd: Path) -> None:
     """Run Maven; on failure raise with the last lines of its output, which name the cause."""
     try:
-        out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
+        out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800, check=False)
     except subprocess.TimeoutExpired as exc:
         raise BrokerError("Maven did not finish downloading Kafka within 30 minutes") from exc
     except OSError as exc:

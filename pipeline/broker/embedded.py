@@ -275,7 +275,7 @@ def _format_cmd(java: str, home: Path, cdir: Path, spec: ClusterSpec, node: Node
     cmd = [java, "-Xmx256m", "-XX:+UseSerialGC", "-cp", classpath(home),
            "-Dlog4j2.level=WARN",  # its own prints only, not the INFO dump of every config value
            "kafka.tools.StorageTool", "format", "-t", spec.cluster_id, "-c", str(_props(cdir, node.index))]
-    return cmd + ["--standalone"] if len(spec.nodes) == 1 else cmd
+    return [*cmd, "--standalone"] if len(spec.nodes) == 1 else cmd
 
 
 def _format_nodes(java: str, home: Path, cdir: Path, spec: ClusterSpec, nodes: list[NodeSpec]) -> None:
@@ -565,7 +565,7 @@ def kill_node(name: str, index: int, *, home: Path | None = None) -> bool:
 def pause_node(name: str, index: int, paused: bool = True, *, home: Path | None = None) -> bool:
     """SIGSTOP (or SIGCONT) node ``index``: a broker that hangs with its sockets open, the fault that makes
     client calls block instead of fail. For stall tests; True if the node runs."""
-    cdir, spec = _require_spec(name, home)
+    cdir, _ = _require_spec(name, home)
     pid = _pid_of(cdir, index)
     if pid is None or not _node_alive(cdir, index):
         return False

@@ -1,5 +1,5 @@
-"""What a handler receives: ``ctx.event``, ``ctx.events``, ``ctx.run_id``, ``ctx.attempt``, ``ctx.logger``, ``ctx.step``,
-``ctx.group``."""
+"""What a handler receives: ``ctx.event``, ``ctx.events``, ``ctx.run_id``, ``ctx.attempt``, ``ctx.logger``,
+``ctx.step``, ``ctx.group``."""
 
 from __future__ import annotations
 

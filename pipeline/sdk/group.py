@@ -31,7 +31,8 @@ def _planning(step: StepSync | Step) -> Iterator[None]:
         step.planning = False
 
 
-def _entry(key: str, result: Any = None, exc: BaseException | None = None) -> tuple[str, str | None, BaseException | None]:
+def _entry(key: str, result: Any = None,
+           exc: BaseException | None = None) -> tuple[str, str | None, BaseException | None]:
     if exc is not None:
         return key, None, exc
     try:

@@ -294,7 +294,8 @@ class StepSync(_StepBase):
                      user: Any = None, timeout: datetime.timedelta | int | None = None, v: str | None = None) -> Any:
         """:meth:`invoke` by id: ``function_id`` is the fn_id within ``app_id`` (default: this run's app), or the
         full ``<app>-<fn>`` id."""
-        return _invoke(self, step_id, full_function_id(app_id, function_id) if app_id else function_id, data, user, timeout)
+        full_id = full_function_id(app_id, function_id) if app_id else function_id
+        return _invoke(self, step_id, full_id, data, user, timeout)
 
 
 def _invoke(step: _StepBase, step_id: str, function_id: str, data: Any, user: Any,
@@ -366,5 +367,6 @@ class Step(_StepBase):
     async def invoke_by_id(self, step_id: str, *, function_id: str, app_id: str | None = None, data: Any = None,
                            user: Any = None, timeout: datetime.timedelta | int | None = None,
                            v: str | None = None) -> Any:
-        return _invoke(self, step_id, full_function_id(app_id, function_id) if app_id else function_id, data, user, timeout)
+        full_id = full_function_id(app_id, function_id) if app_id else function_id
+        return _invoke(self, step_id, full_id, data, user, timeout)
 
