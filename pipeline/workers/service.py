@@ -43,6 +43,7 @@ from ..kafka.client import bootstrap, consumer_config, producer_config
 from ..kafka.deadletter import dead_letter_headers
 from ..kafka.watchdog import Heart
 from ..protocol.errors import error_json, error_payload
+from ..protocol.ids import consumer_group
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import INVOCATION, STEP_OUTCOME, Serde
@@ -116,7 +117,7 @@ class Worker:
         self.topic = self.settings.topic(t.INVOCATIONS)
         self.commands_topic = self.settings.topic(t.RUN_COMMANDS)
         self.dead_letter_topic = self.settings.topic(t.DEAD_LETTER)
-        self.group_id = group_id or f"{self.settings.topic_prefix}pipeline-worker"
+        self.group_id = group_id or consumer_group(self.settings.topic_prefix, "worker")
         self.ident = f"{socket.gethostname()}:{os.getpid()}"
         # read_uncommitted: an invocation is taken as soon as the owner's transaction wrote it, not after its
         # commit (which takes 10-60 ms on a loaded broker, on every step). Safe because steps are at-least-once:
