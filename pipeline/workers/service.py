@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import logging
 import os
 import signal
@@ -41,6 +40,7 @@ from ..kafka import metrics
 from ..kafka import topics as t
 from ..kafka.client import bootstrap, consumer_config, producer_config
 from ..kafka.deadletter import dead_letter_headers
+from ..kafka.messages import NotAConsumedRecord, offset_of, partition_of
 from ..kafka.watchdog import Heart
 from ..protocol.errors import error_json, error_payload
 from ..protocol.ids import consumer_group
@@ -48,58 +48,18 @@ from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import INVOCATION, STEP_OUTCOME, Serde
 from .invoke import failed, outcome, run_async, run_sync
+from .offsets import InflightOffsets
+from .runtime import HandlerRuntime
 
 log = logging.getLogger("pipeline.worker")
 
 COMMIT_INTERVAL = 0.1
 REVOKE_WAIT_SECONDS = 30.0
-CANCEL_WAIT_SECONDS = 2.0  # at the stop, for async handlers cancelled after the drain wait to unwind
 PAUSE_AFTER_S = 5.0  # saturated longer than this: pause fetching (see Worker._hold)
 
 
 class WorkerFailed(RuntimeError):
     """An outcome could not be delivered: the worker stops (non-zero) and its invocations run again elsewhere."""
-
-
-class _Offsets:
-    """Per partition: offsets still running, and the next offset after everything consumed (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.running: dict[int, set[int]] = {}
-        self.next: dict[int, int] = {}
-        self.committed: dict[int, int] = {}
-
-    def begin(self, partition: int, offset: int) -> None:
-        with self.lock:
-            self.running.setdefault(partition, set()).add(offset)
-            self.next[partition] = max(self.next.get(partition, 0), offset + 1)
-
-    def done(self, partition: int, offset: int) -> None:
-        with self.lock:
-            self.running.get(partition, set()).discard(offset)
-
-    def count(self, partitions: set[int] | None = None) -> int:
-        with self.lock:
-            return sum(len(v) for p, v in self.running.items() if partitions is None or p in partitions)
-
-    def committable(self) -> dict[int, int]:
-        """Offsets safe to commit that were not committed yet: up to the oldest invocation still running."""
-        with self.lock:
-            out = {}
-            for p, nxt in self.next.items():
-                running = self.running.get(p)
-                offset = min(running) if running else nxt
-                if offset > self.committed.get(p, -1):
-                    out[p] = offset
-            return out
-
-    def forget(self, partitions: set[int]) -> None:
-        with self.lock:
-            for p in partitions:
-                self.running.pop(p, None)
-                self.next.pop(p, None)
-                self.committed.pop(p, None)
 
 
 class Worker:
@@ -131,11 +91,9 @@ class Worker:
             instance_id=self.settings.instance_id if self.settings.static_membership else None))
         no_linger: dict[str, Any] = {"linger.ms": 0}  # an owner waits for each outcome
         self.producer = Producer(producer_config(self.servers, **no_linger))
-        self.offsets = _Offsets()
+        self.offsets = InflightOffsets()
         self.fn_logger = logging.getLogger("pipeline.function")
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._aloop: asyncio.AbstractEventLoop | None = None
-        self._athread: threading.Thread | None = None
+        self.handlers = HandlerRuntime(self.concurrency)
         self._stop = threading.Event()
         self._failure: str | None = None
         self._paused = False
@@ -240,31 +198,9 @@ class Worker:
             log.warning("final commit failed", extra={"error": str(exc)})
         self.producer.flush(10)
         self.consumer.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        self._stop.set()
-        if self._aloop is not None:
-            self._cancel_handlers(self._aloop)
+        self._stop.set()  # set first: _run_async takes the cancels that follow for the stop they are
+        self.handlers.shutdown()
         log.info("worker stopped", extra={"completed": self.completed, "worker": self.ident})
-
-    def _cancel_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Cancel the async handlers still running at the stop (past the drain wait), then stop the loop. With
-        ``_stop`` set, :meth:`_run_async` takes their ``CancelledError`` for the stop it is: no outcome, the
-        offset stays uncommitted and the invocation runs again elsewhere (not a failed attempt)."""
-
-        async def cancel_all() -> None:
-            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=CANCEL_WAIT_SECONDS)
-
-        if self._athread is not None and self._athread.is_alive():
-            try:
-                asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(CANCEL_WAIT_SECONDS + 1)
-            except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError) as exc:
-                log.warning("async handlers did not unwind at the stop", extra={"error": repr(exc)})
-        loop.call_soon_threadsafe(loop.stop)
 
     # -- one invocation ------------------------------------------------------------------------------------
 
@@ -312,9 +248,9 @@ class Worker:
             self._running += 1
         metrics.INFLIGHT.set(self._running)
         if fn.is_async:
-            asyncio.run_coroutine_threadsafe(self._run_async(fn, inv, p, offset), self._event_loop())
+            self.handlers.run_async(self._run_async(fn, inv, p, offset))
         else:
-            self._thread_pool().submit(self._run_sync, fn, inv, p, offset)
+            self.handlers.run_sync(self._run_sync, fn, inv, p, offset)
 
     def _run_sync(self, fn: Function, inv: dict[str, Any], p: int, offset: int) -> None:
         started = _now_ms()
@@ -331,7 +267,7 @@ class Worker:
             result = await run_async(fn, inv, self.fn_logger, self.ident)
         except asyncio.CancelledError as exc:
             if self._stop.is_set():
-                raise  # the worker is stopping (_cancel_handlers): no outcome, the invocation runs again elsewhere
+                raise  # the worker is stopping (HandlerRuntime.shutdown): no outcome; it runs again elsewhere
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # user code cancelled its own task: that is its failure, not the worker's
@@ -382,19 +318,6 @@ class Worker:
         return report
 
     # -- machinery -----------------------------------------------------------------------------------------
-
-    def _thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="handler")
-        return self._pool
-
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        """One event loop for the worker's life, so async clients created by user code keep working."""
-        if self._aloop is None:
-            self._aloop = asyncio.new_event_loop()
-            self._athread = threading.Thread(target=self._aloop.run_forever, name="handler-loop", daemon=True)
-            self._athread.start()
-        return self._aloop
 
     def _serve_producer(self) -> None:
         while not self._stop.is_set() or len(self.producer):
@@ -458,10 +381,10 @@ def _latest_seq(batch: list[tuple[Message, Any]]) -> dict[bytes, int]:
 
 def _position(msg: Message) -> tuple[int, int]:
     """A fetched record's partition and offset (set on every record the consumer returns, unlike events)."""
-    partition, offset = msg.partition(), msg.offset()
-    if partition is None or offset is None:
-        raise WorkerFailed(f"a fetched record without a position: {msg.error()}")
-    return partition, offset
+    try:
+        return partition_of(msg), offset_of(msg)
+    except NotAConsumedRecord as exc:
+        raise WorkerFailed(f"a fetched record without a position ({exc}): {msg.error()}") from None
 
 
 def _now_ms() -> int:
