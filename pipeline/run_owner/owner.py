@@ -39,7 +39,6 @@ from ..kafka.emitter import Emitter, OutputTooLarge
 from ..kafka.processor import Processor, override
 from ..kafka.tables import PartitionTables
 from ..protocol.errors import error_payload
-from ..protocol.ids import derived_ulid
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
@@ -254,11 +253,6 @@ class RunOwner(Processor):
         fn = self.function(state["function_id"])
         self._release_slots(state, fn, p, out, now)
         tr = st.apply_outcome(state, outcome, now, retries=fn.retries, backoff_ms=self.retry_backoff_ms)
-        if outcome["kind"] == "send" and tr.state is not None:
-            events = [self._user_event(state, outcome["step_id"], i, ev, now)
-                      for i, ev in enumerate(json.loads(outcome["events"] or "[]"))]
-            tr.state["steps"][-1]["output"] = json.dumps([e["id"] for e in events])
-            tr.user_events = events
         if outcome["kind"] == "wait" and tr.state is not None and tr.state["status"] == "Waiting":
             tr = self.listening.listen(tr, fn, p, out, now)
         try:
@@ -269,13 +263,6 @@ class RunOwner(Processor):
             failed = st.failed_attempt(st._bump(state, inflight_at=None), error, fn.retries, now,
                                        backoff_ms=self.retry_backoff_ms, retriable=False)
             self.apply(failed, fn, p, out, now)
-
-    @staticmethod
-    def _user_event(state: dict[str, Any], step_id: str | None, i: int, ev: dict[str, Any], now: int) -> dict[str, Any]:
-        """Events sent by ``step.send_event`` get deterministic ids, so a retried step sends no duplicates."""
-        return {"id": ev.get("id") or derived_ulid(now, "send", state["run_id"], step_id or "", str(i)),
-                "name": ev["name"], "data": ev.get("data") or {}, "user": ev.get("user") or {},
-                "ts": ev.get("ts") or now, "v": ev.get("v")}
 
     # -- moving a ready run on: slots, gate, invocation ----------------------------------------------------
 

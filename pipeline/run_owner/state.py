@@ -30,6 +30,7 @@ from typing import Any
 
 from ..protocol import sysevents
 from ..protocol.errors import CANCELLED_ERROR
+from ..protocol.ids import derived_ulid
 from ..serde.models import ENDED_STATUSES
 
 MAX_BACKOFF_MS = 5 * 60 * 1000
@@ -159,8 +160,13 @@ def apply_outcome(state: dict[str, Any], outcome: dict[str, Any], now_ms: int, *
         return tr
     if kind == "sleep":
         return sleep(base, outcome["step_id"], outcome["wake_at"], now_ms)
-    if kind == "send":
-        return step_completed(base, outcome["step_id"], "send_event", outcome["output"], now_ms, outcome["started_at"])
+    if kind == "send":  # the step's output is the ids of the events it sent
+        events = [user_event(state["run_id"], outcome["step_id"], i, ev, now_ms)
+                  for i, ev in enumerate(json.loads(outcome["events"] or "[]"))]
+        tr = step_completed(base, outcome["step_id"], "send_event", json.dumps([e["id"] for e in events]), now_ms,
+                            outcome["started_at"])
+        tr.user_events = events
+        return tr
     if kind == "steps":
         return steps_completed(base, json.loads(outcome["output"] or "[]"), now_ms, outcome["started_at"],
                                retries=retries, backoff_ms=backoff_ms)
@@ -172,6 +178,13 @@ def apply_outcome(state: dict[str, Any], outcome: dict[str, Any], now_ms: int, *
                               step_id=outcome["step_id"])
     return Transition(state=_bump(base, finishing="Completed", output=outcome["output"] or "null", error=None,
                                   ready_at=now_ms), ready=True)
+
+
+def user_event(run_id: str, step_id: str | None, i: int, ev: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """An event sent by ``step.send_event``, with a deterministic id, so a retried step sends no duplicates."""
+    return {"id": ev.get("id") or derived_ulid(now_ms, "send", run_id, step_id or "", str(i)),
+            "name": ev["name"], "data": ev.get("data") or {}, "user": ev.get("user") or {},
+            "ts": ev.get("ts") or now_ms, "v": ev.get("v")}
 
 
 def step_completed(state: dict[str, Any], step_id: str, op: str, output: str | None, now_ms: int,

@@ -223,3 +223,15 @@ def test_a_step_outcome_with_the_handlers_result_finishes_the_run_without_anothe
     assert tr.state["output"] == '{"ok":true}' and tr.state["steps"][-1]["id"] == "a"
     done = st.finish(tr.state, 13_000)
     assert done.ended and done.state is not None and done.state["status"] == "Completed"
+
+
+def test_a_send_outcome_stores_the_sent_ids_and_its_events_have_deterministic_ids() -> None:
+    s = _running()
+    sent = [{"name": "a/b", "data": {"x": 1}}, {"name": "a/c", "id": "mine"}]
+    tr = _apply(s, "send", step_id="notify", events=json.dumps(sent))
+    again = _apply(s, "send", step_id="notify", events=json.dumps(sent))
+    assert tr.state is not None and tr.ready
+    ids = [e["id"] for e in tr.user_events]
+    assert ids[1] == "mine" and ids == [e["id"] for e in again.user_events]  # a retried step: the same ids
+    assert tr.state["steps"][-1]["op"] == "send_event" and json.loads(tr.state["steps"][-1]["output"]) == ids
+    assert tr.user_events[0]["data"] == {"x": 1} and tr.user_events[0]["ts"] == 12_000
