@@ -28,15 +28,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol import sysevents
+from ..protocol import invocations, sysevents
 from ..protocol.errors import CANCELLED_ERROR
 from ..protocol.ids import derived_ulid
+from ..protocol.invocations import STEP_ERROR
+from ..protocol.records import Invocation
 from ..serde.models import ENDED_STATUSES
 
 MAX_BACKOFF_MS = 5 * 60 * 1000
 CONCURRENCY = "concurrency"
 GATE = "gate"
-STEP_ERROR = "error"  # the op of a step that failed for good (its output is the error JSON)
 
 
 @dataclass
@@ -124,18 +125,10 @@ def dispatch(state: dict[str, Any], now_ms: int, *, finish_timeout_ms: int | Non
     return _bump(state, **changes)
 
 
-def invocation(state: dict[str, Any], owner_partition: int, now_ms: int) -> dict[str, Any]:
+def invocation(state: dict[str, Any], owner_partition: int, now_ms: int) -> Invocation:
     """The Invocation record for the run's current ``seq`` (after :func:`dispatch`)."""
-    return {"run_id": state["run_id"], "function_id": state["function_id"], "seq": state["seq"],
-            "attempt": state["attempt"], "owner_partition": owner_partition, "event": state["event"],
-            "steps": [_memo_step(s) for s in state["steps"]], "dispatched_at": now_ms}
-
-
-def _memo_step(step: dict[str, Any]) -> dict[str, Any]:
-    """A stored step as the handler sees it again: its output, or the error that ``step.run`` raises."""
-    if step["op"] == STEP_ERROR:
-        return {"id": step["id"], "output": None, "error": step["output"]}
-    return {"id": step["id"], "output": step["output"], "error": None}
+    return invocations.invocation(state["run_id"], state["function_id"], state["seq"], state["attempt"],
+                                  owner_partition, state["event"], state["steps"], now_ms)
 
 
 def is_current(state: dict[str, Any], outcome: dict[str, Any]) -> bool:

@@ -23,6 +23,8 @@ import traceback
 from typing import Any
 
 from ..protocol.errors import error_json, error_payload, exception_payload
+from ..protocol.invocations import outcome
+from ..protocol.records import StepOutcome
 from ..sdk.context import Context, EventView, ReplayAwareLogger
 from ..sdk.function import Function
 from ..sdk.group import Group, GroupSync
@@ -60,16 +62,6 @@ def _context(fn: Function, inv: dict[str, Any], logger: logging.Logger, now_ms: 
                    logger=ReplayAwareLogger(fn.logger or logger, step), step=step, function_id=fn.id, group=group)
 
 
-def outcome(inv: dict[str, Any], kind: str, started_at: int, worker: str, **fields: Any) -> dict[str, Any]:
-    """A StepOutcome record for ``inv``."""
-    record = {"run_id": inv["run_id"], "function_id": inv["function_id"], "seq": inv["seq"],
-              "attempt": inv["attempt"], "kind": kind, "step_id": None, "output": None, "wake_at": None,
-              "events": None, "error": None, "retriable": True, "started_at": started_at,
-              "finished_at": _now(), "worker": worker, "wait": None, "final": None}
-    record.update(fields)
-    return record
-
-
 def _report(logger: logging.Logger, exc: BaseException) -> None:
     """Log a handler's or step's error with its stack, unless it was raised ``quiet=True`` (an expected failure)."""
     error = exc.error if isinstance(exc, StepFailed) else exc
@@ -89,10 +81,10 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return payload
 
 
-def failed(inv: dict[str, Any], exc: BaseException, started: int, worker: str) -> dict[str, Any]:
+def failed(inv: dict[str, Any], exc: BaseException, started: int, worker: str) -> StepOutcome:
     """A failed attempt for any exception (``SystemExit`` and any other ``BaseException`` included): its error
     is the one payload as JSON, whatever the message holds; the run goes on by its retries."""
-    return outcome(inv, "error", started, worker, error=error_json(_error(exc)),
+    return outcome(inv, "error", started, _now(), worker, error=error_json(_error(exc)),
                    retriable=not isinstance(exc, (NonRetriableError, StepError)))
 
 
@@ -109,12 +101,12 @@ def cancelled_from_outside(exc: BaseException) -> bool:
 
 
 def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None,
-              exc: BaseException | None = None) -> dict[str, Any]:
+              exc: BaseException | None = None) -> StepOutcome:
     """Turn how the handler ended (a return value, an interrupt, an exception) into an outcome."""
     if isinstance(exc, StepCompleted):
-        return outcome(inv, "step", started, worker, step_id=exc.step_id, output=exc.output)
+        return outcome(inv, "step", started, _now(), worker, step_id=exc.step_id, output=exc.output)
     if isinstance(exc, SleepRequested):
-        return outcome(inv, "sleep", started, worker, step_id=exc.step_id, wake_at=exc.wake_at)
+        return outcome(inv, "sleep", started, _now(), worker, step_id=exc.step_id, wake_at=exc.wake_at)
     if isinstance(exc, StepsCompleted):
         entries: list[dict[str, Any]] = []
         for key, output, error in exc.entries:
@@ -123,14 +115,16 @@ def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None
             else:
                 entries.append({"id": key, "error": _error(error),
                                 "retriable": not isinstance(error, NonRetriableError)})
-        return outcome(inv, "steps", started, worker, step_id=exc.entries[0][0], output=json.dumps(entries))
+        return outcome(inv, "steps", started, _now(), worker, step_id=exc.entries[0][0], output=json.dumps(entries))
     if isinstance(exc, WaitRequested):
-        return outcome(inv, "wait", started, worker, step_id=exc.step_id, wake_at=exc.timeout_at,
+        return outcome(inv, "wait", started, _now(), worker, step_id=exc.step_id, wake_at=exc.timeout_at,
                        wait=json.dumps({"event": exc.event, "if": exc.if_exp, "invoke": exc.invoke}, default=str))
     if isinstance(exc, SendEventRequested):
-        return outcome(inv, "send", started, worker, step_id=exc.step_id, events=json.dumps(exc.events, default=str))
+        return outcome(inv, "send", started, _now(), worker, step_id=exc.step_id,
+                       events=json.dumps(exc.events, default=str))
     if isinstance(exc, StepFailed):
-        return outcome(inv, "error", started, worker, step_id=exc.step_id, error=error_json(_error(exc.error)),
+        return outcome(inv, "error", started, _now(), worker, step_id=exc.step_id,
+                       error=error_json(_error(exc.error)),
                        retriable=not isinstance(exc.error, NonRetriableError))
     if exc is not None:  # any other exception (an uncaught StepError: the step already used its retries)
         return failed(inv, exc, started, worker)
@@ -138,12 +132,12 @@ def _classify(inv: dict[str, Any], started: int, worker: str, result: Any = None
         output = json.dumps(result, separators=(",", ":"))
     except (TypeError, ValueError) as bad:
         payload = exception_payload(ValueError(f"return value is not JSON-serializable: {bad}"))
-        return outcome(inv, "error", started, worker, error=error_json(payload), retriable=False)
-    return outcome(inv, "completed", started, worker, output=output)
+        return outcome(inv, "error", started, _now(), worker, error=error_json(payload), retriable=False)
+    return outcome(inv, "completed", started, _now(), worker, output=output)
 
 
 def run_sync(fn: Function, inv: dict[str, Any], logger: logging.Logger, worker: str = "",
-             now_ms: int | None = None) -> dict[str, Any]:
+             now_ms: int | None = None) -> StepOutcome:
     """Invoke a sync handler (on a worker thread). ``now_ms`` fixes the clock (tests)."""
     started = _now() if now_ms is None else now_ms
     ctx = _context(fn, inv, logger, started)
@@ -163,7 +157,7 @@ def run_sync(fn: Function, inv: dict[str, Any], logger: logging.Logger, worker: 
 
 
 async def run_async(fn: Function, inv: dict[str, Any], logger: logging.Logger, worker: str = "",
-                    now_ms: int | None = None) -> dict[str, Any]:
+                    now_ms: int | None = None) -> StepOutcome:
     """Invoke an async handler (on the worker's event loop)."""
     started = _now() if now_ms is None else now_ms
     ctx = _context(fn, inv, logger, started)

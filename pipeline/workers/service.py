@@ -44,10 +44,12 @@ from ..kafka.messages import NotAConsumedRecord, offset_of, partition_of
 from ..kafka.watchdog import Heart
 from ..protocol.errors import error_json, error_payload
 from ..protocol.ids import consumer_group
+from ..protocol.invocations import outcome
+from ..protocol.records import StepOutcome
 from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import INVOCATION, STEP_OUTCOME, Serde
-from .invoke import failed, outcome, run_async, run_sync
+from .invoke import failed, run_async, run_sync
 from .offsets import InflightOffsets
 from .runtime import HandlerRuntime
 
@@ -242,7 +244,7 @@ class Worker:
         if fn is None:
             error = error_json(error_payload(f"function {inv['function_id']} is not served by this worker",
                                              "UnknownFunction"))
-            self._send(inv, outcome(inv, "error", _now_ms(), self.ident, error=error), p, offset)
+            self._send(inv, outcome(inv, "error", _now_ms(), _now_ms(), self.ident, error=error), p, offset)
             return
         with self._running_lock:
             self._running += 1
@@ -278,7 +280,7 @@ class Worker:
             self._handler_done()
         self._send(inv, result, p, offset)
 
-    def _escaped(self, inv: dict[str, Any], exc: BaseException, started: int) -> dict[str, Any]:
+    def _escaped(self, inv: dict[str, Any], exc: BaseException, started: int) -> StepOutcome:
         """A failed attempt for an exception that escaped run_sync/run_async (a cancel of the handler's own
         task, an invocation it could not even start): the run goes on by its retries, the worker goes on."""
         log.warning("invocation failed outside its handler: %s: %s", type(exc).__name__, exc, exc_info=exc,
@@ -293,7 +295,7 @@ class Worker:
             self._running -= 1
         self._slot_freed.set()
 
-    def _send(self, inv: dict[str, Any], result: dict[str, Any], p: int, offset: int) -> None:
+    def _send(self, inv: dict[str, Any], result: StepOutcome, p: int, offset: int) -> None:
         """Produce the outcome to the owner's partition (thread-safe); the offset is done once it is acknowledged."""
         metrics.INVOCATIONS.labels(result["kind"]).inc()
         metrics.INVOCATION_SECONDS.observe(max(0, result["finished_at"] - result["started_at"]) / 1000)

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 import pipeline
+from pipeline.protocol.invocations import memo_step
 from pipeline.run_owner import state as st
 
 from .test_sdk import _state, invoke
@@ -112,7 +113,7 @@ def test_a_step_failed_for_good_is_stored_and_raises_step_error_on_the_next_invo
     tr = st.failed_attempt(state, error, retries=1, now_ms=NOW, backoff_ms=1000, step_id="charge")
     assert tr.ready and tr.state is not None and tr.state.get("finishing") is None
     assert tr.state["steps"][-1]["op"] == "error" and tr.state["attempt"] == 0
-    memo = st._memo_step(tr.state["steps"][-1])
+    memo = memo_step(tr.state["steps"][-1])
     assert memo["output"] is None and json.loads(memo["error"])["name"] == "ValueError"
     handler_failed = st.failed_attempt(state, error, retries=1, now_ms=NOW, backoff_ms=1000)
     assert handler_failed.state is not None and handler_failed.state["finishing"] == "Failed"
