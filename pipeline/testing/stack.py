@@ -115,13 +115,15 @@ class Stack:
 
     def __init__(self, app: Inngest | list[Inngest], bootstrap: str, *, services: tuple[str, ...] = (
             "matcher", "run-owner", "canceller", "worker"), retry_backoff_ms: int = 200, partitions: int = 3,
-                 stall_timeout_s: float | None = None, **settings: Any) -> None:
+                 stall_timeout_s: float | None = None, configure: Callable[[str, Any], None] | None = None,
+                 **settings: Any) -> None:
         self.apps = app if isinstance(app, list) else [app]
         self.settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
                                  partitions=partitions, instance_id=uuid.uuid4().hex[:8], **settings)
         self.bootstrap = bootstrap
         self.services = services
         self.retry_backoff_ms = retry_backoff_ms
+        self.configure = configure
         self.serde = Serde()
         self.loops: dict[str, Any] = {}
         self.threads: dict[str, threading.Thread] = {}
@@ -158,12 +160,16 @@ class Stack:
                 watcher.close()
 
     def build_loop(self, name: str, **overrides: Any) -> Any:
-        """A service loop (or the worker) for this stack's topics (not started)."""
+        """A service loop (or the worker) for this stack's topics (not started), passed to ``configure(name,
+        loop)`` if the stack has one (e.g. to give the run owner's cron ticks a test clock)."""
         from ..supervise import build_service
 
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         options = {"retry_backoff_ms": self.retry_backoff_ms} if name == "run-owner" else {}
-        return build_service(name, Registry(self.apps), settings, **options)
+        loop = build_service(name, Registry(self.apps), settings, **options)
+        if self.configure is not None:
+            self.configure(name, loop)
+        return loop
 
     def start_service(self, name: str) -> Any:
         loop = self.build_loop(name)
