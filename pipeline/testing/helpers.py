@@ -23,7 +23,8 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 Isolation = Literal["read_committed", "read_uncommitted"]
 _SEPARATORS = "-._"

@@ -47,7 +47,9 @@ class TopicWatcher:
         self.errors: list[str] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._consumer = Consumer(consumer_config(servers, None, **{"enable.partition.eof": False}))
+        config = consumer_config(servers, None)
+        config["enable.partition.eof"] = False
+        self._consumer = Consumer(config)
         self._next: dict[int, int] = dict.fromkeys(self._partitions_with_leaders(), -2)  # -2: the beginning
         self._consumer.assign([TopicPartition(topic, p, o) for p, o in self._next.items()])
         self._thread = threading.Thread(target=self._run, name=f"watch-{topic}", daemon=True)
@@ -102,7 +104,8 @@ class TopicWatcher:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     seen = json.dumps(self.records[-10:], default=str)[:3000]
-                    raise AssertionError(f"timed out after {timeout}s waiting for {what} on {self.topic}; last seen: {seen}")
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what} on {self.topic}; "
+                                         f"last seen: {seen}")
                 self._cond.wait(min(left, 0.2))
 
     def close(self) -> None:
@@ -143,12 +146,17 @@ class Stack:
         self.runs = TopicWatcher(self.bootstrap, self.settings.topic(t.RUNS),
                                  lambda v: None if v is None else self.serde.decode_as(RUN_STATE, v))
         self.system_events = TopicWatcher(self.bootstrap, self.settings.topic(t.SYSTEM_EVENTS),
-                                          lambda v: event_record_to_dict(self.serde.decode_as(EVENT, v)))
+                                          self._system_event)
         for name in self.services:
             self.start_service(name)
         if self.watchdog is not None:
             self.watchdog.start()
         return self
+
+    def _system_event(self, value: bytes | None) -> dict[str, Any]:
+        if value is None:  # not written by the services (system-events is not compacted): skipped by the watcher
+            raise SerdeError("a tombstone on system-events")
+        return event_record_to_dict(self.serde.decode_as(EVENT, value))
 
     def __exit__(self, *exc: object) -> None:
         if self.watchdog is not None:
@@ -237,7 +245,8 @@ class Stack:
         now = time.monotonic()
         lines = [f"run statuses: {statuses}"]
         for name, loop in self.loops.items():
-            assigned = sorted(f"{tp.topic.rsplit('.', 1)[-1]}[{tp.partition}]" for tp in getattr(loop, "assignment", []))
+            assigned = sorted(f"{tp.topic.rsplit('.', 1)[-1]}[{tp.partition}]"
+                              for tp in getattr(loop, "assignment", []))
             lines.append(f"{name}: assigned={assigned} processed={getattr(loop, 'processed', '?')} "
                          f"silent={now - loop.heart.last:.1f}s alive={self.threads[name].is_alive()}")
         for watcher in (self.runs, self.system_events):
@@ -270,7 +279,8 @@ class Stack:
                     return state
             return None
 
-        return self.runs.wait(check, timeout, what)
+        found: dict[str, Any] = self.runs.wait(check, timeout, what)
+        return found
 
     def wait_system_event(self, name: str, predicate: Callable[[dict[str, Any]], bool] = lambda e: True,
                           timeout: float = 30.0, count: int = 1) -> list[dict[str, Any]]:
@@ -281,7 +291,8 @@ class Stack:
             hits = [e for e in records if e["name"] == name and predicate(e)]
             return hits if len(hits) >= count else None
 
-        return self.system_events.wait(check, timeout, f"{count} x {name}")
+        hits: list[dict[str, Any]] = self.system_events.wait(check, timeout, f"{count} x {name}")
+        return hits
 
     def system_events_named(self, name: str) -> list[dict[str, Any]]:
         assert self.system_events is not None
