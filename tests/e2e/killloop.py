@@ -3,7 +3,8 @@ restarted 1-2 s later, while imports start and half of them are cancelled 0-10 s
 
 It checks what the project promises under faults: every cancel received before its run moved on cancels it,
 exactly one ``function.cancelled`` per cancelled run, no duplicate, no lost run. The short version runs in
-the default suite; the long one (``pytest -m chaos``) gives the figures in docs/reliability.md.
+the default suite (fewer, shorter runs, a kill every ~3 s that takes each kind of service in turn, so every
+kind is killed at least once); the long one (``pytest -m chaos``) gives the figures in docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Report:
     duplicate_finished: list[str] = field(default_factory=list)
     cancel_latency_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds from the start to: warm, sent, ended
 
     def percentile(self, q: float) -> float:
         values = sorted(self.cancel_latency_ms)
@@ -48,15 +50,19 @@ class Report:
                 f"duplicate cancelled {len(self.duplicate_cancelled)}, duplicate finished "
                 f"{len(self.duplicate_finished)}, wrongly cancelled {len(self.wrongly_cancelled)}; cancel latency "
                 f"p50 {self.percentile(0.5):.0f} ms, p99 {self.percentile(0.99):.0f} ms, "
-                f"max {self.percentile(1.0):.0f} ms")
+                f"max {self.percentile(1.0):.0f} ms; phases (s) "
+                + ", ".join(f"{k} {v:.0f}" for k, v in self.phases.items()))
 
 
 class Killer:
-    """Every ``every`` seconds SIGKILL one random process and start it again 1-2 s later, same instance id."""
+    """Every ``every`` seconds SIGKILL one process and start it again 1-2 s later, same instance id: a random
+    one, or with ``rotate`` one of each kind in turn (matcher, run owner, canceller, worker; random instance)."""
 
-    def __init__(self, stack: Stack, instances: int, every: float, seed: int) -> None:
+    def __init__(self, stack: Stack, instances: int, every: float, seed: int, rotate: bool = False) -> None:
         self.stack = stack
         self.every = every
+        self.rotate = rotate
+        self.instances = instances
         self.random = random.Random(seed)
         self.procs: dict[str, subprocess.Popen] = {}
         for name in SERVICES:
@@ -72,7 +78,10 @@ class Killer:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            slot = self.random.choice(sorted(self.procs))
+            if self.rotate:
+                slot = f"{SERVICES[len(self.kills) % len(SERVICES)]}/{self.random.randrange(self.instances)}"
+            else:
+                slot = self.random.choice(sorted(self.procs))
             self.procs[slot].kill()
             self.procs[slot].wait(10)
             self.kills.append(slot)
@@ -80,6 +89,9 @@ class Killer:
                 self.start(slot)
                 return
             self.start(slot)
+
+    def kinds_killed(self) -> set[str]:
+        return {slot.split("/")[0] for slot in self.kills}
 
     def begin(self) -> None:
         self._thread.start()
@@ -95,17 +107,24 @@ class Killer:
 
 
 def run_kill_loop(bootstrap: str, *, runs: int, cancels: int, rate: float, kill_every: float = 4.0,
-                  instances: int = 2, sleep_s: int = 15, seed: int = 7) -> Report:
-    """Send ``runs`` imports at ``rate`` per second under the killer; cancel ``cancels`` of them 0-10 s later."""
+                  instances: int = 2, sleep_s: int = 15, cancel_within_s: float = 10.0, rotate: bool = False,
+                  seed: int = 7) -> Report:
+    """Send ``runs`` imports at ``rate`` per second under the killer; cancel ``cancels`` of them 0 to
+    ``cancel_within_s`` seconds later. Uncancelled runs sleep ``sleep_s`` seconds. With ``rotate`` the killer
+    takes each kind of service in turn and the loop goes on until every kind was killed at least once."""
     rnd = random.Random(seed)
     report = Report(runs, cancels)
     keys = [f"imp-{i}" for i in range(runs)]
     cancelled_keys = set(rnd.sample(keys, cancels))
     started = time.monotonic()
     with Stack(app, bootstrap, services=()) as stack:
-        killer = Killer(stack, instances, kill_every, seed)
+        killer = Killer(stack, instances, kill_every, seed, rotate)
         try:
-            time.sleep(6)  # the processes join their groups and restore
+            # the processes joined their groups and restored once a run went through matcher, owner and worker
+            stack.send("test/wild.warm-up", {}, id="warm-up")
+            stack.wait_run(lambda r: r["event_id"] == "warm-up" and r["status"] == "Completed", timeout=120,
+                           what="the warm-up run (the service processes up)")
+            report.phases["warm"] = time.monotonic() - started
             killer.begin()
             due: list[tuple[float, str]] = []  # (when, key) of cancels to send
             sent_cancel: dict[str, float] = {}
@@ -116,10 +135,15 @@ def run_kill_loop(bootstrap: str, *, runs: int, cancels: int, rate: float, kill_
                     time.sleep(0.005)
                 stack.send("test/long", {"key": key, "sleep": sleep_s}, id=f"run-{key}")
                 if key in cancelled_keys:
-                    due.append((time.monotonic() + rnd.uniform(0, 10), key))
+                    due.append((time.monotonic() + rnd.uniform(0, cancel_within_s), key))
             while due:
                 _send_due(stack, due, sent_cancel)
                 time.sleep(0.005)
+            report.phases["sent"] = time.monotonic() - started
+            while rotate and killer.kinds_killed() != set(SERVICES) and time.monotonic() < t0 + 120:
+                time.sleep(0.2)  # the short loop kills each kind of service at least once while runs are live
+            if rotate:
+                killer.end()  # the short loop: the runs end without further kills
             # every run ends: a cancelled one at once, the others when their sleep is over
             deadline = time.monotonic() + sleep_s + 120
             while True:
@@ -128,6 +152,7 @@ def run_kill_loop(bootstrap: str, *, runs: int, cancels: int, rate: float, kill_
                 if len(ended) >= runs or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
+            report.phases["ended"] = time.monotonic() - started
             killer.end()
             time.sleep(3)  # late duplicates, if any, would show up now
             latest = [r for r in stack.latest_runs().values() if r["function_id"] == "e2e-long"]

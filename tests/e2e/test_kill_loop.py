@@ -19,8 +19,13 @@ def _check(report) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_kill_loop_short(kafka_bootstrap: str) -> None:
-    """CI's version: 60 imports, 30 cancels, a SIGKILL every 4 s."""
-    _check(run_kill_loop(kafka_bootstrap, runs=60, cancels=30, rate=3.0))
+    """CI's version: 40 imports over 10 s, 20 cancels 0-5 s after theirs, 5 s sleeps, a SIGKILL every ~3 s that
+    takes matcher, run owner, canceller and worker in turn (each kind killed at least once)."""
+    report = run_kill_loop(kafka_bootstrap, runs=40, cancels=20, rate=4.0, kill_every=2.0, sleep_s=5,
+                           cancel_within_s=5.0, rotate=True)
+    _check(report)
+    assert {slot.split("/")[0] for slot in report.kills} == {"matcher", "run-owner", "canceller", "worker"}, \
+        report.kills
 
 
 @pytest.mark.chaos
