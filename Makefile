@@ -38,8 +38,9 @@ check: $(STAMP)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
+# --durations=25 prints the slowest tests of every run; pytest-timeout (pyproject.toml) fails a test that hangs.
 test: broker-fetch browser
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25
 
 bench: broker-fetch
 	$(PY) bench/baseline.py

@@ -17,7 +17,7 @@ from .clusters import own_cluster
 # Not in the default run (its own 3-node cluster, ~40 s): `pytest -m chaos`. A service thread can block in
 # producer.send_offsets_to_transaction while the group coordinator fails over (librdkafka #5456/#5511);
 # the stack's watchdog then replaces that service, as `pipeline run` would exit 70 and be restarted.
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(600)]  # own cluster + faults
 CANCELLED = "inngest/function.cancelled"
 
 

@@ -29,6 +29,7 @@ def test_kill_loop_short(kafka_bootstrap: str) -> None:
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(900)  # 1,000 runs: 3-4 min on the 2-core machine, more under load
 def test_kill_loop_long(kafka_bootstrap: str) -> None:
     """The issue's figure: 1,000 imports, 500 cancels, a SIGKILL every 4 s (figures in docs/reliability.md)."""
     _check(run_kill_loop(kafka_bootstrap, runs=1000, cancels=500, rate=10.0))

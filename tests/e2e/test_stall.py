@@ -22,7 +22,7 @@ from .apps import app
 from .clusters import own_cluster
 from .procs import service_process
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(600)]  # own cluster + faults
 STALL_MS = 5000
 
 
@@ -44,7 +44,8 @@ def test_a_call_hung_on_a_frozen_broker_ends_the_process_with_70_and_a_restart_l
             serde, producer = Serde(), stack._producer
             for i in range(events):  # a backlog, so the matcher is inside a transaction when the broker freezes
                 event = Event(name="test/wild.stall", data={"i": i}, id=f"s{i}").with_defaults()
-                producer.produce(stack.settings.topic(t.EVENTS), key=event.id, value=serde.encode(EVENT, event.to_record()))
+                producer.produce(stack.settings.topic(t.EVENTS), key=event.id,
+                                 value=serde.encode(EVENT, event.to_record()))
             assert producer.flush(30) == 0
             time.sleep(0.3)
             frozen = time.monotonic()
