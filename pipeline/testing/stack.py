@@ -179,8 +179,9 @@ class Stack:
             self.configure(name, loop)
         return loop
 
-    def start_service(self, name: str) -> Any:
-        loop = self.build_loop(name)
+    def start_service(self, name: str, **overrides: Any) -> Any:
+        """Build (with ``Settings`` ``overrides``, if any) and start service ``name`` in a thread."""
+        loop = self.build_loop(name, **overrides)
         if self.watchdog is not None:
             self._hearts[id(self.watchdog.watch(loop.heart))] = name
         self.loops[name], self.threads[name] = loop, run_in_thread(loop)
