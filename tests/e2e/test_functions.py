@@ -29,7 +29,10 @@ def test_event_starts_one_run_per_matching_function_even_if_sent_twice(kafka_boo
         stack.send("test/wild.b", {}, id="other")
         done = stack.wait_run(lambda r: r["event_id"] == "other" and r["status"] == "Completed")
         stack.wait_run(lambda r: r["event_id"] == "dup-1" and r["status"] == "Completed")
-        time.sleep(1.5)  # a second run, if any, would have been written by now
+        deadline = time.monotonic() + 30  # the matcher dropped the second copy: no second run is on its way
+        while stack.loops["matcher"].processor.duplicates < 1:
+            assert time.monotonic() < deadline, "the second copy of dup-1 was never dropped as a duplicate"
+            time.sleep(0.05)
         runs = [r for r in stack.latest_runs().values() if r["function_id"] == "e2e-wild"]
         assert sorted(r["event_id"] for r in runs) == ["dup-1", "other"]
         assert done["output"] == '"test/wild.b"'
@@ -39,11 +42,12 @@ def test_event_starts_one_run_per_matching_function_even_if_sent_twice(kafka_boo
 
 def test_trigger_expression_filters_runs(kafka_bootstrap: str) -> None:
     with Stack(app, kafka_bootstrap) as stack:
-        stack.send("test/filter", {"plan": "free", "amount": 500}, id="f-free")
-        stack.send("test/filter", {"plan": "pro", "amount": 50}, id="f-small")
-        stack.send("test/filter", {"plan": "pro", "amount": 100.5}, id="f-pro")
+        # one partition, the matching event last: once its run completed, the matcher had judged the other two
+        stack.send("test/filter", {"plan": "free", "amount": 500}, id="f-free", partition=0)
+        stack.send("test/filter", {"plan": "pro", "amount": 50}, id="f-small", partition=0)
+        stack.send("test/filter", {"plan": "pro", "amount": 100.5}, id="f-pro", partition=0)
         stack.wait_run(lambda r: r["event_id"] == "f-pro" and r["status"] == "Completed")
-        time.sleep(1.0)
+        assert stack.loops["matcher"].processor.runs_started == 1  # no start for the filtered-out two
         assert {r["event_id"] for r in stack.latest_runs().values()} == {"f-pro"}
 
 

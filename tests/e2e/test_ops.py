@@ -88,7 +88,10 @@ def test_a_group_reset_refuses_a_live_group_and_moves_a_stopped_one(kafka_bootst
     with Stack(app, kafka_bootstrap, services=("matcher",)) as stack:
         for i in range(3):
             stack.send("test/none", {}, id=f"g{i}")
-        time.sleep(3)
+        deadline = time.monotonic() + 30
+        while stack.loops["matcher"].processed < 3:  # the matcher is a live member that has read the events
+            assert time.monotonic() < deadline, "the matcher never processed the events"
+            time.sleep(0.05)
         plan = cli(stack, "replay", "group", "matcher", "--to-offset", "0", "--topic", "events")
         assert plan.returncode == 0 and "dry run" in plan.stdout  # a plan by default, nothing moved
         live = cli(stack, "replay", "group", "matcher", "--to-offset", "0", "--topic", "events", "--execute")

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+import httpx
 import pytest
 
 from pipeline.kafka import topics as t
@@ -15,6 +16,7 @@ from pipeline.testing.stack import Stack
 
 from .apps import app
 from .procs import service_process
+from .test_health import free_port
 
 pytestmark = pytest.mark.integration
 POISON = b"\x00\x01\x02 not a record of any schema"
@@ -68,17 +70,32 @@ def test_poison_on_each_compacted_topic_is_dead_lettered_at_every_restore_and_th
     assert {header(m, "dlq.source.topic") for m in listeners} == {topic(t.CANCEL_INDEX)}
 
 
+def _wait_ready(proc: subprocess.Popen, port: int, timeout: float = 60) -> None:
+    """Until the process's /readyz says 200: it joined its group, restored and initialised its transactions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"exited with {proc.returncode} before it was ready"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass  # not listening yet
+        assert time.monotonic() < deadline, "never became ready"
+        time.sleep(0.05)
+
+
 def test_exit_codes_fenced_instance_exits_non_zero_and_sigterm_exits_zero(kafka_bootstrap: str) -> None:
     with Stack(app, kafka_bootstrap, services=()) as stack:
-        first = service_process(stack, "canceller", "same-id")
+        ports = [free_port(), free_port()]
+        first = service_process(stack, "canceller", "same-id", PIPELINE_HEALTH_PORT=str(ports[0]))
         second = None
         try:
-            time.sleep(6)  # joined its group and initialised its transactions
-            assert first.poll() is None
-            second = service_process(stack, "canceller", "same-id")  # a misconfigured twin fences it
+            _wait_ready(first, ports[0])  # joined its group and initialised its transactions
+            second = service_process(stack, "canceller", "same-id",  # a misconfigured twin fences it
+                                     PIPELINE_HEALTH_PORT=str(ports[1]))
             first.wait(30)
             assert first.returncode not in (0, None), "a fenced service must exit non-zero"
-            time.sleep(2)
+            _wait_ready(second, ports[1])  # the twin lives on: it took over the group membership
             assert second.poll() is None
             second.send_signal(signal.SIGTERM)
             assert second.wait(30) == 0, "SIGTERM is a requested stop: exit 0 after the last commit"

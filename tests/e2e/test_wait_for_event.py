@@ -61,7 +61,11 @@ def test_an_event_whose_signal_reaches_the_join_before_the_listener_still_resolv
         stack.send("test/wait.start", {"key": "k3", "pause": 3}, id="W3")
         stack.wait_run(lambda r: r["event_id"] == "W3" and r["status"] == "Running")
         stack.stop_service("run-owner")  # the worker's "wait" outcome will sit in run-commands, unapplied
-        time.sleep(4.5)  # the handler's pause is over: the wait began, the outcome is written
+        worker = stack.loops["worker"]
+        deadline = time.monotonic() + 30
+        while worker.completed < 1:  # the handler's pause is over: the wait began, its outcome is acknowledged
+            assert time.monotonic() < deadline, "the worker never delivered the wait outcome"
+            time.sleep(0.05)
         stack.send("test/wait.approve", {"key": "k3", "n": 3}, id="LATE")
         canceller = stack.loops["canceller"].processor
         deadline = time.monotonic() + 20

@@ -149,8 +149,9 @@ def test_a_wake_up_is_held_back_by_a_lagging_canceller_then_the_cancel_wins(kafk
         stack.wait_run(lambda r: r["function_id"] == "e2e-long" and r["status"] == "Sleeping")
         stack.stop_service("canceller")
         stack.send("test/cancel", {"key": "held"}, id="held-cancel")  # received before the wake time
-        time.sleep(3)  # past the wake time: without the gate the run would complete now
-        run = stack.wait_run(lambda r: r["function_id"] == "e2e-long")
+        # past the wake time (the owner marks the run held): without the gate the run would complete now
+        run = stack.wait_run(lambda r: r["function_id"] == "e2e-long" and r["held"] == "gate", timeout=20,
+                             what="the run held at the gate")
         assert run["status"] == "Running" and run["held"] == "gate", run
         assert not stack.system_events_named("inngest/function.finished")
         stack.start_service("canceller")
@@ -166,8 +167,10 @@ def test_a_held_run_goes_on_once_the_lagging_cancel_path_shows_no_cancel_for_it(
         stack.wait_run(lambda r: r["function_id"] == "e2e-long" and r["status"] == "Sleeping")
         stack.stop_service("canceller")
         stack.send("test/cancel", {"key": "someone-else"}, id="other-cancel")  # unprocessed: could be ours
-        time.sleep(3)
-        assert stack.wait_run(lambda r: r["function_id"] == "e2e-long")["held"] == "gate"
+        held = stack.wait_run(lambda r: r["function_id"] == "e2e-long" and r["held"] == "gate", timeout=20,
+                              what="the run held at the gate")
+        assert held["status"] == "Running"
+        time.sleep(1)  # held for a while before the cancel path catches up (gate_wait_ms below)
         stack.start_service("canceller")
         done = stack.wait_run(lambda r: r["function_id"] == "e2e-long" and r["status"] == "Completed", timeout=20)
     assert done["gate_wait_ms"] >= 1000 and done["held"] is None
