@@ -39,8 +39,11 @@ check: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 # --durations=25 prints the slowest tests of every run; pytest-timeout (pyproject.toml) fails a test that hangs.
+# The tests wait on Kafka far more than they compute: TEST_WORKERS pytest-xdist workers (default 3, on 2 cores)
+# share one embedded broker (pipeline/testing/plugin.py); TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 3
 test: broker-fetch browser
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS)
 
 bench: broker-fetch
 	$(PY) bench/baseline.py

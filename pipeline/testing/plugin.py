@@ -12,6 +12,10 @@ Fixtures:
 
     ``PIPELINE_TEST_BROKER=embedded|docker`` forces 3 or 2.
 
+    Under pytest-xdist (``-n N``) the workers share one embedded broker: the first worker that needs
+    it starts it under a name the controller chose, the others reuse it, and the controller deletes
+    it when the run ends.
+
 ``unique_topic`` (function)
     A topic *name* unique to the test (not created: use
     :func:`pipeline.testing.helpers.create_topic`).
@@ -36,6 +40,8 @@ import pytest
 ENV_TEST_BOOTSTRAP = "PIPELINE_TEST_BOOTSTRAP"
 ENV_TEST_BROKER = "PIPELINE_TEST_BROKER"  # auto (default) | docker | embedded
 ENV_TEST_IMAGE = "PIPELINE_TEST_KAFKA_IMAGE"
+#: Set by the xdist controller for its workers: the name of the embedded cluster they share.
+ENV_SHARED_CLUSTER = "PIPELINE_TEST_SHARED_CLUSTER"
 #: Last Confluent Platform 7.x image; testcontainers' KRaft start script supports 7.x.
 DEFAULT_TEST_IMAGE = "confluentinc/cp-kafka:7.9.0"
 
@@ -44,6 +50,36 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the marker our fixtures' users put on broker tests, so --strict-markers passes."""
     config.addinivalue_line("markers", "integration: needs a real Kafka broker")
     config.addinivalue_line("markers", "slow: takes more than a minute")
+    if _is_xdist_controller(config) and not os.environ.get(ENV_SHARED_CLUSTER):
+        # The workers inherit the environment: one embedded cluster name for all of them (started lazily by
+        # the first worker that asks for kafka_bootstrap, deleted by pytest_unconfigure below).
+        name = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        os.environ[ENV_SHARED_CLUSTER] = name
+        config.stash[_OWNED_CLUSTER] = name
+
+
+_OWNED_CLUSTER = pytest.StashKey[str]()
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """True in the process that hands tests to xdist workers (``-n N`` with N > 0), False everywhere else."""
+    if hasattr(config, "workerinput"):
+        return False
+    try:
+        return bool(config.getoption("numprocesses"))
+    except ValueError:  # xdist not installed
+        return False
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The xdist controller deletes the cluster its workers shared (if one of them started it)."""
+    name = config.stash.get(_OWNED_CLUSTER, None)
+    if name is not None:
+        os.environ.pop(ENV_SHARED_CLUSTER, None)
+        from pipeline.broker import embedded
+
+        if embedded.cluster_dir(name).exists():
+            _discard(name)
 
 
 def _docker_available(timeout: float = 2.0) -> bool:
@@ -96,20 +132,26 @@ def _container_broker() -> Iterator[str]:
 
 
 def _embedded_broker() -> Iterator[str]:
-    """A throwaway embedded cluster on free ports, deleted at the end of the session."""
+    """A throwaway embedded cluster on free ports, deleted at the end of the session (by the xdist controller
+    when workers share it)."""
     from pipeline.broker import embedded
 
-    embedded.reap_orphans()  # clusters left by killed pytest runs
-    name = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    shared = os.environ.get(ENV_SHARED_CLUSTER, "").strip()
+    if not shared:
+        embedded.reap_orphans()  # clusters left by killed pytest runs (not under xdist: a sibling's is no orphan)
+    name = shared or f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     try:
+        # shared: the first worker starts it (its pid recorded as owner), the others find it running and reuse it
         bootstrap = embedded.start(1, name, port=0, use_env=False, ephemeral=True, timeout=180)
     except embedded.BrokerError as exc:
-        embedded.destroy(name)
+        if not shared:
+            embedded.destroy(name)
         pytest.fail(f"could not start the embedded Kafka broker for tests: {exc}", pytrace=False)
     try:
         yield bootstrap
     finally:
-        _discard(name)
+        if not shared:
+            _discard(name)
 
 
 def _discard(name: str) -> None:
