@@ -10,16 +10,13 @@ import pytest
 
 from pipeline.testing.stack import Stack
 
-from .apps import app
-
 pytestmark = pytest.mark.integration
 
 
-def test_parallel_steps_overlap_and_a_retry_runs_only_the_failed_one(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_parallel_steps_overlap_and_a_retry_runs_only_the_failed_one(shared_stack: Stack, tmp_path: Path) -> None:
     log = tmp_path / "steps.log"
-    with Stack(app, kafka_bootstrap) as stack:
-        stack.send("test/parallel", {"log": str(log)}, id="P1")
-        done = stack.wait_run(lambda r: r["event_id"] == "P1" and r["status"] == "Completed", timeout=60)
+    shared_stack.send("test/parallel", {"log": str(log)}, id="P1")
+    done = shared_stack.wait_run(lambda r: r["event_id"] == "P1" and r["status"] == "Completed", timeout=60)
     assert json.loads(done["output"]) == ["A", "B", "C", "done"]
     lines = [line.split() for line in log.read_text().splitlines()]
     starts = [(name, int(at)) for what, name, at in lines if what == "start"]
@@ -30,10 +27,9 @@ def test_parallel_steps_overlap_and_a_retry_runs_only_the_failed_one(kafka_boots
     assert {s["id"] for s in done["steps"]} == {"a", "b", "c", "after"}
 
 
-def test_async_parallel_steps_run_on_one_event_loop_side_by_side(kafka_bootstrap: str) -> None:
-    with Stack(app, kafka_bootstrap) as stack:
-        stack.send("test/parallel.async", {}, id="PA")
-        done = stack.wait_run(lambda r: r["event_id"] == "PA" and r["status"] == "Completed", timeout=60)
+def test_async_parallel_steps_run_on_one_event_loop_side_by_side(shared_stack: Stack) -> None:
+    shared_stack.send("test/parallel.async", {}, id="PA")
+    done = shared_stack.wait_run(lambda r: r["event_id"] == "PA" and r["status"] == "Completed", timeout=60)
     assert json.loads(done["output"]) == ["xx", "yy", "zz"]
     steps = {s["id"]: s for s in done["steps"]}
     assert set(steps) == {"x", "y", "z"}
