@@ -39,7 +39,8 @@ def chromium() -> str:
 @pytest.fixture
 def browser() -> Iterator[object]:
     path = chromium()
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+    playwright = pytest.importorskip("playwright.sync_api",
+                                     reason="playwright is not installed (pip install -e '.[test]')")
     with playwright.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
         try:

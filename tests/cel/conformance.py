@@ -105,7 +105,7 @@ def same(expected: Any, got: Any) -> bool:
     if isinstance(expected, float):
         return (math.isnan(expected) and math.isnan(got)) or expected == got
     if isinstance(expected, list):
-        return len(expected) == len(got) and all(same(a, b) for a, b in zip(expected, got))
+        return len(expected) == len(got) and all(same(a, b) for a, b in zip(expected, got, strict=False))
     if isinstance(expected, dict):
         if len(expected) != len(got):
             return False
@@ -228,7 +228,7 @@ def table(verdicts: list[Verdict]) -> str:
     files = sorted({v.file for v in verdicts})
     kinds = ("pass", "refused", "n/a", "wrong")
     lines = ["| file | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
-    for f in files + ["**all**"]:
+    for f in [*files, "**all**"]:
         counts = [sum(v.verdict == k and (f == "**all**" or v.file == f) for v in verdicts) for k in kinds]
         lines.append(f"| {f} | " + " | ".join(map(str, counts)) + " |")
     return "\n".join(lines)

@@ -129,7 +129,7 @@ def test_cancel_that_overtakes_the_listener_still_cancels(kafka_bootstrap: str) 
         for th in threads:
             th.start()
         deadline = time.monotonic() + 30
-        while not all(len(lp.assignment) == 2 for lp in loops):  # events + system-events, partition i each  # one events partition each
+        while not all(len(lp.assignment) == 2 for lp in loops):  # events + system-events, partition i each
             assert time.monotonic() < deadline, "matchers never shared the partitions"
             time.sleep(0.1)
         try:

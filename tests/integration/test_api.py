@@ -280,7 +280,7 @@ def test_delete_run_sends_a_cancel_command(api) -> None:
 
 
 def test_bulk_cancellation_validation(api) -> None:
-    client, settings = api()
+    client, _settings = api()
     now = now_ms()
     base = {"app_id": "app", "function_id": "fn"}
 

@@ -41,13 +41,13 @@ def test_loop_exports_throughput_dead_letters_and_lag(kafka_bootstrap: str) -> N
         await_records(kafka_bootstrap, sink, 2, timeout=30)
         deadline = time.monotonic() + 30
         text = ""
-        while 'pipeline_consumer_lag{partition="0",service="passthrough",topic="%s"}' % source not in text:
+        while f'pipeline_consumer_lag{{partition="0",service="passthrough",topic="{source}"}}' not in text:
             assert time.monotonic() < deadline, text[-2000:]
             time.sleep(0.5)
             text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
         loop.stop()
         thread.join(30)
-    assert 'pipeline_records_processed_total{service="passthrough",topic="%s"} 3.0' % source in text
+    assert f'pipeline_records_processed_total{{service="passthrough",topic="{source}"}} 3.0' in text
     assert f'pipeline_dead_letters_total{{reason="ValueError",service="passthrough"}} {dead_before + 1}' in text
-    assert 'pipeline_consumer_lag{partition="0",service="passthrough",topic="%s"} 0.0' % source in text
+    assert f'pipeline_consumer_lag{{partition="0",service="passthrough",topic="{source}"}} 0.0' in text

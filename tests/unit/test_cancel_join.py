@@ -29,7 +29,7 @@ EVENT = {"id": "E1", "name": "import/requested", "data": {"importId": "abc", "us
 
 
 def test_listeners_carry_join_keys_and_residuals() -> None:
-    listeners = {l["join_key"]: l for l in listeners_for(FN, EVENT, "R1", received_at=100, queued_at=200)}
+    listeners = {lst["join_key"]: lst for lst in listeners_for(FN, EVENT, "R1", received_at=100, queued_at=200)}
     assert set(listeners) == {
         join_key("import/cancelled", "data.importId", "abc"),
         join_key("import/aborted", "data.importId", "abc"),
@@ -49,7 +49,7 @@ def test_listeners_carry_join_keys_and_residuals() -> None:
 
 def test_a_false_residual_registers_nothing() -> None:
     ev = {**EVENT, "data": {}}  # no importId / userId / size: those conditions can never hold
-    keys = {l["join_key"] for l in listeners_for(FN, ev, "R1", 100, 200)}
+    keys = {lst["join_key"] for lst in listeners_for(FN, ev, "R1", 100, 200)}
     assert keys == {join_key("all/stop")}
 
 

@@ -22,9 +22,9 @@ def test_an_urgent_record_behind_a_burst_is_processed_first_and_then_only_counte
     la = Lookahead(limit=100)
     burst = [Msg(0, i, f"run-{i}") for i in range(50)]
     cancel = Msg(0, 50, "sleeper", urgent=True)
-    assert la.add(burst + [cancel], urgent) == [cancel]
+    assert la.add([*burst, cancel], urgent) == [cancel]
     taken, done = la.take(100)
-    assert taken == burst + [cancel] and done == {id(cancel)}  # in order; the cancel's offset still counted
+    assert taken == [*burst, cancel] and done == {id(cancel)}  # in order; the cancel's offset still counted
 
 
 def test_an_urgent_record_never_overtakes_an_unprocessed_record_of_its_key() -> None:

@@ -121,7 +121,7 @@ def test_non_serializable_step_output_fails_without_retry() -> None:
 
     @app.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"))
     def f(ctx: pipeline.Context) -> None:
-        ctx.step.run("obj", lambda: object())
+        ctx.step.run("obj", object)
 
     out = invoke(app.functions[0], _state(), 1, logging.getLogger("t"))
     assert out.kind == "error" and not out.retriable and "not JSON-serializable" in out.error["message"]

@@ -69,7 +69,7 @@ def test_record_that_does_not_fit_schema() -> None:
 
 def test_decode_as_rejects_other_record_types() -> None:
     payload = serde.encode(EVENT, Event(name="x", id="1", ts=1).to_record())
-    with pytest.raises(SerdeError, match="expected a pipeline.RunState record"):
+    with pytest.raises(SerdeError, match=r"expected a pipeline\.RunState record"):
         serde.decode_as(RUN_STATE, payload)
 
 

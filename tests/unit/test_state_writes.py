@@ -144,4 +144,4 @@ def test_invocations_are_encoded_with_their_schema() -> None:
     inv = [SERDE.decode(v) for topic, _, v, _, _ in out._pending if topic.endswith("invocations")]
     assert inv[0][0] == INVOCATION and inv[0][1]["seq"] == 1
     o.end_batch(out)
-    assert SERDE.decode([v for t, _, v, _, _ in out._pending if t.endswith("runs")][0])[0] == RUN_STATE
+    assert SERDE.decode(next(v for t, _, v, _, _ in out._pending if t.endswith("runs")))[0] == RUN_STATE
