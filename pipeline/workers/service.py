@@ -97,6 +97,7 @@ class Worker:
         self.fn_logger = logging.getLogger("pipeline.function")
         self.handlers = HandlerRuntime(self.concurrency)
         self._stop = threading.Event()
+        self._closed = threading.Event()  # the drain is over: the producer's poller may end once it is empty
         self._failure: str | None = None
         self._paused = False
         self._assigned: set[int] = set()
@@ -199,8 +200,9 @@ class Worker:
         except KafkaException as exc:
             log.warning("final commit failed", extra={"error": str(exc)})
         self.producer.flush(10)
+        self._closed.set()
         self.consumer.close()
-        self._stop.set()  # set first: _run_async takes the cancels that follow for the stop they are
+        self._stop.set()  # set before the shutdown: _run_async takes the cancels that follow for the stop they are
         self.handlers.shutdown()
         log.info("worker stopped", extra={"completed": self.completed, "worker": self.ident})
 
@@ -322,7 +324,10 @@ class Worker:
     # -- machinery -----------------------------------------------------------------------------------------
 
     def _serve_producer(self) -> None:
-        while not self._stop.is_set() or len(self.producer):
+        """Serve delivery reports until the drain is over: a stop waits for the handlers still running, and
+        their outcomes' acknowledgements are what mark their offsets done (ending at the stop itself left them
+        unacknowledged, so the drain waited its whole 30 s and their steps ran again after a restart)."""
+        while not self._closed.is_set() or len(self.producer):
             self.producer.poll(0.05)
 
     def _commit(self, *, asynchronous: bool) -> None:

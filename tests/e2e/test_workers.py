@@ -38,8 +38,7 @@ def test_slow_steps_do_not_delay_another_runs_cancel_wake_up_or_timeout(kafka_bo
         timed_out = stack.wait_run(lambda r: r["function_id"] == "e2e-timed" and r["status"] == "Cancelled", timeout=10)
         still_running = [r for r in stack.latest_runs().values()
                          if r["function_id"] == "e2e-io-step" and r["status"] == "Running"]
-        # The slow steps finish before the stack stops: a worker stopped with steps in flight waits 30 s for
-        # their outcomes' acknowledgements (its producer is no longer polled; see docs/testing.md).
+        # The slow steps finish before the stack stops (test_a_stopped_worker_... covers a stop mid-step).
         deadline = time.monotonic() + 30
         while sum(r["function_id"] == "e2e-io-step" and r["status"] == "Completed"
                   for r in stack.latest_runs().values()) < 20:
@@ -49,6 +48,27 @@ def test_slow_steps_do_not_delay_another_runs_cancel_wake_up_or_timeout(kafka_bo
     assert cancel_latency < 1.0, f"cancel took {cancel_latency:.2f}s behind slow steps"
     assert woke["ended_at"] / 1000 - sent < 3.0  # a 1 s sleep, not queued behind 4 s steps
     assert timed_out["cancel_reason"] == "timeout" and timed_out["ended_at"] / 1000 - sent < 4.0
+
+
+def test_a_stopped_worker_hands_over_the_steps_still_running_before_it_goes(kafka_bootstrap: str) -> None:
+    """SIGTERM (``stop``) waits for the steps in flight and their outcomes' acknowledgements, then commits: the
+    outcomes reach the run owner and the stop takes the steps' time, not the 30 s drain limit."""
+    with Stack(app, kafka_bootstrap) as stack:
+        for i in range(3):
+            stack.send("test/io", {"seconds": 2}, id=f"stop-io-{i}")
+        deadline = time.monotonic() + 30
+        while sum(r["function_id"] == "e2e-io-step" and r["inflight_at"] is not None
+                  for r in stack.latest_runs().values()) < 3:
+            assert time.monotonic() < deadline, "the steps never started"
+            time.sleep(0.05)
+        began = time.monotonic()
+        stack.stop_service("worker")
+        stopped_in = time.monotonic() - began
+        for i in range(3):  # no worker left: only the outcomes handed over at the stop can end these runs
+            done = stack.wait_run(lambda r, i=i: r["event_id"] == f"stop-io-{i}" and r["status"] == "Completed",
+                                  timeout=15)
+            assert [s["id"] for s in done["steps"]] == ["call"]
+    assert stopped_in < 10, f"the worker's stop took {stopped_in:.1f} s"
 
 
 def test_a_cancel_during_a_step_less_handler_ends_the_run_and_its_late_outcome_is_ignored(
