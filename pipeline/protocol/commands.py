@@ -19,22 +19,56 @@ from .records import RunCommand
 
 def cancel_command(run_id: str, function_id: str, reason: str, source_id: str | None, now_ms: int) -> RunCommand:
     """A cancel command for the run owner (cancel_on, rest, bulk or timeout)."""
-    return RunCommand(kind="cancel", run_id=run_id, function_id=function_id, ts=now_ms, event=None,
-                      received_at=None, reason=reason, source_id=source_id, attempt=0, step_id=None)
+    record: RunCommand = {
+        "kind": "cancel",
+        "run_id": run_id,
+        "function_id": function_id,
+        "ts": now_ms,
+        "event": None,
+        "received_at": None,
+        "reason": reason,
+        "source_id": source_id,
+        "attempt": 0,
+        "step_id": None,
+    }
+    return record
 
 
 def resume_command(run_id: str, function_id: str, step_id: str, event_json: str, now_ms: int) -> RunCommand:
     """Answer a run's wait_for_event step with the event that matched (sent by the canceller)."""
-    return RunCommand(kind="resume", run_id=run_id, function_id=function_id, ts=now_ms, event=event_json,
-                      received_at=None, reason=None, source_id=None, attempt=0, step_id=step_id)
+    record: RunCommand = {
+        "kind": "resume",
+        "run_id": run_id,
+        "function_id": function_id,
+        "ts": now_ms,
+        "event": event_json,
+        "received_at": None,
+        "reason": None,
+        "source_id": None,
+        "attempt": 0,
+        "step_id": step_id,
+    }
+    return record
 
 
-def start_command(run_id: str, function_id: str, event_json: str, received_at: int, now_ms: int,
-                  replay_of: str | None = None) -> RunCommand:
+def start_command(
+    run_id: str, function_id: str, event_json: str, received_at: int, now_ms: int, replay_of: str | None = None
+) -> RunCommand:
     """The command that schedules a run (sent by the matcher, or by ``pipeline replay runs`` with the id of the
     run it replays)."""
-    return RunCommand(kind="start", run_id=run_id, function_id=function_id, ts=now_ms, event=event_json,
-                      received_at=received_at, reason=None, source_id=replay_of, attempt=0, step_id=None)
+    record: RunCommand = {
+        "kind": "start",
+        "run_id": run_id,
+        "function_id": function_id,
+        "ts": now_ms,
+        "event": event_json,
+        "received_at": received_at,
+        "reason": None,
+        "source_id": replay_of,
+        "attempt": 0,
+        "step_id": None,
+    }
+    return record
 
 
 class StartedFunction(JoinedFunction, Protocol):
@@ -43,13 +77,21 @@ class StartedFunction(JoinedFunction, Protocol):
     def owner_key(self, event: dict[str, Any]) -> str | None: ...
 
 
-
 # (topic role, key, schema name, value, partition): the matcher and the replay tool map the role to a topic
 Record = tuple[str, str, str, Mapping[str, Any], int]
 
 
-def start_records(fn: StartedFunction, event: dict[str, Any], event_json: str, run_id: str, received_at: int, now: int,
-                  command_partitions: int, index_partitions: int, replay_of: str | None = None) -> list[Record]:
+def start_records(
+    fn: StartedFunction,
+    event: dict[str, Any],
+    event_json: str,
+    run_id: str,
+    received_at: int,
+    now: int,
+    command_partitions: int,
+    index_partitions: int,
+    replay_of: str | None = None,
+) -> list[Record]:
     """The start command and the cancel listeners of one run, each with its topic role, key and partition."""
     # Runs that share concurrency slots meet at one owner partition; others go by run id.
     owner_key = fn.owner_key(event)
@@ -59,6 +101,7 @@ def start_records(fn: StartedFunction, event: dict[str, Any], event_json: str, r
     for listener in listeners_for(fn, event, run_id, received_at, now):
         listener["owner_partition"] = owner
         key = listener["join_key"]
-        records.append(("index", listener_record_key(key, run_id), CANCEL_LISTENER, listener,
-                        partition_for(key, index_partitions)))
+        records.append(
+            ("index", listener_record_key(key, run_id), CANCEL_LISTENER, listener, partition_for(key, index_partitions))
+        )
     return records

@@ -63,8 +63,9 @@ class JoinedFunction(Protocol):
     def wait_paths(self, event: str) -> tuple[str | None, ...]: ...
 
 
-def listeners_for(fn: JoinedFunction, event: dict[str, Any], run_id: str, received_at: int,
-                  queued_at: int) -> list[CancelListener]:
+def listeners_for(
+    fn: JoinedFunction, event: dict[str, Any], run_id: str, received_at: int, queued_at: int
+) -> list[CancelListener]:
     """CancelListener records for a run of ``fn`` triggered by ``event``.
 
     ``event.*`` is substituted into each condition; a residual of ``false`` registers nothing.
@@ -77,8 +78,9 @@ def listeners_for(fn: JoinedFunction, event: dict[str, Any], run_id: str, receiv
     return out
 
 
-def _listener(entry: CancelRule, fn: JoinedFunction, event: dict[str, Any], run_id: str, received_at: int,
-              queued_at: int) -> CancelListener | None:
+def _listener(
+    entry: CancelRule, fn: JoinedFunction, event: dict[str, Any], run_id: str, received_at: int, queued_at: int
+) -> CancelListener | None:
     fast = _plain_join_key(entry, event)
     if fast is not None:
         key, residual_src = fast, None
@@ -87,14 +89,23 @@ def _listener(entry: CancelRule, fn: JoinedFunction, event: dict[str, Any], run_
         if joined is None:
             return None
         key, residual_src = joined
-    return CancelListener(
-        join_key=key, run_id=run_id, function_id=fn.id, trigger_event_id=event["id"],
-        trigger_received_at=received_at, expires_at=queued_at + entry.timeout_ms, residual=residual_src,
-        owner_partition=-1, wait_step=None)
+    record: CancelListener = {
+        "join_key": key,
+        "run_id": run_id,
+        "function_id": fn.id,
+        "trigger_event_id": event["id"],
+        "trigger_received_at": received_at,
+        "expires_at": queued_at + entry.timeout_ms,
+        "residual": residual_src,
+        "owner_partition": -1,
+        "wait_step": None,
+    }
+    return record
 
 
-def _join(event_name: str, expr: Expr | None, join_path: str | None,
-          event: dict[str, Any]) -> tuple[str, str | None] | None:
+def _join(
+    event_name: str, expr: Expr | None, join_path: str | None, event: dict[str, Any]
+) -> tuple[str, str | None] | None:
     """(join key, residual over ``async`` or None) of a condition with the run's ``event`` bound; None when it
     can never match."""
     if expr is None:
@@ -117,8 +128,16 @@ class WaitNotRoutable(ValueError):
     """A wait the matcher would not signal for: not found in the module, or its condition is not valid CEL."""
 
 
-def wait_listener(fn: JoinedFunction, event: dict[str, Any], run_id: str, step_id: str, wait_event: str,
-                  if_exp: str | None, since: int, timeout_at: int) -> CancelListener | None:
+def wait_listener(
+    fn: JoinedFunction,
+    event: dict[str, Any],
+    run_id: str,
+    step_id: str,
+    wait_event: str,
+    if_exp: str | None,
+    since: int,
+    timeout_at: int,
+) -> CancelListener | None:
     """The CancelListener record of a ``step.wait_for_event`` (``wait_step`` set), or None when its condition can
     never hold for this run. Raises :class:`WaitNotRoutable` for a wait the matcher does not signal.
 
@@ -126,8 +145,10 @@ def wait_listener(fn: JoinedFunction, event: dict[str, Any], run_id: str, step_i
     path (a literal ``if_exp`` in the source), else by the event name alone."""
     paths = fn.wait_paths(wait_event)
     if not paths:
-        raise WaitNotRoutable(f"wait_for_event(event={wait_event!r}) was not found in the source of {fn.id}'s "
-                              "module; the matcher does not watch that event")
+        raise WaitNotRoutable(
+            f"wait_for_event(event={wait_event!r}) was not found in the source of {fn.id}'s "
+            "module; the matcher does not watch that event"
+        )
     expr = None
     path = None
     if if_exp:
@@ -138,15 +159,26 @@ def wait_listener(fn: JoinedFunction, event: dict[str, Any], run_id: str, step_i
         found = join_paths(expr, "async")
         path = found[0] if found and found[0] in paths else None
     if path is None and None not in paths:
-        raise WaitNotRoutable(f"wait_for_event(event={wait_event!r}, if_exp={if_exp!r}): the condition differs from "
-                              "the literal one in the source, so the matcher does not signal it by name")
+        raise WaitNotRoutable(
+            f"wait_for_event(event={wait_event!r}, if_exp={if_exp!r}): the condition differs from "
+            "the literal one in the source, so the matcher does not signal it by name"
+        )
     joined = _join(wait_event, expr, path, event)
     if joined is None:
         return None
     key, residual = joined
-    return CancelListener(join_key=key, run_id=run_id, function_id=fn.id, trigger_event_id=event["id"],
-                          trigger_received_at=since, expires_at=timeout_at, residual=residual, owner_partition=-1,
-                          wait_step=step_id)
+    record: CancelListener = {
+        "join_key": key,
+        "run_id": run_id,
+        "function_id": fn.id,
+        "trigger_event_id": event["id"],
+        "trigger_received_at": since,
+        "expires_at": timeout_at,
+        "residual": residual,
+        "owner_partition": -1,
+        "wait_step": step_id,
+    }
+    return record
 
 
 def _plain_join_key(entry: CancelRule, event: dict[str, Any]) -> str | None:
