@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -156,6 +157,19 @@ def services(stack: Stack, n_workers: int) -> list[subprocess.Popen]:
             return False
 
     wait_until(ready, 60, "pipeline dev ready")
+    # Every worker in the group with partitions of its own: a worker that joined during the burst would make a
+    # rebalance part of what is timed (how soon dev's own worker joins, next to the API, is not what we measure)
+    admin = AdminClient({"bootstrap.servers": stack.settings.bootstrap_servers})
+    group = f"{stack.settings.topic_prefix}pipeline-worker"
+
+    def workers_assigned() -> bool:
+        try:
+            members = admin.describe_consumer_groups([group])[group].result(5).members
+        except Exception:  # the group may not exist yet
+            return False
+        return len(members) == n_workers and all(m.assignment.topic_partitions for m in members)
+
+    wait_until(workers_assigned, 60, f"{n_workers} worker(s) in the group with partitions")
     return procs
 
 
