@@ -4,6 +4,7 @@ and errors as a scan per function, and an edited module is scanned again."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -77,3 +78,21 @@ def test_an_edited_module_is_scanned_again(tmp_path: Path) -> None:
         assert [w.event for w in _load(path, "edited_mod").f.waits] == ["late/x"]
     finally:
         sys.modules.pop("edited_mod", None)
+
+
+def test_functions_share_a_compiled_concurrency_key_and_a_bad_key_fails_each_definition() -> None:
+    app = pipeline.Inngest(app_id="keys")
+    fns = [app.create_function(fn_id=f"f{i}", trigger=pipeline.TriggerEvent(event="e"),
+                               concurrency=pipeline.Concurrency(limit=2, key="event.data.account_id"))(lambda ctx: None)
+           for i in range(3)]
+    keys = [fn.concurrency[0].key for fn in fns]
+    assert all(k is not None and k._fn is keys[0]._fn for k in keys)  # type: ignore[union-attr]
+    assert fns[2].slot_keys({"data": {"account_id": 7}}) == ["keys-f2\x1f0\x1f7"]
+    assert fns[2].slot_keys({"data": {}}) == ["keys-f2\x1f0\x1fnull"]
+    for fn_id, key, problem in (("typo", "evnt.data.a", "evnt"), ("typo2", "evnt.data.a", "evnt"),
+                                ("syntax", "event.data.", "syntax error"),
+                                ("slow", "event.data.a.matches('x')", "not supported in a key expression")):
+        named = rf"'keys-{fn_id}': concurrency\[0\] key {re.escape(repr(key))}.*{problem}"
+        with pytest.raises(pipeline.DefinitionError, match=named):
+            app.create_function(fn_id=fn_id, trigger=pipeline.TriggerEvent(event="e"),
+                                concurrency=pipeline.Concurrency(limit=2, key=key))(lambda ctx: None)
