@@ -14,6 +14,7 @@ import inspect
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 
@@ -36,14 +37,27 @@ INVOKED_FINISHED = DeclaredWait("inngest/function.finished", None, invoke=True)
 
 
 def declared_waits(handler: Callable[..., Any]) -> list[DeclaredWait]:
-    """The ``wait_for_event`` calls in the handler's module (or its own source, if the module's is unavailable)."""
+    """The ``wait_for_event`` calls in the handler's module (or its own source, if the module's is unavailable).
+
+    A module is scanned once for all the functions it defines: the scan is cached by source text (an app of
+    1,000 functions in one module parsed that module 1,000 times), so an edited and reloaded module is scanned
+    again. A refused call still raises for every function of the module, with the same message."""
     source = _source(handler)
     if source is None:
         return []
+    found, problem = _scan(source)
+    if problem is not None:
+        raise WaitNotDeclared(problem)
+    return list(found)
+
+
+@lru_cache(maxsize=256)
+def _scan(source: str) -> tuple[tuple[DeclaredWait, ...], str | None]:
+    """The calls found in ``source``, or the first refused call's message (in ``ast.walk`` order)."""
     try:
-        tree = ast.parse(source)
+        tree = ast.parse(textwrap.dedent(source))
     except SyntaxError:
-        return []
+        return (), None
     found: list[DeclaredWait] = []
     for node in ast.walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
@@ -56,24 +70,25 @@ def declared_waits(handler: Callable[..., Any]) -> list[DeclaredWait]:
         kwargs = {k.arg: k.value for k in node.keywords if k.arg}
         event = kwargs.get("event")
         if not (isinstance(event, ast.Constant) and isinstance(event.value, str)):
-            raise WaitNotDeclared(f"line {node.lineno}: wait_for_event(event=...) must be a string literal, so "
-                                  "that the matcher knows which events to watch before any run waits")
+            return (), (f"line {node.lineno}: wait_for_event(event=...) must be a string literal, so "
+                        "that the matcher knows which events to watch before any run waits")
         cond = kwargs.get("if_exp")
         literal = cond.value if isinstance(cond, ast.Constant) and isinstance(cond.value, str) else None
         wait = DeclaredWait(event.value, literal, dynamic=cond is not None and literal is None
                             and not (isinstance(cond, ast.Constant) and cond.value is None))
         if wait not in found:
             found.append(wait)
-    return found
+    return tuple(found), None
 
 
 def _source(handler: Callable[..., Any]) -> str | None:
+    """The text of the handler's module (else of the handler itself), as read; :func:`_scan` dedents it."""
     module = inspect.getmodule(handler)
     for target in (module, handler):
         if target is None:
             continue
         try:
-            return textwrap.dedent(inspect.getsource(target))
+            return inspect.getsource(target)
         except (OSError, TypeError):
             continue
     return None
