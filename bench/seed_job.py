@@ -190,6 +190,7 @@ def runtime_job(servers: str, args: argparse.Namespace) -> dict[str, Any]:
                    "events_per_s": round(2 * n / seconds), "ingest_seconds": round(ingested - started, 2),
                    "ingest_events_per_s": round(2 * n / (ingested - started)),
                    "last_cancelled_after_s": round(cancelled - started, 2),
+                   "last_cleanup_after_ingest_s": round(finished - ingested, 2),
                    "imports_cancelled": len(outcomes.cancelled) - 1, "cleanups": len(outcomes.cleaned) - 1,
                    "distinct_cleanup_results": len(outcomes.cleanup_results) - 1}
     finally:
@@ -334,7 +335,8 @@ def main() -> None:
         rows.append((f"runtime: {n:,} + {n:,} events, end to end", f"{runtime['events_per_s']:,}/s",
                      f"{runtime['seconds']} s, first POST to the last cleanup Completed"))
         rows.append((f"  ingest (POST /e, batches of {runtime['batch']})", f"{runtime['ingest_events_per_s']:,}/s",
-                     f"{runtime['ingest_seconds']} s; last import cancelled at {runtime['last_cancelled_after_s']} s"))
+                     f"{runtime['ingest_seconds']} s; last import cancelled at {runtime['last_cancelled_after_s']} s, "
+                     f"last cleanup {runtime['last_cleanup_after_ingest_s']} s after the ingest"))
     for q in figures["quix"]:
         rows.append((f"Quix {q['join']}, commit_interval {q['commit_interval_s']:g} s", f"{q['events_per_s']:,}/s",
                      f"{q['seconds']} s; join done at {q['join_processed_s']} s, cleanups at "
