@@ -41,7 +41,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +94,20 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of each thread of a process, as ``name:tid`` (librdkafka names its threads ``rdk:...``;
+    Python's threads are all called after the process: py-spy's profile names them by tid)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[f"{name}:{task.name}"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
 
 
 def git_rev(root: Path) -> str:
@@ -181,9 +194,12 @@ def run_api(api: Api, servers: str, topic: str, events: list[dict[str, Any]], ar
     bodies = [json.dumps(b, separators=(",", ":")).encode() for b in batches]
     before = sum(c.end_offsets(servers, topic).values())
     cpu0 = cpu_seconds(api.proc.pid)
+    threads0 = thread_cpu(api.proc.pid)
     with c.progress_bar(label, len(events)) as update:
         seconds, ids = asyncio.run(post_all(api.url, bodies, [len(b) for b in batches], args.connections, update))
     cpu = cpu_seconds(api.proc.pid) - cpu0
+    threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu(api.proc.pid).items()}
+    busiest = dict(sorted(((k, round(v, 3)) for k, v in threads.items() if v > 0), key=lambda kv: -kv[1])[:8])
     written = sum(c.end_offsets(servers, topic).values()) - before
     if written != len(events) or len(set(ids)) != len(events):
         raise RuntimeError(f"{label}: {written} records written, {len(set(ids))} distinct ids, "
@@ -192,7 +208,8 @@ def run_api(api: Api, servers: str, topic: str, events: list[dict[str, Any]], ar
     if given and given != ids:
         raise RuntimeError(f"{label}: the ids answered are not the events' ids")
     return {"events": len(events), "seconds": round(seconds, 3), "rate": round(c.rate(len(events), seconds), 1),
-            "api_cpu_seconds": round(cpu, 3), "api_cpu_us_per_event": round(cpu / len(events) * 1e6, 1)}
+            "api_cpu_seconds": round(cpu, 3), "api_cpu_us_per_event": round(cpu / len(events) * 1e6, 1),
+            "api_cpu_by_thread": busiest}
 
 
 def run_raw(servers: str, topic: str, records: list[tuple[bytes, bytes]], label: str) -> dict[str, Any]:
@@ -243,7 +260,9 @@ class Sampler:
     def start(self) -> None:
         part = self.path.with_suffix(f".part{len(self.parts)}")
         self.parts.append(part)
-        self.proc = subprocess.Popen(["py-spy", "record", "--pid", str(self.pid), "--rate", str(self.rate),
+        here = Path(sys.executable).parent / "py-spy"  # the venv's, else the one on PATH
+        spy = str(here) if here.exists() else "py-spy"
+        self.proc = subprocess.Popen([spy, "record", "--pid", str(self.pid), "--rate", str(self.rate),
                                       "--format", "raw", "--threads", "--nonblocking", "-o", str(part)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # py-spy attaches
@@ -277,8 +296,9 @@ class Sampler:
         lines = [f"py-spy: {total} samples of the API process at {self.rate} Hz (idle left out); folded in {self.path}",
                  "", "threads:"]
         lines += [f"  {n / total:6.1%}  {name}" for name, n in threads.most_common(10)]
-        lines += ["", "inclusive:"]
-        lines += [f"  {n / total:6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
+        lines += ["", "inclusive, frames of pipeline/ code:"]
+        ours = [(frame, n) for frame, n in inclusive.most_common() if "pipeline/" in frame]
+        lines += [f"  {n / total:6.1%}  {frame}" for frame, n in ours[:top]]
         lines += ["", "own:"]
         lines += [f"  {n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
         return "\n".join(lines)
@@ -355,6 +375,8 @@ def main() -> None:
         ("POST /e (API process)", c.fmt_rate(figures["api"]["rate"]),
          f"{args.connections} connections, batches of {args.batch}, answered after acks=all"),
         ("API CPU per event", f"{figures['api']['api_cpu_us_per_event']:.1f} µs", "utime + stime of the API process"),
+        ("API CPU by thread", ", ".join(f"{k} {v:.2f}s" for k, v in figures["api"]["api_cpu_by_thread"].items()),
+         "name:tid (rdk: = librdkafka)"),
         ("raw producer", c.fmt_rate(figures["raw"]["rate"]), "same records, acks=all, every delivery awaited"),
         ("ratio API / raw", f"{ratio:.3f}", "target: API ≥ 20,000 events/s"),
         ("all API runs", ", ".join(f"{r:,.0f}" for r in figures["api"]["all_rates"]), "events/s"),
