@@ -223,7 +223,10 @@ def run_raw(servers: str, topic: str, records: list[tuple[bytes, bytes]], label:
         delivered[0] += 1
 
     p = Producer({"bootstrap.servers": servers, **c.RAW_PRODUCER, "message.max.bytes": 4 * 1024 * 1024})
-    p.list_topics(topic, timeout=10)  # connected and the topic's leaders known before the clock, as the API's is
+    # connected, its producer id granted and the topic's leaders known before the clock, as the API's producer is
+    p.produce(topic, value=records[0][1], key=b"bench-raw-warm-up")
+    if p.flush(30):
+        raise RuntimeError(f"{label}: the warm-up record was not delivered")
     n = len(records)
     with c.progress_bar(label, n) as update:
         started = time.perf_counter()
