@@ -109,7 +109,10 @@ class _Batch:
             if self._left < 0:  # settled already (a failure came first)
                 return
             self._left = -1
-        self.loop.call_soon_threadsafe(self._settle, outcome)
+        try:
+            self.loop.call_soon_threadsafe(self._settle, outcome)
+        except RuntimeError:  # the request's loop is closed (shutdown): no one is waiting any more
+            pass
 
     def _settle(self, outcome: ApiError | None) -> None:  # on the event loop
         if self.future.done():  # timed out and cancelled meanwhile
