@@ -97,3 +97,15 @@ def test_batch_ulids_are_ulids_of_the_time_and_ascending() -> None:
             ULID.from_str(first[0]).bytes[6:], "big") + 3))
     back = ids.take(1, NOW - 5)  # a clock stepping back still gives a later id
     assert back[0] > third[-1]
+
+
+@pytest.mark.parametrize("last", [(5 << 10) + 1015, (1 << 79) + 1023, (1 << 80) - 4])
+def test_batch_ulids_are_python_ulids_of_consecutive_values(last: int) -> None:
+    ids = UlidBatches()
+    ids._ts, ids._last = NOW, last  # go on from here: across a run of 1,024 values, or past the end
+    batch = ids.take(2050, NOW)
+    first = int.from_bytes(ULID.from_str(batch[0]).bytes[6:], "big")
+    ts = ULID.from_str(batch[0]).milliseconds
+    assert (ts, first) == ((NOW, last + 1) if last + 2050 < 1 << 80 else (NOW + 1, first))
+    assert batch == [str(ULID.from_bytes(ts.to_bytes(6, "big") + (first + i).to_bytes(10, "big")))
+                     for i in range(2050)]
