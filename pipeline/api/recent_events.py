@@ -76,15 +76,33 @@ class RecentEvents:
                 time.sleep(0.5)
         return []
 
+    def _partitions(self, consumer: Consumer, since: int) -> list[TopicPartition]:
+        """Every partition of the topics, waiting for a topic that is not there yet (just created, or before
+        ``pipeline topics create``): one missing at start was left out for good, and its events never shown."""
+        wanted: list[TopicPartition] = []
+        missing = list(self.topics)
+        warned = False
+        while missing and not self._stop.is_set():
+            for topic in list(missing):
+                try:
+                    meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+                except KafkaException:
+                    meta = None
+                if meta is not None and meta.error is None and meta.partitions:
+                    wanted += [TopicPartition(topic, p, since) for p in sorted(meta.partitions)]
+                    missing.remove(topic)
+            if missing:
+                if not warned:
+                    log.info("recent events: waiting for topics", extra={"topics": missing})
+                    warned = True
+                self._stop.wait(0.5)
+        return wanted
+
     def _run(self) -> None:
         consumer = Consumer(consumer_config(self.servers, None, read_committed=True))
         try:
             since = int(time.time() * 1000) - self.lookback_ms
-            wanted = []
-            for topic in self.topics:
-                meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-                if meta is not None and meta.error is None:
-                    wanted += [TopicPartition(topic, p, since) for p in meta.partitions]
+            wanted = self._partitions(consumer, since)
             starts = self._starts(consumer, wanted)
             consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -1)
                              for tp in starts])
