@@ -1,7 +1,9 @@
 """The last events seen on ``events`` and ``system-events``, for the dev UI's event stream.
 
 A bounded ring (newest first): the UI shows recent traffic, not history (``pipeline tail`` and replay are for
-that). A daemon thread tails both topics from a short while back.
+that). A daemon thread tails both topics from a short while back. It keeps the records as they came (value,
+time, which topic) and decodes only the ones a page asks for: under a burst of events most records leave the
+ring before anyone looks, and decoding each one cost the API's event loop more than serving the burst.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ class RecentEvents:
     def __init__(self, servers: str, topics: list[str], *, keep: int = 500, lookback_ms: int = 3_600_000) -> None:
         self.servers = servers
         self.topics = topics
-        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=keep)
+        self.keep = keep
+        # (Avro value, received at ms, from the system events topic), oldest first
+        self.events: collections.deque[tuple[bytes, int, bool]] = collections.deque(maxlen=keep)
+        self.serde = Serde()
         self.lookback_ms = lookback_ms
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -44,8 +49,21 @@ class RecentEvents:
         self._thread.join(10)
 
     def latest(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` events, newest first, decoded now (a record that does not decode is left out)."""
         with self._lock:
-            return list(self.events)[-limit:][::-1]
+            raw = list(self.events)
+        out: list[dict[str, Any]] = []
+        for value, received_at, system in reversed(raw):
+            try:
+                event = event_record_to_dict(self.serde.decode_as(EVENT, value))
+            except (SerdeError, TypeError, ValueError):
+                continue
+            event["received_at"] = received_at
+            event["system"] = system
+            out.append(event)
+            if len(out) >= limit:
+                break
+        return out
 
     def _starts(self, consumer: Consumer, wanted: list[TopicPartition]) -> list[TopicPartition]:
         """Offsets at the look-back time, retried while a new topic's leaders settle (NOT_LEADER...)."""
@@ -58,22 +76,43 @@ class RecentEvents:
                 time.sleep(0.5)
         return []
 
+    def _partitions(self, consumer: Consumer, since: int) -> list[TopicPartition]:
+        """Every partition of the topics, waiting for a topic that is not there yet (just created, or before
+        ``pipeline topics create``): one missing at start was left out for good, and its events never shown."""
+        wanted: list[TopicPartition] = []
+        missing = list(self.topics)
+        warned = False
+        while missing and not self._stop.is_set():
+            for topic in list(missing):
+                try:
+                    meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+                except KafkaException:
+                    meta = None
+                if meta is not None and meta.error is None and meta.partitions:
+                    wanted += [TopicPartition(topic, p, since) for p in sorted(meta.partitions)]
+                    missing.remove(topic)
+            if missing:
+                if not warned:
+                    log.info("recent events: waiting for topics", extra={"topics": missing})
+                    warned = True
+                self._stop.wait(0.5)
+        return wanted
+
     def _run(self) -> None:
-        serde = Serde()
         consumer = Consumer(consumer_config(self.servers, None, read_committed=True))
         try:
             since = int(time.time() * 1000) - self.lookback_ms
-            wanted = []
-            for topic in self.topics:
-                meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-                if meta is not None and meta.error is None:
-                    wanted += [TopicPartition(topic, p, since) for p in meta.partitions]
+            wanted = self._partitions(consumer, since)
             starts = self._starts(consumer, wanted)
             consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -1)
                              for tp in starts])
+            system_topic = self.topics[-1]
             while not self._stop.is_set():
-                msgs: list[Message] = consume_available(consumer, 200, 0.2)
-                for msg in msgs:
+                msgs: list[Message] = consume_available(consumer, 500, 0.2)
+                if not msgs:
+                    continue
+                batch: list[tuple[bytes, int, bool]] = []
+                for msg in msgs[-self.keep:]:  # older ones would leave the ring at once
                     err = msg.error()
                     if err:
                         if err.code() != KafkaError._PARTITION_EOF:
@@ -82,14 +121,9 @@ class RecentEvents:
                     value = msg.value()
                     if value is None:  # a tombstone: events are never deleted, so nothing to show
                         continue
-                    try:
-                        event = event_record_to_dict(serde.decode_as(EVENT, value))
-                    except (SerdeError, TypeError, ValueError):
-                        continue
-                    event["received_at"] = msg.timestamp()[1]
-                    event["system"] = msg.topic() == self.topics[-1]
-                    with self._lock:
-                        self.events.append(event)
+                    batch.append((value, msg.timestamp()[1], msg.topic() == system_topic))
+                with self._lock:
+                    self.events.extend(batch)
         except Exception:  # keep the API up: the stream page just shows nothing new
             log.exception("recent events thread failed")
         finally:

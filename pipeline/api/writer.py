@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import partial
 from typing import NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -26,9 +27,9 @@ class Writer:
     """Produces records and awaits their delivery reports, so a 200 means "acknowledged by the broker".
 
     One producer serves every request. A background thread serves the producer's callbacks
-    (``poll``) and hands each delivery report to the waiting request's event loop, so a request
-    waits only for its own records (no global flush) and holds no worker thread while it waits,
-    even when the broker is slow or away.
+    (``poll``) and counts each request's delivery reports down; the last one wakes the request's
+    event loop. A request waits only for its own records (no global flush) and holds no worker
+    thread while it waits, even when the broker is slow or away.
     """
 
     def __init__(self, producer: Producer, timeout: float = 30.0) -> None:
@@ -52,40 +53,77 @@ class Writer:
             self.producer.poll(0.1)
 
     async def send(self, records: Sequence[Outgoing]) -> list[tuple[int, int]]:
-        """Produce the records; returns their (partition, offset) in order, or raises ApiError 503."""
+        """Produce the records; returns their (partition, offset) in order, or raises ApiError 503.
+
+        The request waits on one future for the whole batch: the delivery reports fill in the positions on the
+        poll thread, and only the last one (or the first failure) wakes the event loop, once per request rather
+        than once per record."""
         if not records:
             return []
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[tuple[int, int]]] = [loop.create_future() for _ in records]
-
-        def report(fut: asyncio.Future[tuple[int, int]]) -> Callable[[KafkaError | None, Message], None]:
-            def settle(outcome: tuple[int, int] | ApiError) -> None:
-                if fut.done():
-                    return
-                if isinstance(outcome, ApiError):
-                    fut.set_exception(outcome)
-                else:
-                    fut.set_result(outcome)
-
-            def on_delivery(err: KafkaError | None, msg: Message) -> None:  # runs on the poll thread
-                partition, offset = msg.partition(), msg.offset()
-                outcome: tuple[int, int] | ApiError
-                if err is not None:
-                    outcome = ApiError(503, f"Kafka refused the write: {err}")
-                elif partition is None or offset is None:  # a delivered record always has both
-                    outcome = ApiError(503, "Kafka acknowledged the write without its position")
-                else:
-                    outcome = (partition, offset)
-                loop.call_soon_threadsafe(settle, outcome)
-            return on_delivery
-
+        batch = _Batch(asyncio.get_running_loop(), len(records))
+        produce = self.producer.produce
+        report = batch.report
         try:
-            for fut, record in zip(futures, records, strict=True):
-                self.producer.produce(record.topic, key=record.key.encode(), value=record.value,
-                                      partition=record.partition, on_delivery=report(fut))
+            for i, record in enumerate(records):
+                produce(record.topic, key=record.key.encode(), value=record.value, partition=record.partition,
+                        on_delivery=partial(report, i))
         except (BufferError, KafkaException) as exc:
+            batch.abandon()
             raise ApiError(503, f"cannot queue records for Kafka: {exc}") from exc
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), self.timeout))
+            await asyncio.wait_for(batch.future, self.timeout)
         except TimeoutError:
             raise ApiError(503, "Kafka did not acknowledge the write in time") from None
+        return batch.positions
+
+
+class _Batch:
+    """The delivery reports of one request's records, counted down on the producer's poll thread."""
+
+    __slots__ = ("_left", "_lock", "future", "loop", "positions")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.positions: list[tuple[int, int]] = [(-1, -1)] * n  # every slot is filled once the future is done
+        self._left = n
+        self._lock = threading.Lock()  # reports come from whichever thread polls (the writer's, or a flush)
+
+    def report(self, i: int, err: KafkaError | None, msg: Message) -> None:  # runs on the poll thread
+        partition, offset = msg.partition(), msg.offset()
+        if err is not None:
+            self._finish(ApiError(503, f"Kafka refused the write: {err}"))
+            return
+        if partition is None or offset is None:  # a delivered record always has both
+            self._finish(ApiError(503, "Kafka acknowledged the write without its position"))
+            return
+        self.positions[i] = (partition, offset)
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._finish(None)
+
+    def _finish(self, outcome: ApiError | None) -> None:
+        with self._lock:
+            if self._left < 0:  # settled already (a failure came first)
+                return
+            self._left = -1
+        try:
+            self.loop.call_soon_threadsafe(self._settle, outcome)
+        except RuntimeError:  # the request's loop is closed (shutdown): no one is waiting any more
+            pass
+
+    def _settle(self, outcome: ApiError | None) -> None:  # on the event loop
+        if self.future.done():  # timed out and cancelled meanwhile
+            return
+        if outcome is None:
+            self.future.set_result(None)
+        else:
+            self.future.set_exception(outcome)
+
+    def abandon(self) -> None:
+        """No one will wait: the reports of records already queued settle nothing."""
+        with self._lock:
+            self._left = -1
+        self.future.cancel()
