@@ -47,7 +47,9 @@ test: broker-fetch browser
 
 bench: broker-fetch
 	$(PY) bench/baseline.py
+	$(PY) bench/app_build.py
 	$(PY) bench/matcher.py
+	$(PY) bench/ingest.py
 	$(PY) bench/cancel.py
 	$(PY) bench/steps.py
 
