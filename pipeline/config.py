@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     offset_commit_interval_ms: int = Field(
         default=20, ge=1, description="how soon a service commits the offsets of records that produced no output; "
         "the watermark gate waits for those commits")
+    commit_interval_ms: int = Field(
+        default=100, ge=0, description="how long a service's transaction may stay open across batches while its "
+        "input keeps coming in full batches (Kafka Streams' commit.interval.ms). A batch that is not full (the "
+        "service caught up), an urgent record (a cancel), a rebalance and a stop commit at once; 0 commits every "
+        "batch")
     stall_timeout_ms: int = Field(
         default=30_000, ge=0, description="`pipeline run`/`dev` exit with code 70 when a service loop makes no "
         "progress for this long (a Kafka call hung past its deadline); 0 turns the watchdog off")

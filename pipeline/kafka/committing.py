@@ -3,8 +3,12 @@
 A part of :class:`pipeline.kafka.loop.ServiceLoop` (the loop holds one; its state is its own), kept in a module
 of its own so that the batch path in loop.py reads on its own. What it guarantees:
 
-* exactly-once: a batch's output and its input offsets commit in one transaction, begun at the first
-  output record (a batch without output opens none);
+* exactly-once: output and the input offsets that caused it commit in one transaction, begun at the first
+  output record (a batch without output opens none). A transaction may span batches (:meth:`Committing.due`):
+  it stays open while the input keeps coming in full batches, for at most ``commit_interval`` or
+  ``max_tx_records`` output records, and commits at once when a batch is not full (the service caught up), on
+  demand (an urgent record, :meth:`request`, a rebalance, a stop). Readers see the output only at the commit, so
+  an open transaction adds latency only while there is a backlog, when it buys throughput;
 * at-once records (``Emitter.send(..., at_once=True)``) go through a plain idempotent producer as soon as
   their input is processed, and are acknowledged before any offset covering that input commits;
 * at-least-once (transactions off): produce, flush, then commit offsets.
@@ -27,6 +31,9 @@ from .lookahead import Lookahead
 log = logging.getLogger("pipeline.loop")
 
 SEND_OFFSETS_TIMEOUT = 10.0
+#: Output records after which an open transaction commits even before ``commit_interval``: bounds what a
+#: defer_output processor holds in memory and what one commit has to flush.
+TX_MAX_RECORDS = 50_000
 AT_ONCE_FLUSH_TIMEOUT = 20.0  # as long as a transaction's commit may take
 
 
@@ -35,7 +42,7 @@ class Committing:
     this object's. ``assignment`` reads the loop's current assignment (its rebalance part owns it)."""
 
     def __init__(self, *, exactly_once: bool, consumer: Any, emitter: Emitter, defer_output: bool | frozenset[str],
-                 offset_commit_interval: float,
+                 offset_commit_interval: float, commit_interval: float = 0.0, max_tx_records: int = TX_MAX_RECORDS,
                  assignment: Callable[[], list[TopicPartition]], positions: dict[tuple[str, int], int]) -> None:
         self.exactly_once = exactly_once
         self.consumer = consumer
@@ -46,6 +53,13 @@ class Committing:
         self.emitter = emitter
         self.lookahead: Lookahead | None = None
         self.offset_commit_interval = offset_commit_interval
+        self.commit_interval = commit_interval  # longest a transaction stays open across full batches
+        self.max_tx_records = max_tx_records
+        # the current commit window: when its first batch began (None: no batch since the last commit), output
+        # records produced in it, and whether a commit was asked for (urgent records, a processor)
+        self.window_began: float | None = None
+        self.window_records = 0
+        self.requested = False
         self._assignment = assignment
         # committed positions per partition (lag in the stats callback, _advance_positions)
         self.positions = positions
@@ -61,10 +75,39 @@ class Committing:
         self.deferred: Pending = []
 
     def ensure_tx(self) -> None:
-        """Begin the transaction at the first output record, so a batch without output opens none."""
-        if self.exactly_once and not self.in_tx:
-            self.producer.begin_transaction()
+        """Begin the transaction at the first output record, so a batch without output opens none (at least once:
+        mark the output to flush before the offsets)."""
+        if not self.in_tx:
+            if self.exactly_once:
+                self.producer.begin_transaction()
             self.in_tx = True
+
+    def request(self) -> None:
+        """Commit at the end of the current batch, whatever the interval (an urgent record processed early whose
+        output someone waits for; a processor that asks)."""
+        self.requested = True
+
+    def begin_batch(self) -> None:
+        """A batch begins: the first one after a commit opens the commit window."""
+        if self.window_began is None:
+            self.window_began = time.monotonic()
+
+    def due(self, *, caught_up: bool) -> bool:
+        """Whether the batch just processed ends its commit window (the loop then has the processor emit what it
+        kept back, ``end_batch``, and commits). Yes when the batch was not full (``caught_up``: nothing more was
+        waiting, so holding the output back would only add latency), on request, when the window has produced
+        ``max_tx_records`` records, or when it has been open ``commit_interval``. Otherwise the transaction
+        stays open and the next batch goes into it: one commit (two coordinator round trips and a marker per
+        partition) for many batches while a backlog lasts."""
+        if caught_up or self.requested or self.window_began is None or self.window_records >= self.max_tx_records:
+            return True
+        return time.monotonic() - self.window_began >= self.commit_interval
+
+    def end_window(self) -> None:
+        """The window's commit is done (or was not needed): the next batch opens a new one."""
+        self.window_began = None
+        self.window_records = 0
+        self.requested = False
 
     def _advance_positions(self) -> None:
         """Count the consumer's positions as consumed: they step over transaction markers and aborted records,
@@ -135,13 +178,15 @@ class Committing:
         if n:
             self.at_once_sent = True  # first: a produce that raises half-way still forces the flush check
             produce_all(self.at_once_producer, at_once)
-            self.in_tx = self.in_tx or not self.exactly_once  # at-least-once: flushed before the offsets
+            if not self.exactly_once:
+                self.ensure_tx()  # at-least-once: flushed before the offsets
         pending = self.emitter._pending
         if not pending:
+            self.window_records += n
             return n
-        self.ensure_tx()
-        self.in_tx = True  # at-least-once: marks "output to flush before the offsets"
+        self.ensure_tx()  # at-least-once: marks "output to flush before the offsets"
         n += len(pending)
+        self.window_records += n
         defer = self.defer_output
         if defer:
             # Kept until the commit: the transaction's first record in a partition holds that partition's last
@@ -166,7 +211,6 @@ class Committing:
         """Copy a record the processor failed on to ``topic``, in the batch's transaction."""
         headers = dead_letter_headers(service, msg, exc)
         self.ensure_tx()
-        self.in_tx = True
         self.producer.produce(topic, value=msg.value(), key=msg.key(), headers=headers)
 
     def forget(self, partitions: set[tuple[str, int]]) -> None:
@@ -196,6 +240,7 @@ class Committing:
             self.at_once_sent = False
             self.delivery_failed = None  # the replay sends the batch's records again
             self.uncommitted.clear()
+            self.end_window()
             return True
         if not self.exactly_once and err.retriable():
             # at-least-once: the output is flushed; the offsets go with the next batch (or are redelivered)

@@ -3,14 +3,16 @@
 A service is a :class:`~pipeline.kafka.processor.Processor` (every hook the loop calls is declared there): it says
 which topics it reads, turns each record into output records through an :class:`~pipeline.kafka.emitter.Emitter`,
 declares per-partition tables that the loop restores on assignment and drops on revocation
-(:mod:`pipeline.kafka.tables`), may emit on a timer (``tick``), may keep output back until the batch ends
+(:mod:`pipeline.kafka.tables`), may emit on a timer (``tick``), may keep output back until the commit
 (``end_batch``) and may mark records urgent (``urgent``). The loop owns everything Kafka-specific:
 
 * batch consume (``consume(batch_size)``), and produce as the records come (no linger);
 * urgent records (cancellations) processed ahead of a backlog consumed in advance
   (:mod:`pipeline.kafka.lookahead`);
-* exactly-once: each batch's output and its input offsets commit in one Kafka transaction
-  (``send_offsets_to_transaction``, consumers read ``read_committed``), or at-least-once
+* exactly-once: output and the input offsets that caused it commit in one Kafka transaction
+  (``send_offsets_to_transaction``, consumers read ``read_committed``). While the input comes in full batches
+  (a backlog) a transaction spans batches for up to ``PIPELINE_COMMIT_INTERVAL_MS``; a batch that is not full,
+  an urgent record, a rebalance and a stop commit at once (:meth:`Committing.due`). Or at-least-once
   (produce, flush, then commit offsets) when transactions are off. Records marked ``at_once``
   (cancel signals and commands, whose readers are idempotent) skip the transaction and are
   acknowledged before the offsets commit: at least once, without waiting for a commit
@@ -22,8 +24,8 @@ declares per-partition tables that the loop restores on assignment and drops on 
   (:mod:`pipeline.kafka.rebalance`);
 * SIGTERM/SIGINT (or :meth:`ServiceLoop.stop`): finish the batch, commit, leave the group.
 
-If a transaction has to be aborted, in-memory state may be ahead of what was committed,
-so the loop rewinds to the committed offsets and asks the processor to rebuild.
+If a transaction has to be aborted, in-memory state may be ahead of what was committed (by every batch of the
+open transaction), so the loop rewinds to the committed offsets and asks the processor to rebuild.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class ServiceLoop:
         commits = self.commits = Committing(
             exactly_once=self.exactly_once, consumer=self.consumer, emitter=self.emitter,
             defer_output=processor.defer_output, offset_commit_interval=self.settings.offset_commit_interval_ms / 1000,
+            commit_interval=self.settings.commit_interval_ms / 1000,
             assignment=lambda: self.rebalance.assignment, positions=positions)
         txid = f"{self.group_id}-{self.settings.instance_id}" if self.exactly_once else None
         # No linger: a batch's output is sent as it is produced and the commit follows at once, so lingering
@@ -135,6 +138,11 @@ class ServiceLoop:
     def stop(self) -> None:
         """Ask the loop to finish its current batch, commit and leave the group."""
         self._stop.set()
+
+    def request_commit(self) -> None:
+        """Commit at the end of the current batch rather than keep the transaction open for the next ones (a
+        processor whose output someone waits for; call from the loop's own thread, e.g. in ``process``)."""
+        self.commits.request()
 
     @property
     def stopping(self) -> bool:
@@ -208,13 +216,13 @@ class ServiceLoop:
                 started = time.perf_counter()
                 try:
                     if la is None:
-                        self._run_batch(msgs)
+                        self._run_batch(msgs, caught_up=len(msgs) < self.settings.batch_size)
                     else:
                         early = la.add(msgs, processor.urgent)
                         if early:
                             self._run_early(early, commit=self._worth_early_commit(len(la)))
                         msgs, done = la.take(self.settings.batch_size)
-                        self._run_batch(msgs, done)
+                        self._run_batch(msgs, done, caught_up=len(msgs) < self.settings.batch_size and not len(la))
                 except KafkaException as exc:
                     if commits.recover(exc, self.name):
                         rebalance.rebuild()
@@ -244,6 +252,9 @@ class ServiceLoop:
         commit at once; otherwise the batch's own commit, soon, carries them (see lookahead.py)."""
         produced = sum(self._process_one(msg) for msg in msgs)
         metrics.URGENT_RECORDS.labels(self.name).inc(len(msgs))
+        if self._commit_urgent:
+            # their output is waited for: the batch's end commits it (if not now), not the commit interval
+            self.commits.request()
         if commit:
             # The output only: sending offsets is two more round trips to the coordinator (p50 10 ms, up to 50
             # under load) and they can wait for the batch's commit. A crash before it re-processes records
@@ -253,8 +264,8 @@ class ServiceLoop:
             metrics.OUTPUTS.labels(self.name).inc(produced)
 
     def _commit_now(self, *, with_offsets: bool = True) -> int:
-        """Commit what has been processed so far, outside the batch rhythm (urgent records; a rebalance in the
-        middle of a batch): the processor's held-back output, and the offsets of the records processed in
+        """Commit what has been processed so far, outside the batch rhythm (urgent records; a rebalance with a
+        transaction open): the processor's held-back output, and the offsets of the records processed in
         order. Not the consumer's position: records taken from the backlog may not be processed yet, and
         urgent records' offsets are committed when the backlog reaches them. Returns records produced."""
         produced = 0
@@ -278,10 +289,13 @@ class ServiceLoop:
         """Whether urgent records just processed should commit now, ahead of ``remaining`` records of work."""
         return self._commit_urgent and remaining * self._record_seconds >= EARLY_COMMIT_SECONDS
 
-    def _run_batch(self, msgs: Sequence[Message], done: set[int] | None = None) -> None:
-        """Process a batch in order (``done``: ids of records already processed early, only counted)."""
+    def _run_batch(self, msgs: Sequence[Message], done: set[int] | None = None, *, caught_up: bool = True) -> None:
+        """Process a batch in order (``done``: ids of records already processed early, only counted), and commit
+        if its commit window is over (``caught_up``: the batch was not full; see :meth:`Committing.due`), else
+        leave the transaction open for the next batch."""
         records_by_topic: dict[str, int] = {}
         rebalance, commits = self.rebalance, self.commits
+        commits.begin_batch()
         rebalance.revoked_in_batch.clear()
         rebalance.in_batch = True
         try:
@@ -291,11 +305,15 @@ class ServiceLoop:
         if self._ticks:
             self._tick_collect()
             produced += commits.flush_pending()
-        if self._ends_batch:
-            self.processor.end_batch(self.emitter)
-            produced += commits.flush_pending()
         commits.producer.poll(0)  # serve delivery reports once per batch
-        commits.commit(force=False)
+        if commits.due(caught_up=caught_up or self._stop.is_set()):
+            # end_batch once per commit: what it kept back (the owner's run states) commits with the offsets
+            # of every batch of the window; no offset commits before it is emitted
+            if self._ends_batch:
+                self.processor.end_batch(self.emitter)
+                produced += commits.flush_pending()
+            commits.commit(force=False)
+            commits.end_window()
         self.processed += sum(records_by_topic.values())
         for topic, n in records_by_topic.items():
             metrics.RECORDS.labels(self.name, topic).inc(n)
@@ -364,6 +382,9 @@ class ServiceLoop:
         try:
             try:
                 if clean:
+                    if self._ends_batch:
+                        self.processor.end_batch(self.emitter)
+                        commits.flush_pending()
                     commits.commit(force=True)
                 elif self.exactly_once and commits.in_tx:
                     commits.producer.abort_transaction(10)

@@ -76,14 +76,16 @@ class Processor:
         dropped, :meth:`discard` is called and the loop goes on. Only called when overridden."""
 
     def end_batch(self, out: Emitter) -> None:
-        """At the end of each batch (and before an early commit): emit what was kept back for the whole batch.
-        Only called when overridden."""
+        """Before each commit (at the end of the batch that ends a commit window, which may span several batches;
+        before an early commit; at a rebalance and at the stop): emit what was kept back since the last one. No
+        offset commits before it has been called. Only called when overridden."""
 
     def discard(self) -> None:
         """The record being processed (or the tick) failed: undo every in-memory change it made."""
 
     def bind(self, loop: ServiceLoop) -> None:
-        """The loop that runs this processor, once, when it is made (read its positions from its own thread)."""
+        """The loop that runs this processor, once, when it is made (read its positions from its own thread; ask
+        for a commit at the end of the batch with ``loop.request_commit()``)."""
 
     def partition_tables(self) -> Sequence[PartitionTables[Any]]:
         """The per-partition state the loop keeps: created (and restored) on assignment, dropped on revocation.

@@ -89,12 +89,22 @@ class Rebalance:
         self.rebalanced = True
 
     def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self.in_batch and (self.commits.in_tx or self.commits.uncommitted):
-            # Served by a look for urgent records in the middle of a batch: commit what the batch has done so far
-            # (output and offsets, revoked partitions included) before they go, as Kafka Streams does, so
-            # their next owner neither redoes it nor restores a table without it. A failure propagates out
-            # of consume() and the loop aborts and rewinds.
-            self._commit_now()
+        commits = self.commits
+        if commits.in_tx or (self.in_batch and commits.uncommitted):
+            # Commit what has been done so far (output and offsets, revoked partitions included) before they go,
+            # as Kafka Streams does, so their next owner neither redoes it nor restores a table without it: in
+            # the middle of a batch (a look for urgent records served the rebalance), or between batches with a
+            # transaction open across them (the commit interval).
+            if self.in_batch:
+                self._commit_now()  # a failure propagates out of consume() and the batch aborts and rewinds
+            else:
+                try:
+                    self._commit_now()
+                except KafkaException as exc:
+                    # between batches, from the loop's own consume(): abort the open transaction here and
+                    # rewind after it (an error that cannot be aborted is raised)
+                    if commits.recover(exc, self.name):
+                        self.needs_rebuild = True
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.assignment = [tp for tp in self.assignment if (tp.topic, tp.partition) not in gone]
         self.commits.forget(gone)  # produced nothing: the next owner may redo them
