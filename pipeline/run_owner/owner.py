@@ -85,10 +85,11 @@ class RunOwner(Processor):
         self.system_topic = settings.topic(t.SYSTEM_EVENTS)
         self.events_topic = settings.topic(t.EVENTS)
         self.index_topic = settings.topic(t.CANCEL_INDEX)
-        # Its listeners and tombstones in cancel-index go out at the commit: early in a transaction they would
-        # hide the matcher's at-once cancel signals in that partition from the canceller until the commit
-        # (see ServiceLoop / committing.py). Nobody waits for them sooner; they are readable at the commit anyway.
-        self.defer_output = frozenset({self.index_topic})
+        # Its listeners and tombstones in cancel-index, and the events it sends (step.send_event, invoke, cron
+        # ticks) to ``events``, go out at the commit: early in a transaction (which may span several batches)
+        # they would hide the matcher's at-once cancel signals, or the cancel events other producers write to
+        # ``events``, in that partition until the commit (see committing.py). Nobody reads them sooner anyway.
+        self.defer_output = frozenset({self.index_topic, self.events_topic})
         self.servers = bootstrap(settings)
         self.undo = UndoLog()  # what the current record changed beyond the table (slots, timers, gates, clocks)
         # the loop keeps these per assigned partition of run-commands: the runs, restored from ``runs``, and
