@@ -129,14 +129,18 @@ def part_throughput(servers: str, args: argparse.Namespace) -> dict[str, Any]:
     c.commit_group_offsets(servers, group, index, listener_ends)
     canceller = Canceller(settings)
     marks: dict[str, float] = {}
-    orig = canceller.assigned
+    orig_tables, orig_assigned = canceller.partition_tables, canceller.assigned
 
-    def assigned(consumer: Any, partitions: list[TopicPartition]) -> None:
+    def partition_tables() -> Any:  # the loop asks for the tables just before it restores them
         marks.setdefault("rebuild_start", time.perf_counter())
-        orig(consumer, partitions)
+        return orig_tables()
+
+    def assigned(partitions: list[TopicPartition]) -> None:  # called once the tables are restored
+        orig_assigned(partitions)
         marks["rebuild_end"] = time.perf_counter()
         marks["listeners"] = sum(i.listener_count for i in canceller.indexes.values())
 
+    canceller.partition_tables = partition_tables  # type: ignore[method-assign]
     canceller.assigned = assigned  # type: ignore[method-assign]
     loop = ServiceLoop(canceller, settings, group_id=group)
     reader = c.Reader(servers, commands, expect=hits, start=c.end_offsets(servers, commands))
