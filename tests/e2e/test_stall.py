@@ -35,7 +35,7 @@ def broker() -> Iterator[tuple[str, str]]:
 def test_a_call_hung_on_a_frozen_broker_ends_the_process_with_70_and_a_restart_loses_nothing(
         broker: tuple[str, str]) -> None:
     name, bootstrap = broker
-    events = 4000
+    events = 20000  # ~1-2 s of the matcher's work: the freeze must land inside it, not after it
     with Stack(app, bootstrap, services=()) as stack:
         matcher = service_process(stack, "matcher", "m", PIPELINE_STALL_TIMEOUT_MS=str(STALL_MS))
         replacement: subprocess.Popen | None = None
@@ -47,7 +47,10 @@ def test_a_call_hung_on_a_frozen_broker_ends_the_process_with_70_and_a_restart_l
                 producer.produce(stack.settings.topic(t.EVENTS), key=event.id,
                                  value=serde.encode(EVENT, event.to_record()))
             assert producer.flush(30) == 0
-            time.sleep(0.3)
+            # Freeze once the matcher is inside the backlog (its first start command is readable), not after a
+            # fixed pause: a faster matcher had finished 4,000 events before a 0.3 s pause ended, and an idle loop
+            # over a frozen broker is not stuck (it waits in consume, beating), so nothing tripped.
+            await_records(bootstrap, stack.settings.topic(t.RUN_COMMANDS), 1, timeout=30)
             frozen = time.monotonic()
             assert embedded.pause_node(name, 0, True)
             try:
