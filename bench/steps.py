@@ -56,6 +56,7 @@ from bench._common import broker, console, create_topic, emit, percentile, progr
 from bench.cancel_path import HOPS, cancel_hops
 from bench.steps_app import IO_SECONDS, app
 from pipeline.kafka.client import FETCH_WAIT_MAX_MS, consume_available
+from pipeline.protocol.ids import consumer_group
 from pipeline.serde import EVENT, Serde
 from pipeline.serde.models import event_record_to_dict
 from pipeline.testing.stack import Stack
@@ -160,7 +161,7 @@ def services(stack: Stack, n_workers: int) -> list[subprocess.Popen]:
     # Every worker in the group with partitions of its own: a worker that joined during the burst would make a
     # rebalance part of what is timed (how soon dev's own worker joins, next to the API, is not what we measure)
     admin = AdminClient({"bootstrap.servers": stack.settings.bootstrap_servers})
-    group = f"{stack.settings.topic_prefix}pipeline-worker"
+    group = consumer_group(stack.settings.topic_prefix, "worker")
 
     def workers_assigned() -> bool:
         try:

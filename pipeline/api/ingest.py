@@ -96,19 +96,9 @@ def _fast_records(items: list[Any], now: int) -> list[dict[str, Any]] | None:
         name = item.get("name")
         if type(name) is not str or not 0 < len(name) <= _NAME_MAX or not name.strip():
             return None
-        data = item.get("data", _MISSING)
-        if data is _MISSING:
-            data_json = "{}"
-        elif type(data) is dict:
-            data_json = _dumps(data) if data else "{}"
-        else:
-            return None
-        user = item.get("user", _MISSING)
-        if user is _MISSING:
-            user_json = "{}"
-        elif type(user) is dict:
-            user_json = _dumps(user) if user else "{}"
-        else:
+        data_json = _object_json(item.get("data", _MISSING))
+        user_json = _object_json(item.get("user", _MISSING))
+        if data_json is None or user_json is None:
             return None
         eid = item.get("id", "")
         ts = item.get("ts", 0)
@@ -123,6 +113,16 @@ def _fast_records(items: list[Any], now: int) -> list[dict[str, Any]] | None:
         for record, eid in zip(unnamed, _ulids.take(len(unnamed), now), strict=True):
             record["id"] = eid
     return records
+
+
+def _object_json(value: Any) -> str | None:
+    """An event's ``data`` or ``user`` as the JSON text its record carries (absent: ``{}``); None when it is not
+    a JSON object (``null`` included), so the event goes through the model and gets its 400."""
+    if value is _MISSING:
+        return "{}"
+    if type(value) is dict:
+        return _dumps(value) if value else "{}"
+    return None
 
 
 def _model_records(items: list[Any], batch: bool) -> list[dict[str, Any]]:
