@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import hashlib
 
-from ulid import ULID
+_DIGITS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, as ULIDs are written
+_PAIRS = tuple(a + b for a in _DIGITS for b in _DIGITS)  # every 10-bit value as its two digits
+_SHIFTS = tuple(range(120, -1, -10))  # 128 bits, read as 13 ten-bit groups (2 leading zero bits)
 
 
 def derived_ulid(ts_ms: int, *parts: str) -> str:
-    """A ULID whose time part is ``ts_ms`` and whose random part is a hash of ``parts``: same inputs, same id."""
+    """A ULID whose time part is ``ts_ms`` and whose random part is a hash of ``parts``: same inputs, same id.
+
+    The matcher derives one per run it starts, so the text is built from a table of digit pairs, 13 lookups
+    (python-ulid's ``str()`` cost more than the hash; ``tests/unit/test_ids.py`` holds the two equal)."""
     digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=10).digest()
     ts = max(0, min(ts_ms, (1 << 48) - 1))
-    return str(ULID.from_bytes(ts.to_bytes(6, "big") + digest))
+    value = (ts << 80) | int.from_bytes(digest, "big")
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def run_id_for(function_id: str, event_id: str, event_ts_ms: int) -> str:

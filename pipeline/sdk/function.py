@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..expr import Expr, ExprError, ValueExpr, compile_expr, join_paths
@@ -109,8 +110,9 @@ class Function:
         """The join paths the matcher signals ``event`` under for this function's waits (empty: none)."""
         return tuple(w.join_path for w in self.waits if w.event == event)
 
-    @property
+    @cached_property
     def id(self) -> str:
+        """Read per run started (the matcher's hot path), so built once: app_id and fn_id never change."""
         return function_id(self.app_id, self.fn_id)
 
     def slot_keys(self, event: dict[str, Any]) -> list[str]:

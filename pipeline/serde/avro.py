@@ -1,7 +1,9 @@
-"""Avro single-object encoding (``C3 01`` + 8-byte fingerprint + Avro binary) with fastavro.
+"""Avro single-object encoding (``C3 01`` + 8-byte fingerprint + Avro binary).
 
 Readers resolve the writer's schema by fingerprint and decode into the current reader
-schema, so old records stay readable after a schema evolves.
+schema, so old records stay readable after a schema evolves. Records of the current schemas are encoded and
+decoded by codecs compiled once per schema (:mod:`.compiled`, the same bytes at a third of the cost); schema
+resolution of an older writer, and any schema the compiler does not cover, go through fastavro.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 
 from .catalog import Catalog, SchemaEntry, default_catalog
+from .compiled import Decoder, Encoder, compile_decoder, compile_encoder
 from .errors import SerdeError
 
 MAGIC = b"\xc3\x01"
@@ -24,9 +27,23 @@ class Serde:
 
     def __init__(self, catalog: Catalog | None = None) -> None:
         self.catalog = catalog or default_catalog()
+        # by schema name: (header, compiled encoder or None), and by fingerprint the compiled decoder of a
+        # current schema (None: fastavro); filled on first use
+        self._encoders: dict[str, tuple[bytes, Encoder | None]] = {}
+        self._decoders: dict[bytes, Decoder | None] = {}
 
     def encode(self, schema_name: str, record: Mapping[str, Any]) -> bytes:
         """Encode a record with the current schema of ``schema_name``; a record that does not fit raises SerdeError."""
+        compiled = self._encoders.get(schema_name)
+        if compiled is None:
+            entry = self.catalog.schema(schema_name)
+            compiled = self._encoders[schema_name] = (MAGIC + entry.fingerprint, compile_encoder(entry.parsed))
+        header, encoder = compiled
+        if encoder is not None:
+            try:
+                return header + encoder(record)
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+                raise SerdeError(f"record does not fit schema {schema_name}: {exc!r}") from exc
         entry = self.catalog.schema(schema_name)
         buf = BytesIO()
         buf.write(MAGIC)
@@ -54,6 +71,18 @@ class Serde:
         writer = self.writer_entry(payload)
         assert payload is not None  # writer_entry refused None
         reader = self.catalog.current.get(writer.name, writer)
+        if reader is writer:
+            fp = writer.fingerprint
+            if fp in self._decoders:
+                decoder = self._decoders[fp]
+            else:
+                decoder = self._decoders[fp] = compile_decoder(writer.parsed)
+            if decoder is not None:
+                try:
+                    decoded, _ = decoder(payload, HEADER_LEN)
+                except Exception as exc:  # a corrupt body: any of IndexError, ValueError, UnicodeDecodeError
+                    raise SerdeError(f"cannot decode {writer.name} body: {exc!r}") from exc
+                return writer.name, decoded
         try:
             record = schemaless_reader(
                 BytesIO(payload[HEADER_LEN:]),

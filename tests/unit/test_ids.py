@@ -18,3 +18,13 @@ def test_run_id_differs_per_function_and_event() -> None:
 
 def test_derived_ulid_clamps_time() -> None:
     assert ULID.from_str(derived_ulid(-5, "x")).milliseconds == 0
+
+
+def test_derived_ulid_text_is_python_ulid_s_for_the_same_bits() -> None:
+    """The C-built text equals python-ulid's rendering of the same 128 bits, edge times included."""
+    import hashlib
+
+    for ts in (0, 1, 1732558407003, (1 << 48) - 1):
+        for parts in (("run", "app-fn", "01EVENT"), ("x",), ("", "")):
+            digest = hashlib.blake2b("\x00".join(parts).encode(), digest_size=10).digest()
+            assert derived_ulid(ts, *parts) == str(ULID.from_bytes(ts.to_bytes(6, "big") + digest))
