@@ -55,6 +55,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench import _common as c
+from bench._cpu import cpu_between, tree_cpu
 from bench.steps import free_port, stop_services, wait_until
 from pipeline.config import Settings
 from pipeline.kafka import topics as t
@@ -167,6 +168,7 @@ def runtime_job(servers: str, args: argparse.Namespace) -> dict[str, Any]:
             sent = [0]
             with c.progress_bar(f"runtime: {n:,} + {n:,} events via POST /e", 2 * n) as advance:
                 started = time.time()
+                cpu_before = tree_cpu(proc.pid)
                 sender = c.run_thread(lambda: (post_events(client, IMPORT, ids, args.batch, sent),
                                                post_events(client, CANCEL, ids, args.batch, sent)))
                 while sender.is_alive():
@@ -185,6 +187,7 @@ def runtime_job(servers: str, args: argparse.Namespace) -> dict[str, Any]:
                                            f"(pipeline dev {'running' if proc.poll() is None else 'exited'})")
                     time.sleep(0.1)
                 advance(n)
+            cpu = cpu_between(cpu_before, tree_cpu(proc.pid))
         finished = max(at for key, at in outcomes.cleaned.items() if key != "warm")
         cancelled = max(at for key, at in outcomes.cancelled.items() if key != "warm")
         seconds = finished - started
@@ -194,7 +197,8 @@ def runtime_job(servers: str, args: argparse.Namespace) -> dict[str, Any]:
                    "last_cancelled_after_s": round(cancelled - started, 2),
                    "last_cleanup_after_ingest_s": round(finished - ingested, 2),
                    "imports_cancelled": len(outcomes.cancelled) - 1, "cleanups": len(outcomes.cleaned) - 1,
-                   "distinct_cleanup_results": len(outcomes.cleanup_results) - 1}
+                   "distinct_cleanup_results": len(outcomes.cleanup_results) - 1,
+                   "cpu_seconds": cpu, "cpu_ms_per_event": round(1000 * sum(cpu.values()) / (2 * n), 3)}
     finally:
         outcomes.close()
         stop_services([proc])
@@ -279,7 +283,9 @@ def quix_job(servers: str, args: argparse.Namespace, commit_interval: float) -> 
             "join_processed_s": round(joined["all_processed_at"] - joined["first_at"], 2),
             "cleanup_processed_s": round(cleaned["all_processed_at"] - joined["first_at"], 2),
             "launch_to_first_s": round(joined["first_at"] - launched, 2),
-            "cleanups": cleaned["processed"], "produce_seconds": round(produce_imports + produce_cancels, 2)}
+            "cleanups": cleaned["processed"], "produce_seconds": round(produce_imports + produce_cancels, 2),
+            "cpu_seconds": {"join": joined["cpu_seconds"], "cleanup": cleaned["cpu_seconds"]},
+            "cpu_ms_per_event": round(1000 * (joined["cpu_seconds"] + cleaned["cpu_seconds"]) / (2 * n), 3)}
 
 
 # --------------------------------------------------------------------------- main
@@ -339,10 +345,12 @@ def main() -> None:
         rows.append((f"  ingest (POST /e, batches of {runtime['batch']})", f"{runtime['ingest_events_per_s']:,}/s",
                      f"{runtime['ingest_seconds']} s; last import cancelled at {runtime['last_cancelled_after_s']} s, "
                      f"last cleanup {runtime['last_cleanup_after_ingest_s']} s after the ingest"))
+        rows.append(("  CPU per event (services, not the broker)", f"{runtime['cpu_ms_per_event']} ms",
+                     ", ".join(f"{k} {v:.1f} s" for k, v in runtime["cpu_seconds"].items())))
     for q in figures["quix"]:
         rows.append((f"Quix {q['join']}, commit_interval {q['commit_interval_s']:g} s", f"{q['events_per_s']:,}/s",
                      f"{q['seconds']} s; join done at {q['join_processed_s']} s, cleanups at "
-                     f"{q['cleanup_processed_s']} s"))
+                     f"{q['cleanup_processed_s']} s; CPU {q['cpu_ms_per_event']} ms per event"))
     if runtime and figures["quix"]:
         best = max(q["events_per_s"] for q in figures["quix"])
         figures["ratio_runtime_over_best_quix"] = round(runtime["events_per_s"] / best, 3)

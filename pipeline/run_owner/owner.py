@@ -364,8 +364,8 @@ class RunOwner(Processor):
         self._write(new, p, out)
         for ev in tr.user_events:
             out.send(self.events_topic, ev["id"], EVENT, event_dict_to_record(ev))
-        for ev in tr.system_events:
-            out.send(self.system_topic, ev["id"], EVENT, event_dict_to_record(ev))
+        for record in tr.system_events:
+            out.send(self.system_topic, record["id"], EVENT, record)
         if tr.ended:
             self.fn_logger.info("run ended", extra={"run_id": new["run_id"], "function_id": new["function_id"],
                                                     "status": new["status"], "reason": new.get("cancel_reason")})

@@ -32,7 +32,7 @@ from ..protocol import invocations, sysevents
 from ..protocol.errors import CANCELLED_ERROR
 from ..protocol.ids import derived_ulid
 from ..protocol.invocations import STEP_ERROR
-from ..protocol.records import Invocation
+from ..protocol.records import EventRecord, Invocation
 from ..serde.models import ENDED_STATUSES
 
 MAX_BACKOFF_MS = 5 * 60 * 1000
@@ -47,7 +47,7 @@ class Transition:
     ``ready`` says the run now waits at a point (``ready_at``) and the owner should move it on."""
 
     state: dict[str, Any] | None = None
-    system_events: list[dict[str, Any]] = field(default_factory=list)
+    system_events: list[EventRecord] = field(default_factory=list)  # as they go on system-events
     user_events: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
     ready: bool = False
@@ -286,7 +286,7 @@ def finish(state: dict[str, Any], now_ms: int) -> Transition:
                 ready_at=None, held=None, inflight_at=None)
     if status == "Completed":
         return Transition(state=new, ended=True, system_events=[
-            sysevents.function_finished(new, now_ms, result=json.loads(new["output"] or "null"))])
+            sysevents.function_finished(new, now_ms, result_json=new["output"] or "null")])
     error = json.loads(new["error"] or "{}")
     return Transition(state=new, ended=True, system_events=[
         sysevents.function_failed(new, error, now_ms), sysevents.function_finished(new, now_ms, error=error)])

@@ -110,7 +110,7 @@ def test_retries_back_off_then_finish_as_failed_with_failed_and_finished() -> No
     final = st.finish(last.state, 14_010)
     assert final.state["status"] == "Failed" and final.ended
     assert [e["name"] for e in final.system_events] == [FUNCTION_FAILED, FUNCTION_FINISHED]
-    assert final.system_events[0]["data"]["error"] == json.loads(err)
+    assert json.loads(final.system_events[0]["data"])["error"] == json.loads(err)
 
 
 def test_non_retriable_error_finishes_at_once() -> None:
@@ -124,7 +124,7 @@ def test_completion_waits_at_the_gate_then_sends_finished_with_result() -> None:
     done = st.finish(tr.state, 12_500)
     assert done.state["status"] == "Completed" and done.ended
     (fin,) = done.system_events
-    assert fin["name"] == FUNCTION_FINISHED and fin["data"]["result"] == {"saved": 3}
+    assert fin["name"] == FUNCTION_FINISHED and json.loads(fin["data"])["result"] == {"saved": 3}
 
 
 def test_a_cancel_at_the_gate_wins_over_the_pending_end_and_says_it_was_held() -> None:
@@ -142,7 +142,7 @@ def test_cancel_sends_cancelled_field_for_field_and_finished_but_not_failed() ->
     assert [e["name"] for e in tr.system_events] == [FUNCTION_CANCELLED, FUNCTION_FINISHED]
     cancelled = tr.system_events[0]
     assert cancelled["id"] == "RUN1"
-    assert cancelled["data"] == {
+    assert json.loads(cancelled["data"]) == {
         "error": {"error": "function cancelled", "message": "function cancelled", "name": "Error"},
         "event": EVENT, "events": [EVENT], "function_id": "app-fn", "run_id": "RUN1",
     }

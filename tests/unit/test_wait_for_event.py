@@ -156,6 +156,6 @@ def test_a_finished_child_carries_its_invoke_correlation_id() -> None:
 
     invoked = {"id": "E", "name": "inngest/function.invoked", "data": {"_inngest": {"invoke_correlation_id": "R.s"}}}
     child = {"event": json.dumps(invoked), "function_id": "f", "run_id": "C", "queued_at": 1}
-    assert function_finished(child, 5, result=1)["data"]["invoke_correlation_id"] == "R.s"
+    assert json.loads(function_finished(child, 5, result_json="1")["data"])["invoke_correlation_id"] == "R.s"
     plain = dict(child, event=json.dumps(EVENT))
-    assert "invoke_correlation_id" not in function_finished(plain, 5, result=1)["data"]
+    assert "invoke_correlation_id" not in json.loads(function_finished(plain, 5, result_json="1")["data"])
