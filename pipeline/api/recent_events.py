@@ -17,7 +17,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ..kafka.client import consume_available, consumer_config
-from ..serde import EVENT, Serde, SerdeError
+from ..serde import Serde, SerdeError
+from ..serde.events import read_event
 from ..serde.models import event_record_to_dict
 
 log = logging.getLogger("pipeline.api")
@@ -55,7 +56,7 @@ class RecentEvents:
         out: list[dict[str, Any]] = []
         for value, received_at, system in reversed(raw):
             try:
-                event = event_record_to_dict(self.serde.decode_as(EVENT, value))
+                event = event_record_to_dict(read_event(self.serde, value, received_at))
             except (SerdeError, TypeError, ValueError):
                 continue
             event["received_at"] = received_at

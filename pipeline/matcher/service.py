@@ -35,7 +35,8 @@ from ..protocol.joins import signal_keys, signal_routes
 from ..protocol.keys import partition_for, signal_record_key
 from ..protocol.sysevents import FUNCTION_INVOKED, SCHEDULED_TIMER
 from ..sdk.app import Registry
-from ..serde import CANCEL_SIGNAL, EVENT, EVENT_SEEN, Serde
+from ..serde import CANCEL_SIGNAL, EVENT_SEEN, Serde
+from ..serde.events import read_event
 from ..serde.models import event_record_to_dict
 from .dedup import Seen, SeenEvents
 from .routing import TriggerIndex
@@ -141,7 +142,7 @@ class Matcher(Processor):
         if msg.topic() != self.events_topic or value is None or len(value) > self.max_bytes or p is None \
                 or offset is None:
             return False
-        record = self.serde.decode_as(EVENT, value)
+        record = read_event(self.serde, value, msg.timestamp()[1])
         self._decoded[(p, offset)] = record
         return record["name"] in self.routes
 
@@ -156,7 +157,7 @@ class Matcher(Processor):
             raise OversizedRecord(f"event of {len(value)} bytes exceeds the {self.max_bytes}-byte limit")
         record = self._decoded.pop((p, offset), None) if topic == self.events_topic else None
         if record is None:
-            record = self.serde.decode_as(EVENT, value)
+            record = read_event(self.serde, value, msg.timestamp()[1])
         name = record["name"]
         route = self.routes.get(name)
         if route is None and name not in DIRECTED and not self.triggers.has(name):

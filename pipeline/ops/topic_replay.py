@@ -20,7 +20,8 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from ..expr import compile_expr
 from ..kafka.client import consumer_config, producer_config
 from ..kafka.messages import header_values, offset_of, partition_of
-from ..serde import EVENT, Serde, SerdeError
+from ..serde import Serde, SerdeError
+from ..serde.events import read_event
 from ..serde.models import event_record_to_dict
 from .positions import Position
 
@@ -50,7 +51,7 @@ def selector(where: str | None, name: str | None) -> Callable[[Message], bool]:
 
     def keep(msg: Message) -> bool:
         try:
-            event = event_record_to_dict(serde.decode_as(EVENT, msg.value()))
+            event = event_record_to_dict(read_event(serde, msg.value(), msg.timestamp()[1]))
         except (SerdeError, TypeError, ValueError):
             return False  # not an event: a filter cannot hold for it
         if name is not None and not fnmatch.fnmatchcase(event["name"], name):

@@ -21,7 +21,7 @@ def test_matcher_dead_letters_every_kind_of_bad_event_and_keeps_going(kafka_boot
         events = stack.settings.topic("events")
         producer = Producer({"bootstrap.servers": kafka_bootstrap})
         bad = {
-            "undecodable": b"\x00\x01not avro at all",
+            "undecodable": b"\x07\x01not avro at all",
             "unknown-schema": MAGIC + b"\xff" * 8 + b"\x02x",
             "wrong-record": serde.encode(RUN_COMMAND, {"kind": "cancel", "run_id": "r", "function_id": "f", "ts": 1}),
             "invalid-shape": serde.encode(EVENT, {"id": "e", "name": "test/wild.x", "data": "[1, 2]", "user": "{}",
@@ -37,7 +37,7 @@ def test_matcher_dead_letters_every_kind_of_bad_event_and_keeps_going(kafka_boot
         dead = await_records(kafka_bootstrap, stack.settings.topic("dead-letter"), 5, timeout=20)
     reasons = {m.key().decode(): dict((k, v.decode()) for k, v in m.headers()) for m in dead}
     assert set(reasons) == set(bad)
-    assert "missing C3 01 header" in reasons["undecodable"]["dlq.reason"]
+    assert "expected an Avro single-object record" in reasons["undecodable"]["dlq.reason"]
     assert "unknown schema fingerprint" in reasons["unknown-schema"]["dlq.reason"]
     assert "expected a pipeline.Event record" in reasons["wrong-record"]["dlq.reason"]
     assert "must be JSON objects" in reasons["invalid-shape"]["dlq.reason"]
