@@ -5,7 +5,7 @@ topics   create | describe       topics from the specs in pipeline.kafka.topics
 send     NAME --data JSON        produce one event
 tail     TOPIC                   print decoded records as JSON lines
 dev      --app MODULE:ATTR       broker + topics + every service + the HTTP API in one process
-run      SERVICE --app ...       one service (matcher | run-owner | canceller | worker | api) for deployment
+run      SERVICE --app ...       one service (matcher | run-owner | canceller | worker | api | source) for deployment
 replay   group | topic | runs    move a service's offsets, re-publish a topic range, replay runs
 dlq      list | show | replay     dead letters
 """
@@ -44,8 +44,8 @@ topics_app = typer.Typer(help="Create and inspect the pipeline's topics.", no_ar
 app.add_typer(topics_app, name="topics")
 err = Console(stderr=True)
 
-SERVICES = ("matcher", "run-owner", "canceller", "worker", "api")
-NEEDS_APP = ("matcher", "run-owner", "worker")
+SERVICES = ("matcher", "run-owner", "canceller", "worker", "api", "source")
+NEEDS_APP = ("matcher", "run-owner", "worker", "source")
 
 
 def _mount_broker() -> None:
@@ -239,8 +239,9 @@ def _load_dev_app(app_spec: str) -> Registry:
 
 
 @app.command("run")
-def run_service(service: str = typer.Argument(..., help="matcher | run-owner | canceller | worker | api"),
-                app_spec: str | None = typer.Option(None, "--app", help="MODULE:ATTR (matcher, run-owner, worker)"),
+def run_service(service: str = typer.Argument(..., help="matcher | run-owner | canceller | worker | api | source"),
+                app_spec: str | None = typer.Option(None, "--app",
+                                                    help="MODULE:ATTR (matcher, run-owner, worker, source)"),
                 port: int = typer.Option(8288, "--port"), host: str = typer.Option("0.0.0.0", "--host")) -> None:
     """Run one service; scale by running more instances (same group, distinct PIPELINE_INSTANCE_ID)."""
     service, deprecated = current_name(service)

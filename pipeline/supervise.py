@@ -40,7 +40,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 CHILD_STOP_SECONDS = 35.0  # a child's clean stop (its worker drains for up to 30 s), then SIGKILL
 
 
-LOOP_SERVICES = ("matcher", "run-owner", "canceller")
+LOOP_SERVICES = ("matcher", "run-owner", "canceller", "source")
 
 
 def build_service(name: str, registry: Any, settings: Settings, **owner_options: Any) -> Any:
@@ -60,6 +60,10 @@ def build_service(name: str, registry: Any, settings: Settings, **owner_options:
         return ServiceLoop(RunOwner(registry, settings, **owner_options), settings)
     if name == "canceller":
         return ServiceLoop(Canceller(settings), settings)
+    if name == "source":
+        from .sources.service import Sources
+
+        return ServiceLoop(Sources(registry.sources, settings), settings)
     raise ValueError(f"unknown service {name!r}")
 
 
@@ -170,14 +174,16 @@ def run_dev(settings: Settings, app_spec: str, *, host: str, port: int, registry
                   "`pipeline run SERVICE` does, one port per process[/yellow]")
     from .api.server import start_in_thread
 
+    if registry is None:
+        registry = _registry(app_spec)
     try:  # before any child, so that an API that cannot start leaves nothing to stop
-        server, api_thread = start_in_thread(settings, host, port,
-                                             registry=registry if registry is not None else _registry(app_spec))
+        server, api_thread = start_in_thread(settings, host, port, registry=registry)
     except (RuntimeError, TimeoutError, OSError) as exc:
         err.print(f"[red]the HTTP API did not start on {host}:{port}: {exc}[/red]")
         return EXIT_FAILED
     err.print(f"[green]HTTP API and dev UI on http://{host}:{port}/[/green]")
-    services = [Child(settings, name, None if name == "canceller" else app_spec) for name in LOOP_SERVICES]
+    services = [Child(settings, name, None if name == "canceller" else app_spec) for name in LOOP_SERVICES
+                if name != "source" or registry.sources]  # the source service runs when the app has sources
     worker = Child(settings, "worker", app_spec)
     started: list[Child] = []
     code = EXIT_FAILED  # until the supervision loop ends normally: an exception ends dev (and its children) too

@@ -7,10 +7,11 @@ See ``docs/expressions.md`` for the supported subset and the semantics.
 
 from .api import Expr, Residual, ValueExpr, compile_expr, join_paths
 from .ast import Node, to_source
-from .errors import ExprError
+from .errors import EvalFailure, ExprError
 from .values import UInt, lookup_path, normalize_key_value
 
 __all__ = [
+    "EvalFailure",
     "Expr",
     "ExprError",
     "Node",

@@ -14,8 +14,8 @@ from typing import Final
 from . import residual
 from .ast import Node, to_source
 from .compile import Fn, compile_node, compile_predicate
-from .errors import ExprError, Unsupported
-from .fallback import Predicate, build_full_evaluator
+from .errors import EvalFailure, ExprError, Unsupported
+from .fallback import Predicate, build_full_evaluator, build_full_value
 from .parse import parse
 
 _VAR_RE: Final = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*\Z")
@@ -184,10 +184,18 @@ class ValueExpr:
 
     __slots__ = ("_fn", "source", "variables")
 
-    def __init__(self, source: str, variables: tuple[str, ...]) -> None:
+    def __init__(self, source: str, variables: tuple[str, ...], *, full: bool = False) -> None:
+        """``full``: an expression outside the compiled subset runs on the full CEL evaluator instead of being
+        refused (for mappings run once per record, such as a source's, where any CEL is welcome)."""
         if not isinstance(source, str):  # as parse() says it, before the cache hashes it
             raise ExprError(repr(source), f"expected a string, got {type(source).__name__}")
-        self._fn = _compile_value(source, tuple(variables))
+        try:
+            self._fn = _compile_value(source, tuple(variables))
+        except ExprError:
+            if not full:
+                raise
+            parse(source, tuple(variables))  # the parser's errors (syntax, unknown variables) come first
+            self._fn = build_full_value(source, tuple(variables))
         self.source = source
         self.variables = variables
 
@@ -196,6 +204,16 @@ class ValueExpr:
             return self._fn(activation)
         except Exception:  # noqa: BLE001 - a CEL error (or bad data) gives no value
             return None
+
+    def checked_value(self, activation: Mapping[str, object]) -> object:
+        """The value, or :class:`EvalFailure` naming the expression and the CEL error: for callers that must
+        say why a record could not be mapped (a source dead-letters it with that reason)."""
+        try:
+            return self._fn(activation)
+        except KeyError as exc:
+            raise EvalFailure(self.source, f"no such key: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - every CEL runtime error is the record's, reported as such
+            raise EvalFailure(self.source, str(exc) or type(exc).__name__) from None
 
 
 @lru_cache(maxsize=2048)

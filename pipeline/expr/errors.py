@@ -37,6 +37,16 @@ class ExprError(ValueError):
         return (type(self), (self.source, self.problem, self.line, self.column))
 
 
+class EvalFailure(ValueError):
+    """A value expression that failed on one input (a missing field, a type mismatch): the message names the
+    expression and the CEL error. Raised only by :meth:`pipeline.expr.api.ValueExpr.checked_value`."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        self.source = source
+        self.problem = problem
+        super().__init__(f"CEL {source!r} failed: {problem}")
+
+
 class EvalError(Exception):
     """A CEL runtime error (missing key, no matching overload, overflow, ...) in a compiled closure.
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from .errors import ExprError
+from .errors import EvalError, ExprError
 
 if TYPE_CHECKING:
     import celpy.celtypes
@@ -35,6 +35,10 @@ Predicate = Callable[[Mapping[str, object]], bool]
 
 class _CelValue(Protocol):
     def value(self) -> object: ...
+
+    def type(self) -> object: ...
+
+    def plain_value(self) -> object: ...
 
 
 class _CelProgram(Protocol):
@@ -124,3 +128,28 @@ def build_full_evaluator(source: str, variables: tuple[str, ...]) -> tuple[Predi
     except Exception as exc:  # noqa: BLE001
         problems.append(f"celpy: {exc}")
     raise ExprError(source, "no CEL evaluator accepts it: " + "; ".join(problems))
+
+
+ValueFn = Callable[[Mapping[str, object]], object]
+
+
+def build_full_value(source: str, variables: tuple[str, ...]) -> ValueFn:
+    """A full-CEL value evaluator (cel-expr-python), for value expressions outside the compiled subset
+    (``string(x)``, ``size(...)``, macros, extensions). It raises :class:`EvalError` with CEL's message on a
+    runtime error, so a caller can say why; ExprError if the expression does not compile."""
+    try:
+        from cel_expr_python import cel
+    except ImportError as exc:
+        raise ExprError(source, f"needs the full CEL evaluator (cel-expr-python): {exc}") from None
+    try:
+        program = _cel_env(variables).compile(source, disable_check=True)
+    except Exception as exc:  # noqa: BLE001 - cel-cpp's compile errors come as several types
+        raise ExprError(source, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)) from None
+
+    def value(activation: Mapping[str, object]) -> object:
+        result = program.eval(data=activation)
+        if result.type() == cel.Type.ERROR:
+            raise EvalError(str(result.value()))
+        return result.plain_value()
+
+    return value

@@ -8,6 +8,7 @@ import sys
 
 from .client import Inngest
 from .function import Function
+from .sources import Source
 
 
 class Registry:
@@ -23,6 +24,11 @@ class Registry:
     @property
     def functions(self) -> list[Function]:
         return list(self.by_id.values())
+
+    @property
+    def sources(self) -> list[Source]:
+        """The apps' sources (topics mapped to events), run by ``pipeline run source``."""
+        return [source for app in self.apps for source in app.sources]
 
 
 def load_app(spec: str) -> Inngest:

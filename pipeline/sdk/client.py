@@ -16,6 +16,7 @@ from typing import Any
 from ..protocol.ids import function_id
 from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerCron, TriggerEvent
 from .function import Function, build_function
+from .sources import Source, SourceError, ValueFormat
 
 # inngest-py create_function options that are not built yet: refused at definition time.
 NOT_BUILT = ("debounce", "throttle", "rate_limit", "batch_events", "priority", "idempotency", "singleton")
@@ -43,6 +44,7 @@ class Inngest:
         self.logger = logger
         self.is_production = is_production
         self._functions: dict[str, Function] = {}
+        self.sources: list[Source] = []
         self._producer: Any = None  # with _serde and _events_topic, made by _sender() at the first send
         self._serde: Any = None
         self._events_topic = ""
@@ -93,6 +95,21 @@ class Inngest:
     @property
     def functions(self) -> list[Function]:
         return list(self._functions.values())
+
+    # -- sources -------------------------------------------------------------------------------------------
+
+    def create_source(self, source_id: str, *, topic: str, name: str, data: str = "record.value",
+                      id: str | None = None, if_exp: str | None = None,
+                      value_format: ValueFormat = "auto") -> Source:
+        """Map the records of ``topic`` (a topic you already have) to events; ``pipeline run source`` (and
+        ``pipeline dev``) runs it. ``name``, ``data``, ``id`` and ``if_exp`` are CEL over ``record``: see
+        :mod:`pipeline.sdk.sources`. The expressions are checked now, so a bad one fails the app's load."""
+        source = Source(source_id=source_id, topic=topic, name=name, data=data, id=id, if_exp=if_exp,
+                        value_format=value_format)
+        if any(s.source_id == source_id for s in self.sources):
+            raise SourceError(f"source id {source_id!r} is already registered in this app")
+        self.sources.append(source)
+        return source
 
     def function(self, function_id: str) -> Function | None:
         return self._functions.get(function_id)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pipeline
 
 ROOT = Path(pipeline.__file__).resolve().parent
-SERVICES = ("matcher", "run_owner", "workers", "canceller", "api")
+SERVICES = ("matcher", "run_owner", "workers", "canceller", "api", "sources")
 # The contract and the layers below the services: none of them may import a service
 LOWER = ("protocol", "kafka", "serde", "expr", "config", "broker", "logs", "health", "instance")
 
