@@ -52,6 +52,7 @@ bench: broker-fetch
 	$(PY) bench/ingest.py
 	$(PY) bench/cancel.py
 	$(PY) bench/steps.py
+	$(PY) bench/source.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
