@@ -42,7 +42,12 @@ check: $(STAMP)
 # The tests wait on Kafka far more than they compute: TEST_WORKERS pytest-xdist workers (default 3, on 2 cores)
 # share one embedded broker (pipeline/testing/plugin.py); TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 3
-test: broker-fetch browser
+# docs/producing-events.md's Node producer example runs in tests/e2e/test_producers.py (kafkajs from npm)
+tests/producers/node/node_modules/.installed: tests/producers/node/package.json tests/producers/node/package-lock.json
+	cd tests/producers/node && npm ci --no-audit --no-fund
+	touch $@
+
+test: broker-fetch browser tests/producers/node/node_modules/.installed
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS)
 
 bench: broker-fetch
