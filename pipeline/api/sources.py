@@ -36,15 +36,15 @@ def topic_lags(servers: str, group: str, topics: list[str]) -> dict[str, int | N
         out: dict[str, int | None] = {}
         for topic in topics:
             try:
-                meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+                meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
                 if meta is None or meta.error is not None:
                     out[topic] = None
                     continue
                 tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
-                committed = consumer.committed(tps, timeout=5)
+                committed = consumer.committed(tps, timeout=10)
                 total = 0
                 for tp in committed:
-                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=5)
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=10)
                     total += lag_of(tp.offset, low, high)
                 out[topic] = total
             except Exception:  # noqa: BLE001 - a lag we cannot read is shown as unknown, never a 500

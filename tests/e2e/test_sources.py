@@ -41,9 +41,15 @@ def _sources_api(stack: Stack, topic: str) -> Iterator[TestClient]:
 
 
 def _lag(api: TestClient) -> int:
-    (source,) = api.get("/v1/sources").json()["data"]
-    assert source["id"] == "orders" and source["lag"] is not None
-    return int(source["lag"])
+    """The source's lag; None (the broker did not answer in time: a loaded machine) is asked again."""
+    deadline = time.monotonic() + 60
+    while True:
+        (source,) = api.get("/v1/sources").json()["data"]
+        assert source["id"] == "orders"
+        if source["lag"] is not None:
+            return int(source["lag"])
+        assert time.monotonic() < deadline, "the lag could not be read for 60 s"
+        time.sleep(0.5)
 
 
 def _create_topic(bootstrap: str, name: str) -> None:
