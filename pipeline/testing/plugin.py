@@ -79,9 +79,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             _discard(name)
 
 
-def _docker_available(timeout: float = 2.0) -> bool:
-    """True if a Docker engine answers a ping within ``timeout``; never hangs or raises."""
+def _docker_available(timeout: float | None = None) -> bool:
+    """True if a Docker engine answers a ping within ``timeout``; never hangs or raises.
+
+    The default is 2 s, or 10 s when ``DOCKER_HOST`` names the engine: podman's API service took over 2 s for the
+    first call after it started (the client's version negotiation), and falling back to the embedded broker
+    then would ignore the engine the user pointed at."""
     host = os.environ.get("DOCKER_HOST")
+    timeout = timeout if timeout is not None else (10.0 if host else 2.0)
     if not host and not any(Path(p).exists() for p in ("/var/run/docker.sock",
                                                        str(Path.home() / ".docker/run/docker.sock"))):
         return False  # no engine socket: skip importing the SDK at all

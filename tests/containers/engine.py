@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 
 from pipeline.broker._fetch import pipeline_home
 
@@ -44,9 +45,10 @@ def find_engine() -> tuple[str | None, str]:
 
 
 def engine_env(engine: str) -> dict[str, str]:
-    """The environment for engine commands: podman gets the repo's containers.conf unless one is set."""
+    """The environment for engine commands: podman gets the repo's containers.conf (runc) unless one is set or
+    runc is missing (a host whose podman runs crun fine)."""
     env = dict(os.environ)
-    if engine == "podman":
+    if engine == "podman" and shutil.which("runc"):
         env.setdefault("CONTAINERS_CONF", str(ROOT / "deploy" / "containers.conf"))
     return env
 
@@ -62,17 +64,18 @@ def docker_api(engine: str, workdir: Path) -> Iterator[str]:
     proc = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"], env=engine_env(engine),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        transport = httpx.HTTPTransport(uds=str(sock))
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=2)
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get("http://d/_ping", transport=transport, timeout=2).text == "OK":
+                if client.get("http://d/_ping").text == "OK" and client.get("http://d/version").is_success:
                     break
             except httpx.HTTPError:
                 pass
             assert proc.poll() is None, f"podman system service exited: {(workdir / 'podman-service.log').read_text()}"
             assert time.monotonic() < deadline, "podman system service did not answer _ping within 30 s"
             time.sleep(0.2)
+        client.close()
         yield f"unix://{sock}"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -95,6 +98,8 @@ def build_images(engine: str, log_path: Path) -> str:
                               env={**engine_env(engine), "ENGINE": engine, "PYTHON": sys.executable}, timeout=1800,
                               check=False)
     text = log_path.read_text()
+    if done.returncode == 3:  # no registry, and no way to build the bases from Debian's packages here
+        pytest.skip(f"the images cannot be built on this host: {text.strip().splitlines()[-1]}")
     assert done.returncode == 0, f"deploy/images.sh failed (exit {done.returncode}):\n{text[-4000:]}"
     return f"images ready in {time.monotonic() - started:.0f} s"
 
