@@ -112,6 +112,7 @@ class ComposeStack:
     project: str
     ports: dict[str, int]
     workdir: Path
+    overrides: list[Path] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,6 +132,8 @@ class ComposeStack:
 
     def compose(self, *args: str, timeout: float = 300) -> str:
         files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "deploy" / "compose.hostnet.yml")]
+        for extra in self.overrides:
+            files += ["-f", str(extra)]
         cmd = ([sys.executable, "-m", "podman_compose"] if self.engine == "podman" else ["docker", "compose"])
         done = subprocess.run([*cmd, "-p", self.project, *files, *args], cwd=ROOT, env=self.env, capture_output=True,
                               text=True, timeout=timeout, check=False)

@@ -1,6 +1,6 @@
-"""docker-compose.yml as a user runs it (podman-compose here, `docker compose` on Docker): the stack plays the seed
-scenario end to end, and a service container SIGKILLed mid-scenario is restarted by its policy without losing
-a run, an event or a cancellation."""
+"""docker-compose.yml as a user runs it (podman-compose here, `docker compose` on Docker), with the app mounted as
+docs/deploy.md shows: the stack plays the seed scenario end to end, and a service container SIGKILLed
+mid-scenario is restarted by its policy without losing a run, an event or a cancellation."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pipeline.serde import EVENT, Serde
 from pipeline.serde.models import event_record_to_dict
 from pipeline.testing.stack import TopicWatcher
 
-from .engine import STREAM_SERVICES, ComposeStack
+from .engine import ROOT, STREAM_SERVICES, ComposeStack
 
 pytestmark = pytest.mark.timeout(1200)  # the first run on a fresh machine builds the images (~2 min)
 CANCELLED = "inngest/function.cancelled"
@@ -70,11 +70,24 @@ def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.3)
 
 
+#: The user's app mounted into the containers, as docs/deploy.md shows: the example app's folder under another
+#: package name, so the services import the mounted copy, not the one built into the image.
+APP_OVERRIDE = """
+x-app: &app
+  volumes: ["{examples}:/app/mounted_app:ro"]
+services: {{matcher: *app, run-owner: *app, worker: *app}}
+"""
+
+
 @pytest.fixture(scope="module")
 def stack(engine: str, images: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     names = ("kafka", "controller", "api", "api-health", *STREAM_SERVICES)
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    compose = ComposeStack(engine, f"pipeline-test-{os.getpid()}", ports, tmp_path_factory.mktemp("compose"))
+    workdir = tmp_path_factory.mktemp("compose")
+    override = workdir / "docker-compose.app.yml"
+    override.write_text(APP_OVERRIDE.format(examples=ROOT / "examples"))
+    compose = ComposeStack(engine, f"pipeline-test-{os.getpid()}", ports, workdir, [override])
+    compose.env["PIPELINE_APP"] = "mounted_app.newsletter:app"
     started = time.monotonic()
     compose.up()
     try:
