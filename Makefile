@@ -57,9 +57,8 @@ check: $(STAMP)
 # The tests wait on Kafka far more than they compute: TEST_WORKERS pytest-xdist workers (default 3, on 2 cores)
 # share one embedded broker (pipeline/testing/plugin.py); TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 3
-# --dist loadgroup: each tests/containers module (one compose stack) stays on one worker.
 test: broker-fetch browser containers
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS)
 
 bench: broker-fetch
 	$(PY) bench/baseline.py

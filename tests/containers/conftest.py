@@ -12,12 +12,11 @@ from .engine import build_images, docker_api, find_engine
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test here is a `containers` test (one xdist worker runs a module: its stack is started once)."""
+    """Every test here is a `containers` test."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.containers)
-            item.add_marker(pytest.mark.xdist_group(f"containers-{Path(str(item.fspath)).stem}"))
 
 
 @pytest.fixture(scope="session")
