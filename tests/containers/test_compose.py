@@ -5,6 +5,7 @@ mid-scenario is restarted by its policy without losing a run, an event or a canc
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -81,6 +82,9 @@ services: {{matcher: *app, run-owner: *app, worker: *app}}
 
 @pytest.fixture
 def stack(engine: str, images: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if engine == "docker" and subprocess.run(["docker", "compose", "version"], capture_output=True,
+                                             check=False).returncode != 0:
+        pytest.skip("Docker answers but its compose plugin is missing (`docker compose version` failed)")
     names = ("kafka", "controller", "api", "api-health", *STREAM_SERVICES)
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     workdir = tmp_path_factory.mktemp("compose")
