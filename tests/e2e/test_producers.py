@@ -35,6 +35,27 @@ def _seed_round_trip(stack: Stack, produce: object, import_id: str) -> None:
                    and r["status"] == "Completed", timeout=60)
 
 
+def test_the_broker_s_console_producer(kafka_bootstrap: str) -> None:
+    from pipeline.broker._fetch import ensure_kafka
+
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("no java on PATH")
+    libs = ensure_kafka(tools=True)  # the broker's jars plus kafka-tools (kafka-console-producer's classes)
+    with Stack(newsletter, kafka_bootstrap) as stack:
+        topic = stack.settings.topic("events")
+
+        def produce(event: dict[str, object]) -> None:
+            line = f"{event['id']}|{json.dumps(event)}\n"  # parse.key with key.separator='|', as the doc shows
+            done = subprocess.run(
+                [java, "-cp", f"{libs}/*", "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server",
+                 kafka_bootstrap, "--topic", topic, "--property", "parse.key=true", "--property", "key.separator=|"],
+                input=line, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr[-2000:]
+
+        _seed_round_trip(stack, produce, "console-1")
+
+
 def test_a_node_producer_on_kafkajs(kafka_bootstrap: str) -> None:
     node = shutil.which("node")
     if node is None or not (NODE_APP / "node_modules" / "kafkajs").exists():
