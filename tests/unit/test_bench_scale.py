@@ -1,0 +1,70 @@
+"""bench/scale.py's pure helpers: the run-state status peek (against a full decode) and its latency figures."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from fastavro import schemaless_writer
+
+from bench.scale import latency_figures
+from bench.scale_io import StatusPeek, _zigzag
+from pipeline.protocol.commands import start_command
+from pipeline.run_owner import state as st
+from pipeline.serde import RUN_STATE, Serde, default_catalog
+
+serde = Serde()
+
+
+def _states() -> list[dict]:
+    """A run's states as the owner writes them: queued, running, sleeping, cancelled; long and non-ASCII fields so
+    that the string lengths before the status take multi-byte varints."""
+    event = {"data": {"importId": "ü" * 300}, "id": "01EV", "name": "contacts/import.requested", "ts": 1, "user": {}}
+    cmd = start_command("RUN-é" * 40, "scale-import", json.dumps(event), 9_000, 10_000)
+    started = st.start(cmd, "01EV" * 50, 10_000, start_timeout_ms=None).state
+    assert started is not None
+    running = st.dispatch(started, 11_000, finish_timeout_ms=None)
+    sleeping = st.sleep(running, "wait-a-week", 10**12, 12_000).state
+    assert sleeping is not None
+    cancelled = st.cancel(sleeping, "cancel_on", "01CANCEL", 13_000).state
+    assert cancelled is not None
+    return [started, running, sleeping, cancelled]
+
+
+def test_peek_reads_the_status_a_full_decode_reads() -> None:
+    peek = StatusPeek()
+    assert peek.plans, "the current RunState schema has only strings before its status"
+    seen = []
+    for state in _states():
+        payload = serde.encode(RUN_STATE, state)
+        assert peek.status(payload) == serde.decode_as(RUN_STATE, payload)["status"] == state["status"]
+        seen.append(peek.status(payload))
+    assert seen == ["Queued", "Running", "Sleeping", "Cancelled"]
+
+
+def test_a_schema_it_cannot_skip_is_decoded_instead() -> None:
+    schema = default_catalog().current[RUN_STATE].parsed
+    moved = {**schema, "fields": [{"name": "extra", "type": ["null", "string"]}, *schema["fields"]]}
+    assert StatusPeek.plan(moved) is None
+    no_enum = {**schema, "fields": [f if f["name"] != "status" else {"name": "status", "type": "string"}
+                                    for f in schema["fields"]]}
+    assert StatusPeek.plan(no_enum) is None
+    peek = StatusPeek()
+    peek.plans.clear()  # as for a writer schema without a plan: the full decode answers
+    payload = serde.encode(RUN_STATE, _states()[2])
+    assert peek.status(payload) == "Sleeping"
+
+
+def test_zigzag_varints() -> None:
+    for value in (0, 1, -1, 63, -64, 64, 300, -300, 2**40, -(2**40)):
+        buf = io.BytesIO()
+        schemaless_writer(buf, "long", value)
+        data = b"x" + buf.getvalue() + b"y"
+        assert _zigzag(data, 1) == (value, len(data) - 1)
+
+
+def test_latency_figures() -> None:
+    ms = [float(x) for x in range(1, 101)]
+    assert latency_figures("cancel", ms) == {"cancel_n": 100, "cancel_p50_ms": 50.0, "cancel_p90_ms": 90.0,
+                                             "cancel_p99_ms": 99.0, "cancel_max_ms": 100.0}
+    assert latency_figures("cancel", []) == {"cancel_n": 0}
