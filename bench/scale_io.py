@@ -104,9 +104,10 @@ class Service:
         self.log = logs / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, log_level: str | None = None) -> None:
+        env = self.env if log_level is None else dict(self.env, PIPELINE_LOG_LEVEL=log_level)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
     def check(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

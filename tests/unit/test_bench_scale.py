@@ -7,7 +7,7 @@ import json
 
 from fastavro import schemaless_writer
 
-from bench.scale import latency_figures
+from bench.scale import latency_figures, log_marks
 from bench.scale_io import StatusPeek, _zigzag
 from pipeline.protocol.commands import start_command
 from pipeline.run_owner import state as st
@@ -68,3 +68,19 @@ def test_latency_figures() -> None:
     assert latency_figures("cancel", ms) == {"cancel_n": 100, "cancel_p50_ms": 50.0, "cancel_p90_ms": 90.0,
                                              "cancel_p99_ms": 99.0, "cancel_max_ms": 100.0}
     assert latency_figures("cancel", []) == {"cancel_n": 0}
+
+
+def test_log_marks_split_a_restart() -> None:
+    since = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    lines = [
+        '{"ts": "2027-01-15T07:59:59.000Z", "level": "info", "msg": "service started"}',  # the killed process
+        "Traceback (most recent call last):",
+        '{"ts": "2027-01-15T08:00:01.500Z", "level": "info", "msg": "service started"}',
+        '{"ts": "2027-01-15T08:00:02.000Z", "level": "info", "msg": "partitions assigned"}',
+        '{"ts": "2027-01-15T08:00:03.000Z", "level": "info", "msg": "state rebuilt", "records": 10, "seconds": 0.5}',
+        '{"ts": "2027-01-15T08:00:04.250Z", "level": "info", "msg": "state rebuilt", "records": 5, "seconds": 0.25}',
+        '{"ts": "2027-01-15T08:00:05.000Z", "level": "info", "msg": "partitions assigned"}',
+    ]
+    assert log_marks(lines, since) == {"service_started_s": 1.5, "partitions_assigned_s": 2.0,
+                                       "state_rebuilt_s": 4.25, "rebuilt_records": 15, "rebuild_seconds": 0.75}
+    assert log_marks(["not json", '{"msg": "state rebuilt"}'], since) == {}
