@@ -51,7 +51,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench import _common as c
 from bench.scale_app import CANCEL, IMPORT
-from bench.scale_io import ROOT, Asleep, Cancelled, Events, Noise, Service
+from bench.scale_io import HOPS, ROOT, Asleep, Cancelled, Events, Noise, Service, cancel_hops
 from bench.steps import free_port, instrument_without_gc, wait_until
 from pipeline.config import Settings
 from pipeline.kafka import topics as t
@@ -103,6 +103,16 @@ def log_marks(lines: list[str], since: float) -> dict[str, Any]:
     return marks
 
 
+def hop_figures(per_cancel: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """p50 / p90 / p99 / max in ms of each hop over the cancels (nearest rank)."""
+    out: dict[str, dict[str, float]] = {}
+    for hop in HOPS:
+        values = [h[hop] for h in per_cancel]
+        if values:
+            out[hop] = {f"p{q}": round(c.percentile(values, q), 1) for q in (50, 90, 99)} | {"max": max(values)}
+    return out
+
+
 def creation_timeout(runs: int) -> float:
     """Seconds allowed for every run to be asleep: 5 minutes plus 200 runs/s (a tenth of what is expected)."""
     return 300.0 + runs / 200
@@ -144,14 +154,18 @@ def create_runs(args: argparse.Namespace, services: dict[str, Service], events: 
             "run_states_read": asleep.states, "load_avg_after_create": round(os.getloadavg()[0], 2)}
 
 
-def cancel_latency(args: argparse.Namespace, events: Events, cancelled: Cancelled, ids: list[str]) -> dict[str, Any]:
-    """One cancel event per id, 20-50 ms apart; latency = produce → function.cancelled readable."""
+def cancel_latency(events: Events, cancelled: Cancelled, ids: list[str],
+                   log: dict[str, tuple[str, float]]) -> dict[str, Any]:
+    """One cancel event per id, 20-50 ms apart; latency = produce → function.cancelled readable. ``log`` gets
+    each cancel event's id -> (import id, wall time of the produce)."""
     sent: dict[str, float] = {}
+    wall = time.time() - time.perf_counter()
     with c.progress_bar(f"{len(ids):,} cancels under noise", len(ids)) as advance:
         for i, import_id in enumerate(ids):
             key, value = events.encode(CANCEL, import_id)
             time.sleep(random.uniform(0.02, 0.05))
             sent[import_id] = events.produce(key, value)
+            log[key] = (import_id, sent[import_id] + wall)
             advance(i + 1)
         events.flush()
     wait_until(lambda: all(x in cancelled.at for x in ids), 120, f"{len(ids)} cancels applied")
@@ -159,7 +173,7 @@ def cancel_latency(args: argparse.Namespace, events: Events, cancelled: Cancelle
 
 
 def restart_to_cancel(args: argparse.Namespace, svc: Service, events: Events, cancelled: Cancelled,
-                      import_id: str) -> dict[str, Any]:
+                      import_id: str, log: dict[str, tuple[str, float]]) -> dict[str, Any]:
     """SIGKILL ``svc``, produce a cancel, start ``svc`` again; seconds until that cancel is applied."""
     key, value = events.encode(CANCEL, import_id)
     before = svc.memory()
@@ -169,6 +183,7 @@ def restart_to_cancel(args: argparse.Namespace, svc: Service, events: Events, ca
         svc.kill()
         sent = events.produce(key, value)
         restarted, restarted_wall = time.perf_counter(), time.time()
+        log[key] = (import_id, sent + restarted_wall - restarted)
         svc.start(log_level="INFO")  # its way back in its log: started, assigned, state rebuilt
         applied = cancelled.wait(import_id, args.restart_timeout, f"the cancel after restarting {svc.name}")
         svc.check()
@@ -220,15 +235,27 @@ def run(servers: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
                 svc.check()
         figures["rss_mib"] = memory(services)
         picked = random.sample(ids, min(args.cancels + 2, len(ids)))
+        topics = {name: settings.topic(name) for name in (t.EVENTS, t.CANCEL_INDEX, t.RUN_COMMANDS)}
+        starts = {name: c.end_offsets(servers, topic) for name, topic in topics.items()}
+        timed: dict[str, tuple[str, float]] = {}
+        after_kill: dict[str, dict[str, tuple[str, float]]] = {"run-owner": {}, "canceller": {}}
         noise.start()
         with instrument_without_gc():
             time.sleep(2.0)
-            figures.update(cancel_latency(args, events, cancelled, picked[:args.cancels]))
+            figures.update(cancel_latency(events, cancelled, picked[:args.cancels], timed))
             figures["load_avg_after_cancels"] = round(os.getloadavg()[0], 2)
             figures["restart"] = {}
             for name, import_id in zip(("run-owner", "canceller"), picked[args.cancels:], strict=False):
-                figures["restart"][name] = restart_to_cancel(args, services[name], events, cancelled, import_id)
+                figures["restart"][name] = restart_to_cancel(args, services[name], events, cancelled, import_id,
+                                                             after_kill[name])
         figures.update(noise.stop())
+        with c.console.status("reading back where each cancel waited (topic tails)..."):
+            hops = cancel_hops(servers, topics, starts, {**timed, **after_kill["run-owner"],
+                                                         **after_kill["canceller"]}, cancelled)
+        figures["cancel_hops_ms"] = hop_figures([hops[k] for k in timed if k in hops])
+        for name, log in after_kill.items():
+            if name in figures["restart"]:
+                figures["restart"][name]["hops_ms"] = next((hops[k] for k in log if k in hops), None)
         figures["rss_mib_end"] = memory(services)
         figures["system_events_other"] = cancelled.other
     finally:
@@ -258,6 +285,10 @@ def table_rows(f: dict[str, Any]) -> list[tuple[str, str, str]]:
                  f"p50 {f['cancel_p50_ms']} / p99 {f['cancel_p99_ms']} ms",
                  f"p90 {f['cancel_p90_ms']}, max {f['cancel_max_ms']} ms; noise {f.get('noise_events_per_s')} ev/s "
                  f"via the API; p99 target ≤ {TARGET_P99_MS:.0f} ms"))
+    hops = f.get("cancel_hops_ms") or {}
+    if hops:
+        rows.append(("  where they waited, p50 / p99",
+                     ", ".join(f"{h['p50']:.0f}/{h['p99']:.0f}" for h in hops.values()), "ms: " + ", ".join(hops)))
     for name, r in f["restart"].items():
         split = r["after_restart"]
         rebuilt = (f"its log: assigned at {split.get('partitions_assigned_s')} s, {split['rebuilt_records']:,} "

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench import _common as c
 from bench.steps import wait_until
 from pipeline.kafka.client import producer_config
-from pipeline.serde import EVENT, RUN_STATE, Catalog, Serde, default_catalog
+from pipeline.serde import CANCEL_SIGNAL, EVENT, RUN_COMMAND, RUN_STATE, Catalog, Serde, default_catalog
 from pipeline.serde.models import Event
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,6 +170,7 @@ class Cancelled:
     def __init__(self, servers: str, topic: str) -> None:
         self.serde = Serde()
         self.at: dict[str, float] = {}
+        self.applied_ms: dict[str, int] = {}  # the event's ts: when the run owner applied the cancel
         self.other = 0
         self.reader = c.Reader(servers, topic, on_batch=self._batch)
 
@@ -179,7 +180,9 @@ class Cancelled:
             if record["name"] != CANCELLED_EVENT:
                 self.other += 1
                 continue
-            self.at.setdefault(json.loads(record["data"])["event"]["data"]["importId"], now)
+            import_id = json.loads(record["data"])["event"]["data"]["importId"]
+            self.at.setdefault(import_id, now)
+            self.applied_ms.setdefault(import_id, record["ts"])
 
     def wait(self, import_id: str, timeout: float, what: str) -> float:
         wait_until(lambda: import_id in self.at, timeout, what)
@@ -264,3 +267,65 @@ class Noise:
         self._thread.join(30)
         return {"noise_events": self.sent, "noise_events_per_s": round(c.rate(self.sent, self.stopped - self.started)),
                 "noise_errors": len(self.errors), "noise_first_errors": self.errors[:3]}
+
+
+# --------------------------------------------------------------------------- where a cancel waited
+
+
+HOPS = ("produce", "matcher", "canceller", "owner", "commit_and_read")
+
+
+def tail(servers: str, topic: str, start: dict[int, int], timeout: float = 120.0) -> list[Any]:
+    """The records of ``topic`` from ``start`` (offsets per partition) up to its end offsets as of now,
+    uncommitted ones too (a record's time is when it was produced or, on ``events``, received). Done when the
+    consumer's position passes each end: the last offsets may be transaction markers, never delivered."""
+    end = c.end_offsets(servers, topic)
+    todo = {p: o for p, o in end.items() if start.get(p, 0) < o}
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": "bench-scale-tail", "enable.auto.commit": False,
+                         "isolation.level": "read_uncommitted"})
+    out: list[Any] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in todo])
+        deadline = time.monotonic() + timeout
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not at the end offsets {todo} within {timeout}s")
+            out += [m for m in consumer.consume(1000, timeout=0.5) if m.error() is None and m.value() is not None]
+            for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
+                if tp.offset >= todo[tp.partition]:
+                    del todo[tp.partition]
+        return out
+    finally:
+        consumer.close()
+
+
+def cancel_hops(servers: str, topics: dict[str, str], starts: dict[str, dict[int, int]],
+                sent: dict[str, tuple[str, float]], cancelled: Cancelled) -> dict[str, dict[str, float]]:
+    """Per cancel event (``sent``: event id -> (import id, wall time just before produce)), in ms: **produce**
+    (→ the broker's receive time on ``events``), **matcher** (→ its signal's record time on ``cancel-index``),
+    **canceller** (→ its cancel command's record time on ``run-commands``), **owner** (→ the cancelled event's
+    ts: when the owner applied it), **commit_and_read** (→ readable by the bench's read_committed reader). Read
+    back from the topics' tails after ``starts``: one clock, this machine's."""
+    serde = Serde()
+    received = {msg.key().decode(): msg.timestamp()[1] for msg in tail(servers, topics["events"], starts["events"])
+                if msg.key() is not None and msg.key().decode() in sent}
+    signalled: dict[str, int] = {}
+    for msg in tail(servers, topics["cancel-index"], starts["cancel-index"]):
+        name, record = serde.decode(msg.value())
+        if name == CANCEL_SIGNAL:
+            signalled.setdefault(record["event_id"], msg.timestamp()[1])
+    commanded: dict[str, int] = {}
+    for msg in tail(servers, topics["run-commands"], starts["run-commands"]):
+        name, record = serde.decode(msg.value())
+        if name == RUN_COMMAND and record["kind"] == "cancel" and record["source_id"]:
+            commanded.setdefault(record["source_id"], msg.timestamp()[1])
+    wall = time.time() - time.perf_counter()  # the readers' perf_counter times on the wall clock
+    hops: dict[str, dict[str, float]] = {}
+    for event_id, (import_id, sent_at) in sent.items():
+        marks = (sent_at * 1000, received.get(event_id), signalled.get(event_id), commanded.get(event_id),
+                 cancelled.applied_ms.get(import_id),
+                 (cancelled.at[import_id] + wall) * 1000 if import_id in cancelled.at else None)
+        if all(m is not None for m in marks):
+            hops[event_id] = {h: round(float(b) - float(a), 1)  # type: ignore[arg-type]
+                              for h, a, b in zip(HOPS, marks, marks[1:], strict=False)}
+    return hops
