@@ -7,7 +7,7 @@ import json
 
 from fastavro import schemaless_writer
 
-from bench.scale import latency_figures, log_marks
+from bench.scale import hop_figures, latency_figures, log_marks
 from bench.scale_io import StatusPeek, _zigzag
 from pipeline.protocol.commands import start_command
 from pipeline.run_owner import state as st
@@ -84,3 +84,13 @@ def test_log_marks_split_a_restart() -> None:
     assert log_marks(lines, since) == {"service_started_s": 1.5, "partitions_assigned_s": 2.0,
                                        "state_rebuilt_s": 4.25, "rebuilt_records": 15, "rebuild_seconds": 0.75}
     assert log_marks(["not json", '{"msg": "state rebuilt"}'], since) == {}
+
+
+def test_hop_figures() -> None:
+    per_cancel = [{"produce": float(i), "matcher": 2.0, "canceller": 1.0, "owner": 3.0, "commit_and_read": 10.0 * i}
+                  for i in range(1, 101)]
+    figures = hop_figures(per_cancel)
+    assert list(figures) == ["produce", "matcher", "canceller", "owner", "commit_and_read"]
+    assert figures["produce"] == {"p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
+    assert figures["commit_and_read"]["p99"] == 990.0 and figures["matcher"]["max"] == 2.0
+    assert hop_figures([]) == {}
