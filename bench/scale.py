@@ -2,8 +2,8 @@
 
 Run (from the repository root):
 
-    PYTHONPATH=. python bench/scale.py                 # 1,000,000 runs: tens of minutes
-    PYTHONPATH=. python bench/scale.py --runs 20000    # ~1-2 minutes
+    PYTHONPATH=. python bench/scale.py                 # 1,000,000 runs: 15-30 minutes
+    PYTHONPATH=. python bench/scale.py --runs 20000    # ~2 minutes
 
 The function is the seed's import (``bench/scale_app.py``): triggered by ``contacts/import.requested``, a
 cancel rule ``async.data.importId == event.data.importId`` on ``contacts/import.cancelled``, then
