@@ -28,7 +28,12 @@ would). The bench uses the public entry points only: the CLI, the topics and the
 4. **Restart to the first cancel**, for the run owner, then the canceller: SIGKILL the process, produce a
    cancel for a sleeping run right away, start the service again, and time until that run's
    ``function.cancelled`` is readable. Reported from the restart (the process started) and from the kill.
-   The restarted service's RSS is read again ``--settle`` seconds later.
+   The restarted service's RSS is read again ``--settle`` seconds later; it logs at INFO, and its log gives
+   when it was assigned its partitions and how many records its rebuild read in how long.
+5. **Where each cancel waited**, read back afterwards from the tails of ``events``, ``cancel-index`` and
+   ``run-commands`` (from their end offsets before step 3): produce (→ the broker's receive time), matcher
+   (→ its signal), canceller (→ its command), run owner (→ the cancelled event's ts) and its commit plus the
+   read. A diagnostic beside the figures, as ``bench/cancel_path.py`` is for ``bench/steps.py``.
 """
 
 from __future__ import annotations

@@ -107,7 +107,9 @@ class Service:
     def start(self, log_level: str | None = None) -> None:
         env = self.env if log_level is None else dict(self.env, PIPELINE_LOG_LEVEL=log_level)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            # cwd: the run's own folder, so whatever a service keeps on a relative path stays with this run
+            self.proc = subprocess.Popen(self.argv, env=env, cwd=self.log.parent, stdout=out,
+                                         stderr=subprocess.STDOUT)
 
     def check(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
