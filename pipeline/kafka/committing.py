@@ -73,6 +73,13 @@ class Committing:
         self.defer_output: bool | frozenset[str] = frozenset(defer_output) \
             if isinstance(defer_output, (set, frozenset)) else bool(defer_output)
         self.deferred: Pending = []
+        # State stores (pipeline.kafka.tables.StoredTables): per partition of the changelog topics ``tracked``, the
+        # offset after the last record of ours delivered there (from the delivery reports), and what to call after
+        # a commit (to write the stores' open writes with those offsets) and after an abort (to drop them)
+        self.tracked: frozenset[str] = frozenset()
+        self.changelog_offsets: dict[tuple[str, int], int] = {}
+        self.on_commit: Callable[[dict[tuple[str, int], int]], None] | None = None
+        self.on_abort: Callable[[], None] | None = None
 
     def ensure_tx(self) -> None:
         """Begin the transaction at the first output record, so a batch without output opens none (at least once:
@@ -160,12 +167,17 @@ class Committing:
                                                           SEND_OFFSETS_TIMEOUT)
             retrying(lambda: self.producer.commit_transaction(20), attempts=3)
             self.in_tx = False
+            if self.on_commit is not None:
+                self.producer.poll(0)  # the delivery reports not served yet: the stores' offsets
+                self.on_commit(offsets)
         else:
             # at least once: the output is on the broker before the offsets commit, or the batch is processed again
             self._check_delivered(self.producer.flush(60))
             if tps:
                 self.consumer.commit(offsets=tps, asynchronous=False)
             self.in_tx = False
+            if self.on_commit is not None:
+                self.on_commit(offsets)
         if offsets:
             self.positions.update(offsets)
             offsets.clear()
@@ -241,6 +253,9 @@ class Committing:
             self.delivery_failed = None  # the replay sends the batch's records again
             self.uncommitted.clear()
             self.end_window()
+            self.changelog_offsets.clear()  # some were of the aborted transaction
+            if self.on_abort is not None:
+                self.on_abort()
             return True
         if not self.exactly_once and err.retriable():
             # at-least-once: the output is flushed; the offsets go with the next batch (or are redelivered)
@@ -249,9 +264,20 @@ class Committing:
             return False
         raise exc
 
-    def delivered(self, err: KafkaError | None, _msg: Message) -> None:
+    def delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.delivery_failed = err
+        elif self.tracked:
+            self.tx_delivered(err, msg)
+
+    def tx_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """A transactional record's delivery report: note where a changelog record landed (a failed one aborts
+        the transaction anyway)."""
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if err is None and topic in self.tracked and partition is not None and offset is not None:
+            key = (topic, partition)
+            if offset + 1 > self.changelog_offsets.get(key, -1):
+                self.changelog_offsets[key] = offset + 1
 
     def flush_at_once(self) -> None:
         """Have every at-once record acknowledged before offsets that cover its input are committed. A record
