@@ -56,17 +56,18 @@ def _changelog(bootstrap: str, topic: str, *, upto: dict[int, int] | None = None
         deadline = time.monotonic() + 30
         while pending and time.monotonic() < deadline:
             for msg in consumer.consume(500, timeout=0.5):
-                p = msg.partition()
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                p, offset, key, value, err = msg.partition(), msg.offset(), msg.key(), msg.value(), msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
                         pending.discard(p)
                     continue
-                if p not in pending or msg.offset() >= ends[p]:
+                assert p is not None and offset is not None and key is not None and value is not None
+                if p not in pending or offset >= ends[p]:
                     pending.discard(p)
                     continue
-                last[msg.key()] = int(msg.value())
+                last[key] = int(value)
                 read += 1
-                if msg.offset() + 1 >= ends[p]:
+                if offset + 1 >= ends[p]:
                     pending.discard(p)
         assert not pending, "changelog not read to its end"
     finally:
