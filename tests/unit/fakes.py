@@ -4,7 +4,13 @@ the loop's backlog and the owner read of a record."""
 from __future__ import annotations
 
 import itertools
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.kafka.store import Store
+from pipeline.run_owner.table import RunTable
+from pipeline.serde import Serde
 
 _offsets = itertools.count()
 
@@ -35,3 +41,8 @@ class FakeMessage:
 
     def key(self) -> bytes | None:
         return self.key_
+
+
+def run_table() -> RunTable:
+    """A run owner's run table in a throwaway state store (a directory under the system's temp dir)."""
+    return RunTable(Store(Path(tempfile.mkdtemp(prefix="pipeline-runs-")) / "runs-0"), Serde())
