@@ -8,6 +8,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.canceller.index import CancelIndex
 from pipeline.kafka.store import Store
 from pipeline.run_owner.table import RunTable
 from pipeline.serde import Serde
@@ -46,3 +47,8 @@ class FakeMessage:
 def run_table() -> RunTable:
     """A run owner's run table in a throwaway state store (a directory under the system's temp dir)."""
     return RunTable(Store(Path(tempfile.mkdtemp(prefix="pipeline-runs-")) / "runs-0"), Serde())
+
+
+def cancel_index(signal_window_ms: int) -> CancelIndex:
+    """A canceller's join table in a throwaway state store."""
+    return CancelIndex(Store(Path(tempfile.mkdtemp(prefix="pipeline-index-")) / "index-0"), signal_window_ms)
