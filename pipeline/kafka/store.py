@@ -45,6 +45,7 @@ from rocksdict import (
 log = logging.getLogger("pipeline.store")
 
 OFFSET_KEY = b"\x00offset"  # the changelog offset the store is complete up to; table keys never start with \x00
+ORIGIN_KEY = b"\x00origin"  # the Kafka cluster id its changelog lives on
 BLOCK_CACHE_BYTES = 32 * 1024 * 1024  # shared by every store of the process
 WRITE_BUFFERS_BYTES = 32 * 1024 * 1024  # memtables of every store of the process, together
 WRITE_BUFFER_BYTES = 4 * 1024 * 1024  # one memtable
@@ -116,6 +117,21 @@ class Store:
                         extra={"path": str(self.path), "error": text})
             shutil.rmtree(self.path, ignore_errors=True)
             return Rdict(str(self.path), self.memory.options(), access_type=AccessType.read_write())
+
+    def check_origin(self, origin: str | None) -> None:
+        """Wipe the store if it was filled from another cluster's changelog (a broker made anew keeps topic names
+        and offsets that mean something else), and remember ``origin``."""
+        if origin is None:
+            return
+        raw = origin.encode()
+        stored = self.db.get(ORIGIN_KEY)
+        if stored == raw:
+            return
+        if stored is not None or self.offset is not None:
+            log.warning("state store from another cluster; wiping it for a full restore",
+                        extra={"path": str(self.path), "cluster": origin})
+            self.wipe()
+        self.db.put(ORIGIN_KEY, raw)
 
     # -- reads: the overlay first ---------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from . import metrics
 from .deadletter import DeadLetterSink
@@ -151,7 +151,7 @@ def restore_tables(tables: Sequence[PartitionTables[Any]], assigned: list[TopicP
         if stored is not None:
             if stores is None:
                 raise ValueError(f"{table.label}: a stored table needs a state directory")
-            starts = _open_stored(stored, parts, stores)
+            starts = _open_stored(stored, parts, stores, _cluster_id(consumer))
         else:
             table.create(parts)
         if table.changelog is None:
@@ -179,8 +179,19 @@ def restore_tables(tables: Sequence[PartitionTables[Any]], assigned: list[TopicP
         metrics.RESTORE_RECORDS.labels(service, table.changelog).set(count)
 
 
-def _open_stored(table: StoredTables[Any], parts: list[int], stores: StoreDir) -> dict[int, int]:
-    """Open the partitions' stores (closing any still open) and return the offsets to restore from."""
+def _cluster_id(consumer: Consumer | None) -> str | None:
+    if consumer is None:
+        return None
+    try:
+        cluster: str | None = consumer.list_topics(timeout=10).cluster_id
+    except KafkaException:
+        return None
+    return cluster
+
+
+def _open_stored(table: StoredTables[Any], parts: list[int], stores: StoreDir, origin: str | None) -> dict[int, int]:
+    """Open the partitions' stores (closing any still open; wiping one filled from another cluster) and return
+    the offsets to restore from."""
     starts: dict[int, int] = {}
     assert table.changelog is not None
     for p in parts:
@@ -188,6 +199,7 @@ def _open_stored(table: StoredTables[Any], parts: list[int], stores: StoreDir) -
         if old is not None:
             old.close()
         store = stores.open(table.changelog, p)
+        store.check_origin(origin)
         table[p] = table.make(store)
         starts[p] = store.offset or 0
     return starts

@@ -79,3 +79,15 @@ def test_the_state_dir_is_configured_or_per_user(tmp_path: Path, monkeypatch: ob
     monkeypatch.delenv("PIPELINE_STATE_DIR", raising=False)  # type: ignore[attr-defined]
     monkeypatch.setenv("PIPELINE_HOME", str(tmp_path / "home"))  # type: ignore[attr-defined]
     assert state_dir() == (tmp_path / "home").resolve() / "state"
+
+
+def test_a_store_filled_from_another_cluster_is_wiped(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s", MEMORY)
+    store.check_origin("cluster-a")
+    store.put(b"k", b"v")
+    store.commit(9)
+    store.check_origin("cluster-a")
+    assert store.offset == 9
+    store.check_origin("cluster-b")  # a broker made anew: its offsets mean something else
+    assert store.offset is None and store.get(b"k") is None
+    store.close()
