@@ -241,8 +241,9 @@ class StoreDir:
         self.base = root / _safe(group) / _safe(instance)
         self.memory = memory or StoreMemory.shared()
 
-    def open(self, topic: str, partition: int) -> Store:
-        name = f"{_safe(topic)}-{partition}"
+    def open(self, topic: str, partition: int | None) -> Store:
+        """The store of ``topic``'s ``partition`` (None: one store for the whole topic)."""
+        name = _safe(topic) if partition is None else f"{_safe(topic)}-{partition}"
         for attempt in range(64):
             path = self.base / (name if attempt == 0 else f"{name}.{attempt}")
             try:
