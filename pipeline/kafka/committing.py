@@ -155,7 +155,8 @@ class Committing:
         if tps and self.at_once_sent:
             self.flush_at_once()
         if self.deferred:  # held back by a defer_output processor until now (see flush_pending); after the
-            produce_all(self.producer, self.deferred)  # at-once flush, which must not hold partitions back
+            # at-once flush, which must not hold partitions back
+            produce_all(self.producer, self.deferred, self.tracked, self._tracked_callback())
         if self.exactly_once:
             self.ensure_tx()
             if tps:
@@ -216,7 +217,7 @@ class Committing:
             for record in pending:
                 (self.deferred if record[0] in defer else now).append(record)
             pending[:] = now
-        produce_all(self.producer, pending)
+        produce_all(self.producer, pending, self.tracked, self._tracked_callback())
         return n
 
     def dead_letter(self, topic: str, service: str, msg: Message, exc: Exception) -> None:
@@ -270,6 +271,10 @@ class Committing:
         elif self.tracked:
             self.tx_delivered(err, msg)
 
+    def _tracked_callback(self) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery callback of a changelog record: at least once, the producer's own (it also notes failures)."""
+        return self.tx_delivered if self.exactly_once else self.delivered
+
     def tx_delivered(self, err: KafkaError | None, msg: Message) -> None:
         """A transactional record's delivery report: note where a changelog record landed (a failed one aborts
         the transaction anyway)."""
@@ -296,13 +301,19 @@ class Committing:
                                             retriable=True, txn_requires_abort=True))
 
 
-def produce_all(producer: Producer, records: Pending) -> None:
-    """Hand ``records`` to ``producer`` (waiting for room in its queue when it is full), then empty the list."""
+def produce_all(producer: Producer, records: Pending, tracked: frozenset[str] = frozenset(),
+                on_tracked: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+    """Hand ``records`` to ``producer`` (waiting for room in its queue when it is full), then empty the list.
+    Records to a ``tracked`` topic (a state store's changelog) get ``on_tracked`` as their delivery callback,
+    the others none: a callback per record would cost every output record a call into Python."""
     produce = producer.produce
     for topic, key, value, partition, headers in records:
         while True:
             try:
-                produce(topic, value=value, key=key, partition=partition, headers=headers)
+                if tracked and topic in tracked:
+                    produce(topic, value=value, key=key, partition=partition, headers=headers, on_delivery=on_tracked)
+                else:
+                    produce(topic, value=value, key=key, partition=partition, headers=headers)
                 break
             except BufferError:  # local queue full: let librdkafka drain, then retry
                 producer.poll(0.05)

@@ -108,8 +108,6 @@ class ServiceLoop:
         # State stores: their changelog records' delivery reports give the offsets each store is checkpointed with
         stored = [tb for tb in processor.partition_tables() if isinstance(tb, StoredTables)]
         commits.tracked = frozenset(tb.changelog for tb in stored if not tb.upto_committed and tb.changelog)
-        if commits.tracked and self.exactly_once:
-            tx_conf["on_delivery"] = commits.tx_delivered
         if stored:
             commits.on_commit = lambda offsets: checkpoint_tables(processor.partition_tables(),
                                                                   commits.changelog_offsets, offsets)
