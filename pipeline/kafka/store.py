@@ -41,6 +41,7 @@ from rocksdict import (
     WriteBatch,
     WriteBufferManager,
 )
+from sortedcontainers import SortedDict
 
 log = logging.getLogger("pipeline.store")
 
@@ -100,7 +101,8 @@ class Store:
     def __init__(self, path: Path, memory: StoreMemory | None = None) -> None:
         self.path = path
         self.memory = memory or StoreMemory.shared()
-        self.overlay: dict[bytes, bytes | None] = {}  # None: deleted in the open transaction
+        # the open transaction's writes (None: deleted), sorted so that a range scan reads only its own keys
+        self.overlay: SortedDict = SortedDict()
         self.db = self._open()
         raw = self.db.get(OFFSET_KEY)
         self.offset: int | None = int.from_bytes(raw, "big", signed=True) if raw is not None else None
@@ -138,14 +140,17 @@ class Store:
     def get(self, key: bytes) -> bytes | None:
         overlay = self.overlay
         if key in overlay:
-            return overlay[key]
+            mine: bytes | None = overlay[key]
+            return mine
         value: bytes | None = self.db.get(key)
         return value
 
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Keys in ``[start, stop)`` in order, with their values, the overlay merged in (a snapshot of the overlay
         taken now: changes made while iterating may or may not be seen)."""
-        mine = sorted((k, v) for k, v in self.overlay.items() if start <= k < stop)
+        overlay = self.overlay
+        keys = overlay.irange(start, stop, inclusive=(True, False))
+        mine: list[tuple[bytes, bytes]] = [(k, overlay[k]) for k in keys]  # values None: deleted, never yielded
         i, n = 0, len(mine)
         it = self.db.iter()
         it.seek(start)
@@ -155,18 +160,18 @@ class Store:
                 break
             while i < n and mine[i][0] < key:
                 if mine[i][1] is not None:
-                    yield mine[i]  # type: ignore[misc]
+                    yield mine[i]
                 i += 1
             if i < n and mine[i][0] == key:
                 if mine[i][1] is not None:
-                    yield mine[i]  # type: ignore[misc]
+                    yield mine[i]
                 i += 1
             else:
                 yield key, it.value()
             it.next()
         while i < n:
             if mine[i][1] is not None:
-                yield mine[i]  # type: ignore[misc]
+                yield mine[i]
             i += 1
 
     # -- writes: into the overlay until the commit ----------------------------------------------------------
