@@ -72,10 +72,13 @@ class Match:
         return self.run_id if self.wait_step is None else f"{self.run_id}\x1e{self.wait_step}"
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _listener_bytes(listener: Listener) -> bytes:
-    return json.dumps([listener.run_id, listener.function_id, listener.trigger_event_id,
+    return _encode([listener.run_id, listener.function_id, listener.trigger_event_id,
                        listener.trigger_received_at, listener.expires_at, listener.residual,
-                       listener.owner_partition, listener.wait_step], separators=(",", ":")).encode()
+                       listener.owner_partition, listener.wait_step]).encode()
 
 
 def _listener_of(raw: bytes) -> Listener:
@@ -84,7 +87,7 @@ def _listener_of(raw: bytes) -> Listener:
 
 
 def _signal_bytes(signal: Signal) -> bytes:
-    return json.dumps([signal.event_id, signal.received_at, signal.event], separators=(",", ":")).encode()
+    return _encode([signal.event_id, signal.received_at, signal.event]).encode()
 
 
 def _signal_of(raw: bytes) -> Signal:
@@ -93,7 +96,10 @@ def _signal_of(raw: bytes) -> Signal:
 
 
 def _be(n: int) -> bytes:
-    return max(n, 0).to_bytes(8, "big")
+    return n.to_bytes(8, "big") if n > 0 else _ZERO
+
+
+_ZERO = bytes(8)
 
 
 # Store keys (join keys and ids never hold NUL: the cancel-index record key separates them with it)
@@ -127,7 +133,10 @@ class CancelIndex(StoredTable):
     def _count(self, listeners: int = 0, signals: int = 0) -> None:
         self.listener_count += listeners
         self.signal_count += signals
+
+    def commit(self, offset: int | None) -> None:
         self.store.put(_COUNTS, _be(self.listener_count) + _be(self.signal_count))
+        super().commit(offset)
 
     # -- updates -------------------------------------------------------------------------------------------
 

@@ -28,8 +28,10 @@ import os
 import re
 import shutil
 import threading
+from bisect import bisect_left, insort
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rocksdict import (
     AccessType,
@@ -41,7 +43,6 @@ from rocksdict import (
     WriteBatch,
     WriteBufferManager,
 )
-from sortedcontainers import SortedDict
 
 log = logging.getLogger("pipeline.store")
 
@@ -101,8 +102,10 @@ class Store:
     def __init__(self, path: Path, memory: StoreMemory | None = None) -> None:
         self.path = path
         self.memory = memory or StoreMemory.shared()
-        # the open transaction's writes (None: deleted), sorted so that a range scan reads only its own keys
-        self.overlay: SortedDict = SortedDict()
+        self.overlay: dict[bytes, bytes | None] = {}  # the open transaction's writes (None: deleted)
+        # the overlay's keys in order, made at the first scan and kept up to date from then on (a restore, which
+        # never scans, never sorts them): a range scan reads only the open writes in its range
+        self._keys: list[bytes] | None = None
         self.db = self._open()
         raw = self.db.get(OFFSET_KEY)
         self.offset: int | None = int.from_bytes(raw, "big", signed=True) if raw is not None else None
@@ -149,8 +152,11 @@ class Store:
         """Keys in ``[start, stop)`` in order, with their values, the overlay merged in (a snapshot of the overlay
         taken now: changes made while iterating may or may not be seen)."""
         overlay = self.overlay
-        keys = overlay.irange(start, stop, inclusive=(True, False))
-        mine: list[tuple[bytes, bytes]] = [(k, overlay[k]) for k in keys]  # values None: deleted, never yielded
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = sorted(overlay)
+        mine: list[tuple[bytes, Any]] = [(k, overlay[k])
+                                         for k in keys[bisect_left(keys, start):bisect_left(keys, stop)]]
         i, n = 0, len(mine)
         it = self.db.iter()
         it.seek(start)
@@ -177,10 +183,16 @@ class Store:
     # -- writes: into the overlay until the commit ----------------------------------------------------------
 
     def put(self, key: bytes, value: bytes) -> None:
-        self.overlay[key] = value
+        overlay = self.overlay
+        if self._keys is not None and key not in overlay:
+            insort(self._keys, key)
+        overlay[key] = value
 
     def delete(self, key: bytes) -> None:
-        self.overlay[key] = None
+        overlay = self.overlay
+        if self._keys is not None and key not in overlay:
+            insort(self._keys, key)
+        overlay[key] = None
 
     def commit(self, offset: int | None = None) -> None:
         """The transaction committed: write the overlay and ``offset`` (None: keep the stored one) atomically."""
@@ -196,16 +208,19 @@ class Store:
             batch.put(OFFSET_KEY, _encode_offset(offset))
         self.db.write(batch)
         self.overlay.clear()
+        self._keys = None
         if offset is not None:
             self.offset = offset
 
     def abort(self) -> None:
         """The transaction aborted: forget its writes."""
         self.overlay.clear()
+        self._keys = None
 
     def wipe(self) -> None:
         """Empty the store (its offset too): it is to be restored in full."""
         self.overlay.clear()
+        self._keys = None
         self.db.close()
         shutil.rmtree(self.path, ignore_errors=True)
         self.db = self._open()
@@ -214,6 +229,7 @@ class Store:
     def close(self) -> None:
         """Forget the overlay (never written: uncommitted) and close; the files stay for a fast return."""
         self.overlay.clear()
+        self._keys = None
         self.db.close()
 
 
