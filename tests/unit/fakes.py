@@ -44,11 +44,20 @@ class FakeMessage:
         return self.key_
 
 
+# every throwaway store of the unit tests lives under one directory, removed when the test process exits
+_STORES = tempfile.TemporaryDirectory(prefix="pipeline-unit-stores-")
+
+
+def store_dir(prefix: str) -> Path:
+    """A new directory for a throwaway state store."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_STORES.name))
+
+
 def run_table() -> RunTable:
     """A run owner's run table in a throwaway state store (a directory under the system's temp dir)."""
-    return RunTable(Store(Path(tempfile.mkdtemp(prefix="pipeline-runs-")) / "runs-0"), Serde())
+    return RunTable(Store(store_dir("runs-") / "runs-0"), Serde())
 
 
 def cancel_index(signal_window_ms: int) -> CancelIndex:
     """A canceller's join table in a throwaway state store."""
-    return CancelIndex(Store(Path(tempfile.mkdtemp(prefix="pipeline-index-")) / "index-0"), signal_window_ms)
+    return CancelIndex(Store(store_dir("index-") / "index-0"), signal_window_ms)

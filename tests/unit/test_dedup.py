@@ -3,15 +3,14 @@ not a duplicate."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from pipeline.kafka.store import Store
 from pipeline.matcher.dedup import Seen, SeenEvents
 
+from .fakes import store_dir
+
 
 def seen_events(window_ms: int) -> SeenEvents:
-    return SeenEvents(Store(Path(tempfile.mkdtemp(prefix="pipeline-ids-")) / "ids"), window_ms)
+    return SeenEvents(Store(store_dir("ids-") / "ids"), window_ms)
 
 
 def test_a_second_record_with_the_id_inside_the_window_is_a_duplicate() -> None:

@@ -3,15 +3,14 @@ status changes."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from pipeline.api.run_index import RunIndex
 from pipeline.kafka.store import Store
 
+from .fakes import store_dir
+
 
 def new_index() -> RunIndex:
-    return RunIndex(Store(Path(tempfile.mkdtemp(prefix="pipeline-api-index-")) / "runs"))
+    return RunIndex(Store(store_dir("api-index-") / "runs"))
 
 
 def state(i: int, fn: str = "f", status: str = "Running") -> dict:
