@@ -43,6 +43,7 @@ import datetime
 import gc
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -62,7 +63,8 @@ from pipeline.config import Settings
 from pipeline.kafka import topics as t
 from pipeline.kafka.client import admin_config, consumer_config, producer_config
 from pipeline.kafka.loop import ServiceLoop
-from pipeline.kafka.tables import restore_tables
+from pipeline.kafka.store import StoreDir, state_dir
+from pipeline.kafka.tables import drop_tables, restore_tables
 from pipeline.protocol.keys import join_key, listener_record_key, partition_for, signal_record_key
 from pipeline.serde import CANCEL_LISTENER, CANCEL_SIGNAL, EVENT, RUN_COMMAND, Serde
 from pipeline.testing.stack import Stack
@@ -349,10 +351,18 @@ def rebuild_child(servers: str, prefix: str) -> None:
     gc.collect()
     rss0 = c.rss_mib()
     started = time.perf_counter()
+    stores = StoreDir(state_dir(settings.state_dir), f"{prefix}pipeline-canceller", f"rebuild-{os.getpid()}")
     restore_tables(canceller.partition_tables(), parts, servers=servers, consumer=consumer, service=canceller.name,
-                   dead_letter=None)
+                   dead_letter=None, stores=stores)
     canceller.assigned(parts)
     seconds = time.perf_counter() - started
+    count = sum(i.listener_count for i in canceller.indexes.values())
+    # a restart: the stores are on disk, the changelog's tail (nothing here) is all a restore reads
+    drop_tables(canceller.partition_tables(), parts)
+    warm = time.perf_counter()
+    restore_tables(canceller.partition_tables(), parts, servers=servers, consumer=consumer, service=canceller.name,
+                   dead_letter=None, stores=stores)
+    warm_seconds = time.perf_counter() - warm
     rss1 = c.rss_mib()
     gc.collect()
     rss2 = c.rss_mib()
@@ -360,9 +370,8 @@ def rebuild_child(servers: str, prefix: str) -> None:
     for line in Path("/proc/self/status").read_text().splitlines() if Path("/proc/self/status").exists() else []:
         if line.startswith("VmHWM:"):
             hwm = int(line.split()[1]) / 1024
-    count = sum(i.listener_count for i in canceller.indexes.values())
     consumer.close()
-    print(json.dumps({"listeners": count, "seconds": round(seconds, 3),
+    print(json.dumps({"listeners": count, "seconds": round(seconds, 3), "restart_seconds": round(warm_seconds, 3),
                       "listeners_per_s": round(c.rate(count, seconds), 1),
                       "rss_before_mib": round(rss0, 1), "rss_after_mib": round(rss1, 1),
                       "rss_after_gc_mib": round(rss2, 1), "rss_growth_mib": round(rss2 - rss0, 1),
@@ -432,6 +441,7 @@ def main() -> None:
         r = figures["rebuild"]
         rows += [
             (f"rebuild {r['listeners']:,} listeners", f"{r['seconds']:.1f} s", c.fmt_rate(r["listeners_per_s"])),
+            ("restart with the stores on disk", f"{r.get('restart_seconds', 0):.2f} s", "tail only"),
             ("rebuild RSS growth", f"{r['rss_growth_mib']:,.0f} MiB",
              f"{r['bytes_per_listener']:.0f} B/listener; peak RSS {r['rss_peak_mib']} MiB"),
         ]

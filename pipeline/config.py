@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     stall_timeout_ms: int = Field(
         default=30_000, ge=0, description="`pipeline run`/`dev` exit with code 70 when a service loop makes no "
         "progress for this long (a Kafka call hung past its deadline); 0 turns the watchdog off")
+    state_dir: str | None = Field(
+        default=None, description="where services keep their state stores (RocksDB, one per service group, instance "
+        "and partition; see pipeline.kafka.store); unset = `state` under $PIPELINE_HOME (~/.cache/pipeline)")
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:

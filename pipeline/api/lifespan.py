@@ -19,6 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap, producer_config
+from ..kafka.store import StoreDir, state_dir
+from ..protocol.ids import consumer_group
 from .auth import warn_if_open
 from .context import ApiConfig
 from .recent_events import RecentEvents
@@ -41,7 +43,10 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
         extra: dict[str, Any] = {"client.id": "pipeline-api", "message.timeout.ms": 15000,
                                  "message.max.bytes": max(4 * 1024 * 1024, settings.max_event_bytes * 2)}
         prod = producer if producer is not None else Producer(producer_config(servers, **extra))
-        runs = RunTable(servers, settings.topic(t.RUNS), serde=config.serde)
+        # the run table lives on disk: one store per API instance (pipeline.kafka.store)
+        store = StoreDir(state_dir(settings.state_dir), consumer_group(settings.topic_prefix, "api"),
+                         settings.instance_id).open(settings.topic(t.RUNS), None)
+        runs = RunTable(servers, settings.topic(t.RUNS), store=store, serde=config.serde)
         cancellations = CancellationTable(servers, config.cancellations_topic, serde=config.serde)
         writer = Writer(prod)
         writer.start()

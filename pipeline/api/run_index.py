@@ -1,65 +1,87 @@
-"""Sorted views of the run table for paging: newest first, by function, by status, or both.
+"""Sorted views of the API's run table for paging: newest first, by function, by status, or both.
 
-Each view is a ``SortedList`` of ``(-queued_at, run_id)``, kept up to date as states change (a status change
-moves a run between views), so a page costs a bisection and the page itself, never a scan of every run: the
-dev UI stays fast with 100,000 runs. Pure (no Kafka); :class:`pipeline.api.tables.RunTable` feeds it.
+Each view is a range of keys in the API's state store (:mod:`pipeline.kafka.store`): ``v<function>\\x1f<status>\\0``
+then the run's queued time counted down (so that ascending keys are newest first) and its id, kept up to date as
+states change (a status change moves a run between views). A page costs a seek and the page itself, never a scan
+of every run, and a million runs cost disk, not memory. No Kafka here; :class:`pipeline.api.tables.RunTable`
+feeds it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sortedcontainers import SortedList
+from ..kafka.store import Store
 
-Entry = tuple[int, str]
+Entry = tuple[int, str]  # (-queued_at, run id): a page's cursor
+
+_VIEW, _FUNCTION = b"v", b"f"
+_TOP = 1 << 62  # queued times count down from here, so the newest sorts first
+
+
+def _view(function_id: str | None, status: str | None) -> bytes:
+    return _VIEW + (function_id or "").encode() + b"\x1f" + (status or "").encode() + b"\x00"
+
+
+def _entry_key(view: bytes, entry: Entry) -> bytes:
+    return view + (_TOP + entry[0]).to_bytes(8, "big") + entry[1].encode()
 
 
 class RunIndex:
-    def __init__(self) -> None:
-        self.views: dict[tuple[str | None, str | None], SortedList] = {}
-        self.functions: dict[str, int] = {}  # function id -> runs
+    """The views and per-function run counts, in ``store`` (written through its overlay)."""
 
-    def _keys(self, state: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _views(self, state: dict[str, Any]) -> list[bytes]:
         fid, status = state["function_id"], state["status"]
-        return [(None, None), (fid, None), (None, status), (fid, status)]
+        return [_view(None, None), _view(fid, None), _view(None, status), _view(fid, status)]
 
     def add(self, state: dict[str, Any]) -> None:
         entry = (-state["queued_at"], state["run_id"])
-        for key in self._keys(state):
-            view = self.views.get(key)
-            if view is None:
-                view = self.views[key] = SortedList()
-            view.add(entry)
-        self.functions[state["function_id"]] = self.functions.get(state["function_id"], 0) + 1
+        for view in self._views(state):
+            self.store.put(_entry_key(view, entry), b"")
+        self._count(state["function_id"], 1)
 
     def remove(self, state: dict[str, Any]) -> None:
         entry = (-state["queued_at"], state["run_id"])
-        for key in self._keys(state):
-            view = self.views.get(key)
-            if view is not None:
-                view.discard(entry)
-        left = self.functions.get(state["function_id"], 0) - 1
-        if left > 0:
-            self.functions[state["function_id"]] = left
+        for view in self._views(state):
+            self.store.delete(_entry_key(view, entry))
+        self._count(state["function_id"], -1)
+
+    def _count(self, function_id: str, delta: int) -> None:
+        key = _FUNCTION + function_id.encode()
+        raw = self.store.get(key)
+        n = (int.from_bytes(raw, "big") if raw else 0) + delta
+        if n > 0:
+            self.store.put(key, n.to_bytes(8, "big"))
         else:
-            self.functions.pop(state["function_id"], None)
+            self.store.delete(key)
+
+    @property
+    def functions(self) -> dict[str, int]:
+        """function id -> its runs."""
+        return {k[1:].decode(): int.from_bytes(v, "big") for k, v in self.store.scan(_FUNCTION, _FUNCTION + b"\xff")}
 
     def page(self, function_id: str | None, status: str | None, *, limit: int, cursor: Entry | None = None,
              since_ms: int | None = None, until_ms: int | None = None) -> tuple[list[str], Entry | None]:
         """Run ids, newest first, after ``cursor`` (the last entry of the previous page), queued in
         [since, until); and the cursor of the next page (None at the end)."""
-        view = self.views.get((function_id, status))
-        if view is None:
-            return [], None
+        view = _view(function_id, status)
         start = (-(until_ms - 1), "") if until_ms is not None else (-(1 << 62), "")
+        low = _entry_key(view, start)
         if cursor is not None and cursor > start:
-            start = cursor
-        i = view.bisect_right(start) if cursor is not None else view.bisect_left(start)
+            low = _entry_key(view, cursor) + b"\x00"  # strictly after the cursor
+        elif cursor is not None:
+            low = max(low, _entry_key(view, cursor) + b"\x00")
         out: list[Entry] = []
-        for entry in view.islice(i, i + limit + 1):
+        for key, _ in self.store.scan(low, view[:-1] + b"\x01"):
+            entry = (int.from_bytes(key[len(view):len(view) + 8], "big") - _TOP, key[len(view) + 8:].decode())
             if since_ms is not None and -entry[0] < since_ms:
                 break
             out.append(entry)
+            if len(out) > limit:
+                break
         more = len(out) > limit
         out = out[:limit]
         return [e[1] for e in out], (out[-1] if more and out else None)

@@ -1,8 +1,8 @@
-"""In-memory tables that the HTTP API reads, each fed by one compacted topic.
+"""Tables that the HTTP API reads, each fed by one compacted topic.
 
 The API never asks the services for run state: the compacted ``runs`` topic is the source of
-truth, so the API tails it (all partitions, from the beginning, no consumer group,
-read_committed) into a dict, the way every other service rebuilds its tables. The same holds
+truth, so the API tails it (all partitions, no consumer group, read_committed) into a state store on
+disk (:class:`RunTable`: read from the positions stored with it, so a restart reads only the tail). The same holds
 for bulk cancellations on the one-partition ``cancellations`` topic. A tombstone (null value)
 deletes a key.
 
@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ..kafka.client import consume_available, consumer_config
+from ..kafka.store import Store
 from ..serde import BULK_CANCELLATION, RUN_STATE, Serde, SerdeError
 from .run_index import RunIndex
 
@@ -102,6 +103,20 @@ class CompactedTable:
         """Apply one record (``value`` None = tombstone). Called with the lock held."""
         raise NotImplementedError
 
+    def stored_positions(self) -> dict[int, int]:
+        """Per partition, the offset the table already holds everything before (a table kept on disk); the
+        table reads from there. None of them: from the beginning."""
+        return {}
+
+    def forget_all(self) -> None:
+        """The stored positions are outside the topic's range (a topic made anew): forget the table."""
+
+    def cluster(self, cluster_id: str | None) -> None:
+        """The Kafka cluster the topic is read from (a table kept on disk forgets one read from another)."""
+
+    def batch_applied(self) -> None:
+        """A batch of records is applied and ``_positions`` moved past it (called with the lock held)."""
+
     # -- the thread ----------------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -112,11 +127,14 @@ class CompactedTable:
             if partitions is None:
                 return
             started = time.monotonic()
-            targets = self._end_offsets(consumer, partitions)
-            if targets is None:
+            self.cluster(consumer.list_topics(timeout=10).cluster_id)
+            ranges = self._end_offsets(consumer, partitions)
+            if ranges is None:
                 return
+            starts = self._starts(ranges)
+            targets = {p: high for p, (_, high) in ranges.items() if high > starts.get(p, 0)}
             pending = set(targets)
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            consumer.assign([TopicPartition(self.topic, p, starts.get(p) or OFFSET_BEGINNING) for p in partitions])
             if not pending:
                 self._mark_ready(started)
             while not self._stop.is_set():
@@ -140,6 +158,7 @@ class CompactedTable:
                         self._positions[p] = offset + 1
                         if p in pending and offset + 1 >= targets[p]:
                             pending.discard(p)
+                    self.batch_applied()
                     self._cond.notify_all()
                 if not pending and not self.ready.is_set():
                     self._mark_ready(started)
@@ -170,8 +189,21 @@ class CompactedTable:
             self._stop.wait(1.0)
         return None
 
-    def _end_offsets(self, consumer: Consumer, partitions: list[int]) -> dict[int, int] | None:
-        """The end offset of each non-empty partition, retried while leaders are still being elected.
+    def _starts(self, ranges: dict[int, tuple[int, int]]) -> dict[int, int]:
+        """Where to read each partition from: the stored positions, unless one is outside its partition's range
+        (then the table is forgotten and read from the beginning)."""
+        stored = self.stored_positions()
+        if any(not ranges.get(p, (0, 0))[0] <= offset <= ranges.get(p, (0, 0))[1] for p, offset in stored.items()):
+            log.warning("stored table outside the topic's range; reading it in full",
+                        extra={"table": self.name, "topic": self.topic})
+            self.forget_all()
+            stored = {}
+        with self._cond:
+            self._positions.update(stored)
+        return stored
+
+    def _end_offsets(self, consumer: Consumer, partitions: list[int]) -> dict[int, tuple[int, int]] | None:
+        """The (first, end) offsets of each partition, retried while leaders are still being elected.
 
         A topic created a moment ago answers NOT_LEADER_FOR_PARTITION for a while; that is a
         reason to wait, not to fail the table.
@@ -179,12 +211,10 @@ class CompactedTable:
         delay = 0.1
         while not self._stop.is_set():
             try:
-                targets: dict[int, int] = {}
+                ranges: dict[int, tuple[int, int]] = {}
                 for p in partitions:
-                    low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-                    if high > max(low, 0):
-                        targets[p] = high
-                return targets
+                    ranges[p] = consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                return ranges
             except KafkaException as exc:
                 log.info("end offsets not available yet, retrying",
                          extra={"table": self.name, "topic": self.topic, "error": str(exc)})
@@ -220,26 +250,57 @@ def _bulk_source(state: dict[str, Any] | None) -> str | None:
 
 
 class RunTable(CompactedTable):
-    """run_id → RunState dict, event_id → run ids, and per-bulk-cancellation counts of cancelled runs.
+    """run_id → RunState dict, event_id → run ids, and per-bulk-cancellation counts of cancelled runs, in a state
+    store on disk (:mod:`pipeline.kafka.store`) with the position read up to in each partition, so a restarted
+    API reads only what ``runs`` gained since, and a million runs cost disk, not memory.
 
-    The counts are kept incrementally (each state change moves a run in or out of a count), so
+    Keys: ``r<run id>`` → the run owner's partition (4 bytes) and the state's Avro bytes as read; ``e<event id>\\0
+    <run id>``; ``b<cancellation id>`` → count; ``p<partition>`` → position; and the paging views
+    (:class:`~.run_index.RunIndex`). Each batch read is written to the store in one ``WriteBatch`` with its
+    positions. The counts are kept incrementally (each state change moves a run in or out of a count), so
     listing cancellations costs nothing however many runs there are.
     """
 
-    def __init__(self, servers: str, topic: str, *, serde: Serde | None = None) -> None:
+    def __init__(self, servers: str, topic: str, *, store: Store, serde: Serde | None = None) -> None:
         super().__init__(servers, topic, name="runs", serde=serde)
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.by_event: dict[str, list[str]] = {}
-        self.bulk_counts: dict[str, int] = {}
-        self.partitions: dict[str, int] = {}
-        self.index = RunIndex()  # sorted views for paging (the dev UI)
+        self.store = store
+        self.index = RunIndex(store)  # sorted views for paging (the dev UI)
+        self.partitions = _Partitions(self)
+
+    # -- the store ------------------------------------------------------------------------------------------
+
+    def stored_positions(self) -> dict[int, int]:
+        return {int.from_bytes(k[1:], "big"): int.from_bytes(v, "big")
+                for k, v in self.store.scan(_POSITION, _POSITION + b"\xff")}
+
+    def forget_all(self) -> None:
+        with self._cond:
+            self.store.wipe()
+
+    def cluster(self, cluster_id: str | None) -> None:
+        with self._cond:
+            self.store.check_origin(cluster_id)
+
+    def batch_applied(self) -> None:
+        for p, offset in self._positions.items():
+            self.store.put(_POSITION + p.to_bytes(4, "big"), offset.to_bytes(8, "big"))
+        self.store.commit()
+
+    def _read(self, run_id: str) -> tuple[int, dict[str, Any]] | None:
+        raw = self.store.get(_RUN + run_id.encode())
+        if raw is None:
+            return None
+        return int.from_bytes(raw[:4], "big"), self.serde.decode_as(RUN_STATE, raw[4:])
+
+    # -- applying records -----------------------------------------------------------------------------------
 
     def apply(self, key: str, value: bytes | None, partition: int) -> None:
-        old = self.runs.get(key)
+        found = self._read(key)
+        old = found[1] if found is not None else None
+        store = self.store
         if value is None:
             if old is not None:
-                del self.runs[key]
-                self.partitions.pop(key, None)
+                store.delete(_RUN + key.encode())
                 self._unindex(key, old)
                 self.index.remove(old)
             return
@@ -249,63 +310,94 @@ class RunTable(CompactedTable):
         if old is not None:
             self.index.remove(old)
         self.index.add(state)
-        self.runs[key] = state
-        self.partitions[key] = partition  # the run owner's partition: commands for the run go there
+        # the run owner's partition: commands for the run go there
+        store.put(_RUN + key.encode(), partition.to_bytes(4, "big") + value)
         if old is None or old["event_id"] != state["event_id"]:
             if old is not None:
                 self._unindex(key, old, count=False)
-            self.by_event.setdefault(state["event_id"], []).append(key)
+            store.put(_EVENT + state["event_id"].encode() + b"\x00" + key.encode(), b"")
         before, after = _bulk_source(old), _bulk_source(state)
         if before != after:
             if before is not None:
-                self._dec(before)
+                self._add_bulk(before, -1)
             if after is not None:
-                self.bulk_counts[after] = self.bulk_counts.get(after, 0) + 1
+                self._add_bulk(after, 1)
 
     def _unindex(self, run_id: str, old: dict[str, Any], count: bool = True) -> None:
-        ids = self.by_event.get(old["event_id"])
-        if ids is not None:
-            try:
-                ids.remove(run_id)
-            except ValueError:
-                pass
-            if not ids:
-                del self.by_event[old["event_id"]]
+        self.store.delete(_EVENT + old["event_id"].encode() + b"\x00" + run_id.encode())
         source = _bulk_source(old)
         if count and source is not None:
-            self._dec(source)
+            self._add_bulk(source, -1)
 
-    def _dec(self, source: str) -> None:
-        left = self.bulk_counts.get(source, 0) - 1
-        if left > 0:
-            self.bulk_counts[source] = left
+    def _add_bulk(self, source: str, delta: int) -> None:
+        key = _BULK + source.encode()
+        raw = self.store.get(key)
+        n = (int.from_bytes(raw, "big") if raw else 0) + delta
+        if n > 0:
+            self.store.put(key, n.to_bytes(8, "big"))
         else:
-            self.bulk_counts.pop(source, None)
+            self.store.delete(key)
 
-    # -- reads (take the lock; the dicts change under the table thread) -------------------------------------
+    # -- reads (take the lock; the store's open writes change under the table thread) -----------------------
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         with self._cond:
-            return self.runs.get(run_id)
+            found = self._read(run_id)
+        return None if found is None else found[1]
+
+    def partition_of(self, run_id: str) -> int | None:
+        with self._cond:
+            found = self._read(run_id)
+        return None if found is None else found[0]
 
     def for_event(self, event_id: str) -> list[dict[str, Any]]:
         """The runs an event started, oldest id first (run ids are ULIDs)."""
+        prefix = _EVENT + event_id.encode() + b"\x00"
         with self._cond:
-            return [self.runs[r] for r in sorted(self.by_event.get(event_id, ())) if r in self.runs]
+            ids = [k[len(prefix):].decode() for k, _ in self.store.scan(prefix, prefix[:-1] + b"\x01")]
+            found = [self._read(r) for r in sorted(ids)]
+        return [f[1] for f in found if f is not None]
 
     def page(self, function_id: str | None, status: str | None, **options: Any) -> tuple[list[dict[str, Any]], Any]:
         """A page of runs, newest first (see :meth:`RunIndex.page`)."""
         with self._cond:
             ids, cursor = self.index.page(function_id, status, **options)
-            return [self.runs[r] for r in ids if r in self.runs], cursor
+            found = [self._read(r) for r in ids]
+        return [f[1] for f in found if f is not None], cursor
 
     def function_counts(self) -> dict[str, int]:
         with self._cond:
-            return dict(self.index.functions)
+            return self.index.functions
 
     def cancelled_by(self, cancellation_id: str) -> int:
         with self._cond:
-            return self.bulk_counts.get(cancellation_id, 0)
+            raw = self.store.get(_BULK + cancellation_id.encode())
+        return int.from_bytes(raw, "big") if raw else 0
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        with self._cond:
+            self.store.close()
+
+
+_RUN, _EVENT, _BULK, _POSITION = b"r", b"e", b"b", b"p"
+
+
+class _Partitions:
+    """``table.partitions[run_id]``: the run owner's partition of a run (KeyError if the table has no such run)."""
+
+    def __init__(self, table: RunTable) -> None:
+        self.table = table
+
+    def __getitem__(self, run_id: str) -> int:
+        p = self.table.partition_of(run_id)
+        if p is None:
+            raise KeyError(run_id)
+        return p
+
+    def get(self, run_id: str, default: int | None = None) -> int | None:
+        p = self.table.partition_of(run_id)
+        return default if p is None else p
 
 
 class CancellationTable(CompactedTable):

@@ -12,17 +12,23 @@ should hit it (the matcher saw the cancel first) still meets it: the guarantee h
 order the services process the two events in. Inngest loses that race; we do not.
 
 Residuals are compiled lazily and cached by text: many listeners share one residual shape.
+
+Listeners and signals live in the partition's state store (:class:`CancelIndex`), not in memory.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from confluent_kafka import Message
+
 from ..expr import Expr, ExprError, compile_expr
+from ..kafka.store import Store
+from ..kafka.tables import StoredTable
 
 
 @dataclass(slots=True)
@@ -66,85 +72,172 @@ class Match:
         return self.run_id if self.wait_step is None else f"{self.run_id}\x1e{self.wait_step}"
 
 
-class CancelIndex:
-    """Listeners and signals of the partitions one canceller owns."""
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
-    def __init__(self, signal_window_ms: int) -> None:
+
+def _listener_bytes(listener: Listener) -> bytes:
+    return _encode([listener.run_id, listener.function_id, listener.trigger_event_id,
+                       listener.trigger_received_at, listener.expires_at, listener.residual,
+                       listener.owner_partition, listener.wait_step]).encode()
+
+
+def _listener_of(raw: bytes) -> Listener:
+    f = json.loads(raw)
+    return Listener(f[0], sys.intern(f[1]), f[2], f[3], f[4], f[5], f[6], f[7])
+
+
+def _signal_bytes(signal: Signal) -> bytes:
+    return _encode([signal.event_id, signal.received_at, signal.event]).encode()
+
+
+def _signal_of(raw: bytes) -> Signal:
+    f = json.loads(raw)
+    return Signal(f[0], f[1], f[2])
+
+
+def _be(n: int) -> bytes:
+    return n.to_bytes(8, "big") if n > 0 else _ZERO
+
+
+_ZERO = bytes(8)
+
+
+# Store keys (join keys and ids never hold NUL: the cancel-index record key separates them with it)
+_LISTENER, _SIGNAL, _LISTENER_EXPIRY, _SIGNAL_EXPIRY = b"l", b"s", b"e", b"x"
+_COUNTS = b"\x01counts"
+
+
+class CancelIndex(StoredTable):
+    """Listeners and signals of one cancel-index partition, in its state store (:mod:`pipeline.kafka.store`).
+
+    Why a store: a million listeners took 742 MiB as Python objects, and a restart replayed all of them before the
+    first cancel. Keys, sorted so that every question is one range scan:
+
+    * ``l<join key>\\0<ident>``: a listener; a signal asks for every listener of its join key;
+    * ``s<join key>\\0<received at, 8 bytes><event id>``: a signal, oldest first within its join key;
+    * ``e<expires at><join key>\\0<ident>`` and ``x<received at><join key>\\0<event id>``: the expiry indexes, so
+      the sweep reads only what has expired.
+
+    Counts of listeners and signals are kept in the store too (and in attributes another thread may read)."""
+
+    def __init__(self, store: Store, signal_window_ms: int,
+                 replay: Callable[[CancelIndex, Message], object] | None = None) -> None:
+        super().__init__(store)
         self.signal_window_ms = signal_window_ms
-        self.listeners: dict[str, dict[str, Listener]] = {}
-        self.signals: dict[str, list[Signal]] = {}
+        self.replay = replay  # applies one cancel-index record without matching (the canceller's, for restores)
         self._residuals: dict[str, Expr | None] = {}
-        self.listener_count = 0
+        raw = store.get(_COUNTS)
+        self.listener_count, self.signal_count = (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")) \
+            if raw else (0, 0)
+
+    def _count(self, listeners: int = 0, signals: int = 0) -> None:
+        self.listener_count += listeners
+        self.signal_count += signals
+
+    def commit(self, offset: int | None) -> None:
+        self.store.put(_COUNTS, _be(self.listener_count) + _be(self.signal_count))
+        super().commit(offset)
 
     # -- updates -------------------------------------------------------------------------------------------
 
     def add_listener(self, key: str, listener: Listener, *, match: bool = True) -> list[Match]:
         """Register a listener; with ``match``, also check it against the signals already kept."""
-        bucket = self.listeners.get(key)
-        if bucket is None:
-            bucket = self.listeners[key] = {}
-        if listener.ident not in bucket:
-            self.listener_count += 1
-        bucket[listener.ident] = listener
+        join = key.encode() + b"\x00"
+        ident = listener.ident.encode()
+        store = self.store
+        lkey = _LISTENER + join + ident
+        old = store.get(lkey)
+        if old is None:
+            self._count(listeners=1)
+        else:
+            store.delete(_LISTENER_EXPIRY + _be(_listener_of(old).expires_at) + join + ident)
+        store.put(lkey, _listener_bytes(listener))
+        store.put(_LISTENER_EXPIRY + _be(listener.expires_at) + join + ident, b"")
         if not match:
             return []
-        for signal in self.signals.get(key, ()):  # oldest first: a wait gets the first event after it began
+        for _, raw in store.scan(_SIGNAL + join, _SIGNAL + key.encode() + b"\x01"):  # oldest first: a wait gets
+            signal = _signal_of(raw)  # the first event after it began
             if self._hits(listener, signal):
                 return [_match(key, listener, signal)]
         return []
 
     def add_signal(self, key: str, signal: Signal, *, match: bool = True) -> list[Match]:
         """Keep a signal for the window; with ``match``, return the listeners it cancels."""
-        self.signals.setdefault(key, []).append(signal)
+        join = key.encode() + b"\x00"
+        event = signal.event_id.encode()
+        skey = _SIGNAL + join + _be(signal.received_at) + event
+        store = self.store
+        if store.get(skey) is None:
+            self._count(signals=1)
+        store.put(skey, _signal_bytes(signal))
+        store.put(_SIGNAL_EXPIRY + _be(signal.received_at) + join + event, b"")
         if not match:
             return []
-        bucket = self.listeners.get(key)
-        if not bucket:
-            return []
-        return [_match(key, listener, signal) for listener in bucket.values() if self._hits(listener, signal)]
+        found = []
+        for _, raw in store.scan(_LISTENER + join, _LISTENER + key.encode() + b"\x01"):
+            listener = _listener_of(raw)
+            if self._hits(listener, signal):
+                found.append(_match(key, listener, signal))
+        return found
 
     def remove_listener(self, key: str, ident: str) -> None:
         """Forget a listener by its :attr:`Listener.ident` (the run id for a cancel_on listener)."""
-        bucket = self.listeners.get(key)
-        if bucket is not None and bucket.pop(ident, None) is not None:
-            self.listener_count -= 1
-            if not bucket:
-                del self.listeners[key]
+        join = key.encode() + b"\x00"
+        lkey = _LISTENER + join + ident.encode()
+        raw = self.store.get(lkey)
+        if raw is None:
+            return
+        self.store.delete(lkey)
+        self.store.delete(_LISTENER_EXPIRY + _be(_listener_of(raw).expires_at) + join + ident.encode())
+        self._count(listeners=-1)
 
     def remove_signal(self, key: str, event_id: str) -> None:
-        lst = self.signals.get(key)
-        if lst:
-            lst[:] = [s for s in lst if s.event_id != event_id]
-            if not lst:
-                del self.signals[key]
+        join = key.encode() + b"\x00"
+        for skey, raw in list(self.store.scan(_SIGNAL + join, _SIGNAL + key.encode() + b"\x01")):
+            signal = _signal_of(raw)
+            if signal.event_id == event_id:
+                self.store.delete(skey)
+                self.store.delete(_SIGNAL_EXPIRY + _be(signal.received_at) + join + event_id.encode())
+                self._count(signals=-1)
 
-    def clear(self) -> None:
-        self.listeners.clear()
-        self.signals.clear()
-        self.listener_count = 0
+    def listeners_of(self, key: str) -> list[Listener]:
+        join = key.encode() + b"\x00"
+        return [_listener_of(raw) for _, raw in self.store.scan(_LISTENER + join, _LISTENER + key.encode() + b"\x01")]
 
     # -- expiry --------------------------------------------------------------------------------------------
 
     def expired(self, now_ms: int) -> Iterator[tuple[str, str, str]]:
-        """Yield ("listener"|"signal", join key, id) for everything past its time, removing it."""
+        """Yield ("listener"|"signal", join key, id) for everything past its time, removing it (read from the
+        expiry indexes: only what has expired)."""
         horizon = now_ms - self.signal_window_ms
-        for key in list(self.signals):
-            lst = self.signals[key]
-            old = [s for s in lst if s.received_at < horizon]
-            if old:
-                keep = [s for s in lst if s.received_at >= horizon]
-                if keep:
-                    self.signals[key] = keep
-                else:
-                    del self.signals[key]
-                for s in old:
-                    yield "signal", key, s.event_id
-        for key in list(self.listeners):
-            bucket = self.listeners[key]
-            gone = [rid for rid, listener in bucket.items() if listener.expires_at < now_ms]
-            for rid in gone:
-                self.remove_listener(key, rid)
-                yield "listener", key, rid
+        for ekey, _ in list(self.store.scan(_SIGNAL_EXPIRY, _SIGNAL_EXPIRY + _be(horizon))):
+            join, _, event_id = ekey[9:].partition(b"\x00")
+            self.remove_signal(join.decode(), event_id.decode())
+            self.store.delete(ekey)
+            yield "signal", join.decode(), event_id.decode()
+        for ekey, _ in list(self.store.scan(_LISTENER_EXPIRY, _LISTENER_EXPIRY + _be(now_ms))):
+            join, _, ident = ekey[9:].partition(b"\x00")
+            self.remove_listener(join.decode(), ident.decode())
+            self.store.delete(ekey)
+            yield "listener", join.decode(), ident.decode()
+
+    def load(self, msg: Message) -> None:
+        if self.replay is None:
+            raise ValueError("this index cannot replay records")
+        self.replay(self, msg)
+
+    def abort(self) -> None:
+        super().abort()
+        self._reload_counts()
+
+    def wipe(self) -> None:
+        super().wipe()
+        self.listener_count = self.signal_count = 0
+
+    def _reload_counts(self) -> None:
+        raw = self.store.get(_COUNTS)
+        self.listener_count, self.signal_count = (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big")) \
+            if raw else (0, 0)
 
     # -- the join condition --------------------------------------------------------------------------------
 

@@ -4,9 +4,10 @@ It consumes the compacted ``cancel-index`` topic, where the matcher writes liste
 runs are scheduled) and signals (when cancel events arrive), both partitioned by join key.
 One partition is one independent join, so more canceller instances split the work.
 
-On assignment it rebuilds each partition's table by replaying the partition from the start
-up to the group's committed offset without emitting (those matches were emitted and committed
-before), then continues from there. A match emits a cancel command to the run owner (keyed by
+Each partition's table is a state store (:class:`~.index.CancelIndex`). On assignment the loop opens it and
+replays the partition from the offset stored with it up to the group's committed offset without emitting
+(those matches were emitted and committed before), then the canceller continues from there.
+A match emits a cancel command to the run owner (keyed by
 run id) and tombstones the listener. The tombstone commits in one transaction with the consumed
 offset; the command is sent at once (``at_once``), acknowledged before that commit, so the owner
 need not wait for it. A command sent twice (the batch aborted and was processed again) is a no-op
@@ -27,7 +28,8 @@ from ..kafka import topics as t
 from ..kafka.client import bootstrap
 from ..kafka.emitter import Emitter
 from ..kafka.processor import Processor, override
-from ..kafka.tables import PartitionTables
+from ..kafka.store import Store
+from ..kafka.tables import PartitionTables, StoredTables
 from ..protocol.commands import cancel_command, resume_command
 from ..protocol.keys import listener_record_key, parse_index_key, signal_record_key
 from ..serde import CANCEL_LISTENER, CANCEL_SIGNAL, RUN_COMMAND, Serde
@@ -52,11 +54,12 @@ class Canceller(Processor):
         self.index_topic = settings.topic(t.CANCEL_INDEX)
         self.commands_topic = settings.topic(t.RUN_COMMANDS)
         self.servers = bootstrap(settings)
-        # cancel-index partition -> its join table, rebuilt by the loop on assignment by replaying the partition
-        # up to the group's committed offset without emitting (those matches were emitted and committed before)
-        self.indexes: PartitionTables[CancelIndex] = PartitionTables(
+        # cancel-index partition -> its join table in a state store, brought up to date by the loop on assignment
+        # by replaying the partition from the store's offset up to the group's committed offset without emitting
+        # (those matches were emitted and committed before)
+        self.indexes: StoredTables[CancelIndex] = StoredTables(
             self.index_topic, self._new_index, changelog=self.index_topic, upto_committed=True,
-            load=self._replay, label="canceller index")
+            label="canceller index")
         self._next_expiry = 0
         self.cancels_sent = 0
         self.resumes_sent = 0
@@ -65,8 +68,8 @@ class Canceller(Processor):
     def topics(self) -> list[str]:
         return [self.index_topic]
 
-    def _new_index(self) -> CancelIndex:
-        return CancelIndex(self.settings.cancel_signal_window_ms)
+    def _new_index(self, store: Store) -> CancelIndex:
+        return CancelIndex(store, self.settings.cancel_signal_window_ms, self._replay)
 
     @override
     def partition_tables(self) -> Sequence[PartitionTables[Any]]:
@@ -83,9 +86,7 @@ class Canceller(Processor):
         p = msg.partition()
         if p is None:
             raise ValueError("not a consumed record")
-        index = self.indexes.get(p)
-        if index is None:
-            index = self.indexes[p] = self._new_index()
+        index = self.indexes[p]
         now = time.time_ns() // 1_000_000
         for m in self._apply(index, msg, match=True):
             if m.wait_step is None:

@@ -73,6 +73,13 @@ class Committing:
         self.defer_output: bool | frozenset[str] = frozenset(defer_output) \
             if isinstance(defer_output, (set, frozenset)) else bool(defer_output)
         self.deferred: Pending = []
+        # State stores (pipeline.kafka.tables.StoredTables): per partition of the changelog topics ``tracked``, the
+        # offset after the last record of ours delivered there (from the delivery reports), and what to call after
+        # a commit (to write the stores' open writes with those offsets) and after an abort (to drop them)
+        self.tracked: frozenset[str] = frozenset()
+        self.changelog_offsets: dict[tuple[str, int], int] = {}
+        self.on_commit: Callable[[dict[tuple[str, int], int]], None] | None = None
+        self.on_abort: Callable[[], None] | None = None
 
     def ensure_tx(self) -> None:
         """Begin the transaction at the first output record, so a batch without output opens none (at least once:
@@ -148,7 +155,8 @@ class Committing:
         if tps and self.at_once_sent:
             self.flush_at_once()
         if self.deferred:  # held back by a defer_output processor until now (see flush_pending); after the
-            produce_all(self.producer, self.deferred)  # at-once flush, which must not hold partitions back
+            # at-once flush, which must not hold partitions back
+            produce_all(self.producer, self.deferred, self.tracked, self._tracked_callback())
         if self.exactly_once:
             self.ensure_tx()
             if tps:
@@ -160,12 +168,17 @@ class Committing:
                                                           SEND_OFFSETS_TIMEOUT)
             retrying(lambda: self.producer.commit_transaction(20), attempts=3)
             self.in_tx = False
+            if self.on_commit is not None:
+                self.producer.poll(0)  # the delivery reports not served yet: the stores' offsets
+                self.on_commit(offsets)
         else:
             # at least once: the output is on the broker before the offsets commit, or the batch is processed again
             self._check_delivered(self.producer.flush(60))
             if tps:
                 self.consumer.commit(offsets=tps, asynchronous=False)
             self.in_tx = False
+            if self.on_commit is not None:
+                self.on_commit(offsets)
         if offsets:
             self.positions.update(offsets)
             offsets.clear()
@@ -204,7 +217,7 @@ class Committing:
             for record in pending:
                 (self.deferred if record[0] in defer else now).append(record)
             pending[:] = now
-        produce_all(self.producer, pending)
+        produce_all(self.producer, pending, self.tracked, self._tracked_callback())
         return n
 
     def dead_letter(self, topic: str, service: str, msg: Message, exc: Exception) -> None:
@@ -241,6 +254,9 @@ class Committing:
             self.delivery_failed = None  # the replay sends the batch's records again
             self.uncommitted.clear()
             self.end_window()
+            self.changelog_offsets.clear()  # some were of the aborted transaction
+            if self.on_abort is not None:
+                self.on_abort()
             return True
         if not self.exactly_once and err.retriable():
             # at-least-once: the output is flushed; the offsets go with the next batch (or are redelivered)
@@ -249,9 +265,24 @@ class Committing:
             return False
         raise exc
 
-    def delivered(self, err: KafkaError | None, _msg: Message) -> None:
+    def delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self.delivery_failed = err
+        elif self.tracked:
+            self.tx_delivered(err, msg)
+
+    def _tracked_callback(self) -> Callable[[KafkaError | None, Message], None]:
+        """The delivery callback of a changelog record: at least once, the producer's own (it also notes failures)."""
+        return self.tx_delivered if self.exactly_once else self.delivered
+
+    def tx_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        """A transactional record's delivery report: note where a changelog record landed (a failed one aborts
+        the transaction anyway)."""
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if err is None and topic in self.tracked and partition is not None and offset is not None:
+            key = (topic, partition)
+            if offset + 1 > self.changelog_offsets.get(key, -1):
+                self.changelog_offsets[key] = offset + 1
 
     def flush_at_once(self) -> None:
         """Have every at-once record acknowledged before offsets that cover its input are committed. A record
@@ -270,13 +301,19 @@ class Committing:
                                             retriable=True, txn_requires_abort=True))
 
 
-def produce_all(producer: Producer, records: Pending) -> None:
-    """Hand ``records`` to ``producer`` (waiting for room in its queue when it is full), then empty the list."""
+def produce_all(producer: Producer, records: Pending, tracked: frozenset[str] = frozenset(),
+                on_tracked: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+    """Hand ``records`` to ``producer`` (waiting for room in its queue when it is full), then empty the list.
+    Records to a ``tracked`` topic (a state store's changelog) get ``on_tracked`` as their delivery callback,
+    the others none: a callback per record would cost every output record a call into Python."""
     produce = producer.produce
     for topic, key, value, partition, headers in records:
         while True:
             try:
-                produce(topic, value=value, key=key, partition=partition, headers=headers)
+                if tracked and topic in tracked:
+                    produce(topic, value=value, key=key, partition=partition, headers=headers, on_delivery=on_tracked)
+                else:
+                    produce(topic, value=value, key=key, partition=partition, headers=headers)
                 break
             except BufferError:  # local queue full: let librdkafka drain, then retry
                 producer.poll(0.05)

@@ -50,6 +50,8 @@ from .emitter import Emitter
 from .lookahead import Lookahead
 from .processor import Processor
 from .rebalance import Rebalance
+from .store import StoreDir, state_dir
+from .tables import StoredTables, abort_tables, checkpoint_tables
 from .watchdog import Heart
 
 log = logging.getLogger("pipeline.loop")
@@ -103,6 +105,13 @@ class ServiceLoop:
         # librdkafka still batches whatever accumulates while a request is in flight.
         # At least once (no transactions): every delivery is checked before offsets commit, as at-once records are
         tx_conf: dict[str, Any] = {"linger.ms": 0, **({} if self.exactly_once else {"on_delivery": commits.delivered})}
+        # State stores: their changelog records' delivery reports give the offsets each store is checkpointed with
+        stored = [tb for tb in processor.partition_tables() if isinstance(tb, StoredTables)]
+        commits.tracked = frozenset(tb.changelog for tb in stored if not tb.upto_committed and tb.changelog)
+        if stored:
+            commits.on_commit = lambda offsets: checkpoint_tables(processor.partition_tables(),
+                                                                  commits.changelog_offsets, offsets)
+            commits.on_abort = lambda: abort_tables(processor.partition_tables())
         commits.producer = Producer(producer_config(self.servers, transactional_id=txid, **tx_conf))
         # Records a processor marks ``at_once`` (see Emitter.send) skip the transaction: a plain idempotent
         # producer sends them when their input is processed, and the commit has them acknowledged first.
@@ -130,7 +139,8 @@ class ServiceLoop:
         self.rebalance = Rebalance(
             name=self.name, servers=self.servers, consumer=self.consumer, processor=processor, commits=commits,
             lookahead=self.lookahead, commit_now=self._commit_now,
-            dead_letter=DeadLetterSink(self.servers, self.dead_letter_topic, self.name))
+            dead_letter=DeadLetterSink(self.servers, self.dead_letter_topic, self.name),
+            stores=StoreDir(state_dir(self.settings.state_dir), self.group_id, self.settings.instance_id))
         processor.bind(self)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -387,6 +397,9 @@ class ServiceLoop:
                         commits.flush_pending()
                     commits.commit(force=True)
                 elif self.exactly_once and commits.in_tx:
+                    commits.in_tx = False  # nothing of it may reach the state stores (the revocation commits)
+                    if commits.on_abort is not None:
+                        commits.on_abort()
                     commits.producer.abort_transaction(10)
             except KafkaException as exc:
                 log.warning("final commit failed" if clean else "final abort failed",

@@ -19,6 +19,7 @@ from .committing import Committing
 from .deadletter import DeadLetterSink
 from .lookahead import Lookahead
 from .processor import Processor
+from .store import StoreDir
 from .tables import drop_tables, restore_tables
 
 log = logging.getLogger("pipeline.loop")
@@ -28,7 +29,8 @@ class Rebalance:
     """The consumer's rebalance callbacks and the rewind-and-rebuild after an aborted transaction."""
 
     def __init__(self, *, name: str, servers: str, consumer: Consumer, processor: Processor, commits: Committing,
-                 lookahead: Lookahead | None, commit_now: Callable[[], int], dead_letter: DeadLetterSink) -> None:
+                 lookahead: Lookahead | None, commit_now: Callable[[], int], dead_letter: DeadLetterSink,
+                 stores: StoreDir | None = None) -> None:
         self.name = name
         self.servers = servers
         self.consumer = consumer
@@ -37,6 +39,7 @@ class Rebalance:
         self.lookahead = lookahead
         self._commit_now = commit_now  # the loop's: what the batch in progress has done, output and offsets
         self.dead_letter = dead_letter  # records a restore cannot apply
+        self.stores = stores  # where the processor's stored tables live (pipeline.kafka.store)
         self.assignment: list[TopicPartition] = []  # as last reported by the callbacks
         self.needs_rebuild = False
         self.restoring = False
@@ -47,7 +50,7 @@ class Rebalance:
 
     def _restore(self, consumer: Consumer | None, partitions: list[TopicPartition]) -> None:
         restore_tables(self.processor.partition_tables(), partitions, servers=self.servers, consumer=consumer,
-                       service=self.name, dead_letter=self.dead_letter)
+                       service=self.name, dead_letter=self.dead_letter, stores=self.stores)
         self.processor.assigned(partitions)
 
     def _drop(self, partitions: list[TopicPartition]) -> None:

@@ -24,9 +24,17 @@ log = logging.getLogger("pipeline.restore")
 
 
 def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Callable[[Message], None],
-            *, end_offsets: dict[int, int] | None = None, label: str = "restore",
+            *, end_offsets: dict[int, int] | None = None, start_offsets: dict[int, int] | None = None,
+            out_of_range: Callable[[int], None] | None = None, reached: dict[int, int] | None = None,
+            label: str = "restore",
             batch: int = 2000, dead_letter: DeadLetterSink | None = None) -> tuple[int, float]:
-    """Feed every record of ``topic``'s ``partitions`` (from offset 0 up to the end, or ``end_offsets``) to on_record.
+    """Feed every record of ``topic``'s ``partitions`` (from offset 0, or ``start_offsets``, up to the end, or
+    ``end_offsets``) to on_record.
+
+    A start offset outside the partition's range (below its first offset, or past its end: a store older than the
+    topic's retention, or a topic made anew) is reported to ``out_of_range(partition)``, which must forget what
+    it had, and that partition is read from its start. ``reached`` (filled in, if given): per partition, the offset
+    the restore read up to (a store's new offset).
 
     Reads with read_committed, so aborted writes are never restored. A record that ``on_record`` raises on goes
     to ``dead_letter`` and the restore goes on (without a sink it raises: a caller that cannot lose a record says
@@ -40,15 +48,27 @@ def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Call
     consumer = Consumer(consumer_config(servers, None, **extra))
     try:
         targets: dict[int, int] = {}
+        starts: dict[int, int] = {}
         for p in parts:
             low, high = _watermarks(consumer, TopicPartition(topic, p))
             end = high if end_offsets is None or p not in end_offsets else min(end_offsets[p], high)
-            if end > low:
+            start = (start_offsets or {}).get(p, 0)
+            if start and not low <= start <= min(high, end):
+                log.warning("stored offset out of the changelog's range; restoring in full",
+                            extra={"topic": topic, "partition": p, "offset": start, "low": low, "high": high})
+                if out_of_range is not None:
+                    out_of_range(p)
+                start = 0
+            start = max(start, low)
+            if reached is not None:
+                reached[p] = max(end, start)
+            if end > start:
                 targets[p] = end
-        total = sum(targets.values())
+                starts[p] = start
+        total = sum(targets[p] - starts[p] for p in targets)
         if not targets:
             return 0, time.monotonic() - started
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in targets])
+        consumer.assign([TopicPartition(topic, p, starts[p] or OFFSET_BEGINNING) for p in targets])
         count = 0
         pending = set(targets)
         with _progress(label, topic, total) as advance:

@@ -28,7 +28,7 @@ from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
 from ..kafka.emitter import Emitter
 from ..kafka.processor import Processor, override
-from ..kafka.tables import PartitionTables
+from ..kafka.tables import PartitionTables, StoredTables
 from ..protocol.commands import start_records
 from ..protocol.ids import derived_ulid, run_id_for
 from ..protocol.joins import signal_keys, signal_routes
@@ -79,9 +79,9 @@ class Matcher(Processor):
         self.dedup_window_ms = settings.event_dedup_window_ms
         # events partition -> its dedup table, restored by the loop from event-ids (read_committed: what the
         # matcher wrote with its offsets, so the table matches the committed position exactly)
-        self.seen: PartitionTables[SeenEvents] = PartitionTables(
-            self.events_topic, lambda: SeenEvents(self.dedup_window_ms), changelog=self.ids_topic,
-            load=self._load_seen, label="matcher event ids")
+        self.seen: StoredTables[SeenEvents] = StoredTables(
+            self.events_topic, lambda store: SeenEvents(store, self.dedup_window_ms, self._load_seen),
+            changelog=self.ids_topic, label="matcher event ids")
         self._decoded: dict[tuple[int, int], dict[str, Any]] = {}  # events decoded by urgent(), for process()
         self._next_expiry = 0
         self.runs_started = 0
@@ -100,7 +100,7 @@ class Matcher(Processor):
         if key is None:
             raise ValueError("event-ids record without a key")
         record = None if value is None else self.serde.decode_as(EVENT_SEEN, value)
-        table.load(key.decode(), None if record is None else Seen(record["offset"], record["first_seen"]))
+        table.restore(key.decode(), None if record is None else Seen(record["offset"], record["first_seen"]))
 
     @override
     def partition_tables(self) -> Sequence[PartitionTables[Any]]:

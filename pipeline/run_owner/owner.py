@@ -13,10 +13,13 @@ flight; the step's late outcome is stale and starts nothing.
 
 Between outcome and next invocation a run may wait: for a concurrency slot (:mod:`.slots`) and,
 when its function has cancel rules, for the cancel path to pass the point it reached
-(:mod:`.gate`). Sleeps and retry backoffs wait on an in-memory timer heap, rebuilt with the table.
+(:mod:`.gate`). Sleeps and retry backoffs wait on an in-memory timer heap of the timers due soon, loaded from the
+run table's timer index.
 
-The loop keeps the per-partition tables (the runs, restored from ``runs``; the slot counts, derived from them
-in :meth:`RunOwner.assigned`). A record that fails is undone whole: its table changes (:mod:`.writes`) and its
+The loop keeps the per-partition tables: the runs, in a state store restored from the ``runs`` changelog's tail
+(:mod:`.table`; memory stays bounded whatever the number of runs), and the slot counts, derived in
+:meth:`RunOwner.assigned` from the few runs the table indexes as holding or waiting for slots.
+A record that fails is undone whole: its table changes (:mod:`.writes`) and its
 slots, timers, gate waits and cron clocks (:mod:`.undo`).
 """
 
@@ -37,11 +40,12 @@ from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap
 from ..kafka.emitter import Emitter, OutputTooLarge
 from ..kafka.processor import Processor, override
-from ..kafka.tables import PartitionTables
+from ..kafka.store import Store
+from ..kafka.tables import PartitionTables, StoredTables
 from ..protocol.errors import error_payload
 from ..sdk.app import Registry
 from ..sdk.function import Function
-from ..serde import EVENT, INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
+from ..serde import EVENT, INVOCATION, RUN_COMMAND, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
 from . import state as st
 from .bulk import BulkRules
@@ -50,6 +54,7 @@ from .gate import GateBook
 from .listening import Listening
 from .rearm import rearm
 from .slots import Slots
+from .table import RunTable
 from .ticking import Ticker
 from .undo import Timers, UndoLog
 from .writes import StateWrites
@@ -92,10 +97,10 @@ class RunOwner(Processor):
         self.defer_output = frozenset({self.index_topic, self.events_topic})
         self.servers = bootstrap(settings)
         self.undo = UndoLog()  # what the current record changed beyond the table (slots, timers, gates, clocks)
-        # the loop keeps these per assigned partition of run-commands: the runs, restored from ``runs``, and
-        # the slot counts and queues, derived from them (assigned)
-        self.tables: PartitionTables[dict[str, dict[str, Any]]] = PartitionTables(
-            self.commands_topic, dict, changelog=self.runs_topic, load=self._load, label="run-owner runs")
+        # the loop keeps these per assigned partition of run-commands: the runs, in a state store restored from
+        # ``runs``, and the slot counts and queues, derived from them (assigned)
+        self.tables: StoredTables[RunTable] = StoredTables(
+            self.commands_topic, self._new_table, changelog=self.runs_topic, label="run-owner runs")
         self.slots: PartitionTables[Slots] = PartitionTables(self.commands_topic, lambda: Slots(self.undo))
         self.timers = Timers(self.undo)
         self.writes = StateWrites(self.runs_topic, settings.max_output_bytes)
@@ -131,17 +136,8 @@ class RunOwner(Processor):
 
     # -- state rebuild -------------------------------------------------------------------------------------
 
-    def _load(self, table: dict[str, dict[str, Any]], msg: Message) -> None:
-        """Apply one ``runs`` record to its partition's table (a tombstone: the run is gone)."""
-        value = msg.value()
-        if value is None:
-            key = msg.key()
-            if key is None:
-                raise ValueError(f"tombstone without a key on {self.runs_topic}")
-            table.pop(key.decode(), None)
-            return
-        state = self.serde.decode_as(RUN_STATE, value)
-        table[state["run_id"]] = state
+    def _new_table(self, store: Store) -> RunTable:
+        return RunTable(store, self.serde)
 
     @override
     def partition_tables(self) -> Sequence[PartitionTables[Any]]:
@@ -155,8 +151,9 @@ class RunOwner(Processor):
         self._decoded.clear()
         self.undo.begin()  # nothing before a rebalance is undone after it
         self.timers.drop(parts)
+        now = _now()
         for p in parts:
-            rearm(self, p)
+            rearm(self, p, now)
         self.undo.begin()
         self.bulk.load()
         self.ticker.sweep_bulk = True  # re-apply every rule to the rebuilt table at the next tick (idempotent)
@@ -188,7 +185,7 @@ class RunOwner(Processor):
         name, record = decoded
         if name != RUN_COMMAND or record["kind"] != "cancel":
             return False
-        state = self.tables.get(p, {}).get(record["run_id"])
+        state = self.run(p, record["run_id"])
         return state is not None and not st.is_ended(state)
 
     @override
@@ -205,7 +202,7 @@ class RunOwner(Processor):
                 raise ValueError(f"empty record (tombstone) on {self.commands_topic}")
             decoded = self.serde.decode(value)
         name, record = decoded
-        table = self.tables.setdefault(p, {})
+        table = self.tables[p]
         now = _now()
         if name == STEP_OUTCOME:
             self._outcome(record, table.get(record["run_id"]), p, out, now)
@@ -313,7 +310,7 @@ class RunOwner(Processor):
         if slots is None:
             slots = self.slots[p] = Slots(self.undo)
         slots.give_back(state["concurrency_keys"])
-        table = self.tables.get(p, {})
+        table = self.tables[p]
         for key in state["concurrency_keys"]:
             while True:
                 run_id = slots.next_waiting(key)
@@ -360,7 +357,7 @@ class RunOwner(Processor):
         new = tr.state
         if new is None:
             return
-        old = self.tables.get(p, {}).get(new["run_id"])
+        old = self.run(p, new["run_id"])
         self._write(new, p, out)
         for ev in tr.user_events:
             out.send(self.events_topic, ev["id"], EVENT, event_dict_to_record(ev))
@@ -386,6 +383,11 @@ class RunOwner(Processor):
         at = st.next_timer(state)
         if at is not None:
             self.timers.arm(at, state["run_id"], p)
+
+    def run(self, p: int, run_id: str) -> dict[str, Any] | None:
+        """A run's state, if partition p is ours and has it."""
+        table = self.tables.get(p)
+        return None if table is None else table.get(run_id)
 
     def function(self, function_id: str) -> Function:
         fn = self.registry.by_id.get(function_id)

@@ -1,25 +1,34 @@
-"""Derive a restored partition's timers, slot counts and queues and gate waits from its run states (the run owner's
-assignment; they are kept in memory only)."""
+"""Derive a restored partition's timers, slot counts and queues and gate waits (the run owner's assignment; they
+are kept in memory only).
+
+Read from the run table's indexes, not from every run (:mod:`.table`): the timers due before the owner's timer
+horizon and the few runs holding slots or waiting for one or at the gate. A million sleeping runs are never read
+before the first command."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from . import state as st
+from .slots import Slots
+from .undo import TIMER_HORIZON_MS
 
 if TYPE_CHECKING:
     from .owner import RunOwner
 
 
-def rearm(owner: RunOwner, p: int) -> None:
-    """Derive timers, slot counts, slot queues and gate waits of partition p from its run states."""
+def rearm(owner: RunOwner, p: int, now: int) -> None:
+    """Derive timers, slot counts, slot queues and gate waits of partition p from its run table's indexes."""
     owner.gates.drop_partition(p)
-    slots = owner.slots[p]
+    slots = owner.slots.get(p)
+    if slots is None:
+        slots = owner.slots[p] = Slots(owner.undo)
+    table = owner.tables[p]
+    timers = owner.timers
+    timers.horizon = max(timers.horizon, now + TIMER_HORIZON_MS)
+    timers.load((at, run_id, p) for at, run_id in table.timers(0, timers.horizon))
     waiting = []
-    for state in owner.tables[p].values():
-        if st.is_ended(state):
-            continue
-        owner.arm(state, p)
+    for state in table.held():
         if st.holds_slot(state):
             slots.take(state["concurrency_keys"])
         if state.get("held") == st.CONCURRENCY:

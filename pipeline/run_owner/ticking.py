@@ -35,8 +35,11 @@ class Ticker:
         """Wake sleeping runs, resume retries, time out runs, release gated runs, apply new bulk cancellations."""
         owner = self.owner
         tables = owner.tables
+        if owner.timers.needs_extending(now):
+            owner.timers.extend(now, lambda start, stop: [(at, run_id, p) for p, table in tables.items()
+                                                          for at, run_id in table.timers(start, stop)])
         for _, run_id, p in owner.timers.due(now):
-            state = tables.get(p, {}).get(run_id)
+            state = owner.run(p, run_id)
             if state is None or st.is_ended(state):
                 continue
             fn = owner.registry.by_id.get(state["function_id"])
@@ -72,7 +75,7 @@ class Ticker:
         positions = owner.loop.processed_positions(owner.commands_topic, list(gates.waiting)) \
             if owner.loop is not None else {}
         for p, run_id, timed_out in gates.due(positions, now):
-            state = owner.tables.get(p, {}).get(run_id)
+            state = owner.run(p, run_id)
             if state is None or st.is_ended(state) or state.get("held") != st.GATE:
                 continue
             if timed_out:
@@ -94,7 +97,7 @@ class Ticker:
             if rule.stopped:
                 continue
             for p, table in owner.tables.items():
-                for state in list(table.values()):
+                for state in table.values():  # read from the store as it goes, never all at once
                     if rule.hits(state):
                         owner.apply(st.cancel(state, "bulk", rule.id, now),
                                     owner.registry.by_id.get(state["function_id"]), p, out, now)

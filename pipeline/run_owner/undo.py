@@ -44,18 +44,42 @@ class UndoLog:
         self._ops.clear()  # nothing an undo did is itself undoable
 
 
+TIMER_HORIZON_MS = 60_000  # timers due this far ahead are in memory; the rest only in the run table's index
+TIMER_LOAD_AHEAD_MS = 10_000  # the horizon moves on this long before it is reached
+
+
 class Timers:
     """The owner's timer heap (sleeps, retry backoffs, timeouts, wait timeouts), derived from run states: an entry
-    may be stale (the tick checks the run's state), a missing one is a run that never wakes."""
+    may be stale (the tick checks the run's state), a missing one is a run that never wakes.
+
+    Only the timers due before :attr:`horizon` are here: the run table keeps every run's next timer in an index
+    sorted by due time (:mod:`.table`), and the owner loads the next window from it as the horizon nears
+    (:meth:`extend`), so a million runs sleeping for a week cost no memory here."""
 
     def __init__(self, undo: UndoLog) -> None:
         self.heap: list[Timer] = []
         self.undo = undo
+        self.horizon = 0  # timers due at or after it are in the run tables' index only
 
     def __len__(self) -> int:
         return len(self.heap)
 
+    def needs_extending(self, now: int) -> bool:
+        return now + TIMER_LOAD_AHEAD_MS >= self.horizon
+
+    def extend(self, now: int, load: Callable[[int, int], Iterable[Timer]]) -> None:
+        """Move the horizon to ``now + TIMER_HORIZON_MS``, with the timers ``load(old, new)`` finds due between
+        (not undoable: a tick that fails after it keeps the new horizon, so it must keep the timers too)."""
+        start, stop = self.horizon, now + TIMER_HORIZON_MS
+        if stop <= start:
+            return
+        for entry in load(start, stop):
+            heapq.heappush(self.heap, entry)
+        self.horizon = stop
+
     def arm(self, at: int, run_id: str, p: int) -> None:
+        if at >= self.horizon:
+            return  # in the run table's timer index; loaded when the horizon reaches it
         entry = (at, run_id, p)
         heapq.heappush(self.heap, entry)
         self.undo.add(self._disarm, entry)
@@ -67,6 +91,11 @@ class Timers:
             entry = heapq.heappop(heap)
             self.undo.add(heapq.heappush, heap, entry)
             yield entry
+
+    def load(self, entries: Iterable[Timer]) -> None:
+        """Entries from a run table's index (an assignment: not undoable, not in a record)."""
+        for entry in entries:
+            heapq.heappush(self.heap, entry)
 
     def keep(self, keep: Callable[[int], bool]) -> None:
         """Keep only the entries whose partition passes ``keep`` (a rebalance: not undoable, not in a record)."""

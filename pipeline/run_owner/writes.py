@@ -18,6 +18,7 @@ from typing import Any
 
 from ..kafka.emitter import Emitter, OutputTooLarge
 from ..serde import RUN_STATE
+from .table import RunTable
 
 _Key = tuple[int, str]
 
@@ -44,7 +45,7 @@ class StateWrites:
         """A new record (or tick) starts: what it changes can be undone until the next begin."""
         self._undo.clear()
 
-    def write(self, tables: dict[int, dict[str, dict[str, Any]]], state: dict[str, Any], p: int, out: Emitter) -> None:
+    def write(self, tables: dict[int, Any], state: dict[str, Any], p: int, out: Emitter) -> None:
         """Put the new state in the table and mark it for the end of the batch.
 
         A state that may not fit the broker is encoded now, so the record that made it fails (and the owner
@@ -61,7 +62,7 @@ class StateWrites:
         table[run_id] = state
         self.dirty[key] = state
 
-    def discard(self, tables: dict[int, dict[str, dict[str, Any]]]) -> None:
+    def discard(self, tables: dict[int, Any]) -> None:
         """Undo the table changes of the record that just failed."""
         for (p, run_id), (old, old_dirty) in self._undo.items():
             table = tables.get(p)
@@ -78,10 +79,16 @@ class StateWrites:
         self._undo.clear()
 
     def flush(self, out: Emitter, owned: dict[int, Any]) -> None:
-        """Emit the last state of every run changed in this batch (of partitions still owned)."""
+        """Emit the last state of every run changed in this batch (of partitions still owned); a stored run
+        table takes the same bytes into its store's open writes."""
+        encode = out.serde.encode
         for (p, run_id), state in self.dirty.items():
-            if p in owned:
-                out.send(self.topic, run_id, RUN_STATE, state, partition=p)
+            table = owned.get(p)
+            if table is not None:
+                payload = encode(RUN_STATE, state)
+                out.send(self.topic, run_id, None, payload, partition=p)
+                if isinstance(table, RunTable):
+                    table.staged(run_id, payload)
         self.dirty.clear()
         self._undo.clear()
 

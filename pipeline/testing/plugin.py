@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,9 +55,16 @@ def pytest_configure(config: pytest.Config) -> None:
         name = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         os.environ[ENV_SHARED_CLUSTER] = name
         config.stash[_OWNED_CLUSTER] = name
+    if not os.environ.get("PIPELINE_STATE_DIR"):
+        # The services' state stores (pipeline.kafka.store) go to a directory of this session, which the services
+        # it starts (threads, subprocesses, xdist workers) inherit, and which goes with the session
+        state = tempfile.mkdtemp(prefix="pipeline-test-state-")
+        os.environ["PIPELINE_STATE_DIR"] = state
+        config.stash[_OWNED_STATE] = state
 
 
 _OWNED_CLUSTER = pytest.StashKey[str]()
+_OWNED_STATE = pytest.StashKey[str]()
 
 
 def _is_xdist_controller(config: pytest.Config) -> bool:
@@ -69,7 +78,12 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The xdist controller deletes the cluster its workers shared (if one of them started it)."""
+    """The xdist controller deletes the cluster its workers shared (if one of them started it), and the session
+    its state directory."""
+    state = config.stash.get(_OWNED_STATE, None)
+    if state is not None:
+        os.environ.pop("PIPELINE_STATE_DIR", None)
+        shutil.rmtree(state, ignore_errors=True)
     name = config.stash.get(_OWNED_CLUSTER, None)
     if name is not None:
         os.environ.pop(ENV_SHARED_CLUSTER, None)

@@ -71,7 +71,7 @@ def test_an_event_whose_signal_reaches_the_join_before_the_listener_still_resolv
         stack.send("test/wait.approve", {"key": "k3", "n": 3}, id="LATE")
         canceller = stack.loops["canceller"].processor
         deadline = time.monotonic() + 20
-        while not any(i.signals for i in canceller.indexes.values()):  # the signal is in the join, no listener
+        while not any(i.signal_count for i in canceller.indexes.values()):  # the signal is in the join, no listener
             assert time.monotonic() < deadline, "the signal never reached the canceller"
             time.sleep(0.1)
         assert not any(i.listener_count for i in canceller.indexes.values())

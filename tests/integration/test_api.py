@@ -234,13 +234,13 @@ def test_newer_state_replaces_older_and_tombstone_deletes(api) -> None:
     state = run_state()
     produce_states(settings, state, {**state, "status": "Sleeping", "version": 3})
     table = client.app.state.runs  # type: ignore[attr-defined]
-    assert table.wait_until(lambda: (table.runs.get(state["run_id"]) or {}).get("status") == "Sleeping", 10)
+    assert table.wait_until(lambda: (table.get(state["run_id"]) or {}).get("status") == "Sleeping", 10)
     assert client.get(f"/v1/runs/{state['run_id']}").json()["data"]["status"] == "Sleeping"
 
     producer = Producer(producer_config(settings.bootstrap_servers or ""))
     producer.produce(settings.topic(t.RUNS), key=state["run_id"].encode(), value=None)
     assert producer.flush(10) == 0
-    assert table.wait_until(lambda: state["run_id"] not in table.runs, 10)
+    assert table.wait_until(lambda: table.get(state["run_id"]) is None, 10)
     assert client.get(f"/v1/runs/{state['run_id']}").status_code == 404
     assert client.get(f"/v1/events/{state['event_id']}/runs").json() == {"data": []}
 
@@ -272,7 +272,7 @@ def test_delete_run_sends_a_cancel_command(api) -> None:
     produce_states(settings, {**active, "status": "Cancelled", "cancel_reason": "rest", "ended_at": now_ms(),
                               "version": 9})
     table = client.app.state.runs  # type: ignore[attr-defined]
-    assert table.wait_until(lambda: table.runs[active["run_id"]]["status"] == "Cancelled", 10)
+    assert table.wait_until(lambda: (table.get(active["run_id"]) or {}).get("status") == "Cancelled", 10)
     assert client.delete(f"/v1/runs/{active['run_id']}").status_code == 409
 
 
@@ -407,3 +407,36 @@ def test_start_in_thread_serves_http_and_stops(kafka_bootstrap: str) -> None:
     finally:
         stop(server, thread)
     assert not thread.is_alive()
+
+
+def test_a_restarted_api_reads_only_what_runs_gained_since_its_store_was_written(kafka_bootstrap: str) -> None:
+    """The API's run table is a state store with its read positions: a restart (same instance) reads the tail."""
+    settings = make_settings(kafka_bootstrap, instance_id=f"api-{uuid.uuid4().hex[:6]}")
+    states = [run_state() for _ in range(30)]
+    produce_states(settings, *states)
+
+    def started() -> TestClient:
+        client = TestClient(create_app(settings, run_wait_seconds=2.0))
+        client.__enter__()
+        assert client.app.state.runs.wait_ready(30)  # type: ignore[attr-defined]
+        return client
+
+    first = started()
+    table = first.app.state.runs  # type: ignore[attr-defined]
+    assert table.wait_until(lambda: all(table.get(s["run_id"]) for s in states), 10)
+    assert table.records_read == 30
+    first.__exit__(None, None, None)
+
+    later = run_state(status="Sleeping")
+    produce_states(settings, later, {**states[0], "status": "Completed", "version": 5})
+    second = started()
+    try:
+        table = second.app.state.runs  # type: ignore[attr-defined]
+        assert table.wait_until(lambda: table.get(later["run_id"]) is not None, 10)
+        assert table.records_read == 2  # the tail only
+        assert second.get(f"/v1/runs/{states[0]['run_id']}").json()["data"]["status"] == "Completed"
+        assert second.get(f"/v1/runs/{states[1]['run_id']}").status_code == 200  # from the store
+        page = second.get("/v1/runs?limit=100").json()["data"]
+        assert len(page) == 31
+    finally:
+        second.__exit__(None, None, None)

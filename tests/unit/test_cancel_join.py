@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import pipeline
-from pipeline.canceller.index import CancelIndex, Listener, Signal
+from pipeline.canceller.index import Listener, Signal
 from pipeline.protocol.joins import listeners_for, signal_keys, signal_routes
 from pipeline.protocol.keys import join_key, partition_for
+
+from .fakes import cancel_index
 
 app = pipeline.Inngest(app_id="shop")
 
@@ -77,20 +79,20 @@ def _signal(event_id: str, received: int, data: dict | None = None) -> Signal:
 
 
 def test_signal_after_listener_cancels_and_before_does_not() -> None:
-    index = CancelIndex(signal_window_ms=60_000)
+    index = cancel_index(60_000)
     index.add_listener("k", _listener("R1", received=100))
     assert [m.run_id for m in index.add_signal("k", _signal("S1", 150))] == ["R1"]
     assert index.add_signal("k", _signal("S0", 50)) == []
 
 
 def test_signal_received_before_the_trigger_never_cancels() -> None:
-    index = CancelIndex(signal_window_ms=60_000)
+    index = cancel_index(60_000)
     index.add_listener("k", _listener("R1", received=100))
     assert index.add_signal("k", _signal("S0", 99)) == []
 
 
 def test_listener_registered_after_its_signal_is_still_cancelled() -> None:
-    index = CancelIndex(signal_window_ms=60_000)
+    index = cancel_index(60_000)
     assert index.add_signal("k", _signal("S1", 150)) == []  # nobody listens yet
     matches = index.add_listener("k", _listener("R1", received=100))
     assert [(m.run_id, m.event_id) for m in matches] == [("R1", "S1")]
@@ -99,33 +101,33 @@ def test_listener_registered_after_its_signal_is_still_cancelled() -> None:
 
 
 def test_own_triggering_event_never_cancels_its_run() -> None:
-    index = CancelIndex(signal_window_ms=60_000)
+    index = cancel_index(60_000)
     index.add_listener("k", _listener("R1", received=100))
     assert index.add_signal("k", _signal("trigger-R1", 100)) == []
 
 
 def test_expired_listener_is_not_cancelled_and_is_swept() -> None:
-    index = CancelIndex(signal_window_ms=1_000)
+    index = cancel_index(1_000)
     index.add_listener("k", _listener("R1", received=100, expires=500))
     assert index.add_signal("k", _signal("S1", 600)) == []
     swept = list(index.expired(now_ms=5_000))
     assert ("listener", "k", "R1") in swept and ("signal", "k", "S1") in swept
-    assert index.listener_count == 0 and not index.signals
+    assert index.listener_count == 0 and index.signal_count == 0
 
 
 def test_residual_is_checked_for_candidates() -> None:
-    index = CancelIndex(signal_window_ms=60_000)
+    index = cancel_index(60_000)
     index.add_listener("k", _listener("R1", residual="async.data.size > 3"))
     assert index.add_signal("k", _signal("S1", 200, {"size": 2})) == []
     assert [m.run_id for m in index.add_signal("k", _signal("S2", 201, {"size": 4.5}))] == ["R1"]
 
 
 def test_remove_listener_and_replay_without_matching() -> None:
-    index = CancelIndex(signal_window_ms=60_000)
+    index = cancel_index(60_000)
     index.add_signal("k", _signal("S1", 150), match=False)
     assert index.add_listener("k", _listener("R1"), match=False) == []
     index.remove_listener("k", "R1")
-    assert index.listener_count == 0 and "k" not in index.listeners
+    assert index.listener_count == 0 and index.listeners_of("k") == []
 
 
 def test_plain_join_fast_path_agrees_with_the_residual_path() -> None:

@@ -18,12 +18,13 @@ from pipeline.config import Settings
 from pipeline.kafka.emitter import Emitter
 from pipeline.run_owner.gate import GateBook
 from pipeline.run_owner.owner import RunOwner
+from pipeline.run_owner.rearm import rearm
 from pipeline.run_owner.slots import Slots
 from pipeline.run_owner.undo import UndoLog
 from pipeline.sdk.app import Registry
 from pipeline.serde import RUN_COMMAND, STEP_OUTCOME, Serde
 
-from .fakes import FakeMessage
+from .fakes import FakeMessage, run_table
 
 client = pipeline.Inngest(app_id="unit-rollback")
 SERDE = Serde()
@@ -53,7 +54,8 @@ def _sleep_outcome(state: dict[str, Any], wake_at: int) -> FakeMessage:
 def _owner() -> tuple[RunOwner, Emitter]:
     settings = Settings(gate_max_wait_ms=0)
     owner = RunOwner(Registry([client]), settings)
-    owner.tables[0] = {}
+    owner.tables[0] = run_table()
+    rearm(owner, 0, time.time_ns() // 1_000_000)  # as an assignment does: the timer horizon
     return owner, Emitter(SERDE, settings)
 
 
@@ -61,6 +63,7 @@ def _memory(owner: RunOwner) -> dict[str, Any]:
     """Everything a record may change in the owner's memory, as plain values."""
     return copy.deepcopy({
         "tables": {p: dict(table) for p, table in owner.tables.items()},
+        "indexes": {p: list(table.store.scan(b"h", b"u")) for p, table in owner.tables.items()},
         "slots": {p: (dict(s.used), {k: list(q) for k, q in s.waiting.items()}) for p, s in owner.slots.items()},
         "timers": sorted(owner.timers.heap),
         "gates": ({p: sorted(h) for p, h in owner.gates.waiting.items()}, dict(owner.gates._points)),
@@ -112,8 +115,8 @@ def test_a_record_that_fails_after_releasing_a_slot_leaves_slots_queues_and_time
 def test_a_tick_that_fails_after_waking_a_run_leaves_its_timer_and_slots_as_they_were(
         monkeypatch: pytest.MonkeyPatch) -> None:
     owner, out = _two_runs_one_slot()
-    wake_at = time.time_ns() // 1_000_000 + 60_000
-    owner.process(_sleep_outcome(owner.tables[0]["a"], wake_at=wake_at), out)  # a sleeps a minute; b has the slot
+    wake_at = time.time_ns() // 1_000_000 + 30_000  # within the timer horizon: in memory
+    owner.process(_sleep_outcome(owner.tables[0]["a"], wake_at=wake_at), out)  # a sleeps 30 s; b has the slot
     owner.end_batch(out)
     assert (wake_at, "a", 0) in owner.timers.heap
     before = _memory(owner)
@@ -124,6 +127,21 @@ def test_a_tick_that_fails_after_waking_a_run_leaves_its_timer_and_slots_as_they
     out.clear()
     owner.discard()
     assert _memory(owner) == before  # the timer is back: a still wakes at the next tick
+
+
+def test_a_timer_past_the_horizon_waits_in_the_table_index_until_the_horizon_nears() -> None:
+    owner, out = _two_runs_one_slot()
+    now = time.time_ns() // 1_000_000
+    wake_at = now + 5 * 60_000  # five minutes: past the horizon, in the store's timer index only
+    owner.process(_sleep_outcome(owner.tables[0]["a"], wake_at=wake_at), out)
+    owner.end_batch(out)
+    assert all(run_id != "a" for _, run_id, _ in owner.timers.heap)
+    assert list(owner.tables[0].timers(0, wake_at + 1)) == [(wake_at, "a")]
+    owner.tick(out, wake_at - 30_000)  # the horizon nears: the timer is loaded
+    assert (wake_at, "a", 0) in owner.timers.heap
+    owner.tick(out, wake_at + 1)
+    owner.end_batch(out)
+    assert owner.tables[0]["a"]["wake_at"] is None and list(owner.tables[0].timers(0, 2**62)) == []
 
 
 def test_slot_changes_undo_exactly() -> None:

@@ -1,8 +1,16 @@
-"""The run index (pure): pages newest first, per function and status, moving runs as their status changes."""
+"""The run index (in a state store, no broker): pages newest first, per function and status, moving runs as their
+status changes."""
 
 from __future__ import annotations
 
 from pipeline.api.run_index import RunIndex
+from pipeline.kafka.store import Store
+
+from .fakes import store_dir
+
+
+def new_index() -> RunIndex:
+    return RunIndex(Store(store_dir("api-index-") / "runs"))
 
 
 def state(i: int, fn: str = "f", status: str = "Running") -> dict:
@@ -10,7 +18,7 @@ def state(i: int, fn: str = "f", status: str = "Running") -> dict:
 
 
 def test_pages_newest_first_with_a_cursor_and_filters() -> None:
-    index = RunIndex()
+    index = new_index()
     for i in range(10):
         index.add(state(i, "f" if i % 2 else "g"))
     ids, cursor = index.page(None, None, limit=4)
@@ -24,9 +32,10 @@ def test_pages_newest_first_with_a_cursor_and_filters() -> None:
 
 
 def test_a_status_change_moves_the_run_between_views() -> None:
-    index = RunIndex()
+    index = new_index()
     old = state(1)
     index.add(old)
+    index.store.commit()
     index.remove(old)
     index.add(state(1, status="Cancelled"))
     assert index.page(None, "Running", limit=5)[0] == []
@@ -34,9 +43,10 @@ def test_a_status_change_moves_the_run_between_views() -> None:
 
 
 def test_pages_of_100000_runs_walk_the_whole_view_once() -> None:
-    index = RunIndex()
+    index = new_index()
     for i in range(100_000):
         index.add(state(i, f"f{i % 10}", "Completed" if i % 3 else "Failed"))
+    index.store.commit()  # as the API's table does after each batch it reads
     seen: list[str] = []
     cursor = None
     while True:

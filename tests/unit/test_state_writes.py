@@ -5,6 +5,7 @@ records directly and its output is read from the emitter)."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -13,11 +14,12 @@ import pipeline
 from pipeline.config import Settings
 from pipeline.kafka.emitter import Emitter, OutputTooLarge
 from pipeline.run_owner.owner import RunOwner
+from pipeline.run_owner.rearm import rearm
 from pipeline.run_owner.writes import StateWrites
 from pipeline.sdk.app import Registry
 from pipeline.serde import INVOCATION, RUN_COMMAND, RUN_STATE, STEP_OUTCOME, Serde
 
-from .fakes import FakeMessage
+from .fakes import FakeMessage, run_table
 
 client = pipeline.Inngest(app_id="unit-writes")
 
@@ -51,7 +53,8 @@ def outcome(state: dict[str, Any], output: str) -> FakeMessage:
 def owner(**settings: Any) -> tuple[RunOwner, Emitter]:
     s = Settings(**settings)
     o = RunOwner(Registry([client]), s)
-    o.tables[0] = {}
+    o.tables[0] = run_table()
+    rearm(o, 0, time.time_ns() // 1_000_000)  # as an assignment does: the timer horizon
     return o, Emitter(SERDE, s)
 
 

@@ -8,13 +8,14 @@ import json
 import pytest
 
 import pipeline
-from pipeline.canceller.index import CancelIndex, Listener, Signal
+from pipeline.canceller.index import Listener, Signal
 from pipeline.protocol.joins import WaitNotRoutable, signal_routes, wait_listener
 from pipeline.run_owner import state as st
 from pipeline.run_owner.gate import GateBook
 from pipeline.sdk.waits import DeclaredWait, declared_waits
 from pipeline.workers.invoke import run_sync
 
+from .fakes import cancel_index
 from .test_run_state import EVENT, _apply, _running
 
 client = pipeline.Inngest(app_id="unit")
@@ -89,7 +90,7 @@ def test_a_timeout_stays_waiting_until_the_gate_then_answers_null() -> None:
 
 
 def test_a_run_can_wait_and_listen_for_its_cancel_in_one_join_key() -> None:
-    index = CancelIndex(signal_window_ms=60_000)
+    index = cancel_index(60_000)
     index.add_listener("k", Listener("R", "f", "T", 1_000, 90_000, None))
     index.add_listener("k", Listener("R", "f", "T", 5_000, 90_000, None, wait_step="review"))
     assert index.listener_count == 2
@@ -101,7 +102,7 @@ def test_a_run_can_wait_and_listen_for_its_cancel_in_one_join_key() -> None:
 
 
 def test_a_signal_kept_from_before_the_listener_resolves_it_only_if_received_after_the_wait_began() -> None:
-    index = CancelIndex(signal_window_ms=60_000)
+    index = cancel_index(60_000)
     index.add_signal("k", Signal("OLD", 4_000, "{}"))
     index.add_signal("k", Signal("NEW", 6_000, '{"id":"NEW"}'))
     matches = index.add_listener("k", Listener("R", "f", "T", 5_000, 90_000, None, wait_step="s"))
