@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test check venv broker-fetch browser bench clean
+.PHONY: dev test check venv broker-fetch registry-fetch browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ venv: $(STAMP)
 
 broker-fetch: $(STAMP)
 	$(PY) -m pipeline.broker.fetch
+
+# The schema registry tests run a real Apicurio Registry, built once from Maven Central (pipeline/testing/registry.py)
+registry-fetch: $(STAMP)
+	$(PY) -m pipeline.testing.registry
 
 dev: broker-fetch
 	$(VENV)/bin/pipeline dev --app examples.newsletter:app
@@ -41,9 +45,10 @@ check: $(STAMP)
 # --durations=25 prints the slowest tests of every run; pytest-timeout (pyproject.toml) fails a test that hangs.
 # The tests wait on Kafka far more than they compute: TEST_WORKERS pytest-xdist workers (default 3, on 2 cores)
 # share one embedded broker (pipeline/testing/plugin.py); TEST_WORKERS=0 runs them in one process.
+# --dist loadgroup: tests marked xdist_group(NAME) share one worker (one schema registry JVM, not one per worker).
 TEST_WORKERS ?= 3
-test: broker-fetch browser
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS)
+test: broker-fetch registry-fetch browser
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadgroup
 
 bench: broker-fetch
 	$(PY) bench/baseline.py

@@ -23,6 +23,7 @@ from .kafka.client import admin_config, bootstrap, consumer_config
 from .ops import deadletters, groups, runs_replay, topic_replay
 from .ops.positions import BadPosition, Position, parse_offsets, parse_position, parse_time
 from .serde import Serde
+from .serde.registry import TOOL_WAIT_S, confluent_reader
 
 replay_app = typer.Typer(help="Replay runs, re-publish a topic range, or move a service's offsets.",
                          no_args_is_help=True)
@@ -112,8 +113,9 @@ def replay_topic(src: str = typer.Argument(..., help="source topic, unprefixed (
         topic_replay.selector(where, name)
     except (ValueError, BadPosition) as exc:
         raise _fail(str(exc)) from None
+    confluent = confluent_reader(settings, wait_s=TOOL_WAIT_S)
     if dry_run:
-        counts = topic_replay.dry_run(servers, job)
+        counts = topic_replay.dry_run(servers, job, confluent)
         table = Table("partition", "in range", "selected", title=f"{job.src} -> {job.dst} (dry run)")
         for p, (n, k) in counts.items():
             table.add_row(str(p), str(n), str(k))
@@ -127,7 +129,7 @@ def replay_topic(src: str = typer.Argument(..., help="source topic, unprefixed (
                   TimeRemainingColumn(), console=err) as progress:
         task = progress.add_task(f"{src} -> {to}", total=total)
         read, copied = topic_replay.run(servers, job, lambda r, c: progress.update(task, completed=r),
-                                        stop=lambda: stopping["now"])
+                                        stop=lambda: stopping["now"], confluent=confluent)
     state = "stopped; run the same command to resume" if stopping["now"] else "done"
     out.print(f"read {read}, copied {copied} ({state})")
 

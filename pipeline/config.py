@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     stall_timeout_ms: int = Field(
         default=30_000, ge=0, description="`pipeline run`/`dev` exit with code 70 when a service loop makes no "
         "progress for this long (a Kafka call hung past its deadline); 0 turns the watchdog off")
+    schema_registry_url: str | None = Field(
+        default=None, description="a Confluent-compatible Schema Registry (comma-separated URLs; user:password@ "
+        "for basic auth): Avro records in Confluent's wire format (00 + schema id) on the events topic and on "
+        "sources' topics are decoded through it; unset = such records are dead-lettered as undecodable")
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:
