@@ -23,7 +23,7 @@ from .kafka.client import admin_config, bootstrap, consumer_config
 from .ops import deadletters, groups, runs_replay, topic_replay
 from .ops.positions import BadPosition, Position, parse_offsets, parse_position, parse_time
 from .serde import Serde
-from .serde.registry import TOOL_WAIT_S, confluent_reader
+from .serde.registry import TOOL_WAIT_S, RegistryUnavailable, confluent_reader
 
 replay_app = typer.Typer(help="Replay runs, re-publish a topic range, or move a service's offsets.",
                          no_args_is_help=True)
@@ -125,11 +125,14 @@ def replay_topic(src: str = typer.Argument(..., help="source topic, unprefixed (
     stopping = {"now": False}
     signal.signal(signal.SIGINT, lambda *_: stopping.__setitem__("now", True))
     total = topic_replay.remaining(servers, job)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
-                  TimeRemainingColumn(), console=err) as progress:
-        task = progress.add_task(f"{src} -> {to}", total=total)
-        read, copied = topic_replay.run(servers, job, lambda r, c: progress.update(task, completed=r),
-                                        stop=lambda: stopping["now"], confluent=confluent)
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+                      TimeRemainingColumn(), console=err) as progress:
+            task = progress.add_task(f"{src} -> {to}", total=total)
+            read, copied = topic_replay.run(servers, job, lambda r, c: progress.update(task, completed=r),
+                                            stop=lambda: stopping["now"], confluent=confluent)
+    except RegistryUnavailable as exc:  # what was copied is committed; the rest waits for the registry
+        raise _fail(f"{exc}; run the same command again to resume", code=1) from None
     state = "stopped; run the same command to resume" if stopping["now"] else "done"
     out.print(f"read {read}, copied {copied} ({state})")
 

@@ -139,14 +139,19 @@ def confluent_reader(settings: Settings, *, wait_s: float | None = None) -> Conf
     return ConfluentAvro(settings.schema_registry_url, wait_s=wait_s)
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
-    """An Avro-decoded value with only JSON's types (see the module's docstring for the mapping)."""
-    if value is None or isinstance(value, str | bool | int | float):
+    """An Avro-decoded value with only JSON's types (see the module's docstring for the mapping). Exact type
+    checks first: every record goes through this, and most of its values are already plain."""
+    kind = type(value)
+    if kind in _PLAIN:
         return value
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+    if kind is dict:
+        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [v if type(v) in _PLAIN else jsonable(v) for v in value]
     if isinstance(value, bytes):
         return value.decode("latin-1")
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
@@ -155,4 +160,6 @@ def jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
-    raise SerdeError(f"a decoded Avro value of type {type(value).__name__} has no JSON form")
+    if isinstance(value, dict):  # a dict subclass
+        return jsonable(dict(value))
+    raise SerdeError(f"a decoded Avro value of type {kind.__name__} has no JSON form")
