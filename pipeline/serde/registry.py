@@ -11,7 +11,7 @@ The two ways a decode can fail are kept apart, because they call for opposite ac
   schema): :class:`SerdeError`, which the services dead-letter with the reason;
 * **the registry cannot answer now** (connection refused, a timeout, a 5xx, an auth error): the record may well
   be good, so it must not be dead-lettered. A :class:`ConfluentAvro` made with ``wait_s=None`` (the services')
-  retries until the registry answers, with a capped backoff, and so holds its partition in order; an outage
+  retries until the registry answers, with a capped backoff, and so holds the service (one loop) in order; an outage
   longer than ``PIPELINE_STALL_TIMEOUT_MS`` makes ``pipeline run`` exit (code 70) and restart from the committed
   offsets, which loses nothing either. With a bound (the API's and tools' readers) it raises
   :class:`RegistryUnavailable` after that long, which is not a :class:`SerdeError`, so no caller files the record
