@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test check venv broker-fetch registry-fetch browser bench clean
+.PHONY: dev test check venv broker-fetch registry-fetch browser containers images bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,21 @@ browser:
 	        || echo "chromium could not be installed: the browser test will be skipped"; \
 	    else echo "no chromium and no root apt-get: the browser test will be skipped"; fi; }
 
+# The container tests (tests/containers) run on podman: installed when missing (root + apt-get), with runc and
+# debootstrap, which builds the images' bases when no registry answers; otherwise they are skipped and say why.
+containers:
+	@{ command -v podman && command -v runc && command -v debootstrap; } >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	      echo "installing podman for the container tests (apt-get)"; \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap \
+	         uidmap slirp4netns fuse-overlayfs >/dev/null) \
+	        || echo "podman could not be installed: the container tests will be skipped"; \
+	    else echo "no podman and no root apt-get: the container tests will be skipped"; fi; }
+
+# The service image and the Kafka image (docs/deploy.md): official bases, or Debian's packages when no registry answers
+images: broker-fetch
+	PYTHON=$(PY) deploy/images.sh
+
 check: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -47,7 +62,12 @@ check: $(STAMP)
 # share one embedded broker (pipeline/testing/plugin.py); TEST_WORKERS=0 runs them in one process.
 # --dist loadgroup: tests marked xdist_group(NAME) share one worker (one schema registry JVM, not one per worker).
 TEST_WORKERS ?= 3
-test: broker-fetch registry-fetch browser
+# docs/producing-events.md's Node producer example runs in tests/e2e/test_producers.py (kafkajs from npm)
+tests/producers/node/node_modules/.installed: tests/producers/node/package.json tests/producers/node/package-lock.json
+	cd tests/producers/node && npm ci --no-audit --no-fund
+	touch $@
+
+test: broker-fetch registry-fetch browser containers tests/producers/node/node_modules/.installed
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadgroup
 
 bench: broker-fetch
@@ -57,6 +77,7 @@ bench: broker-fetch
 	$(PY) bench/ingest.py
 	$(PY) bench/cancel.py
 	$(PY) bench/steps.py
+	$(PY) bench/source.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -438,6 +438,21 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def proc_memory_mib(pid: int) -> dict[str, float]:
+    """Another process's memory from /proc/<pid>/status, in MiB: ``rss`` (VmRSS, now) and ``peak`` (VmHWM, the
+    highest RSS it has had). Empty if the process is gone or /proc is not there."""
+    fields = {"VmRSS:": "rss", "VmHWM:": "peak"}
+    found: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key = line.split(":", 1)[0] + ":"
+            if key in fields:
+                found[fields[key]] = round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return {}
+    return found
+
+
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
             "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}

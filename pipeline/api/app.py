@@ -36,6 +36,7 @@ from .ingest import router as ingest_router
 from .lifespan import lifespan
 from .metrics import mount_metrics
 from .runs import router as runs_router
+from .sources import router as sources_router
 from .ui import install_ui
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
     mount_metrics(app)
     install_error_handlers(app)
     install_ui(app)
-    for router in (runs_router, functions_router, events_router, health_router, ingest_router, cancellations_router):
+    for router in (runs_router, functions_router, events_router, health_router, ingest_router, cancellations_router,
+                   sources_router):
         app.include_router(router)
     return app

@@ -100,13 +100,16 @@ def check_java() -> str:
     return java
 
 
-def fetch_pom() -> str:
-    """A throwaway pom whose runtime dependencies are exactly the broker's classpath."""
+def fetch_pom(*, tools: bool = False) -> str:
+    """A throwaway pom whose runtime dependencies are exactly the broker's classpath (with ``tools``, plus the
+    command-line tools' ``kafka-tools``: kafka-topics and friends, for the container image of deploy/)."""
     deps = [
         ("org.apache.kafka", "kafka_2.13", KAFKA_VERSION),
         ("org.apache.logging.log4j", "log4j-slf4j-impl", LOG4J_VERSION),
         ("org.apache.logging.log4j", "log4j-core", LOG4J_VERSION),
     ]
+    if tools:
+        deps.append(("org.apache.kafka", "kafka-tools", KAFKA_VERSION))
     body = "\n".join(
         f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
         for g, a, v in deps
@@ -120,25 +123,31 @@ def fetch_pom() -> str:
     )
 
 
-def jars_present(home: Path) -> bool:
+def tools_libs_dir(home: Path) -> Path:
+    """The classpath of the broker plus the command-line tools (kafka-tools), fetched only for container images."""
+    return kafka_dir(home) / "tools-libs"
+
+
+def jars_present(home: Path, *, tools: bool = False) -> bool:
     """True if a previous fetch completed (marker written after the copy) and the jars are there."""
-    libs = libs_dir(home)
-    return (kafka_dir(home) / _MARKER).is_file() and any(libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar"))
+    libs = tools_libs_dir(home) if tools else libs_dir(home)
+    marker = kafka_dir(home) / (_MARKER + "-tools" if tools else _MARKER)
+    return marker.is_file() and any(libs.glob(f"kafka_2.13-{KAFKA_VERSION}.jar"))
 
 
-def ensure_kafka(home: Path | None = None, progress: Progress = _quiet) -> Path:
-    """Make sure the Kafka jars are in the cache, fetching them once; returns the libs dir."""
+def ensure_kafka(home: Path | None = None, progress: Progress = _quiet, *, tools: bool = False) -> Path:
+    """Make sure the Kafka jars are in the cache, fetching them once; returns the libs dir (``tools``: the broker's
+    jars and kafka-tools', in a dir of their own; the embedded broker never needs them)."""
     home = home or pipeline_home()
-    if jars_present(home):
-        return libs_dir(home)
+    if jars_present(home, tools=tools):
+        return tools_libs_dir(home) if tools else libs_dir(home)
     with file_lock(kafka_dir(home) / ".lock"):
-        if jars_present(home):  # another process fetched while we waited for the lock
-            return libs_dir(home)
-        _fetch(home, progress)
-    return libs_dir(home)
+        if not jars_present(home, tools=tools):  # else another process fetched while we waited for the lock
+            _fetch(home, progress, tools=tools)
+    return tools_libs_dir(home) if tools else libs_dir(home)
 
 
-def _fetch(home: Path, progress: Progress) -> None:
+def _fetch(home: Path, progress: Progress, *, tools: bool = False) -> None:
     """Run Maven into a temporary dir, then move it into place and write the marker."""
     mvn = shutil.which("mvn")
     if not mvn:
@@ -148,12 +157,13 @@ def _fetch(home: Path, progress: Progress) -> None:
             "or set PIPELINE_BOOTSTRAP_SERVERS to use an existing Kafka cluster."
         )
     kdir = kafka_dir(home)
-    partial, libs = kdir / "libs.partial", libs_dir(home)
+    libs = tools_libs_dir(home) if tools else libs_dir(home)
+    partial, marker = libs.with_name(libs.name + ".partial"), kdir / (_MARKER + "-tools" if tools else _MARKER)
     for stale in (partial, libs):
         shutil.rmtree(stale, ignore_errors=True)
-    (kdir / _MARKER).unlink(missing_ok=True)
-    pom = kdir / "fetch-pom.xml"
-    pom.write_text(fetch_pom())
+    marker.unlink(missing_ok=True)
+    pom = kdir / ("fetch-tools-pom.xml" if tools else "fetch-pom.xml")
+    pom.write_text(fetch_pom(tools=tools))
     progress(f"Downloading Apache Kafka {KAFKA_VERSION} jars with Maven into {libs} (once)")
     cmd = [mvn, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
            "-DincludeScope=runtime", f"-DoutputDirectory={partial}"]
@@ -161,7 +171,7 @@ def _fetch(home: Path, progress: Progress) -> None:
     if not any(partial.glob(f"kafka_2.13-{KAFKA_VERSION}.jar")):
         raise BrokerError(f"Maven finished but kafka_2.13-{KAFKA_VERSION}.jar is not in {partial}")
     partial.rename(libs)
-    (kdir / _MARKER).write_text(f"kafka {KAFKA_VERSION}\n")
+    marker.write_text(f"kafka {KAFKA_VERSION}\n")
 
 
 def _run_mvn(cmd: list[str], cwd: Path) -> None:

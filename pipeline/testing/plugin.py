@@ -6,7 +6,9 @@ Fixtures:
     Bootstrap servers of a Kafka cluster ready for transactions. The first that applies:
 
     1. ``PIPELINE_TEST_BOOTSTRAP`` -- an existing cluster (CI service, a dev broker);
-    2. a Testcontainers Kafka (KRaft) container, if a Docker engine answers within ~2 s;
+    2. Kafka 4.3.1 in a container (Testcontainers), if a Docker engine answers within ~2 s (``DOCKER_HOST``,
+       podman's ``podman system service`` socket too): image ``PIPELINE_TEST_KAFKA_IMAGE`` (default: the
+       official apache/kafka), see :mod:`pipeline.testing.container`;
     3. the embedded Kafka broker on free ports in a throwaway cluster dir under
        ``$PIPELINE_HOME`` (deleted at session end; the jar cache is reused).
 
@@ -29,21 +31,16 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 ENV_TEST_BOOTSTRAP = "PIPELINE_TEST_BOOTSTRAP"
 ENV_TEST_BROKER = "PIPELINE_TEST_BROKER"  # auto (default) | docker | embedded
-ENV_TEST_IMAGE = "PIPELINE_TEST_KAFKA_IMAGE"
 #: Set by the xdist controller for its workers: the name of the embedded cluster they share.
 ENV_SHARED_CLUSTER = "PIPELINE_TEST_SHARED_CLUSTER"
-#: Last Confluent Platform 7.x image; testcontainers' KRaft start script supports 7.x.
-DEFAULT_TEST_IMAGE = "confluentinc/cp-kafka:7.9.0"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,9 +79,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             _discard(name)
 
 
-def _docker_available(timeout: float = 2.0) -> bool:
-    """True if a Docker engine answers a ping within ``timeout``; never hangs or raises."""
+def _docker_available(timeout: float | None = None) -> bool:
+    """True if a Docker engine answers a ping within ``timeout``; never hangs or raises.
+
+    The default is 2 s, or 10 s when ``DOCKER_HOST`` names the engine: podman's API service took over 2 s for the
+    first call after it started (the client's version negotiation), and falling back to the embedded broker
+    then would ignore the engine the user pointed at."""
     host = os.environ.get("DOCKER_HOST")
+    timeout = timeout if timeout is not None else (10.0 if host else 2.0)
     if not host and not any(Path(p).exists() for p in ("/var/run/docker.sock",
                                                        str(Path.home() / ".docker/run/docker.sock"))):
         return False  # no engine socket: skip importing the SDK at all
@@ -101,34 +103,14 @@ def _docker_available(timeout: float = 2.0) -> bool:
 
 
 def _container_broker() -> Iterator[str]:
-    """A single-node KRaft Kafka in Docker, configured like the embedded broker."""
-    try:
-        from testcontainers.community.kafka import KafkaContainer
-    except ImportError:  # older testcontainers
-        from testcontainers.kafka import KafkaContainer
+    """Kafka 4.3.1 in a container (:mod:`pipeline.testing.container`); a start that fails fails the session."""
+    from .container import container_broker
 
-    from pipeline.broker import _probe
-
-    container: Any = KafkaContainer(os.environ.get(ENV_TEST_IMAGE, DEFAULT_TEST_IMAGE)).with_kraft()
-    for key, value in {
-        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
-        "KAFKA_NUM_PARTITIONS": "3",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
-        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
-        "KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS": "3",
-        "KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS": "6",
-        "KAFKA_LOG_CLEANER_BACKOFF_MS": "1000",
-    }.items():
-        container.with_env(key, value)
-    container.start(timeout=120)
     try:
-        bootstrap = container.get_bootstrap_server()
-        deadline = time.monotonic() + 60
-        _probe.wait_metadata(bootstrap, 1, deadline, lambda: None)
-        _probe.wait_transactions(bootstrap, deadline, lambda: None)
-        yield bootstrap
-    finally:
-        container.stop()
+        yield from container_broker()
+    except Exception as exc:  # noqa: BLE001 - the engine's or the broker's error, told once instead of per test
+        pytest.fail(f"could not start Kafka in a container ({ENV_TEST_BROKER}=docker or an engine answered): "
+                    f"{type(exc).__name__}: {exc}", pytrace=False)
 
 
 def _embedded_broker() -> Iterator[str]:

@@ -68,3 +68,38 @@ def test_dev_runs_the_seed_scenario_over_http(kafka_bootstrap: str, tmp_path: Pa
     assert code == 0, log_path.read_text()[-3000:]
     text = log_path.read_text()
     assert '"msg": "run started"' in text and '"msg": "run ended"' in text
+
+
+def test_dev_runs_the_app_s_sources_and_shows_their_lag(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    prefix = unique_name("devsrc") + "."
+    topic = f"{prefix}user-orders"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i in range(10):
+        producer.produce(topic, key=f"o{i}", value=f'{{"kind": "created", "id": {i}}}'.encode())
+    assert producer.flush(10) == 0
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "PIPELINE_TOPIC_PREFIX": prefix, "PIPELINE_INSTANCE_ID": "dev-src", "SOURCE_TOPIC": topic}
+    with (tmp_path / "dev.log").open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dev", "--app", "tests.e2e.source_app:app",
+                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, "the API to be ready")
+        _until(lambda: httpx.get(f"{base}/v1/sources").json()["data"][0]["lag"] == 0, 60, "the source to copy all")
+        (source,) = httpx.get(f"{base}/v1/sources").json()["data"]
+        assert source["id"] == "orders" and source["topic"] == topic
+        def mapped() -> list[dict[str, object]] | None:
+            events = [e for e in httpx.get(f"{base}/v1/events").json()["data"] if e["name"] == "shop/order.created"]
+            return events if len(events) >= 10 else None
+
+        events = _until(mapped, 30, "the 10 mapped events")
+        assert sorted(e["data"]["order"] for e in events) == list(range(10))  # type: ignore[index]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, (tmp_path / "dev.log").read_text()[-3000:]

@@ -77,3 +77,12 @@ def test_bad_definitions_fail_when_the_app_loads() -> None:
     with pytest.raises(SourceError, match="already registered"):
         client.create_source("orders", topic="other", name="'x'")
     assert [s.source_id for s in Registry([client]).sources] == ["orders"]
+
+
+def test_lag_counts_what_the_group_has_not_committed() -> None:
+    from pipeline.api.sources import lag_of
+
+    assert lag_of(-1001, 0, 10) == 10  # nothing committed yet: the whole log
+    assert lag_of(4, 0, 10) == 6
+    assert lag_of(2, 5, 10) == 5  # committed below the log's start (deleted records): from the start
+    assert lag_of(10, 0, 10) == 0

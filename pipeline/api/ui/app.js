@@ -45,6 +45,19 @@ async function functionsPage() {
       <td>${f.runs}</td></tr>`).join("")}</table>`;
 }
 
+async function sourcesPage() {
+  const { data } = await api("/v1/sources");
+  main.innerHTML = `<h1>Sources</h1>${data.length ? "" : `<p class="dim">No sources: declare them with client.create_source(...).</p>`}
+    <table><tr><th>id</th><th>topic</th><th>event name</th><th>data</th><th>id</th><th>if</th><th>lag</th></tr>
+    ${data.map((s) => `<tr><td>${esc(s.id)}</td><td>${esc(s.topic)}</td><td><code>${esc(s.name)}</code></td>
+      <td><code>${esc(s.data)}</code></td><td><code>${esc(s.event_id || "(from the record)")}</code></td>
+      <td><code>${esc(s.if || "")}</code></td><td class="lag">${s.lag ?? "?"}</td></tr>`).join("")}</table>`;
+  refresh = setInterval(async () => {
+    const fresh = (await api("/v1/sources").catch(() => ({ data: [] }))).data;
+    document.querySelectorAll("td.lag").forEach((td, i) => { if (fresh[i]) td.textContent = fresh[i].lag ?? "?"; });
+  }, 2000);
+}
+
 async function runsPage(params) {
   const fns = (await api("/v1/functions")).data;
   const q = new URLSearchParams(params);
@@ -213,6 +226,7 @@ async function route() {
     else if (parts[0] === "run") await runPage(decodeURIComponent(parts[1]));
     else if (parts[0] === "events") await eventsPage();
     else if (parts[0] === "cancellations") await cancellationsPage();
+    else if (parts[0] === "sources") await sourcesPage();
     else await runsPage(query || "");
   } catch (err) {
     main.innerHTML = `<h1>Could not load this page</h1><p>${esc(err.message)}</p><p class="dim">Is the signing key set (top right)?</p>`;
