@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test check venv broker-fetch browser containers images bench clean
+.PHONY: dev test check venv broker-fetch registry-fetch browser containers images bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ venv: $(STAMP)
 
 broker-fetch: $(STAMP)
 	$(PY) -m pipeline.broker.fetch
+
+# The schema registry tests run a real Apicurio Registry, built once from Maven Central (pipeline/testing/registry.py)
+registry-fetch: $(STAMP)
+	$(PY) -m pipeline.testing.registry
 
 dev: broker-fetch
 	$(VENV)/bin/pipeline dev --app examples.newsletter:app
@@ -56,14 +60,15 @@ check: $(STAMP)
 # --durations=25 prints the slowest tests of every run; pytest-timeout (pyproject.toml) fails a test that hangs.
 # The tests wait on Kafka far more than they compute: TEST_WORKERS pytest-xdist workers (default 3, on 2 cores)
 # share one embedded broker (pipeline/testing/plugin.py); TEST_WORKERS=0 runs them in one process.
+# --dist loadgroup: tests marked xdist_group(NAME) share one worker (one schema registry JVM, not one per worker).
 TEST_WORKERS ?= 3
 # docs/producing-events.md's Node producer example runs in tests/e2e/test_producers.py (kafkajs from npm)
 tests/producers/node/node_modules/.installed: tests/producers/node/package.json tests/producers/node/package-lock.json
 	cd tests/producers/node && npm ci --no-audit --no-fund
 	touch $@
 
-test: broker-fetch browser containers tests/producers/node/node_modules/.installed
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS)
+test: broker-fetch registry-fetch browser containers tests/producers/node/node_modules/.installed
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadgroup
 
 bench: broker-fetch
 	$(PY) bench/baseline.py

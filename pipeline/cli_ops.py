@@ -23,6 +23,7 @@ from .kafka.client import admin_config, bootstrap, consumer_config
 from .ops import deadletters, groups, runs_replay, topic_replay
 from .ops.positions import BadPosition, Position, parse_offsets, parse_position, parse_time
 from .serde import Serde
+from .serde.registry import TOOL_WAIT_S, RegistryUnavailable, confluent_reader
 
 replay_app = typer.Typer(help="Replay runs, re-publish a topic range, or move a service's offsets.",
                          no_args_is_help=True)
@@ -112,8 +113,9 @@ def replay_topic(src: str = typer.Argument(..., help="source topic, unprefixed (
         topic_replay.selector(where, name)
     except (ValueError, BadPosition) as exc:
         raise _fail(str(exc)) from None
+    confluent = confluent_reader(settings, wait_s=TOOL_WAIT_S)
     if dry_run:
-        counts = topic_replay.dry_run(servers, job)
+        counts = topic_replay.dry_run(servers, job, confluent)
         table = Table("partition", "in range", "selected", title=f"{job.src} -> {job.dst} (dry run)")
         for p, (n, k) in counts.items():
             table.add_row(str(p), str(n), str(k))
@@ -123,11 +125,14 @@ def replay_topic(src: str = typer.Argument(..., help="source topic, unprefixed (
     stopping = {"now": False}
     signal.signal(signal.SIGINT, lambda *_: stopping.__setitem__("now", True))
     total = topic_replay.remaining(servers, job)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
-                  TimeRemainingColumn(), console=err) as progress:
-        task = progress.add_task(f"{src} -> {to}", total=total)
-        read, copied = topic_replay.run(servers, job, lambda r, c: progress.update(task, completed=r),
-                                        stop=lambda: stopping["now"])
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(),
+                      TimeRemainingColumn(), console=err) as progress:
+            task = progress.add_task(f"{src} -> {to}", total=total)
+            read, copied = topic_replay.run(servers, job, lambda r, c: progress.update(task, completed=r),
+                                            stop=lambda: stopping["now"], confluent=confluent)
+    except RegistryUnavailable as exc:  # what was copied is committed; the rest waits for the registry
+        raise _fail(f"{exc}; run the same command again to resume", code=1) from None
     state = "stopped; run the same command to resume" if stopping["now"] else "done"
     out.print(f"read {read}, copied {copied} ({state})")
 

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     state_dir: str | None = Field(
         default=None, description="where services keep their state stores (RocksDB, one per service group, instance "
         "and partition; see pipeline.kafka.store); unset = `state` under $PIPELINE_HOME (~/.cache/pipeline)")
+    schema_registry_url: str | None = Field(
+        default=None, description="a Confluent-compatible Schema Registry (comma-separated URLs; user:password@ "
+        "for basic auth): Avro records in Confluent's wire format (00 + schema id) on the events topic and on "
+        "sources' topics are decoded through it; unset = such records are dead-lettered as undecodable")
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:

@@ -21,6 +21,7 @@ from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap, producer_config
 from ..kafka.store import StoreDir, state_dir
 from ..protocol.ids import consumer_group
+from ..serde.registry import confluent_reader
 from .auth import warn_if_open
 from .context import ApiConfig
 from .recent_events import RecentEvents
@@ -53,7 +54,8 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
         app.state.writer = writer
         app.state.runs = runs
         app.state.cancellations = cancellations
-        recent = RecentEvents(servers, [config.events_topic, settings.topic(t.SYSTEM_EVENTS)])
+        recent = RecentEvents(servers, [config.events_topic, settings.topic(t.SYSTEM_EVENTS)],
+                              confluent=confluent_reader(settings, wait_s=0))
         app.state.recent = recent
         counts: list[int] = []
 

@@ -18,8 +18,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from ..kafka.client import consume_available, consumer_config
 from ..serde import Serde, SerdeError
-from ..serde.events import read_event
+from ..serde.events import ConfluentReader, read_event
 from ..serde.models import event_record_to_dict
+from ..serde.registry import RegistryUnavailable
 
 log = logging.getLogger("pipeline.api")
 
@@ -30,8 +31,10 @@ class RecentEvents:
     It reads without a consumer group from ``lookback_ms`` ago, so every API instance shows the same stream
     and a restart refills the ring instead of resuming where an old group left off."""
 
-    def __init__(self, servers: str, topics: list[str], *, keep: int = 500, lookback_ms: int = 3_600_000) -> None:
+    def __init__(self, servers: str, topics: list[str], *, keep: int = 500, lookback_ms: int = 3_600_000,
+                 confluent: ConfluentReader | None = None) -> None:
         self.servers = servers
+        self.confluent = confluent  # Confluent-Avro events; one that cannot be decoded now is left out
         self.topics = topics
         self.keep = keep
         # (Avro value, received at ms, from the system events topic), oldest first
@@ -56,8 +59,8 @@ class RecentEvents:
         out: list[dict[str, Any]] = []
         for value, received_at, system in reversed(raw):
             try:
-                event = event_record_to_dict(read_event(self.serde, value, received_at))
-            except (SerdeError, TypeError, ValueError):
+                event = event_record_to_dict(read_event(self.serde, value, received_at, self.confluent))
+            except (SerdeError, TypeError, ValueError, RegistryUnavailable):
                 continue
             event["received_at"] = received_at
             event["system"] = system

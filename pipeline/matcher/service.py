@@ -38,6 +38,7 @@ from ..sdk.app import Registry
 from ..serde import CANCEL_SIGNAL, EVENT_SEEN, Serde
 from ..serde.events import read_event
 from ..serde.models import event_record_to_dict
+from ..serde.registry import confluent_reader
 from .dedup import Seen, SeenEvents
 from .routing import TriggerIndex
 
@@ -63,6 +64,7 @@ class Matcher(Processor):
     def __init__(self, registry: Registry, settings: Settings, serde: Serde | None = None) -> None:
         self.settings = settings
         self.serde = serde or Serde()
+        self.confluent = confluent_reader(settings)  # None without PIPELINE_SCHEMA_REGISTRY_URL
         self.triggers = TriggerIndex(registry.functions)
         self.functions_by_id = registry.by_id
         self.routes = signal_routes(registry.functions)
@@ -142,7 +144,7 @@ class Matcher(Processor):
         if msg.topic() != self.events_topic or value is None or len(value) > self.max_bytes or p is None \
                 or offset is None:
             return False
-        record = read_event(self.serde, value, msg.timestamp()[1])
+        record = read_event(self.serde, value, msg.timestamp()[1], self.confluent)
         self._decoded[(p, offset)] = record
         return record["name"] in self.routes
 
@@ -157,7 +159,7 @@ class Matcher(Processor):
             raise OversizedRecord(f"event of {len(value)} bytes exceeds the {self.max_bytes}-byte limit")
         record = self._decoded.pop((p, offset), None) if topic == self.events_topic else None
         if record is None:
-            record = read_event(self.serde, value, msg.timestamp()[1])
+            record = read_event(self.serde, value, msg.timestamp()[1], self.confluent)
         name = record["name"]
         route = self.routes.get(name)
         if route is None and name not in DIRECTED and not self.triggers.has(name):

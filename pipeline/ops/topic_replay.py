@@ -21,7 +21,7 @@ from ..expr import compile_expr
 from ..kafka.client import consumer_config, producer_config
 from ..kafka.messages import header_values, offset_of, partition_of
 from ..serde import Serde, SerdeError
-from ..serde.events import read_event
+from ..serde.events import ConfluentReader, read_event
 from ..serde.models import event_record_to_dict
 from .positions import Position
 
@@ -42,8 +42,11 @@ class Job:
         return "pipeline-replay-" + hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def selector(where: str | None, name: str | None) -> Callable[[Message], bool]:
-    """Which records to copy: all, or the events whose name matches the glob and for which ``where`` holds."""
+def selector(where: str | None, name: str | None,
+             confluent: ConfluentReader | None = None) -> Callable[[Message], bool]:
+    """Which records to copy: all, or the events whose name matches the glob and for which ``where`` holds.
+    ``confluent`` decodes Confluent-Avro events; while its registry is down it raises (the job stops and resumes
+    when run again) rather than leave good records out."""
     if where is None and name is None:
         return lambda msg: True
     expr = compile_expr(where, ("event",)) if where else None  # ExprError names a bad expression up front
@@ -51,7 +54,7 @@ def selector(where: str | None, name: str | None) -> Callable[[Message], bool]:
 
     def keep(msg: Message) -> bool:
         try:
-            event = event_record_to_dict(read_event(serde, msg.value(), msg.timestamp()[1]))
+            event = event_record_to_dict(read_event(serde, msg.value(), msg.timestamp()[1], confluent))
         except (SerdeError, TypeError, ValueError):
             return False  # not an event: a filter cannot hold for it
         if name is not None and not fnmatch.fnmatchcase(event["name"], name):
@@ -90,10 +93,10 @@ def _consumer(servers: str, group: str) -> Consumer:
     return Consumer(consumer_config(servers, group, read_committed=True, **extra))
 
 
-def dry_run(servers: str, job: Job) -> dict[int, tuple[int, int]]:
+def dry_run(servers: str, job: Job, confluent: ConfluentReader | None = None) -> dict[int, tuple[int, int]]:
     """Per partition: (records in the range, records the filters select)."""
     consumer = _consumer(servers, f"{job.group}-dry-{uuid.uuid4().hex[:6]}")
-    keep = selector(job.where, job.name)
+    keep = selector(job.where, job.name, confluent)
     counts: dict[int, list[int]] = {}
     try:
         for msg in _read(consumer, job.src, bounds(consumer, job)):
@@ -130,12 +133,13 @@ def _read(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]],
 
 
 def run(servers: str, job: Job, on_batch: Callable[[int, int], None] = lambda read, copied: None,
-        stop: Callable[[], bool] = lambda: False, batch: int = 500) -> tuple[int, int]:
+        stop: Callable[[], bool] = lambda: False, batch: int = 500,
+        confluent: ConfluentReader | None = None) -> tuple[int, int]:
     """Copy the selected records of the range not copied by an earlier run of the job; (read, copied)."""
     consumer = _consumer(servers, job.group)
     producer = Producer(producer_config(servers, transactional_id=f"{job.group}-{uuid.uuid4().hex[:6]}"))
     producer.init_transactions(30)
-    keep = selector(job.where, job.name)
+    keep = selector(job.where, job.name, confluent)
     read = copied = 0
     try:
         ranges = bounds(consumer, job)

@@ -4,7 +4,8 @@ Kafka users have topics written by producers they will not change (a Java servic
 source reads one of them and turns each record into an event on ``events``, as if it had been sent through the
 API. The event's name, data and id are CEL over the record, so the mapping is data, checked when the app loads:
 
-``record.key``, ``record.value`` (a JSON value, or the text, by ``value_format``), ``record.headers`` (a map of
+``record.key``, ``record.value`` (a JSON value, the text, or an Avro record in Confluent's wire format decoded
+through ``PIPELINE_SCHEMA_REGISTRY_URL``, by ``value_format``), ``record.headers`` (a map of
 text), ``record.topic``, ``record.partition``, ``record.offset`` and ``record.timestamp`` (the broker's, ms).
 
 Without an ``id`` expression the event id is derived from the record's coordinates, so a replay of the source
@@ -19,8 +20,8 @@ from typing import Literal
 
 from ..expr import ExprError, ValueExpr, compile_expr
 
-ValueFormat = Literal["auto", "json", "string"]
-VALUE_FORMATS: tuple[ValueFormat, ...] = ("auto", "json", "string")
+ValueFormat = Literal["auto", "json", "string", "avro"]
+VALUE_FORMATS: tuple[ValueFormat, ...] = ("auto", "json", "string", "avro")
 VARIABLES = ("record",)
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 

@@ -16,6 +16,8 @@ from ..expr import EvalFailure, Expr, ValueExpr, compile_expr
 from ..protocol.ids import derived_ulid
 from ..protocol.records import EventRecord
 from ..sdk.sources import VARIABLES, Source
+from ..serde.errors import SerdeError
+from ..serde.events import ConfluentReader
 
 _NAME_MAX = 512  # as POST /e
 
@@ -37,10 +39,20 @@ class RecordView:
     headers: Sequence[tuple[str, str | bytes | None]] | Mapping[str, str | bytes | None]
 
 
-def decode_value(raw: bytes | None, value_format: str) -> Any:
-    """``record.value``: parsed JSON (``json``; ``auto`` when it parses), else the text (``string``)."""
+def decode_value(raw: bytes | None, value_format: str, confluent: ConfluentReader | None = None) -> Any:
+    """``record.value``: the decoded Avro value (``avro``; ``auto`` when it is in Confluent's wire format and a
+    registry is set), parsed JSON (``json``; ``auto`` when it parses), else the text (``string``)."""
     if raw is None:
         return None
+    if value_format == "avro" or (value_format == "auto" and raw[:1] == b"\x00" and confluent is not None):
+        if confluent is None:
+            raise MappingError("record value is Avro in Confluent's wire format: set PIPELINE_SCHEMA_REGISTRY_URL")
+        if raw[:1] != b"\x00" or len(raw) < 5:
+            raise MappingError(f"record value is not in Confluent's wire format (00 + schema id): {raw[:8]!r}")
+        try:
+            return confluent(raw)
+        except SerdeError as exc:
+            raise MappingError(str(exc)) from None
     try:
         text = raw.decode()
     except UnicodeDecodeError:
@@ -59,8 +71,9 @@ def decode_value(raw: bytes | None, value_format: str) -> Any:
 class SourceMapping:
     """One source's compiled expressions."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, confluent: ConfluentReader | None = None) -> None:
         self.source = source
+        self.confluent = confluent
         self.name = ValueExpr(source.name, VARIABLES, full=True)
         self.data = ValueExpr(source.data, VARIABLES, full=True)
         self.id = ValueExpr(source.id, VARIABLES, full=True) if source.id is not None else None
@@ -72,7 +85,7 @@ class SourceMapping:
         headers = {k: v.decode(errors="replace") if isinstance(v, bytes) else v for k, v in pairs}
         return {"record": {"topic": view.topic, "partition": view.partition, "offset": view.offset,
                            "timestamp": view.timestamp, "key": key, "headers": headers,
-                           "value": decode_value(view.value, self.source.value_format)}}
+                           "value": decode_value(view.value, self.source.value_format, self.confluent)}}
 
     def event(self, view: RecordView) -> EventRecord | None:
         """The event of ``view``, or None when the source's ``if`` does not hold for it."""

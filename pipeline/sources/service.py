@@ -19,6 +19,7 @@ from ..kafka.emitter import Emitter
 from ..kafka.processor import Processor, override
 from ..sdk.sources import Source
 from ..serde import EVENT
+from ..serde.registry import confluent_reader
 from .mapping import RecordView, SourceMapping
 
 
@@ -32,8 +33,9 @@ class Sources(Processor):
             raise ValueError("no sources to run: declare them with client.create_source(...)")
         self.events_topic = settings.topic(t.EVENTS)
         self.by_topic: dict[str, list[SourceMapping]] = defaultdict(list)
+        confluent = confluent_reader(settings)  # waits out a registry outage: a good record is never dead-lettered
         for source in sources:
-            self.by_topic[source.topic].append(SourceMapping(source))
+            self.by_topic[source.topic].append(SourceMapping(source, confluent))
         self.copied = 0
         self.skipped = 0
 
