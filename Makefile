@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test check venv broker-fetch browser bench clean
+.PHONY: dev test check venv broker-fetch browser bench clean node-apps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,16 @@ check: $(STAMP)
 # The tests wait on Kafka far more than they compute: TEST_WORKERS pytest-xdist workers (default 3, on 2 cores)
 # share one embedded broker (pipeline/testing/plugin.py); TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 3
-test: broker-fetch browser
+# tests/http runs apps on the official Inngest SDKs: inngest-py comes with the test extra, inngest-js 3.x and tsx
+# from npm (tests/http/node/package-lock.json).
+NODE_APPS := tests/http/node/node_modules/.installed
+$(NODE_APPS): tests/http/node/package.json tests/http/node/package-lock.json
+	cd tests/http/node && npm ci --no-audit --no-fund
+	touch $(NODE_APPS)
+
+node-apps: $(NODE_APPS)
+
+test: broker-fetch browser node-apps
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS)
 
 bench: broker-fetch

@@ -35,6 +35,7 @@ from .health import router as health_router
 from .ingest import router as ingest_router
 from .lifespan import lifespan
 from .metrics import mount_metrics
+from .register import router as register_router
 from .runs import router as runs_router
 from .ui import install_ui
 
@@ -71,6 +72,7 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
     mount_metrics(app)
     install_error_handlers(app)
     install_ui(app)
-    for router in (runs_router, functions_router, events_router, health_router, ingest_router, cancellations_router):
+    for router in (runs_router, functions_router, events_router, health_router, ingest_router, cancellations_router,
+                   register_router):
         app.include_router(router)
     return app
