@@ -100,9 +100,12 @@ def test_sleep_durations_from_either_sdk(op: dict[str, Any]) -> None:
     assert out["kind"] == "sleep" and out["wake_at"] == 15_000 and out["step_id"] == "z"
 
 
-def test_wait_for_event() -> None:
-    out = outcome_of(206, [{"id": "w", "op": "WaitForEvent",
-                            "opts": {"event": "user/upgraded", "timeout": "1m", "if": "async.data.a == event.data.a"}}])
+@pytest.mark.parametrize("op", [
+    {"op": "WaitForEvent", "opts": {"event": "user/upgraded", "timeout": "1m", "if": "async.data.a == event.data.a"}},
+    {"op": "WaitForEvent", "name": "user/upgraded",  # inngest-js 3: the event in name
+     "opts": {"timeout": "1m", "if": "async.data.a == event.data.a"}}])
+def test_wait_for_event(op: dict[str, Any]) -> None:
+    out = outcome_of(206, [{"id": "w", **op}])
     assert out["kind"] == "wait" and out["wake_at"] == 70_000
     assert json.loads(out["wait"]) == {"event": "user/upgraded", "if": "async.data.a == event.data.a", "invoke": None}
 

@@ -9,7 +9,8 @@ fails the run with the error.
 
 A ``WaitForEvent`` for an event name the function's runs never waited for is learned first: the function's
 record on the ``functions`` topic gains the name (acknowledged before the outcome goes out), and every
-matcher following the topic signals that name from then on.
+matcher following the topic signals that name from then on. The first wait on a new name is reported
+``LEARN_SETTLE_S`` later, time for the matchers' followers to apply it (a bound, not a proof: see the docs).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from .request import ROOT_STEP, call_body, call_headers, call_url, encode_body
 log = logging.getLogger("pipeline.worker.http")
 
 CALL_TIMEOUT_S = float(os.environ.get("PIPELINE_HTTP_CALL_TIMEOUT_S", "300"))
+# After storing a newly learned wait name, how long to let every matcher's follower apply it before the wait is
+# reported (it applies within one fetch, ~50 ms): see "Awaited event names" in docs/inngest-sdks.md.
+LEARN_SETTLE_S = float(os.environ.get("PIPELINE_HTTP_LEARN_SETTLE_MS", "500")) / 1000
 
 
 def _now() -> int:
@@ -102,6 +106,7 @@ class HttpInvoker:
         if record is not None:
             await asyncio.to_thread(self.learn_wait, record)
             fn.record = record
+            await asyncio.sleep(LEARN_SETTLE_S)
 
     async def aclose(self) -> None:
         if self._client is not None:

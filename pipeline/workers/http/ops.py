@@ -10,7 +10,7 @@ wrong URL) is a failed attempt, never a result. Then:
   (seconds or a date) says when to retry. The status code itself decides nothing.
 
 A ``Sleep``'s duration is ``opts.duration`` (inngest-py) or the op's ``name`` (inngest-js sends ``"5s"``
-there), a time string or a date. A ``StepRun``'s data is stored as ``{"data": x}``, the shape it goes back in.
+there), a time string or a date; likewise a ``WaitForEvent``'s event is ``opts.event`` or the op's ``name``. A ``StepRun``'s data is stored as ``{"data": x}``, the shape it goes back in.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def op_outcome(inv: Mapping[str, Any], op: Mapping[str, Any], started: int, fini
             return _bad(inv, started, finished, worker, f"Sleep: {exc}")
         return outcome(inv, "sleep", started, finished, worker, step_id=step_id, wake_at=wake_at)
     if kind == "WaitForEvent":
-        event = opts.get("event")
+        event = opts.get("event") or op.get("name")  # inngest-py: opts.event; inngest-js 3: the op's name
         if not isinstance(event, str) or not event:
             return _bad(inv, started, finished, worker, f"WaitForEvent without an event: {op!r}")
         try:
