@@ -91,8 +91,9 @@ def node_app(api_port: int, which: str, tmp: Path, **env: str) -> Iterator[App]:
 
 
 @contextmanager
-def python_app(api_port: int, module: str, tmp: Path, **env: str) -> Iterator[App]:
-    port = free_port()
+def python_app(api_port: int, module: str, tmp: Path, port: int | None = None, **env: str) -> Iterator[App]:
+    """``uvicorn module:api`` (on ``port``, e.g. the one an app had before it was stopped)."""
+    port = port or free_port()
     argv = [sys.executable, "-m", "uvicorn", f"{module}:api", "--host", "127.0.0.1", "--port", str(port),
             "--log-level", "warning"]
     app = App(argv, PY_APP_DIR, app_env(api_port, **env), port, tmp / f"py-{module}.log")

@@ -6,8 +6,10 @@ as it would to talk to the Inngest dev server.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+import os
 
 import inngest
 import inngest.fast_api
@@ -67,5 +69,35 @@ async def child_fn(ctx: inngest.Context) -> int:
     return int(ctx.event.data["n"]) * 2
 
 
+CALLS = os.environ.get("PY_APP_CALLS")  # a file each step appends its id to when it runs (the fault tests)
+
+
+def _record(what: str) -> None:
+    if CALLS:
+        with open(CALLS, "a") as f:
+            f.write(what + "\n")
+
+
+@client.create_function(fn_id="steady", trigger=inngest.TriggerEvent(event="py/steady"), retries=4)
+async def steady(ctx: inngest.Context) -> dict[str, object]:
+    """Two steps around a pause, the first slow: for killing the worker mid-call and stopping the app mid-run."""
+    k = ctx.event.data["k"]
+
+    async def slow() -> str:
+        _record(f"{k} one start")
+        await asyncio.sleep(float(ctx.event.data.get("slow_s", 0)))
+        _record(f"{k} one end")
+        return "one"
+
+    def two() -> str:
+        _record(f"{k} two")
+        return "two"
+
+    first = await ctx.step.run("one", slow)
+    await ctx.step.sleep("pause", datetime.timedelta(seconds=float(ctx.event.data.get("pause_s", 0))))
+    second = await ctx.step.run("two", two)
+    return {"steps": [first, second]}
+
+
 api = FastAPI()
-inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn])
+inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn, steady])

@@ -19,7 +19,8 @@ from pipeline.testing.stack import TopicWatcher
 from .harness import App, HttpStack, python_app
 
 pytestmark = pytest.mark.integration
-FUNCTIONS = {"py-app-flaky", "py-app-doomed", "py-app-doomed-failure", "py-app-fanout", "py-app-child"}
+FUNCTIONS = {"py-app-flaky", "py-app-doomed", "py-app-doomed-failure", "py-app-fanout", "py-app-child",
+             "py-app-steady"}
 
 
 def sha1(text: str) -> str:
