@@ -56,7 +56,7 @@ def apps_sync(url: str = typer.Argument(..., help="the app's Inngest endpoint, e
     from .apps.sync import sync_app
 
     try:
-        result = sync_app(url, timeout=timeout)
+        result = sync_app(url, timeout=timeout, signed=bool(_settings().signing_key))
     except httpx.HTTPError as exc:
         err.print(f"[red]{url}: {exc}[/red]")
         raise typer.Exit(1) from None

@@ -186,7 +186,7 @@ def run_dev(settings: Settings, app_spec: str | None, *, host: str, port: int, r
     if sync_urls:
         from .apps.sync import sync_in_background
 
-        sync_in_background(sync_urls, f"http://{host}:{port}", stop)
+        sync_in_background(sync_urls, f"http://{host}:{port}", stop, signed=bool(settings.signing_key))
     services = [Child(settings, name, None if name == "canceller" else app_spec) for name in LOOP_SERVICES]
     worker = Child(settings, "worker", app_spec)
     started: list[Child] = []

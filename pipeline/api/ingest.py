@@ -29,6 +29,7 @@ from .context import api_config, write
 from .edge import ApiError, SafeJSONResponse, answers, body, event_body_schema
 from .errors import field_errors, summary
 from .metrics import EVENTS_INGESTED, REQUESTS_REFUSED
+from .seeded import apply_seed
 from .writer import Outgoing
 
 router = APIRouter()
@@ -153,6 +154,7 @@ async def send_events(request: Request) -> SafeJSONResponse:
     payload = await json_body(request)
     batch = isinstance(payload, list)
     items = payload if batch else [payload]
+    apply_seed(items, request.headers.get("x-inngest-event-id-seed"))  # an SDK's retried send: the same ids
     records = _fast_records(items, now_ms())
     if records is None:
         records = _model_records(items, batch)

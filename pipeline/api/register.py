@@ -8,7 +8,8 @@ them). The functions are written to the compacted ``functions`` topic, which eve
 nothing writes nothing and answers ``modified: false``.
 
 Authentication: with ``PIPELINE_SIGNING_KEY`` set the SDK's bearer token must be the key or its hashed form
-(``signkey-<env>-`` + SHA-256 of the key's bytes, as the SDKs send it); without one (dev mode) anything is
+(``signkey-<env>-`` + SHA-256 of the key's bytes, as inngest-js sends it, or the hash alone, as inngest-py
+does); without one (dev mode) anything is
 accepted, ``Bearer undefined`` included (inngest-js in dev mode).
 """
 
@@ -55,7 +56,9 @@ def sdk_authorized(signing_key: str | None, authorization: str | None) -> bool:
     if not signing_key:
         return True
     token = bearer_token(authorization)
-    return keys_equal(token, signing_key) or keys_equal(token, hashed_signing_key(signing_key))
+    hashed = hashed_signing_key(signing_key)
+    bare = _PREFIX.sub(r"\2", hashed)  # inngest-py sends the hash without the signkey-<env>- prefix
+    return any(keys_equal(token, accepted) for accepted in (signing_key, hashed, bare))
 
 
 @router.post("/fn/register", include_in_schema=True)

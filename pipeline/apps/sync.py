@@ -32,9 +32,11 @@ class SyncResult:
         return self.status == 200
 
 
-def sync_app(url: str, timeout: float = 30.0) -> SyncResult:
-    """``PUT`` the app's URL and return its answer (raises ``httpx.HTTPError`` when it cannot be reached)."""
-    response = httpx.put(url, headers={"X-Inngest-Server-Kind": "dev"}, timeout=timeout)
+def sync_app(url: str, timeout: float = 30.0, *, signed: bool = False) -> SyncResult:
+    """``PUT`` the app's URL and return its answer (raises ``httpx.HTTPError`` when it cannot be reached).
+    ``signed``: this runtime has a signing key, so it presents itself as a cloud server (the SDK then expects
+    signed calls and syncs with its hashed key), else as a dev server."""
+    response = httpx.put(url, headers={"X-Inngest-Server-Kind": "cloud" if signed else "dev"}, timeout=timeout)
     try:
         body: Any = response.json()
     except ValueError:
@@ -42,7 +44,8 @@ def sync_app(url: str, timeout: float = 30.0) -> SyncResult:
     return SyncResult(url, response.status_code, body)
 
 
-def sync_in_background(urls: list[str], server: str, stop: threading.Event) -> threading.Thread:
+def sync_in_background(urls: list[str], server: str, stop: threading.Event, *,
+                       signed: bool = False) -> threading.Thread:
     """``pipeline dev -u``: sync each app once it answers (it may start after dev), retrying every second."""
 
     def run() -> None:
@@ -50,7 +53,7 @@ def sync_in_background(urls: list[str], server: str, stop: threading.Event) -> t
         while pending and not stop.is_set():
             for url in list(pending):
                 try:
-                    result = sync_app(url)
+                    result = sync_app(url, signed=signed)
                 except httpx.HTTPError as exc:
                     log.debug("app not reachable yet", extra={"url": url, "error": str(exc)})
                     continue

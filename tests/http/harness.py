@@ -74,7 +74,7 @@ class App:
 
 def app_env(api_port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
-    env.update(INNGEST_DEV="1", INNGEST_BASE_URL=f"http://127.0.0.1:{api_port}", **extra)
+    env.update({"INNGEST_DEV": "1", "INNGEST_BASE_URL": f"http://127.0.0.1:{api_port}", **extra})
     return env
 
 
@@ -128,9 +128,9 @@ class HttpStack:
 
     def sync(self, app: App, functions: set[str]) -> Any:
         """Sync the app and wait until every service of the stack serves ``functions``."""
-        result = sync_app(app.url)
-        assert result.ok, (result.status, result.body, app.output())
-        self.wait_served(functions)
+        result = sync_app(app.url, signed=bool(self.stack.settings.signing_key))
+        assert result.ok and "error" not in result.body, (result.status, result.body, app.output())
+        self.wait_served(functions, f"after the answer {result.body}")
         return result.body
 
     def registries(self) -> list[Registry]:
@@ -142,10 +142,10 @@ class HttpStack:
             out.append(holder.registry)
         return out
 
-    def wait_served(self, functions: set[str], timeout: float = 20.0) -> None:
+    def wait_served(self, functions: set[str], context: str = "", timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while not all(functions <= set(r.by_id) for r in self.registries()):
-            assert time.monotonic() < deadline, f"{functions} not served by every service"
+            assert time.monotonic() < deadline, f"{functions} not served by every service {context}"
             time.sleep(0.05)
 
     def send(self, *events: dict[str, Any], headers: dict[str, str] | None = None) -> list[str]:

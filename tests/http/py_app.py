@@ -16,7 +16,7 @@ import inngest.fast_api
 from fastapi import FastAPI
 
 log = logging.getLogger("py_app")
-client = inngest.Inngest(app_id="py-app", is_production=False, logger=log)
+client = inngest.Inngest(app_id="py-app", logger=log)  # dev or cloud mode: INNGEST_DEV decides
 
 
 @client.create_function(

@@ -4,12 +4,17 @@ and right after the trigger, NonRetriableError with on_failure, group.parallel, 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from pipeline.kafka import topics as t
@@ -106,3 +111,38 @@ def test_parallel_repeated_step_ids_and_invoke(served: tuple[HttpStack, App]) ->
     assert json.loads(run["output"]) == {"pair": ["a", "b"], "repeated": [0, 10, 20], "child": 42}
     ids = {s["id"] for s in run["steps"]}
     assert {sha1("again"), sha1("again:1"), sha1("again:2"), sha1("side"), sha1("other-side")} <= ids
+
+
+def test_a_retried_send_with_the_same_id_seed_starts_one_run(served: tuple[HttpStack, App]) -> None:
+    http, _ = served
+    k = str(uuid.uuid4())
+    seed = {"X-Inngest-Event-Id-Seed": f"{int(time.time() * 1000)},{base64.b64encode(os.urandom(10)).decode()}"}
+    first = http.send({"name": "py/fanout", "data": {"k": k}}, headers=seed)
+    again = http.send({"name": "py/fanout", "data": {"k": k}}, headers=seed)  # the SDK's retry of that send
+    assert first == again
+    run = ended(http, "py-app-fanout", k)
+    time.sleep(1)
+    runs = {r["run_id"] for r in http.stack.runs.records if r and of("py-app-fanout", k)(r)}  # type: ignore[union-attr]
+    assert runs == {run["run_id"]} and run["event_id"] == first[0]
+
+
+SIGNING_KEY = "signkey-test-" + "ab" * 32
+
+
+def test_signed_mode_sync_calls_and_sends(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Outside dev mode: the app (INNGEST_DEV=0, INNGEST_SIGNING_KEY) syncs with the hashed key as its bearer
+    token and accepts only calls signed with the key; an unsigned sync is refused."""
+    with HttpStack(kafka_bootstrap, signing_key=SIGNING_KEY) as http, \
+            python_app(http.api_port, "py_app", tmp_path, INNGEST_DEV="0", INNGEST_SIGNING_KEY=SIGNING_KEY,
+                       INNGEST_EVENT_KEY="test-key") as app:
+        refused = httpx.post(f"{http.api}/fn/register", json={"appName": "x", "url": "http://x", "functions": []},
+                             headers={"Authorization": "Bearer signkey-test-00"})
+        assert refused.status_code == 401
+        http.sync(app, FUNCTIONS)
+        unsigned = httpx.post(f"{app.url}?fnId=py-app-flaky&stepId=step", json={"event": {}}, timeout=10)
+        assert unsigned.status_code >= 400  # the app is in cloud mode: it checks our signatures
+        k = str(uuid.uuid4())
+        http.send({"name": "py/flaky", "data": {"k": k, "wait_s": 1, "nap_s": 0}})
+        run = ended(http, "py-app-flaky", k, timeout=60)
+        assert run["status"] == "Completed", (run["error"], app.output()[-2000:])
+        assert json.loads(run["output"])["sent"] == 1

@@ -143,3 +143,38 @@ def test_one_sends_cancels_are_written_after_its_triggers() -> None:
     assert phases([t, t, t], signals) == [range(0, 3)]  # triggers alone: one write, as before
     assert phases([c, t, t, c, c], signals) == [range(0, 1), range(1, 3), range(3, 5)]
     assert phases([], signals) == []
+
+
+def test_seeded_event_ids_match_the_inngest_servers() -> None:
+    import base64
+
+    from pipeline.api.seeded import apply_seed, seeded_id
+
+    entropy = bytes(range(10))
+    seed = f"1700000000000,{base64.b64encode(entropy).decode()}"
+    first, second = seeded_id(seed, 0), seeded_id(seed, 1)
+    assert first is not None and second is not None and first != second
+    assert first.startswith("01HF7YAT00")  # the time part: 1700000000000 ms
+    # the index is added to the entropy's last four bytes, big-endian (Inngest's SeededIDFromString)
+    from ulid import ULID
+
+    assert ULID.from_str(second).bytes[6:] == bytes(range(6)) + (0x06070809 + 1).to_bytes(4, "big")
+    assert seeded_id("not a seed", 0) is None and seeded_id("12,AAAA", 0) is None
+    items: list[object] = [{"name": "a"}, {"name": "b", "id": "mine"}, "not an event"]
+    apply_seed(items, seed)
+    assert items[0] == {"name": "a", "id": first} and items[1] == {"name": "b", "id": "mine"}
+
+
+def test_an_sdk_syncs_with_the_key_or_its_hash_in_either_spelling() -> None:
+    import hashlib
+
+    from pipeline.api.register import sdk_authorized
+
+    key = "signkey-prod-12345678"
+    hashed = "b2ed992186a5cb19f6668aade821f502c1d00970dfd0e35128d51bac4649916c"  # the SDK spec's example
+    assert hashlib.sha256(bytes.fromhex("12345678")).hexdigest() == hashed
+    assert sdk_authorized(key, f"Bearer signkey-prod-{hashed}")  # inngest-js
+    assert sdk_authorized(key, f"Bearer {hashed}")  # inngest-py
+    assert sdk_authorized(key, f"Bearer {key}")
+    assert not sdk_authorized(key, "Bearer undefined") and not sdk_authorized(key, None)
+    assert sdk_authorized(None, "Bearer undefined")  # dev mode: inngest-js sends this

@@ -10,7 +10,8 @@ wrong URL) is a failed attempt, never a result. Then:
   (seconds or a date) says when to retry. The status code itself decides nothing.
 
 A ``Sleep``'s duration is ``opts.duration`` (inngest-py) or the op's ``name`` (inngest-js sends ``"5s"``
-there), a time string or a date; likewise a ``WaitForEvent``'s event is ``opts.event`` or the op's ``name``. A ``StepRun``'s data is stored as ``{"data": x}``, the shape it goes back in.
+there), a time string or a date; likewise a ``WaitForEvent``'s event is ``opts.event`` or the op's ``name``.
+A ``StepRun``'s data is stored as ``{"data": x}``, the shape it goes back in.
 """
 
 from __future__ import annotations
