@@ -42,14 +42,13 @@ check: $(STAMP)
 # The tests wait on Kafka far more than they compute: TEST_WORKERS pytest-xdist workers (default 3, on 2 cores)
 # share one embedded broker (pipeline/testing/plugin.py); TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 3
-# tests/http runs apps on the official Inngest SDKs: inngest-py comes with the test extra, inngest-js 3.x and tsx
-# from npm (tests/http/node/package-lock.json).
-NODE_APPS := tests/http/node/node_modules/.installed
-$(NODE_APPS): tests/http/node/package.json tests/http/node/package-lock.json
-	cd tests/http/node && npm ci --no-audit --no-fund
-	touch $(NODE_APPS)
+# tests/http runs apps on the official Inngest SDKs: inngest-py comes with the test extra, inngest-js 3.x (the
+# seed's API) and the latest 4.x with tsx from npm (tests/http/node*/package-lock.json).
+tests/http/%/node_modules/.installed: tests/http/%/package.json tests/http/%/package-lock.json
+	cd tests/http/$* && npm ci --no-audit --no-fund
+	touch $@
 
-node-apps: $(NODE_APPS)
+node-apps: tests/http/node/node_modules/.installed tests/http/node4/node_modules/.installed
 
 test: broker-fetch browser node-apps
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS)

@@ -23,7 +23,8 @@ from pipeline.apps.sync import sync_app
 from pipeline.sdk.app import Registry
 from pipeline.testing.stack import Stack
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
+NODE_DIR = Path(__file__).resolve().parent / "node"  # inngest 3.x
+NODE4_DIR = Path(__file__).resolve().parent / "node4"  # inngest 4.x
 PY_APP_DIR = Path(__file__).resolve().parent
 
 
@@ -33,10 +34,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def need_node() -> None:
+def need_node(node_dir: Path = NODE_DIR) -> None:
     """Skip (with the reason) when the Node toolchain `make test` installs is missing."""
-    if shutil.which("node") is None or not (NODE_DIR / "node_modules" / ".bin" / "tsx").exists():
-        pytest.skip("Node and tests/http/node/node_modules (npm ci, done by `make test`) are needed")
+    if shutil.which("node") is None or not (node_dir / "node_modules" / ".bin" / "tsx").exists():
+        pytest.skip(f"Node and {node_dir.name}/node_modules (npm ci, done by `make test`) are needed")
 
 
 class App:
@@ -79,11 +80,12 @@ def app_env(api_port: int, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def node_app(api_port: int, which: str, tmp: Path, **env: str) -> Iterator[App]:
-    need_node()
+def node_app(api_port: int, which: str, tmp: Path, node_dir: Path = NODE_DIR, **env: str) -> Iterator[App]:
+    """``tsx serve.ts which`` in ``node_dir`` (the inngest 3.x or 4.x package)."""
+    need_node(node_dir)
     port = free_port()
-    app = App([str(NODE_DIR / "node_modules" / ".bin" / "tsx"), "serve.ts", which], NODE_DIR,
-              app_env(api_port, PORT=str(port), **env), port, tmp / f"node-{which}.log")
+    app = App([str(node_dir / "node_modules" / ".bin" / "tsx"), "serve.ts", which], node_dir,
+              app_env(api_port, PORT=str(port), **env), port, tmp / f"{node_dir.name}-{which}.log")
     try:
         yield app
     finally:

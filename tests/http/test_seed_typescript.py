@@ -1,4 +1,5 @@
-"""The seed's two TypeScript functions, verbatim, on inngest 3.x from npm, served by Node and run here.
+"""The seed's two TypeScript functions, verbatim, on inngest 3.x from npm (and in 4.x's form on the latest
+4.x), served by Node and run here.
 
 The import function's body is empty: its first call returns at once, so the cancel that follows its trigger
 back to back must win through the watermark gate (a run with cancel rules does not end before the cancel path
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import HttpStack, node_app
+from .harness import NODE4_DIR, NODE_DIR, HttpStack, node_app
 
 pytestmark = pytest.mark.integration
 RUNS = int(os.environ.get("PIPELINE_HTTP_SEED_RUNS", "20"))
@@ -24,8 +25,11 @@ IMPORT = "newsletter-app-import-all-contacts"
 CLEANUP = "newsletter-app-cleanup-cancelled-import"
 
 
-def test_seed_functions_verbatim_every_back_to_back_cancel_wins(kafka_bootstrap: str, tmp_path: Path) -> None:
-    with HttpStack(kafka_bootstrap) as http, node_app(http.api_port, "seed", tmp_path) as app:
+@pytest.mark.parametrize("node_dir", [NODE_DIR, NODE4_DIR], ids=["inngest-3", "inngest-4"])
+def test_seed_functions_every_cancel_in_the_triggers_send_wins(kafka_bootstrap: str, tmp_path: Path,
+                                                                node_dir: Path) -> None:
+    """inngest 3.x runs the seed verbatim; inngest 4.x the same functions in its form (triggers in the options)."""
+    with HttpStack(kafka_bootstrap) as http, node_app(http.api_port, "seed", tmp_path, node_dir) as app:
         answer = http.sync(app, {IMPORT, CLEANUP})
         assert answer["modified"] is True
         again = http.sync(app, {IMPORT, CLEANUP})  # a re-sync changes nothing
