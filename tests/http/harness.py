@@ -108,8 +108,8 @@ def python_app(api_port: int, module: str, tmp: Path, port: int | None = None, *
 class HttpStack:
     """The services (a :class:`Stack` without ``--app`` functions) and the HTTP API the apps talk to."""
 
-    def __init__(self, bootstrap: str, **settings: Any) -> None:
-        self.stack = Stack([], bootstrap, **settings)
+    def __init__(self, bootstrap: str, apps: list[Any] | None = None, **settings: Any) -> None:
+        self.stack = Stack(apps or [], bootstrap, **settings)
         self.api_port = 0
         self._server: Any = None
 

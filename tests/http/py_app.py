@@ -99,5 +99,11 @@ async def steady(ctx: inngest.Context) -> dict[str, object]:
     return {"steps": [first, second]}
 
 
+@client.create_function(fn_id="one-step", trigger=inngest.TriggerEvent(event="bench/one-step"))
+async def one_step(ctx: inngest.Context) -> int:
+    """One step that does nothing: bench/http_apps.py measures what a step costs over HTTP."""
+    return await ctx.step.run("only", lambda: 1)
+
+
 api = FastAPI()
-inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn, steady])
+inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn, steady, one_step])

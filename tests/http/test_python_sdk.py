@@ -25,7 +25,7 @@ from .harness import App, HttpStack, python_app
 
 pytestmark = pytest.mark.integration
 FUNCTIONS = {"py-app-flaky", "py-app-doomed", "py-app-doomed-failure", "py-app-fanout", "py-app-child",
-             "py-app-steady"}
+             "py-app-steady", "py-app-one-step"}
 
 
 def sha1(text: str) -> str:

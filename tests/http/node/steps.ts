@@ -23,3 +23,10 @@ export const onboarding = inngest.createFunction(
     return { user, a, b, upgraded: upgraded ? upgraded.data : null };
   }
 );
+
+// One step that does nothing: bench/http_apps.py measures what a step costs over HTTP.
+export const oneStep = inngest.createFunction(
+  { id: "one-step" },
+  { event: "bench/one-step" },
+  async ({ step }) => step.run("only", () => 1),
+);
