@@ -29,7 +29,7 @@ from ..serde import FUNCTION_DEF, Serde, SerdeError
 
 log = logging.getLogger("pipeline.apps")
 
-LOAD_TIMEOUT_S = 30.0
+LOAD_TIMEOUT_S = 10.0
 
 
 class PublishFailed(RuntimeError):
@@ -86,11 +86,15 @@ class FunctionsFollower:
     def load(self, timeout: float = LOAD_TIMEOUT_S) -> int:
         """Read up to the end offset as of now (blocking): the functions synced before this service started."""
         deadline = time.monotonic() + timeout
-        try:
-            _low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - no topic yet (an old deployment): nothing synced
-            log.warning("functions topic not readable; no synced functions", extra={"error": str(exc)})
-            return 0
+        while True:  # a topic created a moment ago may have no leader known yet: ask again until the deadline
+            try:
+                _low, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=5)
+                break
+            except Exception as exc:  # noqa: BLE001 - no topic (an old deployment): nothing synced; followed anyway
+                if time.monotonic() > deadline:
+                    log.warning("functions topic not readable; no synced functions yet", extra={"error": str(exc)})
+                    return 0
+                time.sleep(0.2)
         position = 0
         while position < high and time.monotonic() < deadline:
             msgs = self.consumer.consume(500, timeout=0.2)
