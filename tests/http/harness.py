@@ -150,6 +150,12 @@ class HttpStack:
             assert time.monotonic() < deadline, f"{functions} not served by every service {context}"
             time.sleep(0.05)
 
+    def wait_until(self, predicate: Any, what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
     def send(self, *events: dict[str, Any], headers: dict[str, str] | None = None) -> list[str]:
         """Send events through the API (``POST /e/{key}``), as an SDK does; returns their ids."""
         body = list(events) if len(events) > 1 else events[0]
