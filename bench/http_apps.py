@@ -10,7 +10,8 @@ through ``POST /e`` (100 a request); "seconds" is from the first send to the las
 ``runs``). Meanwhile ``--sleepers`` runs of a sleeping function with a cancel rule (inngest-py's) are cancelled
 one every 50 ms; latency = send of the cancel to the run's Cancelled state. Per-step overhead: ``--probes``
 runs sent one at a time after the burst; the median of a run's life (ended - started) over HTTP minus the
-in-process worker's, for the same one-step function (two calls over HTTP: the step, then the return).
+in-process worker's, for the same one-step function (two calls over HTTP: the step, then the return), measured
+first, on the idle stack.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def burst(http: HttpStack, kind: str, runs: int, sleepers: int) -> dict[str, flo
 
 def probe(http: HttpStack, kind: str, probes: int) -> float:
     """Median life of a one-step run sent alone, one after the other: what a step costs without a queue."""
+    # (ended_at - started_at: from the first dispatch to the end, the matcher's hop and the API's write excluded)
     fn = FUNCTIONS[kind]
     lives = []
     for _ in range(probes):
@@ -128,10 +130,11 @@ def main() -> None:
             python_app(http.api_port, "py_app", tmp) as py, node_app(http.api_port, "steps", tmp, NODE_DIR) as js:
         http.sync(py, {FUNCTIONS["py"], "py-app-flaky"})
         http.sync(js, {FUNCTIONS["js"]})
+        alone = {kind: probe(http, kind, args.probes) for kind in ("in-process", "py", "js")}  # idle system first
         for kind in ("in-process", "py", "js"):
             console.print(f"[bold]{kind}[/]: {args.runs} runs of one step")
             figures[kind] = burst(http, kind, args.runs, 0 if kind == "in-process" else args.sleepers)
-            figures[kind]["alone_life_p50_ms"] = probe(http, kind, args.probes)
+            figures[kind]["alone_life_p50_ms"] = alone[kind]
     base = figures["in-process"]["alone_life_p50_ms"]
     for kind in ("py", "js"):
         figures[kind]["step_overhead_ms"] = figures[kind]["alone_life_p50_ms"] - base

@@ -178,3 +178,14 @@ def test_an_sdk_syncs_with_the_key_or_its_hash_in_either_spelling() -> None:
     assert sdk_authorized(key, f"Bearer {key}")
     assert not sdk_authorized(key, "Bearer undefined") and not sdk_authorized(key, None)
     assert sdk_authorized(None, "Bearer undefined")  # dev mode: inngest-js sends this
+
+
+def test_dev_needs_an_app_or_a_url() -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["dev"])
+    assert result.exit_code == 2 and "-u URL" in result.output
+    result = CliRunner().invoke(app, ["run", "worker"])
+    assert result.exit_code == 2 and "--no-app" in result.output
