@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 from fastapi import FastAPI
 
 from ..config import Settings
+from .apps import router as apps_router
 from .bodies import BodySizeLimit
 from .cancellations import router as cancellations_router
 from .context import ApiConfig
@@ -73,6 +74,6 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
     install_error_handlers(app)
     install_ui(app)
     for router in (runs_router, functions_router, events_router, health_router, ingest_router, cancellations_router,
-                   register_router):
+                   register_router, apps_router):
         app.include_router(router)
     return app

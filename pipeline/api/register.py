@@ -28,11 +28,13 @@ from ..apps.store import PublishFailed, publish, sync_producer
 from ..kafka import topics as t
 from ..protocol.functions import same_function
 from ..protocol.records import FunctionDef
+from ..sdk.definitions import DefinitionError
+from ..sdk.synced import synced_function
 from ..serde.models import now_ms
 from .auth import bearer_token, keys_equal
 from .bodies import json_body
 from .context import api_config
-from .edge import SafeJSONResponse
+from .edge import SafeJSONResponse, answers
 
 router = APIRouter()
 
@@ -61,7 +63,7 @@ def sdk_authorized(signing_key: str | None, authorization: str | None) -> bool:
     return any(keys_equal(token, accepted) for accepted in (signing_key, hashed, bare))
 
 
-@router.post("/fn/register", include_in_schema=True)
+@router.post("/fn/register", responses=answers(400, 401, 503), response_model=dict[str, Any])
 async def register(request: Request) -> SafeJSONResponse:
     """Sync an app's functions (Inngest's SDK protocol)."""
     config = api_config(request)
@@ -73,8 +75,12 @@ async def register(request: Request) -> SafeJSONResponse:
         return SafeJSONResponse({"error": f"the sync body is not JSON: {exc}"}, status_code=400)
     try:
         sync = read_sync(body, now_ms())
+        for synced in sync.functions:  # compiled as every service will (a bad CEL expression is refused here)
+            synced_function(synced)
     except SyncRefused as exc:
         return SafeJSONResponse({"error": str(exc), "problems": exc.problems}, status_code=400)
+    except (DefinitionError, ValueError, TypeError) as exc:
+        return SafeJSONResponse({"error": str(exc), "problems": [str(exc)]}, status_code=400)
     registry = config.registry
     current: dict[str, FunctionDef] = {}
     if registry is not None:
@@ -96,10 +102,8 @@ async def register(request: Request) -> SafeJSONResponse:
             await run_in_threadpool(publish, producer, config.settings.topic(t.FUNCTIONS), changed, removed,
                                     config.serde)
         except PublishFailed as exc:
-            return SafeJSONResponse({"error": f"the functions could not be stored: {exc}"}, status_code=500)
+            return SafeJSONResponse({"error": f"the functions could not be stored: {exc}"}, status_code=503)
         if registry is not None:  # this API sees its own sync at once; the other services follow the topic
-            from ..sdk.synced import synced_function
-
             registry.put([synced_function(r) for r in changed], removed)
     return SafeJSONResponse({"ok": True, "modified": bool(changed or removed),
                              "functions": [json.loads(r["definition"]) | {"id": r["id"]} for r in changed]})

@@ -100,12 +100,15 @@ def _read_function(raw: dict[str, Any], app_id: str, app_url: str, sdk: str, now
     for key, name in NOT_BUILT.items():
         if raw.get(key) not in (None, [], {}, ""):
             problems.append(f"{name}: not built yet")
-    step = ((raw.get("steps") or {}).get("step") or {}) if isinstance(raw.get("steps"), dict) else {}
-    runtime = step.get("runtime") or {}
+    steps = raw.get("steps")
+    step = steps.get("step") if isinstance(steps, dict) else None
+    step = step if isinstance(step, dict) else {}
+    runtime = step.get("runtime")
     url = runtime.get("url") if isinstance(runtime, dict) else None
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         problems.append(f"steps.step.runtime.url: {url!r} is not an http(s) URL")
-    attempts = (step.get("retries") or {}).get("attempts") if isinstance(step.get("retries"), dict) else None
+    retries_spec = step.get("retries")
+    attempts = retries_spec.get("attempts") if isinstance(retries_spec, dict) else None
     retries = DEFAULT_RETRIES if attempts is None else attempts
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= MAX_RETRIES:
         problems.append(f"retries {retries!r}: must be between 0 and {MAX_RETRIES}")
@@ -130,19 +133,22 @@ def _triggers(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
     for t in raw:
         if isinstance(t, dict) and t.get("cron"):
             problems.append(f"triggers: cron {t['cron']!r}: not built yet for apps over HTTP")
-        elif isinstance(t, dict) and isinstance(t.get("event"), str) and t["event"]:
-            expression = t.get("expression")
-            out.append({"event": t["event"], "expression": expression if isinstance(expression, str) else None})
+        elif isinstance(t, dict) and isinstance(t.get("event"), str) and t["event"] \
+                and isinstance(t.get("expression"), str | None):
+            out.append({"event": t["event"], "expression": t.get("expression")})
         else:
             problems.append(f"triggers: {t!r} is neither an event nor a cron trigger")
     return out
 
 
 def _cancels(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
-    out = []
-    for c in raw or []:
-        if not isinstance(c, dict) or not isinstance(c.get("event"), str):
-            problems.append(f"cancel: {c!r} needs an event")
+    out: list[dict[str, Any]] = []
+    if raw is not None and not isinstance(raw, list):
+        problems.append(f"cancel: {raw!r} must be a list")
+        return out
+    for c in raw if isinstance(raw, list) else []:
+        if not isinstance(c, dict) or not isinstance(c.get("event"), str) or not isinstance(c.get("if"), str | None):
+            problems.append(f"cancel: {c!r} needs an event (and an if that is a string)")
             continue
         timeout_ms = None
         if c.get("timeout") is not None:
@@ -163,8 +169,8 @@ def _concurrency(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
         raw = [raw]
     out = []
     for c in raw if isinstance(raw, list) else [raw]:
-        if not isinstance(c, dict) or not isinstance(c.get("limit"), int):
-            problems.append(f"concurrency: {c!r} needs an integer limit")
+        if not isinstance(c, dict) or not isinstance(c.get("limit"), int) or not isinstance(c.get("key"), str | None):
+            problems.append(f"concurrency: {c!r} needs an integer limit (and a key that is a string)")
             continue
         if c.get("scope") not in (None, "fn"):
             problems.append(f"concurrency scope {c['scope']!r}: not built yet, only 'fn' is")

@@ -36,6 +36,9 @@ def test_refusals_re_syncs_and_restarts(kafka_bootstrap: str) -> None:
         http.wait_served({"reg-app-a", "reg-app-b"})
         same = httpx.post(f"{http.api}/fn/register", json=body("a", "b"))
         assert same.json()["modified"] is False
+        (listed,) = httpx.get(f"{http.api}/v1/apps").json()["data"]
+        assert listed["id"] == "reg-app" and listed["url"] == URL and listed["sdk"] == "inngest-js:v3.54.2"
+        assert sorted(f["id"] for f in listed["functions"]) == ["reg-app-a", "reg-app-b"]
 
         dropped = httpx.post(f"{http.api}/fn/register", json=body("a"))
         assert dropped.json()["modified"] is True

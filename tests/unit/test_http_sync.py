@@ -189,3 +189,13 @@ def test_dev_needs_an_app_or_a_url() -> None:
     assert result.exit_code == 2 and "-u URL" in result.output
     result = CliRunner().invoke(app, ["run", "worker"])
     assert result.exit_code == 2 and "--no-app" in result.output
+
+
+@pytest.mark.parametrize("fn_extra", [
+    {"steps": {"step": []}}, {"steps": []}, {"triggers": [{"event": "a", "expression": 5}]},
+    {"cancel": [{"event": "x", "if": 3}]}, {"cancel": {"event": "x"}}, {"concurrency": [{"limit": 1, "key": []}]},
+    {"concurrency": "5"}, {"triggers": "x"}, {"timeouts": {"finish": "soon"}},
+])
+def test_malformed_functions_are_refused_not_crashed_on(fn_extra: dict[str, object]) -> None:
+    with pytest.raises(SyncRefused):
+        read_sync(js_body(**fn_extra), 1000)
