@@ -230,10 +230,10 @@ def dev(app_spec: str | None = typer.Option(None, "--app", help="MODULE:ATTR of 
     """Everything for development in one command: broker, topics, the HTTP API and dev UI, and the matcher,
     run owner, canceller and a worker, each in a child process (its own core and interpreter lock).
     ``-u URL`` (repeatable, as ``inngest-cli dev -u``) syncs an app served over HTTP; ``--app`` and ``-u`` mix."""
-    setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
     if not app_spec and not urls:
         typer.echo("pipeline dev: give --app MODULE:ATTR, -u URL of an Inngest SDK app, or both", err=True)
         raise typer.Exit(2)
+    setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
     from .sdk.app import Registry
 
     # first: an app that does not load starts nothing (no broker, no child)
