@@ -36,7 +36,10 @@ def test_refusals_re_syncs_and_restarts(kafka_bootstrap: str) -> None:
         http.wait_served({"reg-app-a", "reg-app-b"})
         same = httpx.post(f"{http.api}/fn/register", json=body("a", "b"))
         assert same.json()["modified"] is False
+        down = httpx.post(f"{http.api}/v1/apps/sync", json={"url": URL}, timeout=40).json()  # the UI's button
+        assert down["ok"] is False and "ConnectError" in down["answer"]
         (listed,) = httpx.get(f"{http.api}/v1/apps").json()["data"]
+        assert httpx.get(f"{http.api}/v1/apps").json()["syncs"] == [down]  # the failed sync, with its error
         assert listed["id"] == "reg-app" and listed["url"] == URL and listed["sdk"] == "inngest-js:v3.54.2"
         assert sorted(f["id"] for f in listed["functions"]) == ["reg-app-a", "reg-app-b"]
 
