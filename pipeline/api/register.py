@@ -5,7 +5,10 @@ The SDK sends this after a ``PUT`` to its URL (``pipeline apps sync URL``, ``pip
 naming every function and option refused (options not built yet are refused by name, the whole sync with
 them). The functions are written to the compacted ``functions`` topic, which every service follows
 (:mod:`pipeline.apps.store`); a function the app no longer serves gets a tombstone. A re-sync that changes
-nothing writes nothing and answers ``modified: false``.
+nothing writes nothing and answers ``modified: false``. A sync that changed something answers
+``PIPELINE_SYNC_SETTLE_MS`` (500) after its records are stored, time for every service to follow them, so that
+an event sent right after the sync is matched (a bound on the followers' lag, not a proof: see
+docs/inngest-sdks.md).
 
 Authentication: with ``PIPELINE_SIGNING_KEY`` set the SDK's bearer token must be the key or its hashed form
 (``signkey-<env>-`` + SHA-256 of the key's bytes, as inngest-js sends it, or the hash alone, as inngest-py
@@ -15,8 +18,10 @@ accepted, ``Bearer undefined`` included (inngest-js in dev mode).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import re
 from typing import Any
 
@@ -37,6 +42,9 @@ from .context import api_config
 from .edge import SafeJSONResponse, answers
 
 router = APIRouter()
+# How long a sync that changed something waits before it answers, so that an event the app sends right after
+# its sync finds the function in every matcher (each applies the functions topic within one fetch, ~50 ms).
+SETTLE_S = float(os.environ.get("PIPELINE_SYNC_SETTLE_MS", "500")) / 1000
 
 _PREFIX = re.compile(r"^(signkey-[a-zA-Z0-9]+-)(.*)$")
 
@@ -103,7 +111,8 @@ async def register(request: Request) -> SafeJSONResponse:
                                     config.serde)
         except PublishFailed as exc:
             return SafeJSONResponse({"error": f"the functions could not be stored: {exc}"}, status_code=503)
-        if registry is not None:  # this API sees its own sync at once; the other services follow the topic
+        await asyncio.sleep(SETTLE_S)  # time for every service's follower to apply it (a bound, not a proof)
+        if registry is not None:  # then this API shows it (if its own follower has not yet): /v1/apps, the UI
             registry.put([synced_function(r) for r in changed], removed)
     return SafeJSONResponse({"ok": True, "modified": bool(changed or removed),
                              "functions": [json.loads(r["definition"]) | {"id": r["id"]} for r in changed]})
