@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -15,24 +14,12 @@ import httpx
 import pytest
 
 from pipeline.testing.helpers import unique_name
+from tests.e2e.test_dev import _until
 
 from .harness import free_port, python_app
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_dev_syncs_an_app_that_starts_after_it(kafka_bootstrap: str, tmp_path: Path) -> None:
