@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test check venv broker-fetch registry-fetch browser containers images bench clean
+.PHONY: dev test check venv broker-fetch registry-fetch browser containers images bench clean node-apps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,7 +67,15 @@ tests/producers/node/node_modules/.installed: tests/producers/node/package.json 
 	cd tests/producers/node && npm ci --no-audit --no-fund
 	touch $@
 
-test: broker-fetch registry-fetch browser containers tests/producers/node/node_modules/.installed
+# tests/http runs apps on the official Inngest SDKs: inngest-py comes with the test extra, inngest-js 3.x (the
+# seed's API) and the latest 4.x with tsx from npm (tests/http/node*/package-lock.json).
+tests/http/%/node_modules/.installed: tests/http/%/package.json tests/http/%/package-lock.json
+	cd tests/http/$* && npm ci --no-audit --no-fund
+	touch $@
+
+node-apps: tests/http/node/node_modules/.installed tests/http/node4/node_modules/.installed
+
+test: broker-fetch registry-fetch browser containers node-apps tests/producers/node/node_modules/.installed
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadgroup
 
 bench: broker-fetch

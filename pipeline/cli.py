@@ -42,6 +42,27 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Kafka-native runtime for event-driven functions.", no_args_is_help=True)
 topics_app = typer.Typer(help="Create and inspect the pipeline's topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
+apps_app = typer.Typer(help="Apps served over HTTP with the official Inngest SDKs.", no_args_is_help=True)
+app.add_typer(apps_app, name="apps")
+
+
+@apps_app.command("sync")
+def apps_sync(url: str = typer.Argument(..., help="the app's Inngest endpoint, e.g. http://127.0.0.1:3000/api/inngest"),
+              timeout: float = typer.Option(30.0, "--timeout")) -> None:
+    """Sync an app (a PUT to its URL, as the Inngest server does): it posts its functions to this runtime's
+    /fn/register (set INNGEST_BASE_URL, or INNGEST_DEV, in the app to this API's address). Exit 1 if it fails."""
+    import httpx
+
+    from .apps.sync import sync_app
+
+    try:
+        result = sync_app(url, timeout=timeout, signed=bool(_settings().signing_key))
+    except httpx.HTTPError as exc:
+        err.print(f"[red]{url}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({"url": url, "status": result.status, "answer": result.body}))
+    if not result.ok:
+        raise typer.Exit(1)
 err = Console(stderr=True)
 
 SERVICES = ("matcher", "run-owner", "canceller", "worker", "api", "source")
@@ -201,13 +222,22 @@ def _ensure_dev_broker(settings: Settings) -> Settings:
 
 
 @app.command()
-def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pipeline.Inngest client"),
+def dev(app_spec: str | None = typer.Option(None, "--app", help="MODULE:ATTR of your pipeline.Inngest client"),
+        urls: list[str] = typer.Option([], "-u", "--sdk-url",  # noqa: B008 - typer's way to declare a list option
+                                       help="URL of an app served with an Inngest SDK, synced once the API is up"),
         port: int = typer.Option(8288, "--port", help="HTTP API port"),
         host: str = typer.Option("127.0.0.1", "--host")) -> None:
     """Everything for development in one command: broker, topics, the HTTP API and dev UI, and the matcher,
-    run owner, canceller and a worker, each in a child process (its own core and interpreter lock)."""
+    run owner, canceller and a worker, each in a child process (its own core and interpreter lock).
+    ``-u URL`` (repeatable, as ``inngest-cli dev -u``) syncs an app served over HTTP; ``--app`` and ``-u`` mix."""
+    if not app_spec and not urls:
+        typer.echo("pipeline dev: give --app MODULE:ATTR, -u URL of an Inngest SDK app, or both", err=True)
+        raise typer.Exit(2)
     setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
-    registry = _load_dev_app(app_spec)  # first: an app that does not load starts nothing (no broker, no child)
+    from .sdk.app import Registry
+
+    # first: an app that does not load starts nothing (no broker, no child)
+    registry = _load_dev_app(app_spec) if app_spec else Registry([])
     settings = _ensure_dev_broker(_settings())
     for key, what in (("event_key", "PIPELINE_EVENT_KEY"), ("signing_key", "PIPELINE_SIGNING_KEY")):
         if not getattr(settings, key):
@@ -215,7 +245,7 @@ def dev(app_spec: str = typer.Option(..., "--app", help="MODULE:ATTR of your pip
     for report in t.create_topics(_admin(settings), settings):
         if report.drift:
             err.print(f"[yellow]topic {report.topic} drifts from its spec: {'; '.join(report.drift)}[/yellow]")
-    code = run_dev(settings, app_spec, host=host, port=port, registry=registry)
+    code = run_dev(settings, app_spec, host=host, port=port, registry=registry, sync_urls=urls)
     if code:
         raise typer.Exit(code)
 
@@ -242,6 +272,7 @@ def _load_dev_app(app_spec: str) -> Registry:
 def run_service(service: str = typer.Argument(..., help="matcher | run-owner | canceller | worker | api | source"),
                 app_spec: str | None = typer.Option(None, "--app",
                                                     help="MODULE:ATTR (matcher, run-owner, worker, source)"),
+                no_app: bool = typer.Option(False, "--no-app", help="serve only apps synced over HTTP"),
                 port: int = typer.Option(8288, "--port"), host: str = typer.Option("0.0.0.0", "--host")) -> None:
     """Run one service; scale by running more instances (same group, distinct PIPELINE_INSTANCE_ID)."""
     service, deprecated = current_name(service)
@@ -250,8 +281,8 @@ def run_service(service: str = typer.Argument(..., help="matcher | run-owner | c
     if service not in SERVICES:
         err.print(f"[red]unknown service {service!r}; choose one of {', '.join(SERVICES)}[/red]")
         raise typer.Exit(2)
-    if service in NEEDS_APP and not app_spec:
-        err.print(f"[red]{service} needs --app MODULE:ATTR[/red]")
+    if service in NEEDS_APP and not app_spec and not no_app:
+        err.print(f"[red]{service} needs --app MODULE:ATTR (or --no-app: only apps synced over HTTP)[/red]")
         raise typer.Exit(2)
     setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
     if service == "worker":

@@ -52,6 +52,10 @@ def build_service(name: str, registry: Any, settings: Settings, **owner_options:
     from .run_owner.owner import RunOwner
     from .workers.service import Worker
 
+    if name != "canceller" and registry is not None:
+        from .apps.store import follow_functions
+
+        follow_functions(registry, settings)  # functions synced from apps over HTTP, then followed
     if name == "worker":
         return Worker(registry, settings)
     if name == "matcher":
@@ -115,7 +119,8 @@ class Child:
         self.env.update(PIPELINE_BOOTSTRAP_SERVERS=bootstrap(settings), PIPELINE_TOPIC_PREFIX=settings.topic_prefix)
         self.env[DEV_PARENT_ENV] = str(os.getpid())
         self.service = service
-        self.argv = [sys.executable, "-m", "pipeline.cli", "run", service] + (["--app", app_spec] if app_spec else [])
+        self.argv = [sys.executable, "-m", "pipeline.cli", "run", service] + (
+            ["--app", app_spec] if app_spec else [] if service == "canceller" else ["--no-app"])
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._terminated = False
@@ -162,7 +167,8 @@ class Child:
             self.proc.kill()
 
 
-def run_dev(settings: Settings, app_spec: str, *, host: str, port: int, registry: Any = None) -> int:
+def run_dev(settings: Settings, app_spec: str | None, *, host: str, port: int, registry: Any = None,
+            sync_urls: list[str] | None = None) -> int:
     """``pipeline dev``: each service in a child process, the HTTP API and dev UI in this one; returns the exit
     code (0 when asked to stop and every child stopped cleanly). ``registry``: the app, already loaded by the
     caller (else loaded here). No child outlives this call, whichever way it ends (an exception included)."""
@@ -182,6 +188,10 @@ def run_dev(settings: Settings, app_spec: str, *, host: str, port: int, registry
         err.print(f"[red]the HTTP API did not start on {host}:{port}: {exc}[/red]")
         return EXIT_FAILED
     err.print(f"[green]HTTP API and dev UI on http://{host}:{port}/[/green]")
+    if sync_urls:
+        from .apps.sync import sync_in_background
+
+        sync_in_background(sync_urls, f"http://{host}:{port}", stop, signed=bool(settings.signing_key))
     services = [Child(settings, name, None if name == "canceller" else app_spec) for name in LOOP_SERVICES
                 if name != "source" or registry.sources]  # the source service runs when the app has sources
     worker = Child(settings, "worker", app_spec)
@@ -277,7 +287,7 @@ def run_services(settings: Settings, app_spec: str | None, services: tuple[str, 
     if "api" in services:
         from .api.server import start_in_thread
 
-        registry = _registry(app_spec) if app_spec else None  # the UI's function page and run replays
+        registry = _registry(app_spec)  # the UI's function page, run replays and synced apps
         server, api_thread = start_in_thread(settings, host, port, registry=registry)
         threads.append(api_thread)
         err.print(f"[green]HTTP API and dev UI on http://{host}:{port}/[/green]")

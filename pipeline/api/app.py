@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 from fastapi import FastAPI
 
 from ..config import Settings
+from .apps import router as apps_router
 from .bodies import BodySizeLimit
 from .cancellations import router as cancellations_router
 from .context import ApiConfig
@@ -35,6 +36,7 @@ from .health import router as health_router
 from .ingest import router as ingest_router
 from .lifespan import lifespan
 from .metrics import mount_metrics
+from .register import router as register_router
 from .runs import router as runs_router
 from .sources import router as sources_router
 from .ui import install_ui
@@ -73,6 +75,6 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
     install_error_handlers(app)
     install_ui(app)
     for router in (runs_router, functions_router, events_router, health_router, ingest_router, cancellations_router,
-                   sources_router):
+                   sources_router, register_router, apps_router):
         app.include_router(router)
     return app

@@ -22,12 +22,14 @@ from pydantic import ValidationError
 
 from ..serde import EVENT, SerdeError
 from ..serde.models import Event, now_ms
+from .arrival import phases, signal_names
 from .auth import require_event_key
 from .bodies import json_body
 from .context import api_config, write
 from .edge import ApiError, SafeJSONResponse, answers, body, event_body_schema
 from .errors import field_errors, summary
 from .metrics import EVENTS_INGESTED, REQUESTS_REFUSED
+from .seeded import apply_seed
 from .writer import Outgoing
 
 router = APIRouter()
@@ -152,6 +154,7 @@ async def send_events(request: Request) -> SafeJSONResponse:
     payload = await json_body(request)
     batch = isinstance(payload, list)
     items = payload if batch else [payload]
+    apply_seed(items, request.headers.get("x-inngest-event-id-seed"))  # an SDK's retried send: the same ids
     records = _fast_records(items, now_ms())
     if records is None:
         records = _model_records(items, batch)
@@ -162,7 +165,8 @@ async def send_events(request: Request) -> SafeJSONResponse:
             outgoing.append(Outgoing(topic, record["id"], encode(EVENT, record)))
         except SerdeError as exc:
             raise ApiError(400, f"invalid event {record['id']}: {exc}") from None
-    await write(request, outgoing)
+    for part in phases([record["name"] for record in records], signal_names(config.registry)):
+        await write(request, outgoing[part.start:part.stop])  # cancels after their triggers (arrival.py)
     EVENTS_INGESTED.inc(len(records))
     # A response made here: FastAPI would otherwise walk the answer with jsonable_encoder, id by id.
     return SafeJSONResponse({"ids": [record["id"] for record in records], "status": 200})

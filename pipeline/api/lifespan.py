@@ -68,6 +68,11 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
             return counts
 
         app.state.partition_counts = partition_counts
+        follower = None
+        if config.registry is not None and config.registry.follower is None:
+            from ..apps.store import follow_functions  # functions synced from apps over HTTP, followed
+
+            follower = await run_in_threadpool(follow_functions, config.registry, settings)
         runs.start()
         cancellations.start()
         recent.start()
@@ -77,11 +82,15 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
             runs.stop()
             cancellations.stop()
             recent.stop()
+            if follower is not None and config.registry is not None:
+                await run_in_threadpool(follower.stop)
+                config.registry.follower = None
             writer.stop()
             if owned:
                 await run_in_threadpool(prod.flush, 10)
             # Drop the references so an owned producer is destroyed now, not whenever the app object is.
             app.state.writer = None
+            app.state.sync_producer = None  # POST /fn/register's, if a sync made one
             del writer, prod
 
     return run

@@ -30,6 +30,7 @@ CANCELLATIONS = "cancellations"
 DEAD_LETTER = "dead-letter"
 EVENT_IDS = "event-ids"
 DEAD_LETTER_REPLAYED = "dead-letter-replayed"
+FUNCTIONS = "functions"
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,9 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(DEAD_LETTER_REPLAYED, key="dead letter partition:offset", partitions=1,
               doc="`pipeline dlq replay`: which dead letters were re-published (each once)",
               cleanup_policy="compact", retention_ms=-1),
-
+    TopicSpec(FUNCTIONS, key="function id", partitions=1,
+              doc="functions synced from apps served over HTTP, read whole and followed by every service",
+              cleanup_policy="compact", retention_ms=-1),
 )
 
 

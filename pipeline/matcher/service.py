@@ -65,9 +65,9 @@ class Matcher(Processor):
         self.settings = settings
         self.serde = serde or Serde()
         self.confluent = confluent_reader(settings)  # None without PIPELINE_SCHEMA_REGISTRY_URL
-        self.triggers = TriggerIndex(registry.functions)
-        self.functions_by_id = registry.by_id
-        self.routes = signal_routes(registry.functions)
+        self.registry = registry
+        self._index_functions()
+        registry.on_change(self._index_functions)  # functions synced from apps over HTTP come and go
         self.events_topic = settings.topic(t.EVENTS)
         self.system_topic = settings.topic(t.SYSTEM_EVENTS)
         self.commands_topic = settings.topic(t.RUN_COMMANDS)
@@ -89,6 +89,13 @@ class Matcher(Processor):
         self.runs_started = 0
         self.signals_sent = 0
         self.duplicates = 0
+
+    def _index_functions(self) -> None:
+        """(Re)build the trigger index and signal routes; each is swapped in whole (read on the loop's thread)."""
+        functions = self.registry.functions
+        self.triggers = TriggerIndex(functions)
+        self.functions_by_id = self.registry.by_id
+        self.routes = signal_routes(functions)
 
     @override
     def topics(self) -> list[str]:

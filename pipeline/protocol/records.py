@@ -171,6 +171,20 @@ class BulkCancellation(TypedDict):
     stopped_at: int | None
 
 
+class FunctionDef(TypedDict):
+    """``FunctionDef`` on ``functions`` (compacted, key = function id): a function synced from an app over HTTP."""
+
+    id: str
+    app_id: str
+    name: str
+    url: str
+    definition: str
+    waits: str
+    app_url: str
+    sdk: str
+    synced_at: int
+
+
 #: Avro full name -> its TypedDict (the schema test walks this)
 BY_SCHEMA: dict[str, type] = {
     "pipeline.Event": EventRecord,
@@ -182,4 +196,5 @@ BY_SCHEMA: dict[str, type] = {
     "pipeline.CancelListener": CancelListener,
     "pipeline.CancelSignal": CancelSignal,
     "pipeline.BulkCancellation": BulkCancellation,
+    "pipeline.FunctionDef": FunctionDef,
 }

@@ -13,6 +13,7 @@ BULK_CANCELLATION = "pipeline.BulkCancellation"
 INVOCATION = "pipeline.Invocation"
 STEP_OUTCOME = "pipeline.StepOutcome"
 EVENT_SEEN = "pipeline.EventSeen"
+FUNCTION_DEF = "pipeline.FunctionDef"
 
 __all__ = [
     "BULK_CANCELLATION",
@@ -20,6 +21,7 @@ __all__ = [
     "CANCEL_SIGNAL",
     "EVENT",
     "EVENT_SEEN",
+    "FUNCTION_DEF",
     "INVOCATION",
     "RUN_COMMAND",
     "RUN_STATE",

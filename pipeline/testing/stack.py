@@ -210,6 +210,10 @@ class Stack:
         loop = self.loops.pop(name)
         loop.stop()
         self.threads.pop(name).join(30)
+        registry = getattr(loop, "registry", None) or getattr(getattr(loop, "processor", None), "registry", None)
+        if registry is not None and registry.follower is not None:  # its functions-topic reader (synced apps)
+            registry.follower.stop()
+            registry.follower = None
 
     # -- input ---------------------------------------------------------------------------------------------
 

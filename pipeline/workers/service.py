@@ -35,6 +35,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from ..apps.store import publish, sync_producer
 from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
@@ -45,10 +46,12 @@ from ..kafka.watchdog import Heart
 from ..protocol.errors import error_json, error_payload
 from ..protocol.ids import consumer_group
 from ..protocol.invocations import outcome
-from ..protocol.records import StepOutcome
+from ..protocol.records import FunctionDef, StepOutcome
 from ..sdk.app import Registry
 from ..sdk.function import Function
+from ..sdk.synced import SyncedFunction, synced_function
 from ..serde import INVOCATION, STEP_OUTCOME, Serde
+from .http.call import HttpInvoker
 from .invoke import failed, run_async, run_sync
 from .offsets import InflightOffsets
 from .runtime import HandlerRuntime
@@ -96,6 +99,8 @@ class Worker:
         self.offsets = InflightOffsets()
         self.fn_logger = logging.getLogger("pipeline.function")
         self.handlers = HandlerRuntime(self.concurrency)
+        self.http = HttpInvoker(self.settings.signing_key, self._learn_wait)  # functions synced over HTTP
+        self._sync_producer: Producer | None = None
         self._stop = threading.Event()
         self._closed = threading.Event()  # the drain is over: the producer's poller may end once it is empty
         self._failure: str | None = None
@@ -200,6 +205,7 @@ class Worker:
         except KafkaException as exc:
             log.warning("final commit failed", extra={"error": str(exc)})
         self.producer.flush(10)
+        self._sync_producer = None  # the learned-waits producer (its records were acknowledged when sent)
         self._closed.set()
         self.consumer.close()
         self._stop.set()  # set before the shutdown: _run_async takes the cancels that follow for the stop they are
@@ -251,7 +257,9 @@ class Worker:
         with self._running_lock:
             self._running += 1
         metrics.INFLIGHT.set(self._running)
-        if fn.is_async:
+        if isinstance(fn, SyncedFunction):
+            self.handlers.run_async(self._run_async(fn, inv, p, offset, http=True))
+        elif fn.is_async:
             self.handlers.run_async(self._run_async(fn, inv, p, offset))
         else:
             self.handlers.run_sync(self._run_sync, fn, inv, p, offset)
@@ -265,10 +273,13 @@ class Worker:
         self._handler_done()
         self._send(inv, result, p, offset)
 
-    async def _run_async(self, fn: Function, inv: dict[str, Any], p: int, offset: int) -> None:
+    async def _run_async(self, fn: Function, inv: dict[str, Any], p: int, offset: int, http: bool = False) -> None:
         started = _now_ms()
         try:
-            result = await run_async(fn, inv, self.fn_logger, self.ident)
+            if http and isinstance(fn, SyncedFunction):  # the app's SDK runs it; same guarantees as a handler
+                result = await self.http.run(fn, inv, self.ident)
+            else:
+                result = await run_async(fn, inv, self.fn_logger, self.ident)
         except asyncio.CancelledError as exc:
             if self._stop.is_set():
                 raise  # the worker is stopping (HandlerRuntime.shutdown): no outcome; it runs again elsewhere
@@ -288,6 +299,14 @@ class Worker:
         log.warning("invocation failed outside its handler: %s: %s", type(exc).__name__, exc, exc_info=exc,
                     extra={"run_id": inv.get("run_id"), "function_id": inv.get("function_id")})
         return failed(inv, exc, started, self.ident)
+
+    def _learn_wait(self, record: FunctionDef) -> None:
+        """Store a synced function's record with a newly awaited event name (see :mod:`.http.call`), acknowledged
+        before the wait's outcome is sent; this worker's registry takes it at once."""
+        if self._sync_producer is None:
+            self._sync_producer = sync_producer(self.settings)
+        publish(self._sync_producer, self.settings.topic(t.FUNCTIONS), [record], serde=self.serde)
+        self.registry.put([synced_function(record)])
 
     def _handler_done(self) -> None:
         """A handler returned: its slot is free at once. Waiting for the outcome's acknowledgement as well

@@ -58,6 +58,30 @@ async function sourcesPage() {
   }, 2000);
 }
 
+async function appsPage() {
+  const { data, syncs } = await api("/v1/apps");
+  main.innerHTML = `<h1>Apps over HTTP</h1>
+    <form id="sync"><input name="url" size="50" placeholder="http://127.0.0.1:3000/api/inngest" required>
+      <button type="submit">Sync</button></form>
+    <table><tr><th>app</th><th>URL</th><th>SDK</th><th>last sync</th><th>functions</th></tr>
+    ${data.map((a) => `<tr><td>${esc(a.id)}</td><td>${esc(a.url)}</td><td>${esc(a.sdk)}</td><td>${when(a.synced_at)}</td>
+      <td>${a.functions.map((f) => `<a href="#/runs?function=${encodeURIComponent(f.id)}">${esc(f.id)}</a>
+        <span class="dim">${f.triggers.map(esc).join(", ")}</span>`).join("<br>")}</td></tr>`).join("")}</table>
+    <h2>Syncs asked from here</h2>
+    <table><tr><th>URL</th><th>when</th><th>result</th></tr>
+    ${(syncs || []).map((s) => `<tr><td>${esc(s.url)}</td><td>${when(s.at)}</td>
+      <td>${s.ok ? "synced" : `<span class="status Failed">failed</span>`} ${json(s.answer)}</td></tr>`).join("")}</table>`;
+  $("#sync").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const url = new FormData(e.target).get("url");
+    try {
+      const answer = await api("/v1/apps/sync", { method: "POST", body: JSON.stringify({ url }) });
+      toast(answer.ok ? "synced" : "the sync failed: see below");
+    } catch (err) { toast(err.message); }
+    await appsPage();
+  });
+}
+
 async function runsPage(params) {
   const fns = (await api("/v1/functions")).data;
   const q = new URLSearchParams(params);
@@ -223,6 +247,7 @@ async function route() {
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.nav === parts[0] || (parts[0] === "run" && a.dataset.nav === "runs")));
   try {
     if (parts[0] === "functions") await functionsPage();
+    else if (parts[0] === "apps") await appsPage();
     else if (parts[0] === "run") await runPage(decodeURIComponent(parts[1]));
     else if (parts[0] === "events") await eventsPage();
     else if (parts[0] === "cancellations") await cancellationsPage();

@@ -1,0 +1,69 @@
+"""A function synced from an app over HTTP, compiled from its ``functions`` record into the same
+:class:`~pipeline.sdk.function.Function` the matcher, run owner and API use for ``--app`` functions.
+
+Only the worker tells them apart (it calls ``url`` instead of a handler). Two things differ by nature:
+
+* its handler lives in another process, so the placeholder here raises if anything calls it;
+* its ``wait_for_event`` names are not in any source to read: they are learned when its runs report a
+  ``WaitForEvent`` (the record's ``waits``), and its waits join by event name (the ``if`` is evaluated on each
+  event of that name), so :meth:`SyncedFunction.wait_paths` accepts any event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..protocol.functions import learned_waits
+from ..protocol.records import FunctionDef
+from .definitions import Cancel, Concurrency, Timeouts, TriggerEvent
+from .function import (
+    CompiledWait,
+    Function,
+    _compile_cancel,
+    _compile_concurrency,
+    _compile_trigger,
+)
+
+
+def _served_elsewhere(*_: Any) -> Any:
+    raise RuntimeError("this function is served by an app over HTTP; the HTTP worker calls it")
+
+
+@dataclass
+class SyncedFunction(Function):
+    """A function an app serves over HTTP at ``url`` (Inngest's SDK protocol)."""
+
+    url: str = ""
+    app_url: str = ""
+    sdk: str = ""
+    synced_at: int = 0
+    record: FunctionDef | None = None
+
+    def wait_paths(self, event: str) -> tuple[str | None, ...]:
+        """Any event may be awaited (names are learned at run time); waits join by name."""
+        return (None,)
+
+
+def synced_function(record: FunctionDef) -> SyncedFunction:
+    """Compile a ``functions`` record. Raises :class:`~pipeline.sdk.definitions.DefinitionError` (bad CEL)."""
+    spec = json.loads(record["definition"])
+    app_id = record["app_id"]
+    fn_id = record["id"][len(app_id) + 1:]
+    triggers = tuple(_compile_trigger(record["id"], TriggerEvent(event=t["event"], expression=t.get("expression")))
+                     for t in spec.get("triggers", []))
+    cancels = tuple(_compile_cancel(record["id"], i, Cancel(event=c["event"], if_exp=c.get("if"),
+                                                            timeout=c.get("timeout_ms")))
+                    for i, c in enumerate(spec.get("cancel", [])))
+    limits = tuple(_compile_concurrency(record["id"], i, Concurrency(limit=c["limit"], key=c.get("key")))
+                   for i, c in enumerate(spec.get("concurrency", [])))
+    t = spec.get("timeouts") or {}
+    timeouts = Timeouts(start=t.get("start_ms"), finish=t.get("finish_ms")) \
+        if t.get("start_ms") is not None or t.get("finish_ms") is not None else None
+    waits = tuple(CompiledWait(w["event"], None) for w in learned_waits(record))
+    return SyncedFunction(app_id=app_id, fn_id=fn_id, name=record["name"], handler=_served_elsewhere,
+                          triggers=triggers, cancels=cancels, retries=int(spec.get("retries", 4)),
+                          timeouts=timeouts, is_async=True, concurrency=limits, waits=waits,
+                          url=record["url"], app_url=record["app_url"], sdk=record["sdk"],
+                          synced_at=record["synced_at"], record=record)
