@@ -60,7 +60,8 @@ check: $(STAMP)
 # --durations=25 prints the slowest tests of every run; pytest-timeout (pyproject.toml) fails a test that hangs.
 # The tests wait on Kafka far more than they compute: TEST_WORKERS pytest-xdist workers (default 3, on 2 cores)
 # share one embedded broker (pipeline/testing/plugin.py); TEST_WORKERS=0 runs them in one process.
-# --dist loadgroup: tests marked xdist_group(NAME) share one worker (one schema registry JVM, not one per worker).
+# The default (load) distribution: a worker that crashes has its tests given to the others (with loadgroup, a
+# crashed worker left the session waiting at the end). The registry tests start one JVM per worker they land on.
 TEST_WORKERS ?= 3
 # docs/producing-events.md's Node producer example runs in tests/e2e/test_producers.py (kafkajs from npm)
 tests/producers/node/node_modules/.installed: tests/producers/node/package.json tests/producers/node/package-lock.json
@@ -76,7 +77,7 @@ tests/http/%/node_modules/.installed: tests/http/%/package.json tests/http/%/pac
 node-apps: tests/http/node/node_modules/.installed tests/http/node4/node_modules/.installed
 
 test: broker-fetch registry-fetch browser containers node-apps tests/producers/node/node_modules/.installed
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS)
 
 bench: broker-fetch
 	$(PY) bench/baseline.py

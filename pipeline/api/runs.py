@@ -40,9 +40,17 @@ def _cursor(text: str | None) -> tuple[int, str] | None:
         return None
     neg, _, run_id = text.partition(":")
     try:
-        return int(neg), run_id
+        return max(-_MS_BOUND, min(int(neg), _MS_BOUND)), run_id
     except ValueError:
         raise ApiError(400, f"bad cursor {text!r}") from None
+
+
+_MS_BOUND = 1 << 62  # times beyond it mean nothing; the run index keys times as fixed-width integers
+
+
+def _clamp(ms: int | None) -> int | None:
+    """A time filter (or cursor) far outside any real time is the same filter at the bound, not a 500."""
+    return None if ms is None else max(-_MS_BOUND, min(ms, _MS_BOUND))
 
 
 @router.get("/v1/runs", responses=answers(400, 401, 503))
@@ -54,7 +62,7 @@ async def list_runs(request: Request, function: str | None = None, status: str |
     if not 1 <= limit <= 500:
         raise ApiError(400, "limit must be between 1 and 500")
     page, nxt = runs.page(function or None, status or None, limit=limit, cursor=_cursor(cursor),
-                          since_ms=since, until_ms=until)
+                          since_ms=_clamp(since), until_ms=_clamp(until))
     return {"data": [_summary(s) for s in page], "next": f"{nxt[0]}:{nxt[1]}" if nxt else None}
 
 

@@ -32,7 +32,7 @@ from pipeline.testing.stack import Stack
 
 from .apps import app as e2e
 
-# one registry per module; loadgroup (make test) keeps this module's tests on one worker, so one JVM starts
+# one registry per module and worker (xdist_group would keep them on one worker; pytest 9.2 ignores it)
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("schema-registry")]
 
 EVENT_SCHEMA = json.dumps({

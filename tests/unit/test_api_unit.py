@@ -281,3 +281,11 @@ def test_openapi_declares_the_request_bodies_and_the_error_codes() -> None:
     assert "requestBody" in paths["/v1/cancellations"]["post"]
     assert {"400", "401", "413"} <= set(paths["/e/{event_key}"]["post"]["responses"])
     assert {"404", "409"} <= set(paths["/v1/runs/{run_id}"]["delete"]["responses"])
+
+
+def test_run_list_time_filters_far_outside_any_time_are_clamped_not_a_500() -> None:
+    from pipeline.api.runs import _MS_BOUND, _clamp, _cursor
+
+    assert _clamp(-25954745334343917568) == -_MS_BOUND and _clamp(10**30) == _MS_BOUND and _clamp(5) == 5
+    assert _clamp(None) is None
+    assert _cursor(f"{-(10**30)}:run") == (-_MS_BOUND, "run")
