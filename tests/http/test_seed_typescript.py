@@ -3,8 +3,8 @@
 
 The import function's body is empty: its first call returns at once, so the cancel that follows its trigger
 back to back must win through the watermark gate (a run with cancel rules does not end before the cancel path
-has passed the time its answer arrived). Every run must be cancelled: PIPELINE_HTTP_SEED_RUNS (default 20;
-100 in the issue's figure) of them. Then each ``function.cancelled`` carries the seed's payload and the
+has passed the time its answer arrived). Every run must be cancelled: PIPELINE_HTTP_SEED_RUNS (default 100,
+as the issue asks) of them. Then each ``function.cancelled`` carries the seed's payload and the
 cleanup function, in Node, logs ``Import was cancelled: <id>``.
 """
 
@@ -20,7 +20,7 @@ import pytest
 from .harness import NODE4_DIR, NODE_DIR, HttpStack, node_app
 
 pytestmark = pytest.mark.integration
-RUNS = int(os.environ.get("PIPELINE_HTTP_SEED_RUNS", "20"))
+RUNS = int(os.environ.get("PIPELINE_HTTP_SEED_RUNS", "100"))
 IMPORT = "newsletter-app-import-all-contacts"
 CLEANUP = "newsletter-app-cleanup-cancelled-import"
 
