@@ -113,9 +113,14 @@ class FunctionsFollower:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop following and close the consumer, but only once the follower thread is out of it: closing a
+        librdkafka handle that another thread is inside ``consume`` with can abort the process."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+            if self._thread.is_alive():
+                log.warning("functions follower did not stop within 5 s: its consumer is left open")
+                return
         self.consumer.close()
 
     def _follow(self) -> None:
