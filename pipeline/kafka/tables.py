@@ -26,8 +26,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from . import metrics
+from .client import admin_config
 from .deadletter import DeadLetterSink
 from .restore import restore
 from .store import Store, StoreDir
@@ -151,7 +153,7 @@ def restore_tables(tables: Sequence[PartitionTables[Any]], assigned: list[TopicP
         if stored is not None:
             if stores is None:
                 raise ValueError(f"{table.label}: a stored table needs a state directory")
-            starts = _open_stored(stored, parts, stores, _cluster_id(consumer))
+            starts = _open_stored(stored, parts, stores, _cluster_id(servers))
         else:
             table.create(parts)
         if table.changelog is None:
@@ -179,11 +181,13 @@ def restore_tables(tables: Sequence[PartitionTables[Any]], assigned: list[TopicP
         metrics.RESTORE_RECORDS.labels(service, table.changelog).set(count)
 
 
-def _cluster_id(consumer: Consumer | None) -> str | None:
-    if consumer is None:
-        return None
+def _cluster_id(servers: str) -> str | None:
+    """The cluster the changelogs are on, asked through a client of its own: this runs inside the group
+    consumer's rebalance callback, and a metadata request on that consumer there was followed, twice in full
+    test runs, by librdkafka aborting the process."""
+    admin = AdminClient(admin_config(servers))
     try:
-        cluster: str | None = consumer.list_topics(timeout=10).cluster_id
+        cluster: str | None = admin.list_topics(timeout=10).cluster_id
     except KafkaException:
         return None
     return cluster
