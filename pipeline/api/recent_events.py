@@ -80,6 +80,15 @@ class RecentEvents:
                 time.sleep(0.5)
         return []
 
+    @staticmethod
+    def _end(consumer: Consumer, tp: TopicPartition) -> int:
+        """No record since the look-back time: start at the partition's end *now*, as an offset. The logical end
+        (-1) is resolved only when fetching starts, so events written in between were skipped for good."""
+        try:
+            return int(consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[1])
+        except KafkaException:
+            return -1
+
     def _partitions(self, consumer: Consumer, since: int) -> list[TopicPartition]:
         """Every partition of the topics, waiting for a topic that is not there yet (just created, or before
         ``pipeline topics create``): one missing at start was left out for good, and its events never shown."""
@@ -108,8 +117,8 @@ class RecentEvents:
             since = int(time.time() * 1000) - self.lookback_ms
             wanted = self._partitions(consumer, since)
             starts = self._starts(consumer, wanted)
-            consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -1)
-                             for tp in starts])
+            consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else
+                                            self._end(consumer, tp)) for tp in starts])
             system_topic = self.topics[-1]
             while not self._stop.is_set():
                 msgs: list[Message] = consume_available(consumer, 500, 0.2)
