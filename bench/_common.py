@@ -425,6 +425,19 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda n: prog.update(task, completed=min(n, total))
 
 
+def copy_until_committed(name: str, servers: str, group: str, targets: dict[tuple[str, int], int], timeout: float,
+                         stop: Callable[[], object], thread: threading.Thread) -> float:
+    """Show ``name``'s progress until ``group``'s committed offsets cover ``targets``, then stop the copier and
+    join its thread; returns when the offsets were seen (perf_counter), the end of a timed copy."""
+    watcher = CommitWatcher(servers, group, targets)
+    with progress_bar(name, sum(targets.values())) as update:
+        try:
+            return watcher.wait(timeout, update)
+        finally:
+            stop()
+            thread.join(60)
+
+
 def rss_mib() -> float:
     """Resident set size of this process in MiB (from /proc, else getrusage's peak)."""
     try:

@@ -75,14 +75,8 @@ def measure(name: str, servers: str, settings: Settings, topic: str, args: argpa
         thread = c.run_thread(c.raw_copy, servers, topic, dst, group=group, mode=name.removeprefix("raw-"),
                               batch=settings.batch_size, stop=stop, result=result)
         stop_fn = stop.set
-    watcher = c.CommitWatcher(servers, group, targets)
     total = sum(targets.values())
-    with c.progress_bar(name, total) as update:
-        try:
-            done = watcher.wait(args.timeout, update)
-        finally:
-            stop_fn()
-            thread.join(60)
+    done = c.copy_until_committed(name, servers, group, targets, args.timeout, stop_fn, thread)
     if name != "source":
         first.append(result.first_consumed)  # type: ignore[arg-type]
     seconds = done - first[0]
