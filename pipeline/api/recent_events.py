@@ -53,9 +53,12 @@ class RecentEvents:
         self._thread.join(10)
 
     def latest(self, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` events, newest first, decoded now (a record that does not decode is left out)."""
+        """The newest ``limit`` events, newest first by the time the broker received them, decoded now (a record
+        that does not decode is left out)."""
         with self._lock:
             raw = list(self.events)
+        # read order is per partition: a fetch from the system topic can land before an older one from events
+        raw.sort(key=lambda entry: entry[1])
         out: list[dict[str, Any]] = []
         for value, received_at, system in reversed(raw):
             try:
