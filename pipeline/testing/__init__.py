@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .helpers import await_records, create_topic, produce, unique_name, wait_for_topic
+    from .helpers import await_records, create_topic, free_port, produce, unique_name, until, wait_for_topic
 
-__all__ = ["await_records", "create_topic", "produce", "unique_name", "wait_for_topic"]
+__all__ = ["await_records", "create_topic", "free_port", "produce", "unique_name", "until", "wait_for_topic"]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,6 +8,7 @@ timeout fails with what it *did* see, so a red test explains itself.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,31 @@ def unique_name(prefix: str = "t") -> str:
     """
     sep = "" if not prefix or prefix[-1] in _SEPARATORS else "-"
     return f"{prefix}{sep}{uuid.uuid4().hex[:8]}"
+
+
+def until(check: Callable[[], Any], timeout: float = 20.0, what: str = "the condition", *, every: float = 0.1,
+          ignore: tuple[type[BaseException], ...] = ()) -> Any:
+    """Call ``check`` until it returns something truthy, and return that; fail after ``timeout`` seconds.
+
+    ``ignore`` lists exceptions that count as "not yet" (an HTTP server still starting: ``httpx.HTTPError``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except ignore:
+            value = None
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port the OS reports free on ``host`` right now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _admin(bootstrap: str) -> AdminClient:

@@ -16,7 +16,6 @@ It runs with its default in-memory storage (H2), on a free local port, started p
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from types import TracebackType
 
 from ..broker._fetch import check_java, pipeline_home
 from ..broker._util import file_lock
+from .helpers import free_port
 
 APICURIO_VERSION = "2.1.5.Final"
 #: The Quarkus release Apicurio 2.1.5 was built with (its parent pom's quarkus.version): the augmentation must
@@ -145,12 +145,6 @@ def _build(root: Path) -> None:
         raise RegistryError(f"Maven failed (exit {out.returncode}) building Apicurio Registry "
                             f"{APICURIO_VERSION} in {root}:\n{tail}")
     (root / _MARKER).write_text(f"apicurio-registry {APICURIO_VERSION}\n")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ApicurioRegistry:

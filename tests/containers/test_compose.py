@@ -18,6 +18,7 @@ import pytest
 from pipeline.broker._util import free_ports
 from pipeline.serde import EVENT, Serde
 from pipeline.serde.models import event_record_to_dict
+from pipeline.testing.helpers import until as _poll
 from pipeline.testing.stack import TopicWatcher
 
 from .engine import ROOT, STREAM_SERVICES, ComposeStack
@@ -58,19 +59,6 @@ class Stack:
             return [e for e in self.system_events.records if e["name"] == CANCELLED and e["id"] == run_id]
 
 
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.3)
-
-
 #: The user's app mounted into the containers, as docs/deploy.md shows: the example app's folder under another
 #: package name, so the services import the mounted copy, not the one built into the image.
 APP_OVERRIDE = """
@@ -78,6 +66,11 @@ x-app: &app
   volumes: ["{examples}:/app/mounted_app:ro"]
 services: {{matcher: *app, run-owner: *app, worker: *app}}
 """
+
+
+def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll every 0.3 s, counting HTTP errors (a container still starting) as not yet."""
+    return _poll(check, timeout, what, every=0.3, ignore=(httpx.HTTPError,))
 
 
 @pytest.fixture

@@ -5,42 +5,29 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from pipeline.testing.helpers import unique_name
+from pipeline.testing.helpers import free_port, unique_name
+from pipeline.testing.helpers import until as _poll
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll, counting HTTP errors (the API still starting) as not yet."""
+    return _poll(check, timeout, what, ignore=(httpx.HTTPError,))
 
 
 def test_dev_runs_the_seed_scenario_over_http(kafka_bootstrap: str, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "dev.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
            "PIPELINE_TOPIC_PREFIX": unique_name("dev") + ".", "PIPELINE_INSTANCE_ID": "dev-test"}
@@ -49,19 +36,19 @@ def test_dev_runs_the_seed_scenario_over_http(kafka_bootstrap: str, tmp_path: Pa
                                  "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        _until(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, "the API to be ready")
+        until(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, "the API to be ready")
         sent = httpx.post(f"{base}/e/dev-key", json={"name": "contacts/import.requested",
                                                      "data": {"importId": "abc"}})
         assert sent.status_code == 200, sent.text
         (event_id,) = sent.json()["ids"]
-        run = _until(lambda: next((r for r in httpx.get(f"{base}/v1/events/{event_id}/runs").json()["data"]
+        run = until(lambda: next((r for r in httpx.get(f"{base}/v1/events/{event_id}/runs").json()["data"]
                                    if r["status"] == "Sleeping"), None), 60, "the import run to sleep")
         assert run["function_id"] == "newsletter-app-import-all-contacts"
         assert httpx.post(f"{base}/e/dev-key", json={"name": "contacts/import.cancelled",
                                                      "data": {"importId": "abc"}}).status_code == 200
-        _until(lambda: httpx.get(f"{base}/v1/runs/{run['run_id']}").json()["data"]["status"] == "Cancelled", 30,
+        until(lambda: httpx.get(f"{base}/v1/runs/{run['run_id']}").json()["data"]["status"] == "Cancelled", 30,
                "the run to be cancelled")
-        _until(lambda: "Import was cancelled: abc" in log_path.read_text(), 30, "the cleanup function's log line")
+        until(lambda: "Import was cancelled: abc" in log_path.read_text(), 30, "the cleanup function's log line")
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
@@ -82,7 +69,7 @@ def test_dev_runs_the_app_s_sources_and_shows_their_lag(kafka_bootstrap: str, tm
     for i in range(10):
         producer.produce(topic, key=f"o{i}", value=f'{{"kind": "created", "id": {i}}}'.encode())
     assert producer.flush(10) == 0
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
            "PIPELINE_TOPIC_PREFIX": prefix, "PIPELINE_INSTANCE_ID": "dev-src", "SOURCE_TOPIC": topic}
     with (tmp_path / "dev.log").open("w") as log:
@@ -90,15 +77,15 @@ def test_dev_runs_the_app_s_sources_and_shows_their_lag(kafka_bootstrap: str, tm
                                  "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        _until(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, "the API to be ready")
-        _until(lambda: httpx.get(f"{base}/v1/sources").json()["data"][0]["lag"] == 0, 60, "the source to copy all")
+        until(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, "the API to be ready")
+        until(lambda: httpx.get(f"{base}/v1/sources").json()["data"][0]["lag"] == 0, 60, "the source to copy all")
         (source,) = httpx.get(f"{base}/v1/sources").json()["data"]
         assert source["id"] == "orders" and source["topic"] == topic
         def mapped() -> list[dict[str, object]] | None:
             events = [e for e in httpx.get(f"{base}/v1/events").json()["data"] if e["name"] == "shop/order.created"]
             return events if len(events) >= 10 else None
 
-        events = _until(mapped, 30, "the 10 mapped events")
+        events = until(mapped, 30, "the 10 mapped events")
         assert sorted(e["data"]["order"] for e in events) == list(range(10))  # type: ignore[index]
     finally:
         proc.send_signal(signal.SIGINT)

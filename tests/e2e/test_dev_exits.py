@@ -6,40 +6,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pipeline.testing.helpers import unique_name
+from pipeline.testing.helpers import free_port, unique_name, until
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")]
 ROOT = Path(__file__).resolve().parents[2]
 MARK = "PIPELINE_TEST_DEV_SESSION"
 SERVICES = ("matcher", "run-owner", "canceller", "worker")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.1)
 
 
 def _session_processes(session: str) -> dict[int, tuple[int, list[str]]]:
@@ -75,7 +57,7 @@ class Dev:
                "PIPELINE_INSTANCE_ID": f"devx-{self.session[:8]}", MARK: self.session}
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dev", "--app", app,
-                                          "--port", str(_free_port())], cwd=ROOT, env=env, stdout=log,
+                                          "--port", str(free_port())], cwd=ROOT, env=env, stdout=log,
                                          stderr=subprocess.STDOUT)
 
     @property
@@ -101,7 +83,7 @@ class Dev:
             assert self.proc.poll() is None, f"dev exited with {self.proc.returncode}:\n{text[-3000:]}"
             return None
 
-        return _until(ready, timeout, "dev's children to start")
+        return until(ready, timeout, "dev's children to start")
 
     def wait_exit(self, timeout: float = 60) -> int:
         try:
@@ -110,7 +92,7 @@ class Dev:
             pytest.fail(f"dev did not exit within {timeout}s:\n{self.output[-3000:]}")
 
     def assert_nothing_left(self, timeout: float = 10) -> None:
-        _until(lambda: not _session_processes(self.session), timeout,
+        until(lambda: not _session_processes(self.session), timeout,
                f"every process of the dev session to end (left: {_session_processes(self.session)})")
 
     def cleanup(self) -> None:
@@ -172,8 +154,8 @@ def test_a_killed_worker_is_started_again_and_a_stop_signal_ends_everything_clea
     first = session.wait_ready()["worker"]
     if how == "SIGTERM twice":
         os.kill(first, signal.SIGKILL)
-        again = _until(lambda: session.children().get("worker") not in (None, first), 30, "a new worker")
-        _until(lambda: session.output.count('"msg": "worker started"') >= 2, 60, "the new worker to start")
+        again = until(lambda: session.children().get("worker") not in (None, first), 30, "a new worker")
+        until(lambda: session.output.count('"msg": "worker started"') >= 2, 60, "the new worker to start")
         assert set(session.children()) == set(SERVICES) and session.proc.poll() is None
         assert again != first
         session.proc.send_signal(signal.SIGTERM)

@@ -3,7 +3,6 @@ flips to 200 only after the service has joined its group and restored its state 
 
 from __future__ import annotations
 
-import socket
 import time
 
 import httpx
@@ -11,18 +10,13 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.kafka import topics as t
+from pipeline.testing.helpers import free_port
 from pipeline.testing.stack import Stack
 
 from .apps import app
 from .procs import service_process
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # The changelog each stateful service rebuilds its table from when partitions are assigned.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -13,20 +12,14 @@ from prometheus_client import REGISTRY
 from pipeline.config import Settings
 from pipeline.kafka.loop import ServiceLoop
 from pipeline.kafka.passthrough import PassThrough
-from pipeline.testing.helpers import await_records, create_topic, produce, unique_name
+from pipeline.testing.helpers import await_records, create_topic, free_port, produce, unique_name
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_loop_exports_throughput_dead_letters_and_lag(kafka_bootstrap: str) -> None:
     prefix = unique_name("m") + "."
-    port = _free_port()
+    port = free_port()
     settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, instance_id="m", metrics_port=port)
     source, sink = f"{prefix}in", f"{prefix}out"
     for topic in (source, sink, settings.topic("dead-letter")):

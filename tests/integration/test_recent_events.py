@@ -3,7 +3,6 @@ records undecoded and decodes the ones a page shows, newest first, system events
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -12,19 +11,10 @@ from confluent_kafka import Producer
 from pipeline.kafka import topics as t
 from pipeline.kafka.client import producer_config
 from pipeline.serde import EVENT
+from pipeline.testing.helpers import until
 from tests.integration.test_api import api, make_settings, serde  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
-
-
-def _until(check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_the_event_stream_shows_the_newest_events_first_decoded(api) -> None:  # noqa: F811 - the fixture
@@ -41,7 +31,7 @@ def test_the_event_stream_shows_the_newest_events_first_decoded(api) -> None:  #
         events = client.get("/v1/events?limit=10").json()["data"]
         return events if len(events) == 3 else []
 
-    events = _until(page)
+    events = until(page, 20, "three events on the page", every=0.05)
     by_id = {ev["id"]: ev for ev in events}
     ids = sent.json()["ids"]
     assert set(by_id) == {*ids, "sys-1"}
