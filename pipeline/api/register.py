@@ -5,10 +5,11 @@ The SDK sends this after a ``PUT`` to its URL (``pipeline apps sync URL``, ``pip
 naming every function and option refused (options not built yet are refused by name, the whole sync with
 them). The functions are written to the compacted ``functions`` topic, which every service follows
 (:mod:`pipeline.apps.store`); a function the app no longer serves gets a tombstone. A re-sync that changes
-nothing writes nothing and answers ``modified: false``. A sync that changed something answers
-``PIPELINE_SYNC_SETTLE_MS`` (500) after its records are stored, time for every service to follow them, so that
-an event sent right after the sync is matched (a bound on the followers' lag, not a proof: see
-docs/inngest-sdks.md).
+nothing writes nothing and answers ``modified: false``. Either answers only once every live matcher has
+proven it applied the functions topic up to the sync (its records, or for an unchanged sync the topic's end:
+:mod:`pipeline.apps.applied`), so an event the app sends once its sync returned is matched; a matcher lagging
+past ``PIPELINE_FUNCTIONS_APPLY_TIMEOUT_MS`` makes the sync answer 503 naming it (the records stay stored; a
+re-sync checks again).
 
 Authentication: with ``PIPELINE_SIGNING_KEY`` set the SDK's bearer token must be the key or its hashed form
 (``signkey-<env>-`` + SHA-256 of the key's bytes, as inngest-js sends it, or the hash alone, as inngest-py
@@ -18,16 +19,15 @@ accepted, ``Bearer undefined`` included (inngest-js in dev mode).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import os
 import re
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..apps.applied import AppliedCheck, describe_lag
 from ..apps.register import SyncRefused, read_sync
 from ..apps.store import PublishFailed, publish, sync_producer
 from ..kafka import topics as t
@@ -42,9 +42,6 @@ from .context import api_config
 from .edge import SafeJSONResponse, answers
 
 router = APIRouter()
-# How long a sync that changed something waits before it answers, so that an event the app sends right after
-# its sync finds the function in every matcher (each applies the functions topic within one fetch, ~50 ms).
-SETTLE_S = float(os.environ.get("PIPELINE_SYNC_SETTLE_MS", "500")) / 1000
 
 _PREFIX = re.compile(r"^(signkey-[a-zA-Z0-9]+-)(.*)$")
 
@@ -104,18 +101,34 @@ async def register(request: Request) -> SafeJSONResponse:
                 record = FunctionDef(**{**record, "waits": old["waits"]})
             changed.append(record)
     removed = sorted(set(current) - {r["id"] for r in sync.functions})
+    check = _check(request)
     if changed or removed:
         producer = _producer(request)
         try:
-            await run_in_threadpool(publish, producer, config.settings.topic(t.FUNCTIONS), changed, removed,
-                                    config.serde)
+            target = await run_in_threadpool(publish, producer, config.settings.topic(t.FUNCTIONS), changed,
+                                             removed, config.serde)
         except PublishFailed as exc:
             return SafeJSONResponse({"error": f"the functions could not be stored: {exc}"}, status_code=503)
-        await asyncio.sleep(SETTLE_S)  # time for every service's follower to apply it (a bound, not a proof)
-        if registry is not None:  # then this API shows it (if its own follower has not yet): /v1/apps, the UI
+        if registry is not None:  # this API shows it at once (if its own follower has not yet): /v1/apps, the UI
             registry.put([synced_function(r) for r in changed], removed)
+    else:  # nothing written now; an earlier sync of the same functions may not have been proven applied
+        target = await run_in_threadpool(check.end_offset)
+    behind = await run_in_threadpool(check.wait, target)
+    if behind:
+        return SafeJSONResponse({"error": f"stored, but not yet in effect: {describe_lag(behind, target)}; "
+                                          "an event sent now may start nothing (sync again to check)"},
+                                status_code=503)
     return SafeJSONResponse({"ok": True, "modified": bool(changed or removed),
                              "functions": [json.loads(r["definition"]) | {"id": r["id"]} for r in changed]})
+
+
+def _check(request: Request) -> AppliedCheck:
+    """One proof checker per app (an admin client), made at first use."""
+    check: AppliedCheck | None = getattr(request.app.state, "applied_check", None)
+    if check is None:
+        check = AppliedCheck(api_config(request).settings, "register")
+        request.app.state.applied_check = check
+    return check
 
 
 def _producer(request: Request) -> Any:
