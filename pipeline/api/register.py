@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from typing import Any
 
@@ -29,8 +30,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ..apps.applied import AppliedCheck, describe_lag
 from ..apps.register import SyncRefused, read_sync
-from ..apps.store import PublishFailed, publish, sync_producer
+from ..apps.store import PublishFailed, publish, publish_sync_result, sync_producer
 from ..kafka import topics as t
+from ..protocol.app_syncs import record_key, sync_record
 from ..protocol.functions import same_function
 from ..protocol.records import FunctionDef
 from ..sdk.definitions import DefinitionError
@@ -42,6 +44,7 @@ from .context import api_config
 from .edge import SafeJSONResponse, answers
 
 router = APIRouter()
+log = logging.getLogger("pipeline.api")
 
 _PREFIX = re.compile(r"^(signkey-[a-zA-Z0-9]+-)(.*)$")
 
@@ -70,7 +73,8 @@ def sdk_authorized(signing_key: str | None, authorization: str | None) -> bool:
 
 @router.post("/fn/register", responses=answers(400, 401, 503), response_model=dict[str, Any])
 async def register(request: Request) -> SafeJSONResponse:
-    """Sync an app's functions (Inngest's SDK protocol)."""
+    """Sync an app's functions (Inngest's SDK protocol). The result, a refusal's problems included, is kept as the
+    app's last sync on the ``app-syncs`` topic (``GET /v1/apps``, the dev UI), whoever started the sync."""
     config = api_config(request)
     if not sdk_authorized(config.settings.signing_key, request.headers.get("authorization")):
         return SafeJSONResponse({"error": "a valid signing key is required to sync"}, status_code=401)
@@ -78,14 +82,31 @@ async def register(request: Request) -> SafeJSONResponse:
         body = await json_body(request)
     except Exception as exc:  # noqa: BLE001 - any unreadable body is the SDK's 400
         return SafeJSONResponse({"error": f"the sync body is not JSON: {exc}"}, status_code=400)
+    answer, status = await _sync(request, body)
+    problems = answer.get("problems") or ([answer["error"]] if "error" in answer else [])
+    record = sync_record(body, at=now_ms(), status=status, modified=bool(answer.get("modified")),
+                         functions=len(body.get("functions") or []) if isinstance(body, dict) else 0,
+                         problems=[str(p) for p in problems])
+    if record is not None:
+        try:
+            await run_in_threadpool(publish_sync_result, _producer(request), config.settings.topic(t.APP_SYNCS),
+                                    record, config.serde)
+        except PublishFailed as exc:  # the sync's own answer stands; only its record in the UI is missing
+            log.warning("the sync's result could not be stored", extra={"app": record_key(record), "error": str(exc)})
+    return SafeJSONResponse(answer, status_code=status)
+
+
+async def _sync(request: Request, body: Any) -> tuple[dict[str, Any], int]:
+    """Read, store and prove a sync: the answer and its status."""
+    config = api_config(request)
     try:
         sync = read_sync(body, now_ms())
         for synced in sync.functions:  # compiled as every service will (a bad CEL expression is refused here)
             synced_function(synced)
     except SyncRefused as exc:
-        return SafeJSONResponse({"error": str(exc), "problems": exc.problems}, status_code=400)
+        return {"error": str(exc), "problems": exc.problems}, 400
     except (DefinitionError, ValueError, TypeError) as exc:
-        return SafeJSONResponse({"error": str(exc), "problems": [str(exc)]}, status_code=400)
+        return {"error": str(exc), "problems": [str(exc)]}, 400
     registry = config.registry
     current: dict[str, FunctionDef] = {}
     if registry is not None:
@@ -103,23 +124,21 @@ async def register(request: Request) -> SafeJSONResponse:
     removed = sorted(set(current) - {r["id"] for r in sync.functions})
     check = _check(request)
     if changed or removed:
-        producer = _producer(request)
         try:
-            target = await run_in_threadpool(publish, producer, config.settings.topic(t.FUNCTIONS), changed,
-                                             removed, config.serde)
+            target = await run_in_threadpool(publish, _producer(request), config.settings.topic(t.FUNCTIONS),
+                                             changed, removed, config.serde)
         except PublishFailed as exc:
-            return SafeJSONResponse({"error": f"the functions could not be stored: {exc}"}, status_code=503)
+            return {"error": f"the functions could not be stored: {exc}"}, 503
         if registry is not None:  # this API shows it at once (if its own follower has not yet): /v1/apps, the UI
             registry.put([synced_function(r) for r in changed], removed)
     else:  # nothing written now; an earlier sync of the same functions may not have been proven applied
         target = await run_in_threadpool(check.end_offset)
     behind = await run_in_threadpool(check.wait, target)
     if behind:
-        return SafeJSONResponse({"error": f"stored, but not yet in effect: {describe_lag(behind, target)}; "
-                                          "an event sent now may start nothing (sync again to check)"},
-                                status_code=503)
-    return SafeJSONResponse({"ok": True, "modified": bool(changed or removed),
-                             "functions": [json.loads(r["definition"]) | {"id": r["id"]} for r in changed]})
+        return {"error": f"stored, but not yet in effect: {describe_lag(behind, target)}; "
+                         "an event sent now may start nothing (sync again to check)"}, 503
+    return {"ok": True, "modified": bool(changed or removed),
+            "functions": [json.loads(r["definition"]) | {"id": r["id"]} for r in changed]}, 200
 
 
 def _check(request: Request) -> AppliedCheck:

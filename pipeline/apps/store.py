@@ -22,11 +22,12 @@ from confluent_kafka.admin import AdminClient
 from ..config import Settings
 from ..kafka import topics as t
 from ..kafka.client import admin_config, bootstrap, consume_available, producer_config
-from ..protocol.records import FunctionDef
+from ..protocol.app_syncs import record_key
+from ..protocol.records import AppSync, FunctionDef
 from ..sdk.app import Registry
 from ..sdk.definitions import DefinitionError
 from ..sdk.synced import synced_function
-from ..serde import FUNCTION_DEF, Serde, SerdeError
+from ..serde import APP_SYNC, FUNCTION_DEF, Serde, SerdeError
 from .applied import ProgressReporter, end_offset
 
 log = logging.getLogger("pipeline.apps")
@@ -66,6 +67,18 @@ def publish(producer: Producer, topic: str, records: Iterable[FunctionDef], remo
     if errors:
         raise PublishFailed("; ".join(errors))
     return end[0]
+
+
+def publish_sync_result(producer: Producer, topic: str, record: AppSync, serde: Serde | None = None,
+                        timeout: float = 10.0) -> None:
+    """Write an app's last sync result (``app-syncs``, keyed by app) and wait until the broker has it."""
+    errors: list[str] = []
+    producer.produce(topic, key=record_key(record).encode(), value=(serde or Serde()).encode(APP_SYNC, record),
+                     on_delivery=lambda err, _msg: errors.append(str(err)) if err is not None else None)
+    if producer.flush(timeout) > 0:
+        raise PublishFailed(f"the sync result was not acknowledged within {timeout} s")
+    if errors:
+        raise PublishFailed("; ".join(errors))
 
 
 def sync_producer(settings: Settings) -> Producer:
