@@ -116,7 +116,7 @@ class RunOwner(Processor):
 
         self.listening = Listening(registry, self.index_topic, self.events_topic,
                                    lambda: t.partition_count(admin(), self.index_topic), retry_backoff_ms)
-        self.crons = CronTicks(registry.functions, self.events_topic,
+        self.crons = CronTicks(registry, self.events_topic,
                                lambda: t.partition_count(admin(), self.commands_topic))
 
     @override
