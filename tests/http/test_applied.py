@@ -50,7 +50,11 @@ def test_a_held_matcher_holds_the_sync_and_the_learned_wait(kafka_bootstrap: str
                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         check = AppliedCheck(stack.settings, "test")
         try:
-            wait_for(lambda: check.members() == ["m1"] and check.applied("m1") >= 0, 60, "the matcher to join")
+            matchers = check.groups[0]
+            wait_for(lambda: check.members(matchers) == ["m1"] and check.applied(matchers, "m1") >= 0, 60,
+                     "the matcher to join")
+            wait_for(lambda: check.lagging(check.end_offset()) == {}, 30, "every member to publish its position")
+            assert check.members(check.groups[1]) == [stack.settings.instance_id]  # the run owner is checked too
 
             # 1. a sync answers only once the held matcher has applied it, and its function then starts runs
             resume_at, cont = hold(matcher, HOLD_S)
