@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     gate_max_wait_ms: int = Field(
         default=60_000, ge=0, description="longest a run with cancel rules waits for the cancel path to pass its "
         "point before it goes on anyway (0 turns the gate off)")
+    functions_apply_timeout_ms: int = Field(
+        default=30_000, ge=0, description="longest a sync (POST /fn/register) or a learned wait name waits for every "
+        "matcher to prove it applied the functions topic; past it the sync answers 503 and the wait is a failed "
+        "attempt")
     offset_commit_interval_ms: int = Field(
         default=20, ge=1, description="how soon a service commits the offsets of records that produced no output; "
         "the watermark gate waits for those commits")

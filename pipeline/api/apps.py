@@ -1,7 +1,10 @@
 """``/v1/apps``: the apps synced over HTTP, for the dev UI and operators.
 
 ``GET /v1/apps``: each app's URL, SDK, last sync and functions (from the ``functions`` topic, as this API follows
-it), and the last sync this API asked for per URL with its answer (an error included). ``POST /v1/apps/sync``
+it), with ``last_sync``: the result of the app's last ``POST /fn/register`` whoever started it (ok, or the
+refusal's problems; from the ``app-syncs`` topic, so it survives restarts; an app whose syncs were all refused is
+listed with no functions), and the last sync this API asked for per URL with the app's answer (``syncs``: an
+app that could not be reached included). ``POST /v1/apps/sync``
 ``{"url": ...}``: ask an app to sync (the dev UI's button; ``pipeline apps sync`` does the same from a shell).
 Both need the signing key (the router's dependency).
 """
@@ -39,8 +42,15 @@ async def list_apps(request: Request) -> dict[str, Any]:
         app["functions"].append({"id": fn.id, "name": fn.name, "url": getattr(fn, "url", None),
                                  "triggers": [t.event for t in fn.triggers],
                                  "waits": [w.event for w in fn.waits]})
+    table = getattr(request.app.state, "app_syncs", None)
+    for key, last in (table.all() if table is not None else {}).items():
+        if key not in apps:  # never synced (refused every time), or synced without naming an app
+            apps[key] = {"id": last["app_id"] or key, "url": last["url"], "sdk": last["sdk"], "synced_at": 0,
+                         "functions": []}
+        apps[key]["last_sync"] = last
     attempts = getattr(request.app.state, "sync_attempts", {})
-    return {"data": sorted(apps.values(), key=lambda a: -a["synced_at"]), "syncs": list(attempts.values())}
+    ordered = sorted(apps.values(), key=lambda a: -max(a["synced_at"], a.get("last_sync", {}).get("at", 0)))
+    return {"data": ordered, "syncs": list(attempts.values())}
 
 
 @router.post("/v1/apps/sync", responses=answers(400, 401))

@@ -22,6 +22,7 @@ from ..kafka.client import admin_config, bootstrap, producer_config
 from ..kafka.store import StoreDir, state_dir
 from ..protocol.ids import consumer_group
 from ..serde.registry import confluent_reader
+from .app_syncs import AppSyncTable
 from .auth import warn_if_open
 from .context import ApiConfig
 from .recent_events import RecentEvents
@@ -49,6 +50,8 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
                          settings.instance_id).open(settings.topic(t.RUNS), None)
         runs = RunTable(servers, settings.topic(t.RUNS), store=store, serde=config.serde)
         cancellations = CancellationTable(servers, config.cancellations_topic, serde=config.serde)
+        app_syncs = AppSyncTable(servers, settings.topic(t.APP_SYNCS), serde=config.serde)
+        app.state.app_syncs = app_syncs
         writer = Writer(prod)
         writer.start()
         app.state.writer = writer
@@ -75,12 +78,14 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
             follower = await run_in_threadpool(follow_functions, config.registry, settings)
         runs.start()
         cancellations.start()
+        app_syncs.start()
         recent.start()
         try:
             yield
         finally:
             runs.stop()
             cancellations.stop()
+            app_syncs.stop()
             recent.stop()
             if follower is not None and config.registry is not None:
                 await run_in_threadpool(follower.stop)

@@ -400,18 +400,26 @@ class _Partitions:
         return default if p is None else p
 
 
-class CancellationTable(CompactedTable):
-    """Bulk cancellation id → BulkCancellation dict, from the one-partition ``cancellations`` topic."""
+class RecordTable(CompactedTable):
+    """Key → the latest record of one schema (a tombstone forgets the key)."""
 
-    def __init__(self, servers: str, topic: str, *, serde: Serde | None = None) -> None:
-        super().__init__(servers, topic, name="cancellations", serde=serde)
+    def __init__(self, servers: str, topic: str, *, name: str, schema: str, serde: Serde | None = None) -> None:
+        super().__init__(servers, topic, name=name, serde=serde)
+        self.schema = schema
         self.records: dict[str, dict[str, Any]] = {}
 
     def apply(self, key: str, value: bytes | None, partition: int) -> None:
         if value is None:
             self.records.pop(key, None)
             return
-        self.records[key] = self.serde.decode_as(BULK_CANCELLATION, value)
+        self.records[key] = self.serde.decode_as(self.schema, value)
+
+
+class CancellationTable(RecordTable):
+    """Bulk cancellation id → BulkCancellation dict, from the one-partition ``cancellations`` topic."""
+
+    def __init__(self, servers: str, topic: str, *, serde: Serde | None = None) -> None:
+        super().__init__(servers, topic, name="cancellations", schema=BULK_CANCELLATION, serde=serde)
 
     def get(self, cancellation_id: str) -> dict[str, Any] | None:
         with self._cond:

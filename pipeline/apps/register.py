@@ -7,8 +7,9 @@ function's composite id is ``<app id>-<fn id>``, its per-function URL the app's 
 ``stepId=step``, and ``steps.step.retries.attempts`` its retries (4 when left out, as both SDKs default).
 
 Options this runtime has not built are refused by name (``rateLimit``, ``debounce``, ...), the whole sync with
-them, so an app never runs with a control silently missing; so are cron triggers (the run owner fires crons of
-``--app`` functions only, for now) and concurrency scopes other than ``fn``.
+them, so an app never runs with a control silently missing; so are concurrency scopes other than ``fn``. A cron
+trigger (``{"cron": "..."}``, inngest-py sending ``event`` and ``expression`` as null beside it) is kept as
+``{"cron": ...}`` once its expression parses; the run owner fires it as it fires an ``--app`` function's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from ..protocol.functions import function_def
 from ..protocol.records import FunctionDef
 from ..protocol.timestr import BadTimeString, duration_ms
+from ..sdk.cron import BadCron, CronSchedule
 
 #: option keys (either SDK's spelling) that are not built yet: refused by name when set
 NOT_BUILT = {
@@ -131,8 +133,16 @@ def _triggers(raw: Any, problems: list[str]) -> list[dict[str, Any]]:
         return []
     out = []
     for t in raw:
-        if isinstance(t, dict) and t.get("cron"):
-            problems.append(f"triggers: cron {t['cron']!r}: not built yet for apps over HTTP")
+        if isinstance(t, dict) and isinstance(t.get("cron"), str) and not t.get("event"):  # py adds nulls
+            try:
+                CronSchedule(t["cron"])
+            except BadCron as exc:
+                problems.append(f"triggers: {exc}")
+                continue
+            if t.get("jitter") not in (None, ""):  # inngest-py's TriggerCron(jitter=...)
+                problems.append(f"triggers: cron jitter {t['jitter']!r}: not built yet")
+                continue
+            out.append({"cron": t["cron"]})
         elif isinstance(t, dict) and isinstance(t.get("event"), str) and t["event"] \
                 and isinstance(t.get("expression"), str | None):
             out.append({"event": t["event"], "expression": t.get("expression")})

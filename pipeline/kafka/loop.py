@@ -90,8 +90,11 @@ class ServiceLoop:
         positions: dict[tuple[str, int], int] = {}  # committed positions per partition: the commits' (lag)
         stats = {"statistics.interval.ms": 5000, "stats_cb": metrics.stats_callback(self.name, positions)} \
             if self.settings.metrics_port else {}
+        # client.id: the instance id names this member in the group's description also without static membership
+        # (pipeline.apps.applied finds each matcher's progress by it)
+        overrides = {"client.id": self.settings.instance_id, **stats, **(consumer_overrides or {})}
         self.consumer = Consumer(consumer_config(
-            self.servers, self.group_id, read_committed=True, **stats, **(consumer_overrides or {}),
+            self.servers, self.group_id, read_committed=True, **overrides,
             instance_id=self.settings.instance_id if self.settings.static_membership else None))
         self.emitter = Emitter(self.serde, self.settings)
         commits = self.commits = Committing(

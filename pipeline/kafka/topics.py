@@ -31,6 +31,7 @@ DEAD_LETTER = "dead-letter"
 EVENT_IDS = "event-ids"
 DEAD_LETTER_REPLAYED = "dead-letter-replayed"
 FUNCTIONS = "functions"
+APP_SYNCS = "app-syncs"
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ SPECS: tuple[TopicSpec, ...] = (
               cleanup_policy="compact", retention_ms=-1),
     TopicSpec(FUNCTIONS, key="function id", partitions=1,
               doc="functions synced from apps served over HTTP, read whole and followed by every service",
+              cleanup_policy="compact", retention_ms=-1),
+    TopicSpec(APP_SYNCS, key="app id (its URL when the sync named none)", partitions=1,
+              doc="the last sync of each app served over HTTP, with its result or its refusal, for the API and the UI",
               cleanup_policy="compact", retention_ms=-1),
 )
 

@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from ..apps.applied import FunctionsApplied
 from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
@@ -86,6 +87,7 @@ class Matcher(Processor):
             changelog=self.ids_topic, label="matcher event ids")
         self._decoded: dict[tuple[int, int], dict[str, Any]] = {}  # events decoded by urgent(), for process()
         self._next_expiry = 0
+        self.applied = FunctionsApplied(registry)  # the proof that syncs are in effect (pipeline.apps.applied)
         self.runs_started = 0
         self.signals_sent = 0
         self.duplicates = 0
@@ -116,8 +118,15 @@ class Matcher(Processor):
         return [self.seen] if self.dedup_window_ms else []
 
     @override
+    def bind(self, loop: Any) -> None:
+        """Publish how far this member has applied the functions topic (:mod:`pipeline.apps.applied`): a sync or
+        a learned wait name is reported only once every member of the group has applied it."""
+        self.applied.bind(self.settings, loop.group_id)
+
+    @override
     def assigned(self, partitions: list[TopicPartition]) -> None:
         self._decoded.clear()
+        self.applied.assigned()  # a member that joined after a writer checked the group catches up first
 
     @override
     def revoked(self, partitions: list[TopicPartition]) -> None:
@@ -147,6 +156,7 @@ class Matcher(Processor):
         """An event some function cancels on (or waits for): processed ahead of the backlog, so its signal is
         not queued behind a burst of other events (pipeline/kafka/lookahead.py). Everything it causes is
         idempotent if it is processed again in order after a crash (keyed records, run ids)."""
+        self.applied.ready()
         value, p, offset = msg.value(), msg.partition(), msg.offset()
         if msg.topic() != self.events_topic or value is None or len(value) > self.max_bytes or p is None \
                 or offset is None:
@@ -157,6 +167,7 @@ class Matcher(Processor):
 
     @override
     def process(self, msg: Message, out: Emitter) -> None:
+        self.applied.ready()
         value, topic, p, offset = msg.value(), msg.topic(), msg.partition(), msg.offset()
         if value is None:
             raise ValueError("empty record (tombstone) on an events topic")

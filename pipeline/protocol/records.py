@@ -185,6 +185,20 @@ class FunctionDef(TypedDict):
     synced_at: int
 
 
+class AppSync(TypedDict):
+    """``AppSync`` on ``app-syncs`` (compacted, key = app id, or its URL): the last sync of an app over HTTP."""
+
+    app_id: str
+    url: str
+    at: int
+    ok: bool
+    status: int
+    modified: bool
+    functions: int
+    problems: list[str]
+    sdk: str
+
+
 #: Avro full name -> its TypedDict (the schema test walks this)
 BY_SCHEMA: dict[str, type] = {
     "pipeline.Event": EventRecord,
@@ -197,4 +211,5 @@ BY_SCHEMA: dict[str, type] = {
     "pipeline.CancelSignal": CancelSignal,
     "pipeline.BulkCancellation": BulkCancellation,
     "pipeline.FunctionDef": FunctionDef,
+    "pipeline.AppSync": AppSync,
 }

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from ..apps.applied import FunctionsApplied
 from ..config import Settings
 from ..kafka import metrics
 from ..kafka import topics as t
@@ -116,7 +117,8 @@ class RunOwner(Processor):
 
         self.listening = Listening(registry, self.index_topic, self.events_topic,
                                    lambda: t.partition_count(admin(), self.index_topic), retry_backoff_ms)
-        self.crons = CronTicks(registry.functions, self.events_topic,
+        self.applied = FunctionsApplied(registry)  # the proof that syncs are in effect (pipeline.apps.applied)
+        self.crons = CronTicks(registry, self.events_topic,
                                lambda: t.partition_count(admin(), self.commands_topic))
 
     @override
@@ -131,8 +133,10 @@ class RunOwner(Processor):
 
     @override
     def bind(self, loop: ServiceLoop) -> None:
-        """The loop that runs us: the gate reads the consumer's positions (on the loop's own thread)."""
+        """The loop that runs us: the gate reads the consumer's positions (on the loop's own thread). Publishes how
+        far this owner has applied the functions topic (a sync answers once every owner has it)."""
         self.loop = loop
+        self.applied.bind(self.settings, loop.group_id)
 
     # -- state rebuild -------------------------------------------------------------------------------------
 
@@ -147,6 +151,7 @@ class RunOwner(Processor):
     def assigned(self, partitions: list[TopicPartition]) -> None:
         """The run tables of the assigned partitions are restored: re-arm their timers, slots and gates."""
         parts = self.tables.partitions(partitions)
+        self.applied.assigned()  # joined after a writer checked the group: catch up before their first record
         self.writes.forget(parts)
         self._decoded.clear()
         self.undo.begin()  # nothing before a rebalance is undone after it
@@ -190,6 +195,7 @@ class RunOwner(Processor):
 
     @override
     def process(self, msg: Message, out: Emitter) -> None:
+        self.applied.ready()
         self.writes.begin()
         self.undo.begin()
         p, offset = msg.partition(), msg.offset()

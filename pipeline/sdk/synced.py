@@ -17,6 +17,7 @@ from typing import Any
 
 from ..protocol.functions import learned_waits
 from ..protocol.records import FunctionDef
+from .cron import CronSchedule
 from .definitions import Cancel, Concurrency, Timeouts, TriggerEvent
 from .function import (
     CompiledWait,
@@ -52,7 +53,8 @@ def synced_function(record: FunctionDef) -> SyncedFunction:
     app_id = record["app_id"]
     fn_id = record["id"][len(app_id) + 1:]
     triggers = tuple(_compile_trigger(record["id"], TriggerEvent(event=t["event"], expression=t.get("expression")))
-                     for t in spec.get("triggers", []))
+                     for t in spec.get("triggers", []) if t.get("event"))
+    crons = tuple(CronSchedule(t["cron"]) for t in spec.get("triggers", []) if t.get("cron"))
     cancels = tuple(_compile_cancel(record["id"], i, Cancel(event=c["event"], if_exp=c.get("if"),
                                                             timeout=c.get("timeout_ms")))
                     for i, c in enumerate(spec.get("cancel", [])))
@@ -64,6 +66,6 @@ def synced_function(record: FunctionDef) -> SyncedFunction:
     waits = tuple(CompiledWait(w["event"], None) for w in learned_waits(record))
     return SyncedFunction(app_id=app_id, fn_id=fn_id, name=record["name"], handler=_served_elsewhere,
                           triggers=triggers, cancels=cancels, retries=int(spec.get("retries", 4)),
-                          timeouts=timeouts, is_async=True, concurrency=limits, waits=waits,
+                          timeouts=timeouts, is_async=True, concurrency=limits, waits=waits, crons=crons,
                           url=record["url"], app_url=record["app_url"], sdk=record["sdk"],
                           synced_at=record["synced_at"], record=record)

@@ -14,8 +14,10 @@ INVOCATION = "pipeline.Invocation"
 STEP_OUTCOME = "pipeline.StepOutcome"
 EVENT_SEEN = "pipeline.EventSeen"
 FUNCTION_DEF = "pipeline.FunctionDef"
+APP_SYNC = "pipeline.AppSync"
 
 __all__ = [
+    "APP_SYNC",
     "BULK_CANCELLATION",
     "CANCEL_LISTENER",
     "CANCEL_SIGNAL",

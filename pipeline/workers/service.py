@@ -35,6 +35,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from ..apps.applied import AppliedCheck, describe_lag
 from ..apps.store import publish, sync_producer
 from ..config import Settings
 from ..kafka import metrics
@@ -101,6 +102,7 @@ class Worker:
         self.handlers = HandlerRuntime(self.concurrency)
         self.http = HttpInvoker(self.settings.signing_key, self._learn_wait)  # functions synced over HTTP
         self._sync_producer: Producer | None = None
+        self._applied: AppliedCheck | None = None  # proves learned wait names are in every matcher
         self._stop = threading.Event()
         self._closed = threading.Event()  # the drain is over: the producer's poller may end once it is empty
         self._failure: str | None = None
@@ -300,13 +302,21 @@ class Worker:
                     extra={"run_id": inv.get("run_id"), "function_id": inv.get("function_id")})
         return failed(inv, exc, started, self.ident)
 
-    def _learn_wait(self, record: FunctionDef) -> None:
+    def _learn_wait(self, record: FunctionDef | None) -> str | None:
         """Store a synced function's record with a newly awaited event name (see :mod:`.http.call`), acknowledged
-        before the wait's outcome is sent; this worker's registry takes it at once."""
-        if self._sync_producer is None:
-            self._sync_producer = sync_producer(self.settings)
-        publish(self._sync_producer, self.settings.topic(t.FUNCTIONS), [record], serde=self.serde)
-        self.registry.put([synced_function(record)])
+        before the wait's outcome is sent (this worker's registry takes it at once), then wait for every matcher
+        to prove it applied it (or, for None, the topic's end): None once proven, else which matchers lag."""
+        if self._applied is None:
+            self._applied = AppliedCheck(self.settings, "learned-wait")
+        if record is None:
+            target = self._applied.end_offset()
+        else:
+            if self._sync_producer is None:
+                self._sync_producer = sync_producer(self.settings)
+            target = publish(self._sync_producer, self.settings.topic(t.FUNCTIONS), [record], serde=self.serde)
+            self.registry.put([synced_function(record)])
+        behind = self._applied.wait(target)
+        return describe_lag(behind, target) if behind else None
 
     def _handler_done(self) -> None:
         """A handler returned: its slot is free at once. Waiting for the outcome's acknowledgement as well

@@ -120,3 +120,29 @@ def test_the_seed_scenario_clicked_through(kafka_bootstrap: str, browser: object
     assert imports[1]["replay_of"] == imports[0]["run_id"]
     assert any(r["function_id"] == "newsletter-app-cleanup-cancelled-import" and r["status"] == "Completed"
                for r in runs)
+
+
+def test_the_apps_page_shows_a_sync_the_app_started_and_its_refusal(kafka_bootstrap: str, browser: object) -> None:
+    """A sync posted by the app itself (not from the page's button) that is refused: the Apps page shows it as the
+    app's last sync, with the option it names."""
+    import httpx
+
+    from tests.http.test_register import body
+
+    with Stack([], kafka_bootstrap, services=()) as stack:
+        server, thread = start_in_thread(stack.settings, "127.0.0.1", 0, wait_ready=True, registry=Registry([]))
+        base = f"http://127.0.0.1:{bound_port(server)}"
+        try:
+            refused = httpx.post(f"{base}/fn/register", json=body("a", debounce={"period": "5s"}), timeout=30)
+            assert refused.status_code == 400
+            page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+            for _ in range(100):  # the API's table reads the result off the app-syncs topic
+                if httpx.get(f"{base}/v1/apps").json()["data"]:
+                    break
+                __import__("time").sleep(0.1)
+            page.goto(base + "/#/apps")
+            page.wait_for_selector("td.last-sync >> text=debounce: not built yet", timeout=30_000)
+            assert "refused" in page.inner_text("td.last-sync") and "reg-app" in page.inner_text("table")
+            shot(page, "apps-refused-sync")
+        finally:
+            stop(server, thread)

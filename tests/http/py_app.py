@@ -105,5 +105,15 @@ async def one_step(ctx: inngest.Context) -> int:
     return await ctx.step.run("only", lambda: 1)
 
 
+@client.create_function(fn_id="learner", trigger=inngest.TriggerEvent(event="py/learn"))
+async def learner(ctx: inngest.Context) -> dict[str, object]:
+    """A sleep, then a wait on a name no run waited for before (no cancel rules: nothing else waits for the
+    matcher): tests/http/test_applied.py pauses the matcher while the wait is learned."""
+    await ctx.step.sleep("nap", datetime.timedelta(seconds=float(ctx.event.data.get("nap_s", 1))))
+    got = await ctx.step.wait_for_event("wait-learned", event="py/learned", if_exp="async.data.k == event.data.k",
+                                        timeout=datetime.timedelta(seconds=30))
+    return {"got": got.data if got is not None else None}
+
+
 api = FastAPI()
-inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn, steady, one_step])
+inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn, steady, one_step, learner])

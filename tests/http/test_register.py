@@ -57,3 +57,38 @@ def test_refusals_re_syncs_and_restarts(kafka_bootstrap: str) -> None:
         http.send({"name": "reg/a", "data": {"k": k}})
         run = http.stack.wait_run(lambda r: r["function_id"] == "reg-app-a" and r["status"] == "Failed", timeout=60)
         assert json.loads(run["error"])["name"] == "AppUnreachable"
+
+
+def test_the_last_sync_of_each_app_is_kept_across_restarts(kafka_bootstrap: str) -> None:
+    """A sync the app started itself (its own POST /fn/register, as after any PUT) is kept as the app's last sync,
+    refusal and problems included, on the app-syncs topic: GET /v1/apps shows it, also from a restarted API."""
+    from pipeline.api.server import start_in_thread, stop
+    from pipeline.sdk.app import Registry
+
+    from .harness import free_port
+
+    def last_syncs(api: str) -> dict[str, Any]:
+        return {a["id"]: a.get("last_sync") for a in httpx.get(f"{api}/v1/apps").json()["data"]}
+
+    with HttpStack(kafka_bootstrap) as http:
+        refused = httpx.post(f"{http.api}/fn/register", json=body("a", debounce={"period": "5s"}))
+        assert refused.status_code == 400
+        http.wait_until(lambda: (last_syncs(http.api).get("reg-app") or {}).get("status") == 400, "the refusal kept")
+        last = last_syncs(http.api)["reg-app"]
+        assert last["ok"] is False and last["problems"] == ["function 'reg-app-a': debounce: not built yet"]
+        assert last["url"] == URL and last["sdk"] == "inngest-js:v3.54.2" and last["functions"] == 1
+
+        port = free_port()  # another API instance (a restart): reads the result from the topic
+        server = start_in_thread(http.stack.settings, "127.0.0.1", port, registry=Registry([]))
+        try:
+            other = f"http://127.0.0.1:{port}"
+            http.wait_until(lambda: last_syncs(other).get("reg-app") == last, "the refusal seen after a restart")
+            (app,) = httpx.get(f"{other}/v1/apps").json()["data"]
+            assert app["functions"] == [] and app["synced_at"] == 0  # never synced: listed for its refusal
+
+            ok = httpx.post(f"{http.api}/fn/register", json=body("a"))
+            assert ok.status_code == 200
+            http.wait_until(lambda: (last_syncs(other).get("reg-app") or {}).get("ok") is True, "the good sync kept")
+            assert last_syncs(other)["reg-app"]["problems"] == [] and last_syncs(other)["reg-app"]["modified"] is True
+        finally:
+            stop(*server)

@@ -36,3 +36,44 @@ def test_an_owner_fires_the_latest_missed_tick_once_then_each_on_time() -> None:
 def test_bad_expressions_are_refused(bad: str) -> None:
     with pytest.raises(BadCron):
         CronSchedule(bad)
+
+
+class _Sent:
+    """Stands in for the owner's Emitter: keeps what the ticks send."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+
+    def send(self, _topic: str, _key: str, _schema: str, value: dict[str, object]) -> None:
+        self.events.append(value)
+
+
+def test_cron_functions_synced_while_the_owner_runs_fire_from_their_next_tick_and_stop_when_removed() -> None:
+    from typing import Any
+
+    from pipeline.apps.register import read_sync
+    from pipeline.run_owner.crons import CronTicks
+    from pipeline.run_owner.undo import UndoLog
+    from pipeline.sdk.app import Registry
+    from pipeline.sdk.synced import synced_function
+
+    url = "http://127.0.0.1:3000/api/inngest"
+    body = {"appName": "app", "url": url, "functions": [{
+        "id": "app-tick", "triggers": [{"cron": "*/5 * * * *"}],
+        "steps": {"step": {"runtime": {"url": f"{url}?fnId=app-tick&stepId=step"}}}}]}
+    registry = Registry([])
+    ticks = CronTicks(registry, "events", lambda: 1)
+    ticks.assigned([0], ms(5, 38))
+    out: Any = _Sent()
+    ticks.fire(out, ms(5, 38), UndoLog())
+    assert ticks.clocks == {} and out.events == []
+    (record,) = read_sync(body, 1000).functions
+    registry.put([synced_function(record)])  # synced at 05:38: the 05:35 tick is not fired for it
+    ticks.fire(out, ms(5, 39), UndoLog())
+    assert out.events == []
+    ticks.fire(out, ms(5, 40), UndoLog())
+    ticks.fire(out, ms(5, 41), UndoLog())
+    assert [e["ts"] for e in out.events] == [ms(5, 40)]
+    registry.put([], ["app-tick"])
+    ticks.fire(out, ms(5, 45), UndoLog())
+    assert ticks.clocks == {} and len(out.events) == 1

@@ -82,10 +82,18 @@ def test_an_option_not_built_is_refused_by_name(key: str, value: object, named: 
 
 
 def test_every_problem_is_named_not_only_the_first() -> None:
-    body = js_body(debounce={"period": "5s"}, triggers=[{"cron": "* * * * *"}])
+    body = js_body(debounce={"period": "5s"}, triggers=[{"cron": "every minute"}])
     with pytest.raises(SyncRefused) as caught:
         read_sync(body, 1000)
     assert len(caught.value.problems) == 2 and "cron" in str(caught.value) and "debounce" in str(caught.value)
+
+
+@pytest.mark.parametrize("trigger", [{"cron": "*/5 * * * *"},  # inngest-js; inngest-py adds null keys
+                                     {"cron": "*/5 * * * *", "event": None, "expression": None}])
+def test_a_cron_trigger_in_either_spelling_compiles_to_a_schedule(trigger: dict[str, object]) -> None:
+    (record,) = read_sync(js_body(triggers=[trigger, {"event": "app/also"}]), 1000).functions
+    fn = synced_function(record)
+    assert [c.expression for c in fn.crons] == ["*/5 * * * *"] and [t.event for t in fn.triggers] == ["app/also"]
 
 
 def test_a_function_id_must_be_composite() -> None:

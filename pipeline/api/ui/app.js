@@ -58,13 +58,21 @@ async function sourcesPage() {
   }, 2000);
 }
 
+// The result of the app's last POST /fn/register, whoever started it (the app, the CLI, dev -u, this page)
+function lastSync(s) {
+  if (!s) return `<span class="dim">not recorded</span>`;
+  if (s.ok) return `${when(s.at)} ok${s.modified ? " (changed)" : ""}`;
+  return `${when(s.at)} <span class="status Failed">refused</span> ${s.status}<br>${s.problems.map(esc).join("<br>")}`;
+}
+
 async function appsPage() {
   const { data, syncs } = await api("/v1/apps");
   main.innerHTML = `<h1>Apps over HTTP</h1>
     <form id="sync"><input name="url" size="50" placeholder="http://127.0.0.1:3000/api/inngest" required>
       <button type="submit">Sync</button></form>
-    <table><tr><th>app</th><th>URL</th><th>SDK</th><th>last sync</th><th>functions</th></tr>
-    ${data.map((a) => `<tr><td>${esc(a.id)}</td><td>${esc(a.url)}</td><td>${esc(a.sdk)}</td><td>${when(a.synced_at)}</td>
+    <table><tr><th>app</th><th>URL</th><th>SDK</th><th>synced</th><th>last sync</th><th>functions</th></tr>
+    ${data.map((a) => `<tr><td>${esc(a.id)}</td><td>${esc(a.url)}</td><td>${esc(a.sdk)}</td><td>${a.synced_at ? when(a.synced_at) : "never"}</td>
+      <td class="last-sync">${lastSync(a.last_sync)}</td>
       <td>${a.functions.map((f) => `<a href="#/runs?function=${encodeURIComponent(f.id)}">${esc(f.id)}</a>
         <span class="dim">${f.triggers.map(esc).join(", ")}</span>`).join("<br>")}</td></tr>`).join("")}</table>
     <h2>Syncs asked from here</h2>

@@ -9,8 +9,11 @@ fails the run with the error.
 
 A ``WaitForEvent`` for an event name the function's runs never waited for is learned first: the function's
 record on the ``functions`` topic gains the name (acknowledged before the outcome goes out), and every
-matcher following the topic signals that name from then on. The first wait on a new name is reported
-``LEARN_SETTLE_S`` later, time for the matchers' followers to apply it (a bound, not a proof: see the docs).
+matcher following the topic signals that name from then on. The wait is reported only once every live
+matcher has proven it applied that record (:mod:`pipeline.apps.applied`); the first wait on a name this worker
+has not proven yet (learned by another worker, maybe still unproven) is proven against the topic's end. A
+matcher lagging past ``PIPELINE_FUNCTIONS_APPLY_TIMEOUT_MS`` makes the invocation a failed attempt that names
+it (retried with backoff), never a wait that could miss its event.
 """
 
 from __future__ import annotations
@@ -36,9 +39,6 @@ from .request import ROOT_STEP, call_body, call_headers, call_url, encode_body
 log = logging.getLogger("pipeline.worker.http")
 
 CALL_TIMEOUT_S = float(os.environ.get("PIPELINE_HTTP_CALL_TIMEOUT_S", "300"))
-# After storing a newly learned wait name, how long to let every matcher's follower apply it before the wait is
-# reported (it applies within one fetch, ~50 ms): see "Awaited event names" in docs/inngest-sdks.md.
-LEARN_SETTLE_S = float(os.environ.get("PIPELINE_HTTP_LEARN_SETTLE_MS", "500")) / 1000
 
 
 def _now() -> int:
@@ -46,15 +46,18 @@ def _now() -> int:
 
 
 class HttpInvoker:
-    """Calls functions served over HTTP. ``learn_wait(record)`` stores a record with a new awaited name
-    (blocking; run off the event loop) and may be None (tests without a broker)."""
+    """Calls functions served over HTTP. ``learn_wait(record)`` stores a record with a new awaited name (or,
+    given None, stores nothing) and proves every matcher applied it (the topic's end for None); it returns None
+    once proven, else why not (blocking; run off the event loop). It may be None (tests without a broker)."""
 
-    def __init__(self, signing_key: str | None, learn_wait: Callable[[FunctionDef], None] | None = None,
+    def __init__(self, signing_key: str | None,
+                 learn_wait: Callable[[FunctionDef | None], str | None] | None = None,
                  timeout_s: float = CALL_TIMEOUT_S) -> None:
         self.signing_key = signing_key
         self.learn_wait = learn_wait
         self.timeout_s = timeout_s
         self._client: httpx.AsyncClient | None = None
+        self._proven: set[tuple[str, str]] = set()  # (function id, event name) every matcher is known to signal
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:  # made on the event loop that uses it
@@ -81,7 +84,10 @@ class HttpInvoker:
         if not planned:
             result = answer_outcome(inv, answer, started, _now(), worker)
             if result["kind"] == "wait" and result["wait"] is not None:
-                await self._learn(fn, json.loads(result["wait"])["event"])
+                problem = await self._learn(fn, json.loads(result["wait"])["event"])
+                if problem is not None:  # reported now, the wait could miss its event: try again later
+                    return outcome(inv, "error", started, _now(), worker,
+                                   error=error_json(error_payload(problem, "WaitNotInEffect")))
             return result
         if len(planned) != len(answer.ops):
             message = f"planned steps mixed with other operations: {[op['op'] for op in answer.ops]}"
@@ -98,15 +104,18 @@ class HttpInvoker:
         return steps_outcome(inv, [_entry(step_id, a) for step_id, a in zip(planned, answers, strict=True)],
                              started, _now(), worker)
 
-    async def _learn(self, fn: SyncedFunction, event: str) -> None:
-        """Make sure the function's record names ``event`` among its waits before the wait is reported."""
-        if self.learn_wait is None or fn.record is None:
-            return
+    async def _learn(self, fn: SyncedFunction, event: str) -> str | None:
+        """Make sure every matcher signals ``event`` for the function before the wait is reported: None once
+        proven, else why not."""
+        if self.learn_wait is None or fn.record is None or (fn.id, event) in self._proven:
+            return None
         record = with_wait(fn.record, event)
+        problem = await asyncio.to_thread(self.learn_wait, record)
         if record is not None:
-            await asyncio.to_thread(self.learn_wait, record)
-            fn.record = record
-            await asyncio.sleep(LEARN_SETTLE_S)
+            fn.record = record  # stored (whether proven or not): a retry proves it without writing it again
+        if problem is None:
+            self._proven.add((fn.id, event))
+        return problem
 
     async def aclose(self) -> None:
         if self._client is not None:
