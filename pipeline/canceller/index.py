@@ -67,7 +67,7 @@ class Match:
     owner_partition: int = -1
     wait_step: str | None = None
     event: str | None = None  # the signal's event JSON, for a wait (its step's output)
-    expires_at: int = -1  # the listener's, so that removing it needs no read of the store
+    expires_at: int | None = None  # the listener's, so that removing it needs no read of the store
 
     @property
     def ident(self) -> str:
