@@ -413,7 +413,7 @@ _SUMMARY = ("run_id", "version", "function_id", "status", "queued_at", "event_id
 
 
 def _summary(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: state.get(k) for k in _SUMMARY}
+    return {k: state[k] for k in _SUMMARY if k in state}  # a field it lacks stays lacking (``.get`` defaults)
 
 
 class _Partitions:

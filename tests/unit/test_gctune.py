@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -24,5 +25,14 @@ print("ok")
 
 def test_a_service_freezes_its_start_up_and_still_collects_cycles() -> None:
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_pipeline_gc_tune_0_keeps_cpythons_defaults() -> None:
+    script = ("import gc; before = gc.get_threshold(); from pipeline import gctune; gctune.tune_for_service(); "
+              "assert gc.get_threshold() == before and gc.get_freeze_count() == 0; print('ok')")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PIPELINE_GC_TUNE": "0"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
