@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import Settings
+from .gctune import tune_for_service
 from .kafka import topics as t
 from .kafka.client import admin_config, bootstrap, consumer_config, producer_config
 from .kafka.messages import header_values
@@ -245,6 +246,7 @@ def dev(app_spec: str | None = typer.Option(None, "--app", help="MODULE:ATTR of 
     for report in t.create_topics(_admin(settings), settings):
         if report.drift:
             err.print(f"[yellow]topic {report.topic} drifts from its spec: {'; '.join(report.drift)}[/yellow]")
+    tune_for_service()
     code = run_dev(settings, app_spec, host=host, port=port, registry=registry, sync_urls=urls)
     if code:
         raise typer.Exit(code)
@@ -285,6 +287,7 @@ def run_service(service: str = typer.Argument(..., help="matcher | run-owner | c
         err.print(f"[red]{service} needs --app MODULE:ATTR (or --no-app: only apps synced over HTTP)[/red]")
         raise typer.Exit(2)
     setup_logging(os.environ.get("PIPELINE_LOG_LEVEL", "INFO"))
+    tune_for_service()
     if service == "worker":
         code = run_worker(_settings(), app_spec or "")
     else:

@@ -49,6 +49,19 @@ class RunIndex:
             self.store.delete(_entry_key(view, entry))
         self._count(state["function_id"], -1)
 
+    def move(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """A run's state changed from ``old`` to ``new``: only the entries that differ are written (a status change
+        leaves the entries of the all-runs and the function's views, and the function's count, as they are)."""
+        was = {_entry_key(view, (-old["queued_at"], old["run_id"])) for view in self._views(old)}
+        now = {_entry_key(view, (-new["queued_at"], new["run_id"])) for view in self._views(new)}
+        for key in was - now:
+            self.store.delete(key)
+        for key in now - was:
+            self.store.put(key, b"")
+        if old["function_id"] != new["function_id"]:
+            self._count(old["function_id"], -1)
+            self._count(new["function_id"], 1)
+
     def _count(self, function_id: str, delta: int) -> None:
         key = _FUNCTION + function_id.encode()
         raw = self.store.get(key)

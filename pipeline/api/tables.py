@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -266,6 +267,10 @@ class RunTable(CompactedTable):
         self.store = store
         self.index = RunIndex(store)  # sorted views for paging (the dev UI)
         self.partitions = _Partitions(self)
+        # run id -> the fields of its stored state that applying its next state reads (:func:`_summary`), for
+        # the runs read lately: a run's states come a few at a time (started, asleep, cancelled...), and without
+        # it each one decoded the stored state before it in full (half of the table thread's decoding)
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     # -- the store ------------------------------------------------------------------------------------------
 
@@ -275,6 +280,7 @@ class RunTable(CompactedTable):
 
     def forget_all(self) -> None:
         with self._cond:
+            self._recent.clear()
             self.store.wipe()
 
     def cluster(self, cluster_id: str | None) -> None:
@@ -294,9 +300,24 @@ class RunTable(CompactedTable):
 
     # -- applying records -----------------------------------------------------------------------------------
 
+    def _previous(self, run_id: str) -> dict[str, Any] | None:
+        """What :meth:`apply` needs of the run's stored state (its summary), taken out of the recent ones:
+        :meth:`apply` puts it back once the new state is applied in full, so a record that fails midway leaves
+        none behind that could disagree with the store."""
+        old = self._recent.pop(run_id, None)
+        if old is not None:
+            return old
+        found = self._read(run_id)
+        return None if found is None else _summary(found[1])
+
+    def _remember(self, run_id: str, summary: dict[str, Any]) -> None:
+        recent = self._recent
+        recent[run_id] = summary
+        if len(recent) > RECENT_RUNS:
+            recent.popitem(last=False)
+
     def apply(self, key: str, value: bytes | None, partition: int) -> None:
-        found = self._read(key)
-        old = found[1] if found is not None else None
+        old = self._previous(key)
         store = self.store
         if value is None:
             if old is not None:
@@ -306,10 +327,12 @@ class RunTable(CompactedTable):
             return
         state = self.serde.decode_as(RUN_STATE, value)
         if old is not None and old.get("version", 0) > state.get("version", 0):
+            self._remember(key, old)
             return  # an older state (e.g. a zombie writer's) never overwrites a newer one
-        if old is not None:
-            self.index.remove(old)
-        self.index.add(state)
+        if old is None:
+            self.index.add(state)
+        else:
+            self.index.move(old, state)
         # the run owner's partition: commands for the run go there
         store.put(_RUN + key.encode(), partition.to_bytes(4, "big") + value)
         if old is None or old["event_id"] != state["event_id"]:
@@ -322,6 +345,7 @@ class RunTable(CompactedTable):
                 self._add_bulk(before, -1)
             if after is not None:
                 self._add_bulk(after, 1)
+        self._remember(key, _summary(state))
 
     def _unindex(self, run_id: str, old: dict[str, Any], count: bool = True) -> None:
         self.store.delete(_EVENT + old["event_id"].encode() + b"\x00" + run_id.encode())
@@ -377,10 +401,19 @@ class RunTable(CompactedTable):
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
         with self._cond:
+            self._recent.clear()
             self.store.close()
 
 
 _RUN, _EVENT, _BULK, _POSITION = b"r", b"e", b"b", b"p"
+RECENT_RUNS = 20_000  # summaries of the runs applied lately (a few hundred bytes each)
+# the fields of a state that applying the run's next state reads: the version, the run index's, the event
+# index's and the bulk count's
+_SUMMARY = ("run_id", "version", "function_id", "status", "queued_at", "event_id", "cancel_reason", "cancel_source")
+
+
+def _summary(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: state[k] for k in _SUMMARY if k in state}  # a field it lacks stays lacking (``.get`` defaults)
 
 
 class _Partitions:

@@ -97,7 +97,7 @@ class Canceller(Processor):
                 self.resumes_sent += 1
             out.send(self.commands_topic, m.run_id, RUN_COMMAND, command, partition=m.owner_partition, at_once=True)
             out.send(self.index_topic, listener_record_key(m.join_key, m.ident), None, None, partition=p)
-            index.remove_listener(m.join_key, m.ident)
+            index.remove_listener(m.join_key, m.ident, m.expires_at)
 
     def _replay(self, index: CancelIndex, msg: Message) -> None:
         self._apply(index, msg, match=False)

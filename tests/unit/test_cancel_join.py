@@ -130,6 +130,21 @@ def test_remove_listener_and_replay_without_matching() -> None:
     assert index.listener_count == 0 and index.listeners_of("k") == []
 
 
+def test_a_matched_listener_is_removed_with_its_expiry_entry_without_a_read() -> None:
+    """The canceller removes a matched listener with the expiry the match carries: both of its keys go, so the
+    expiry sweep later finds nothing of it, and the count is right."""
+    index = cancel_index(60_000)
+    index.add_listener("k", _listener("R1", expires=5_000))
+    index.add_listener("k", _listener("R2", received=500, expires=6_000))
+    [match] = index.add_signal("k", _signal("S1", 200))
+    assert (match.run_id, match.expires_at) == ("R1", 5_000)
+    index.remove_listener(match.join_key, match.ident, match.expires_at)
+    index.commit(None)
+    assert index.listener_count == 1 and [lst.run_id for lst in index.listeners_of("k")] == ["R2"]
+    swept = [(kind, ident) for kind, _, ident in index.expired(10_000) if kind == "listener"]
+    assert swept == [("listener", "R2")]
+
+
 def test_plain_join_fast_path_agrees_with_the_residual_path() -> None:
     """The one-lookup key for ``async.P == event.Q`` must equal what partial evaluation gives."""
     from dataclasses import replace
