@@ -31,6 +31,8 @@ DEAD_LETTER = "dead-letter"
 EVENT_IDS = "event-ids"
 DEAD_LETTER_REPLAYED = "dead-letter-replayed"
 FUNCTIONS = "functions"
+RATE_LIMITS = "rate-limits"
+DROPPED_EVENTS = "dropped-events"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,11 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(FUNCTIONS, key="function id", partitions=1,
               doc="functions synced from apps served over HTTP, read whole and followed by every service",
               cleanup_policy="compact", retention_ms=-1),
+    TopicSpec(RATE_LIMITS, key="function id US option US key value; partition = the run-commands partition owning it",
+              doc="the run owner's rate-limit and idempotency state (GCRA), its state store's changelog",
+              cleanup_policy="compact", retention_ms=-1,
+              config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)}),
+    TopicSpec(DROPPED_EVENTS, key="function id", doc="events dropped by a rate limit or idempotency, for the API"),
 )
 
 

@@ -14,13 +14,17 @@ INVOCATION = "pipeline.Invocation"
 STEP_OUTCOME = "pipeline.StepOutcome"
 EVENT_SEEN = "pipeline.EventSeen"
 FUNCTION_DEF = "pipeline.FunctionDef"
+FLOW_LIMIT = "pipeline.FlowLimit"
+DROPPED_EVENT = "pipeline.DroppedEvent"
 
 __all__ = [
     "BULK_CANCELLATION",
     "CANCEL_LISTENER",
     "CANCEL_SIGNAL",
+    "DROPPED_EVENT",
     "EVENT",
     "EVENT_SEEN",
+    "FLOW_LIMIT",
     "FUNCTION_DEF",
     "INVOCATION",
     "RUN_COMMAND",
