@@ -24,6 +24,7 @@ from ..protocol.ids import consumer_group
 from ..serde.registry import confluent_reader
 from .auth import warn_if_open
 from .context import ApiConfig
+from .dropped import DroppedEvents
 from .recent_events import RecentEvents
 from .tables import CancellationTable, RunTable
 from .writer import Writer
@@ -57,6 +58,8 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
         recent = RecentEvents(servers, [config.events_topic, settings.topic(t.SYSTEM_EVENTS)],
                               confluent=confluent_reader(settings, wait_s=0))
         app.state.recent = recent
+        dropped = DroppedEvents(servers, settings.topic(t.DROPPED_EVENTS))  # rate limit and idempotency drops
+        app.state.dropped = dropped
         counts: list[int] = []
 
         def partition_counts() -> list[int]:
@@ -76,12 +79,14 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
         runs.start()
         cancellations.start()
         recent.start()
+        dropped.start()
         try:
             yield
         finally:
             runs.stop()
             cancellations.stop()
             recent.stop()
+            dropped.stop()
             if follower is not None and config.registry is not None:
                 await run_in_threadpool(follower.stop)
                 config.registry.follower = None

@@ -4,8 +4,13 @@ run owner can serve it in a process of its own (the tests SIGKILL it)."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pipeline
+from pipeline.api import bound_port, start_in_thread, stop
+from pipeline.sdk.app import Registry
+from pipeline.testing.stack import Stack
 
 app = pipeline.Inngest(app_id="flowdrop")
 
@@ -32,6 +37,16 @@ def child(ctx: pipeline.ContextSync) -> str:
 @app.create_function(fn_id="parent", trigger=pipeline.TriggerEvent(event="flow/parent"))
 def parent(ctx: pipeline.ContextSync) -> dict[str, str]:
     try:
-        return {"child": ctx.step.invoke("call-child", function=child, timeout=datetime.timedelta(minutes=5))}
+        return {"child": str(ctx.step.invoke("call-child", function=child, timeout=datetime.timedelta(minutes=5)))}
     except pipeline.StepError as exc:
         return {"error": str(exc)}
+
+
+@contextmanager
+def api(stack: Stack) -> Iterator[str]:
+    """The HTTP API serving this app on the stack's topics, in a thread; yields its base URL."""
+    server, thread = start_in_thread(stack.settings, "127.0.0.1", 0, wait_ready=True, registry=Registry([app]))
+    try:
+        yield f"http://127.0.0.1:{bound_port(server)}"
+    finally:
+        stop(server, thread)

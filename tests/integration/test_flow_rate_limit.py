@@ -29,11 +29,11 @@ APP = "tests.integration.flow_drop_app:app"
 SERDE = Serde()
 
 
-def _owner(stack: Stack, **env: str) -> subprocess.Popen:
+def _owner(stack: Stack, **env: str) -> subprocess.Popen[bytes]:
     return service_process(stack, "run-owner", "flow-drop-owner", app=APP, **env)
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
 
