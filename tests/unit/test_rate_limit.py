@@ -231,3 +231,12 @@ def test_the_state_survives_a_reopened_store_and_expired_entries_are_swept() -> 
     owner.admission.tick(out, 1_000_000 + 10_000 + 3_600_001)
     tombstones = [k for k, v in _sent(out, Settings().topic(t.RATE_LIMITS)) if v is None]
     assert tombstones == [f'{limited.id}\x1frate_limit\x1f"a"']
+
+
+def test_the_examples_load_with_their_options() -> None:
+    from examples.flow_idempotency import charge_order
+    from examples.flow_rate_limit import synchronize_data
+
+    assert synchronize_data.rate_limit is not None and synchronize_data.rate_limit.period_ms == 4 * 3600 * 1000
+    assert charge_order.idempotency is not None and charge_order.idempotency.source == "event.data.order_id"
+    assert synchronize_data.owner_key({"data": {"company_id": "acme"}}) == f'{synchronize_data.id}\x1f"acme"'
