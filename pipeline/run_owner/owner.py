@@ -218,8 +218,12 @@ class RunOwner(Processor):
                 return  # a duplicate or replayed event: the run exists already
             fn = self.function(record["function_id"])
             event = json.loads(record["event"])
-            if not self.admission.on_start(record, fn, event, p, out, now):
-                return  # dropped by its rate limit or idempotency key (recorded)
+            if not self.admission.on_start(record, fn, event, p, out, now):  # dropped: rate limit, idempotency
+                if fn.cancels:  # the matcher registered the run's cancel listeners with its start: forget them
+                    self.listening.unlisten_cancels(fn, {"event": record["event"], "run_id": record["run_id"],
+                                                         "received_at": record["received_at"] or now,
+                                                         "queued_at": now}, out)
+                return
             timeouts = fn.timeouts
             tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
                           slot_keys=fn.slot_keys(event))

@@ -28,6 +28,12 @@ def charge(ctx: pipeline.ContextSync) -> str:
     return f"charged {ctx.event.data['order']}"
 
 
+@app.create_function(fn_id="mixed", trigger=pipeline.TriggerEvent(event="flow/mixed"), idempotency="event.data.order",
+                     rate_limit=pipeline.RateLimit(limit=5, period=60_000, key="event.data.account"))
+def mixed(ctx: pipeline.ContextSync) -> str:
+    return "mixed"
+
+
 @app.create_function(fn_id="child", trigger=pipeline.TriggerEvent(event="flow/child.never"),
                      rate_limit=pipeline.RateLimit(limit=1, period=datetime.timedelta(seconds=90)))
 def child(ctx: pipeline.ContextSync) -> str:

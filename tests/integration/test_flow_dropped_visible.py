@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from pipeline.kafka import metrics
+from pipeline.kafka import topics as t
+from pipeline.testing import await_records
 from pipeline.testing.stack import Stack
 
 from .flow_drop_app import api, app, sync_account
@@ -50,3 +52,20 @@ def test_dropped_events_are_counted_listed_and_survive_an_api_restart(kafka_boot
     assert counter._value.get() - before == 2
     (fn,) = [f for f in functions if f["id"] == sync_account.id]
     assert fn["flow"] == {"rate_limit": {"limit": 1, "period_ms": 90_000, "burst": 0, "key": "event.data.account"}}
+
+
+def test_an_event_whose_flow_key_fails_is_dead_lettered_with_the_reason(kafka_bootstrap: str) -> None:
+    """A key over a missing field: the matcher dead-letters the event (one key routes it); with two different keys
+    (routed by function) the run owner dead-letters the start command. Neither starts a run under a null key."""
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("flow/sync", {"n": 1}, id="no-account")
+        stack.send("flow/mixed", {"account": "a"}, id="no-order")
+        stack.send("flow/mixed", {"account": "a", "order": 1}, id="fine")
+        stack.wait_run(lambda r: r["event_id"] == "fine" and r["status"] == "Completed", timeout=60)
+        dead = await_records(kafka_bootstrap, stack.settings.topic(t.DEAD_LETTER), 2, timeout=30)
+        runs = {r["event_id"] for r in stack.latest_runs().values()}
+    headers = [{k: (v or b"").decode() for k, v in m.headers() or []} for m in dead]
+    by_source = {h["dlq.source.topic"].rsplit(".", 1)[-1]: h["dlq.reason"] for h in headers}
+    assert set(by_source) == {"events", "run-commands"}
+    assert "account" in by_source["events"] and "order" in by_source["run-commands"]
+    assert runs == {"fine"}

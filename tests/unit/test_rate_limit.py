@@ -112,6 +112,13 @@ def once(ctx: pipeline.ContextSync) -> str:
     return "ran"
 
 
+@app.create_function(fn_id="cancellable", trigger=pipeline.TriggerEvent(event="rl/cancellable"),
+                     cancel=[pipeline.Cancel(event="rl/stop", match="data.user")],
+                     rate_limit=pipeline.RateLimit(limit=1, period=60_000))
+def cancellable(ctx: pipeline.ContextSync) -> str:
+    return "ran"
+
+
 @app.create_function(fn_id="both", trigger=pipeline.TriggerEvent(event="rl/both"), idempotency="event.data.order",
                      rate_limit=pipeline.RateLimit(limit=20, period=60_000))
 def both(ctx: pipeline.ContextSync) -> str:
@@ -151,6 +158,7 @@ def _owner(window_ms: int = 24 * 3600 * 1000) -> tuple[RunOwner, Emitter]:
     owner = RunOwner(Registry([app]), settings)
     owner.tables[0] = run_table()
     owner.admission.tables[0] = LimitTable(Store(store_dir("limits-") / "limits-0"), SERDE)
+    owner.listening._partitions = 3  # cancel-index's partition count, asked of Kafka otherwise
     rearm(owner, 0, time.time_ns() // 1_000_000)
     return owner, Emitter(SERDE, settings)
 
@@ -240,3 +248,29 @@ def test_the_examples_load_with_their_options() -> None:
     assert synchronize_data.rate_limit is not None and synchronize_data.rate_limit.period_ms == 4 * 3600 * 1000
     assert charge_order.idempotency is not None and charge_order.idempotency.source == "event.data.order_id"
     assert synchronize_data.owner_key({"data": {"company_id": "acme"}}) == f'{synchronize_data.id}\x1f"acme"'
+
+
+def test_a_dropped_run_s_cancel_listeners_are_tombstoned() -> None:
+    """The matcher registered them with the start; a dropped start must not leave them in the join for a year."""
+    owner, out = _owner()
+    owner.process(_start(cancellable, 0, {"user": "u"}, 1_000_000), out)
+    owner.process(_start(cancellable, 1, {"user": "u"}, 1_000_001), out)
+    index = Settings().topic(t.CANCEL_INDEX)
+    tombstones = [key for key, value in _sent(out, index) if value is None]
+    assert len(tombstones) == 1 and tombstones[0].endswith("\x00r1")
+
+
+def test_a_start_that_fails_after_its_admit_puts_the_limit_state_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    owner, out = _owner()
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the run's first state could not be written")
+
+    monkeypatch.setattr(owner, "apply", boom)
+    with pytest.raises(RuntimeError):
+        owner.process(_start(limited, 0, {"user": "a"}, 1_000_000), out)
+    owner.discard()
+    out.clear()
+    monkeypatch.undo()
+    owner.process(_start(limited, 1, {"user": "a"}, 1_000_001), out)  # the failed admit left nothing behind
+    assert "r1" in owner.tables[0]._live and owner.admission.dropped == 0
