@@ -105,5 +105,13 @@ async def one_step(ctx: inngest.Context) -> int:
     return await ctx.step.run("only", lambda: 1)
 
 
+@client.create_function(fn_id="limited", trigger=inngest.TriggerEvent(event="py/limited"),
+                        rate_limit=inngest.RateLimit(limit=1, period=datetime.timedelta(minutes=2), key="event.data.k"),
+                        idempotency="event.data.order")
+async def limited(ctx: inngest.Context) -> object:
+    """rate_limit and idempotency: events over them are dropped by the runtime before any call."""
+    return ctx.event.data["order"]
+
+
 api = FastAPI()
-inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn, steady, one_step])
+inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn, steady, one_step, limited])
