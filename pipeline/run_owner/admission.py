@@ -36,6 +36,7 @@ from ..kafka.emitter import Emitter
 from ..kafka.store import Store
 from ..kafka.tables import StoredTables
 from ..protocol.drops import IDEMPOTENCY, RATE_LIMIT, dropped_event, flow_limit, key_json, limit_key
+from ..protocol.records import FlowLimit
 from ..protocol.sysevents import invoke_dropped
 from ..sdk.function import Function
 from ..serde import DROPPED_EVENT, EVENT, FLOW_LIMIT, Serde
@@ -78,7 +79,7 @@ class Admission:
             return True
         received = command["received_at"] or now
         table = self.tables[p]
-        moved: list[tuple[str, bytes]] = []
+        moved: list[tuple[str, dict[str, Any] | None, FlowLimit]] = []
         for option, key, limit, period, burst in self._checks(fn, event):
             record_key = limit_key(fn.id, option, key)
             state = table.get(record_key)
@@ -86,10 +87,11 @@ class Admission:
             if tat is None:
                 self._drop(command, fn, event, option, key, received, out, now)
                 return False
-            moved.append((record_key, self.serde.encode(FLOW_LIMIT, flow_limit(fn.id, option, key, tat))))
-        for record_key, payload in moved:
+            moved.append((record_key, state, flow_limit(fn.id, option, key, tat)))
+        for record_key, state, record in moved:
+            payload = self.serde.encode(FLOW_LIMIT, record)
             self.undo.add(table.put_raw, record_key, table.raw(record_key))
-            table.put_raw(record_key, payload)
+            table.put(record_key, payload, record["expires_at"], state)
             out.send(self.limits_topic, record_key, None, payload, partition=p)
         return True
 

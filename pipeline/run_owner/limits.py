@@ -42,17 +42,25 @@ class LimitTable(StoredTable):
         return self.store.get(_LIMIT + key.encode())
 
     def put_raw(self, key: str, value: bytes | None) -> None:
-        """Set (None: remove) an entry and its place in the expiry index."""
+        """Set (None: remove) an entry from its record's bytes (a restore, an undo), and its place in the expiry
+        index."""
+        old = self.get(key)
+        if value is None:
+            self.put(key, None, 0, old)
+        else:
+            self.put(key, value, self.serde.decode_as(FLOW_LIMIT, value)["expires_at"], old)
+
+    def put(self, key: str, value: bytes | None, expires_at: int, old: dict[str, Any] | None) -> None:
+        """Set (None: remove) an entry whose current record is ``old`` (as :meth:`get` read it)."""
         k = key.encode()
-        old = self.store.get(_LIMIT + k)
         if old is not None:
-            self.store.delete(_EXPIRY + _be(self.serde.decode_as(FLOW_LIMIT, old)["expires_at"]) + k)
+            self.store.delete(_EXPIRY + _be(old["expires_at"]) + k)
         if value is None:
             if old is not None:
                 self.store.delete(_LIMIT + k)
             return
         self.store.put(_LIMIT + k, value)
-        self.store.put(_EXPIRY + _be(self.serde.decode_as(FLOW_LIMIT, value)["expires_at"]) + k, b"")
+        self.store.put(_EXPIRY + _be(expires_at) + k, b"")
 
     def expired(self, before: int) -> list[str]:
         """Keys of the entries that expired before ``before`` (ms), oldest first."""
