@@ -1,9 +1,10 @@
 """``/v1/functions/{id}/dropped``: the events a function's rate limit or idempotency dropped, newest first.
 
 The run owner writes one ``DroppedEvent`` per drop to ``dropped-events`` (delete retention, 7 days) in the
-transaction that dropped it. The API tails that topic from the retention's start (:class:`DroppedEvents`) and
-keeps the newest ``keep`` per function in memory: bounded whatever the traffic, and refilled from the topic when
-the API restarts. ``pipeline_flow_dropped_events_total{function,reason}`` counts them without a bound.
+transaction that dropped it. The API tails that topic from the retention's start, or the last 50,000 records of a
+partition if there are more (:class:`DroppedEvents`), and keeps the newest ``keep`` per function in memory:
+bounded whatever the traffic, and refilled from the topic when the API restarts.
+``pipeline_flow_dropped_events_total{function,reason}`` counts them without a bound.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .tail import TopicTail
 
 KEEP_PER_FUNCTION = 200
 LOOKBACK_MS = 7 * 24 * 3600 * 1000  # the topic's retention
+MAX_BACK = 50_000  # records read back per partition at start: a restart costs seconds, whatever was dropped
 
 router = signed_router()
 
@@ -32,8 +34,8 @@ class DroppedEvents(TopicTail):
     """The newest ``keep`` dropped events of each function, from the ``dropped-events`` topic."""
 
     def __init__(self, servers: str, topic: str, *, keep: int = KEEP_PER_FUNCTION,
-                 lookback_ms: int = LOOKBACK_MS) -> None:
-        super().__init__(servers, [topic], lookback_ms=lookback_ms, name="api-dropped-events")
+                 lookback_ms: int = LOOKBACK_MS, max_back: int = MAX_BACK) -> None:
+        super().__init__(servers, [topic], lookback_ms=lookback_ms, name="api-dropped-events", max_back=max_back)
         self.keep = keep
         self.serde = Serde()
         self.counts: dict[str, int] = {}  # per function, every drop seen since the look-back time

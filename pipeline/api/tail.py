@@ -19,13 +19,16 @@ log = logging.getLogger("pipeline.api")
 
 
 class TopicTail:
-    """Tails ``topics`` from ``lookback_ms`` ago on thread ``name``; :meth:`_take` receives each fetch's records
-    (errors and end-of-partition markers left out)."""
+    """Tails ``topics`` from ``lookback_ms`` ago on thread ``name``, and no more than ``max_back`` records back per
+    partition (None: no cap); :meth:`_take` receives each fetch's records (errors and end-of-partition markers left
+    out)."""
 
-    def __init__(self, servers: str, topics: list[str], *, lookback_ms: int, name: str) -> None:
+    def __init__(self, servers: str, topics: list[str], *, lookback_ms: int, name: str,
+                 max_back: int | None = None) -> None:
         self.servers = servers
         self.topics = topics
         self.lookback_ms = lookback_ms
+        self.max_back = max_back
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -81,14 +84,22 @@ class TopicTail:
                 self._stop.wait(0.5)
         return wanted
 
+    def _start(self, consumer: Consumer, tp: TopicPartition) -> int:
+        """Where to read ``tp`` from: its offset at the look-back time (or its end now), but at most ``max_back``
+        records before its end."""
+        if tp.offset < 0:
+            return self._end(consumer, tp)
+        if self.max_back is None:
+            return int(tp.offset)
+        return max(int(tp.offset), self._end(consumer, tp) - self.max_back)
+
     def _run(self) -> None:
         consumer = Consumer(consumer_config(self.servers, None, read_committed=True))
         try:
             since = int(time.time() * 1000) - self.lookback_ms
             wanted = self._partitions(consumer, since)
             starts = self._starts(consumer, wanted)
-            consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else
-                                            self._end(consumer, tp)) for tp in starts])
+            consumer.assign([TopicPartition(tp.topic, tp.partition, self._start(consumer, tp)) for tp in starts])
             while not self._stop.is_set():
                 msgs: list[Message] = consume_available(consumer, 500, 0.2)
                 good = []

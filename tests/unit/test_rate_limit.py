@@ -274,3 +274,18 @@ def test_a_start_that_fails_after_its_admit_puts_the_limit_state_back(monkeypatc
     monkeypatch.undo()
     owner.process(_start(limited, 1, {"user": "a"}, 1_000_001), out)  # the failed admit left nothing behind
     assert "r1" in owner.tables[0]._live and owner.admission.dropped == 0
+
+
+def test_the_api_reads_back_at_most_max_back_drops_per_partition() -> None:
+    from confluent_kafka import TopicPartition
+
+    from pipeline.api.dropped import DroppedEvents
+
+    class Ends:
+        def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+            return 0, 120_000
+
+    tail = DroppedEvents("unused:9092", "dropped-events", max_back=50_000)
+    assert tail._start(Ends(), TopicPartition("dropped-events", 0, 10)) == 70_000  # type: ignore[arg-type]
+    assert tail._start(Ends(), TopicPartition("dropped-events", 0, 100_000)) == 100_000  # type: ignore[arg-type]
+    assert tail._start(Ends(), TopicPartition("dropped-events", 0, -1)) == 120_000  # type: ignore[arg-type]
