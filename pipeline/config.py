@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     event_dedup_window_ms: int = Field(
         default=24 * 3600 * 1000, ge=0, description="an event whose id was received within this window before "
         "starts nothing (Inngest's 24 h event-id deduplication); 0 turns it off")
+    idempotency_window_ms: int = Field(
+        default=24 * 3600 * 1000, ge=1000, description="a function's idempotency key starts at most one run per "
+        "value in this window (Inngest's 24 h), counted in the broker's receive time; settable for tests")
     metrics_port: int | None = Field(default=None, description="Prometheus /metrics port; unset = none")
     health_port: int | None = Field(
         default=None, description="`pipeline run`: serve /healthz, /readyz and /metrics on this port; unset = none")

@@ -28,6 +28,7 @@ from .apps import router as apps_router
 from .bodies import BodySizeLimit
 from .cancellations import router as cancellations_router
 from .context import ApiConfig
+from .dropped import router as dropped_router
 from .edge import SafeJSONResponse
 from .errors import install_error_handlers
 from .events import router as events_router
@@ -75,6 +76,6 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
     install_error_handlers(app)
     install_ui(app)
     for router in (runs_router, functions_router, events_router, health_router, ingest_router, cancellations_router,
-                   sources_router, register_router, apps_router):
+                   sources_router, register_router, apps_router, dropped_router):
         app.include_router(router)
     return app

@@ -25,6 +25,7 @@ from ..serde.registry import confluent_reader
 from .app_syncs import AppSyncTable
 from .auth import warn_if_open
 from .context import ApiConfig
+from .dropped import DroppedEvents
 from .recent_events import RecentEvents
 from .tables import CancellationTable, RunTable
 from .writer import Writer
@@ -60,6 +61,8 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
         recent = RecentEvents(servers, [config.events_topic, settings.topic(t.SYSTEM_EVENTS)],
                               confluent=confluent_reader(settings, wait_s=0))
         app.state.recent = recent
+        dropped = DroppedEvents(servers, settings.topic(t.DROPPED_EVENTS))  # rate limit and idempotency drops
+        app.state.dropped = dropped
         counts: list[int] = []
 
         def partition_counts() -> list[int]:
@@ -80,6 +83,7 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
         cancellations.start()
         app_syncs.start()
         recent.start()
+        dropped.start()
         try:
             yield
         finally:
@@ -87,6 +91,7 @@ def lifespan(config: ApiConfig, producer: Producer | None) -> Callable[[FastAPI]
             cancellations.stop()
             app_syncs.stop()
             recent.stop()
+            dropped.stop()
             if follower is not None and config.registry is not None:
                 await run_in_threadpool(follower.stop)
                 config.registry.follower = None

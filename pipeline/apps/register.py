@@ -25,8 +25,7 @@ from ..sdk.cron import BadCron, CronSchedule
 #: option keys (either SDK's spelling) that are not built yet: refused by name when set
 NOT_BUILT = {
     "batchEvents": "batch_events", "batch_events": "batch_events", "debounce": "debounce",
-    "rateLimit": "rate_limit", "rate_limit": "rate_limit", "throttle": "throttle", "priority": "priority",
-    "idempotency": "idempotency", "singleton": "singleton",
+    "throttle": "throttle", "priority": "priority", "singleton": "singleton",
 }
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
@@ -118,10 +117,14 @@ def _read_function(raw: dict[str, Any], app_id: str, app_url: str, sdk: str, now
     cancels = _cancels(raw.get("cancel"), problems)
     concurrency = _concurrency(raw.get("concurrency"), problems)
     timeouts = _timeouts(raw.get("timeouts"), problems)
+    rate_limit = _rate_limit(raw.get("rateLimit", raw.get("rate_limit")), problems)
+    idempotency = raw.get("idempotency")
+    if idempotency is not None and (not isinstance(idempotency, str) or not idempotency.strip()):
+        problems.append(f"idempotency: {idempotency!r} must be a CEL expression (a string)")
     if problems:
         raise SyncRefused(problems)
     definition = {"triggers": triggers, "cancel": cancels, "concurrency": concurrency, "retries": retries,
-                  "timeouts": timeouts}
+                  "timeouts": timeouts, "rate_limit": rate_limit, "idempotency": idempotency or None}
     given = raw.get("name")
     name = given if isinstance(given, str) and given else fn_id[len(app_id) + 1:]
     return function_def(fn_id, app_id, name, str(url), definition, app_url=app_url, sdk=sdk, synced_at=now_ms)
@@ -201,3 +204,25 @@ def _timeouts(raw: Any, problems: list[str]) -> dict[str, int | None]:
             except BadTimeString as exc:
                 problems.append(f"timeouts.{key}: {exc}")
     return out
+
+
+MAX_RATE_LIMIT_PERIOD_MS = 24 * 3600 * 1000
+
+
+def _rate_limit(raw: Any, problems: list[str]) -> dict[str, Any] | None:
+    """``rateLimit``/``rate_limit``: ``{limit, period ("1m", or ms), key?}``, period from 1 s to 24 h as in Inngest."""
+    if raw in (None, {}):
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("limit"), int) or isinstance(raw.get("limit"), bool) \
+            or raw["limit"] < 1 or not isinstance(raw.get("key"), str | None):
+        problems.append(f"rate_limit: {raw!r} needs an integer limit of at least 1 (and a key that is a string)")
+        return None
+    try:
+        period_ms = duration_ms(raw.get("period"))
+    except BadTimeString as exc:
+        problems.append(f"rate_limit period: {exc}")
+        return None
+    if not 1000 <= period_ms <= MAX_RATE_LIMIT_PERIOD_MS:
+        problems.append(f"rate_limit period {raw.get('period')!r}: must be between 1s and 24h")
+        return None
+    return {"limit": raw["limit"], "period_ms": period_ms, "key": raw.get("key") or None}

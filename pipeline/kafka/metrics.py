@@ -36,6 +36,8 @@ GATE_LAG = Gauge("pipeline_cancel_path_lag_seconds",
 GATE_WAIT = Histogram("pipeline_gate_wait_seconds", "time a run waited for the cancel path to pass its point",
                       buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60))
 GATE_TIMEOUTS = Counter("pipeline_gate_timeouts_total", "runs that went on after the gate's maximum wait")
+FLOW_DROPPED = Counter("pipeline_flow_dropped_events_total",
+                       "events a function's rate limit or idempotency dropped before any run", ["function", "reason"])
 STALE_OUTCOMES = Counter("pipeline_stale_outcomes_total",
                          "worker outcomes ignored (late, duplicate or for an ended run)")
 INVOCATIONS = Counter("pipeline_worker_invocations_total", "handler invocations run by workers", ["kind"])

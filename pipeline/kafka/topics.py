@@ -32,6 +32,8 @@ EVENT_IDS = "event-ids"
 DEAD_LETTER_REPLAYED = "dead-letter-replayed"
 FUNCTIONS = "functions"
 APP_SYNCS = "app-syncs"
+RATE_LIMITS = "rate-limits"
+DROPPED_EVENTS = "dropped-events"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(APP_SYNCS, key="app id (its URL when the sync named none)", partitions=1,
               doc="the last sync of each app served over HTTP, with its result or its refusal, for the API and the UI",
               cleanup_policy="compact", retention_ms=-1),
+    TopicSpec(RATE_LIMITS, key="function id US option US key value; partition = the run-commands partition owning it",
+              doc="the run owner's rate-limit and idempotency state (GCRA), its state store's changelog",
+              cleanup_policy="compact", retention_ms=-1,
+              config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)}),
+    TopicSpec(DROPPED_EVENTS, key="function id", doc="events dropped by a rate limit or idempotency, for the API"),
 )
 
 

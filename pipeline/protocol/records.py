@@ -197,6 +197,28 @@ class AppSync(TypedDict):
     functions: int
     problems: list[str]
     sdk: str
+class FlowLimit(TypedDict):
+    """``FlowLimit`` on ``rate-limits`` (compacted): a rate limit's or idempotency key's GCRA state."""
+
+    function_id: str
+    option: str
+    key: str | None
+    tat: int
+    expires_at: int
+
+
+class DroppedEvent(TypedDict):
+    """``DroppedEvent`` on ``dropped-events``: an event that a rate limit or idempotency dropped."""
+
+    function_id: str
+    run_id: str
+    event_id: str
+    event_name: str
+    reason: str
+    key: str | None
+    received_at: int
+    dropped_at: int
+    event: str
 
 
 #: Avro full name -> its TypedDict (the schema test walks this)
@@ -212,4 +234,6 @@ BY_SCHEMA: dict[str, type] = {
     "pipeline.BulkCancellation": BulkCancellation,
     "pipeline.FunctionDef": FunctionDef,
     "pipeline.AppSync": AppSync,
+    "pipeline.FlowLimit": FlowLimit,
+    "pipeline.DroppedEvent": DroppedEvent,
 }

@@ -68,6 +68,21 @@ def function_finished(state: Mapping[str, Any], now_ms: int, *, result_json: str
     return _record(FUNCTION_FINISHED, derived_ulid(state["queued_at"], "finished", state["run_id"]), now_ms, data)
 
 
+def invoke_dropped(event_json: str, function_id: str, run_id: str, received_at: int, message: str,
+                   now_ms: int) -> EventRecord | None:
+    """The ``function.finished`` that fails a ``step.invoke`` whose child was never started (its rate limit or
+    idempotency dropped the ``function.invoked`` event), as Inngest's invoke-fail handler sends it: the caller's
+    wait gets ``error`` instead of hanging until its timeout. None if the event is not an invoke."""
+    correlation = _invoke_correlation_id(event_json)
+    if correlation is None:
+        return None
+    error = {"name": "Error", "message": message}
+    data = (f'{{"event":{event_json},"events":[{event_json}],"function_id":{_json(function_id)},'
+            f'"run_id":{_json(run_id)},"correlation_id":{_json(run_id)},'
+            f'"invoke_correlation_id":{_json(correlation)},"error":{_json(error)}}}')
+    return _record(FUNCTION_FINISHED, derived_ulid(received_at, "invoke-dropped", run_id), now_ms, data)
+
+
 def _invoke_correlation_id(event_json: str) -> str | None:
     """The parent's correlation id if the trigger is a ``step.invoke`` (parsed only when it can be one)."""
     if FUNCTION_INVOKED not in event_json:

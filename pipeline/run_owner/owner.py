@@ -49,6 +49,7 @@ from ..sdk.function import Function
 from ..serde import EVENT, INVOCATION, RUN_COMMAND, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
 from . import state as st
+from .admission import Admission
 from .bulk import BulkRules
 from .crons import CronTicks
 from .gate import GateBook
@@ -104,6 +105,7 @@ class RunOwner(Processor):
             self.commands_topic, self._new_table, changelog=self.runs_topic, label="run-owner runs")
         self.slots: PartitionTables[Slots] = PartitionTables(self.commands_topic, lambda: Slots(self.undo))
         self.timers = Timers(self.undo)
+        self.admission = Admission(settings, self.serde, self.commands_topic, self.undo)  # rate limit, idempotency
         self.writes = StateWrites(self.runs_topic, settings.max_output_bytes)
         self._decoded: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}  # by urgent(), for process()
         self.bulk = BulkRules(self.servers, settings.topic(t.CANCELLATIONS), self.serde)
@@ -145,7 +147,7 @@ class RunOwner(Processor):
 
     @override
     def partition_tables(self) -> Sequence[PartitionTables[Any]]:
-        return [self.tables, self.slots]
+        return [self.tables, self.slots, self.admission.tables]
 
     @override
     def assigned(self, partitions: list[TopicPartition]) -> None:
@@ -222,6 +224,12 @@ class RunOwner(Processor):
                 return  # a duplicate or replayed event: the run exists already
             fn = self.function(record["function_id"])
             event = json.loads(record["event"])
+            if not self.admission.on_start(record, fn, event, p, out, now):  # dropped: rate limit, idempotency
+                if fn.cancels:  # the matcher registered the run's cancel listeners with its start: forget them
+                    self.listening.unlisten_cancels(fn, {"event": record["event"], "run_id": record["run_id"],
+                                                         "received_at": record["received_at"] or now,
+                                                         "queued_at": now}, out)
+                return
             timeouts = fn.timeouts
             tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
                           slot_keys=fn.slot_keys(event))
@@ -344,6 +352,7 @@ class RunOwner(Processor):
         self.writes.begin()
         self.undo.begin()
         self.ticker.tick(out, now)
+        self.admission.tick(out, now)
 
     @override
     def end_batch(self, out: Emitter) -> None:

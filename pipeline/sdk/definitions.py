@@ -154,8 +154,37 @@ class Throttle(_Later):
     """inngest-py's throttle option: not supported yet."""
 
 
-class RateLimit(_Later):
-    """inngest-py's rate_limit option: not supported yet."""
+# -- flow control: rate limit (events over the limit are dropped, see pipeline/run_owner/admission.py) ----------
+
+MAX_RATE_LIMIT_PERIOD = datetime.timedelta(hours=24)
+
+
+class RateLimit(BaseModel):
+    """At most ``limit`` runs start per ``period`` (per value of ``key``, CEL over ``event``); events over it are
+    dropped, never delayed. As in Inngest: ``period`` is a timedelta or an int of milliseconds, from 1 s to 24 h,
+    and a ``key`` that evaluates to ``false`` exempts the event. The limit is Inngest's GCRA (a run every
+    ``period / limit``, with a burst of ``limit // 10`` more)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit: int = Field(ge=1, le=100_000)
+    period: datetime.timedelta
+    key: str | None = None
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _period_ms(cls, value: Any) -> Any:
+        return as_timedelta(value, "RateLimit.period")
+
+    @field_validator("period")
+    @classmethod
+    def _period_range(cls, value: datetime.timedelta) -> datetime.timedelta:
+        if not datetime.timedelta(seconds=1) <= value <= MAX_RATE_LIMIT_PERIOD:
+            raise ValueError(f"rate limit period {value} must be between 1 second and 24 hours")
+        return value
+
+    def period_ms(self) -> int:
+        return int(self.period.total_seconds() * 1000)
 
 
 class Batch(_Later):

@@ -25,6 +25,7 @@ from .definitions import (
     Cancel,
     Concurrency,
     DefinitionError,
+    RateLimit,
     Timeouts,
     TriggerCron,
     TriggerEvent,
@@ -88,6 +89,21 @@ class CompiledConcurrency:
         return f"{function_id}\x1f{self.index}\x1f{json.dumps(value, sort_keys=True, default=str)}"
 
 
+@dataclass(frozen=True)
+class CompiledRateLimit:
+    """``rate_limit`` compiled: Inngest's GCRA parameters (a start every ``period_ms / limit``, ``burst`` more at
+    once) and the key over ``event`` (None: one limit for the function)."""
+
+    limit: int
+    period_ms: int
+    key: ValueExpr | None
+
+    @property
+    def burst(self) -> int:
+        """Inngest allows bursts of a tenth of the limit (ratelimit.go: ``MaxBurst: limit / 10``)."""
+        return self.limit // 10
+
+
 @dataclass
 class Function:
     """One function of an app. ``id`` is ``<app id>-<fn_id>``, Inngest's slug."""
@@ -105,6 +121,9 @@ class Function:
     logger: logging.Logger | None = None  # the client's logger: the base of ctx.logger
     waits: tuple[CompiledWait, ...] = ()  # the wait_for_event calls found in the handler's module
     crons: tuple[CronSchedule, ...] = ()  # TriggerCron schedules (fired by the run owner, see sdk/cron.py)
+    # flow control that drops events before a run exists (pipeline/run_owner/admission.py)
+    rate_limit: CompiledRateLimit | None = None
+    idempotency: ValueExpr | None = None
 
     def wait_paths(self, event: str) -> tuple[str | None, ...]:
         """The join paths the matcher signals ``event`` under for this function's waits (empty: none)."""
@@ -119,15 +138,34 @@ class Function:
         """The concurrency slot sets a run of ``event`` needs (empty: no limit)."""
         return [c.slot_key(self.id, event) for c in self.concurrency]
 
-    def owner_key(self, event: dict[str, Any]) -> str | None:
-        """What decides the run owner's partition when the function has concurrency limits, else None.
+    def _flow_keys(self) -> list[tuple[str, ValueExpr | None]]:
+        """(option, its key or None) for every option whose runs or events must meet at one owner partition
+        (concurrency and the flow-control options; docs/architecture.md). Each option adds its own entries."""
+        keys: list[tuple[str, ValueExpr | None]] = [("concurrency", c.key) for c in self.concurrency]
+        if self.rate_limit is not None:
+            keys.append(("rate_limit", self.rate_limit.key))
+        if self.idempotency is not None:
+            keys.append(("idempotency", self.idempotency))
+        return keys
 
-        All the runs that share a slot set must meet at one owner, which counts them exactly: so a
-        single keyed limit partitions by function and key value, and anything else by function."""
-        if not self.concurrency:
+    def owner_key(self, event: dict[str, Any]) -> str | None:
+        """What decides the run owner's partition when the function has concurrency limits or flow control, else
+        None.
+
+        All the runs (and events) that share a slot set or a flow key must meet at one owner, which counts them
+        exactly: a single keyed limit partitions by function and key value (the slot set's name, so runs of
+        existing deployments do not move), options all keyed by one expression by function and its value, and
+        anything else by function. A key that fails on the event raises (the event is dead-lettered)."""
+        keys = self._flow_keys()
+        if not keys:
             return None
-        if len(self.concurrency) == 1 and self.concurrency[0].key is not None:
+        if len(keys) == 1 and self.concurrency and self.concurrency[0].key is not None:
             return self.concurrency[0].slot_key(self.id, event)
+        sources = {key.source if key is not None else None for _, key in keys}
+        first = keys[0][1]
+        if len(sources) == 1 and first is not None:
+            value = first.checked_value({"event": event})
+            return f"{self.id}\x1f{json.dumps(value, sort_keys=True, default=str)}"
         return self.id
 
 
@@ -136,7 +174,8 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
                    name: str | None = None, cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                    timeouts: Timeouts | None = None,
                    concurrency: list[Concurrency] | Concurrency | None = None,
-                   logger: logging.Logger | None = None) -> Function:
+                   logger: logging.Logger | None = None, rate_limit: RateLimit | None = None,
+                   idempotency: str | None = None) -> Function:
     """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""
     full_id = function_id(app_id, fn_id)
     if not fn_id or any(c.isspace() for c in fn_id):
@@ -172,7 +211,9 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
     return Function(app_id=app_id, fn_id=fn_id, name=name or fn_id, handler=handler, triggers=compiled_triggers,
                     cancels=compiled_cancels, retries=retries, timeouts=timeouts, waits=waits, crons=tuple(crons),
                     is_async=inspect.iscoroutinefunction(handler), logger=logger,
-                    concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)))
+                    concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)),
+                    rate_limit=_compile_rate_limit(full_id, rate_limit),
+                    idempotency=_compile_idempotency(full_id, idempotency))
 
 
 def _compile_wait(full_id: str, event: str, if_exp: str | None) -> CompiledWait:
@@ -197,6 +238,30 @@ def _compile_concurrency(full_id: str, index: int, c: Concurrency) -> CompiledCo
         except ExprError as exc:
             raise DefinitionError(full_id, f"concurrency[{index}] key", c.key, str(exc)) from exc
     return CompiledConcurrency(index=index, limit=c.limit, key=key)
+
+
+def _compile_key(full_id: str, field: str, source: str) -> ValueExpr:
+    try:
+        return ValueExpr(source, ("event",))
+    except ExprError as exc:
+        raise DefinitionError(full_id, field, source, str(exc)) from exc
+
+
+def _compile_rate_limit(full_id: str, spec: RateLimit | None) -> CompiledRateLimit | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, RateLimit):
+        raise DefinitionError(full_id, "rate_limit", spec, "must be a pipeline.RateLimit")
+    key = _compile_key(full_id, "rate_limit key", spec.key) if spec.key else None
+    return CompiledRateLimit(limit=spec.limit, period_ms=spec.period_ms(), key=key)
+
+
+def _compile_idempotency(full_id: str, source: str | None) -> ValueExpr | None:
+    if source is None:
+        return None
+    if not str(source).strip():
+        raise DefinitionError(full_id, "idempotency", source, "must be a CEL expression over event")
+    return _compile_key(full_id, "idempotency", source)
 
 
 def _compile_trigger(full_id: str, t: TriggerEvent) -> CompiledTrigger:

@@ -18,12 +18,14 @@ from typing import Any
 from ..protocol.functions import learned_waits
 from ..protocol.records import FunctionDef
 from .cron import CronSchedule
-from .definitions import Cancel, Concurrency, Timeouts, TriggerEvent
+from .definitions import Cancel, Concurrency, RateLimit, Timeouts, TriggerEvent
 from .function import (
     CompiledWait,
     Function,
     _compile_cancel,
     _compile_concurrency,
+    _compile_idempotency,
+    _compile_rate_limit,
     _compile_trigger,
 )
 
@@ -64,8 +66,13 @@ def synced_function(record: FunctionDef) -> SyncedFunction:
     timeouts = Timeouts(start=t.get("start_ms"), finish=t.get("finish_ms")) \
         if t.get("start_ms") is not None or t.get("finish_ms") is not None else None
     waits = tuple(CompiledWait(w["event"], None) for w in learned_waits(record))
+    limit = spec.get("rate_limit")
+    rate_limit = _compile_rate_limit(record["id"], RateLimit(limit=limit["limit"], period=limit["period_ms"],
+                                                             key=limit.get("key")) if limit else None)
     return SyncedFunction(app_id=app_id, fn_id=fn_id, name=record["name"], handler=_served_elsewhere,
                           triggers=triggers, cancels=cancels, retries=int(spec.get("retries", 4)),
                           timeouts=timeouts, is_async=True, concurrency=limits, waits=waits, crons=crons,
+                          rate_limit=rate_limit,
+                          idempotency=_compile_idempotency(record["id"], spec.get("idempotency")),
                           url=record["url"], app_url=record["app_url"], sdk=record["sdk"],
                           synced_at=record["synced_at"], record=record)

@@ -15,14 +15,18 @@ STEP_OUTCOME = "pipeline.StepOutcome"
 EVENT_SEEN = "pipeline.EventSeen"
 FUNCTION_DEF = "pipeline.FunctionDef"
 APP_SYNC = "pipeline.AppSync"
+FLOW_LIMIT = "pipeline.FlowLimit"
+DROPPED_EVENT = "pipeline.DroppedEvent"
 
 __all__ = [
     "APP_SYNC",
     "BULK_CANCELLATION",
     "CANCEL_LISTENER",
     "CANCEL_SIGNAL",
+    "DROPPED_EVENT",
     "EVENT",
     "EVENT_SEEN",
+    "FLOW_LIMIT",
     "FUNCTION_DEF",
     "INVOCATION",
     "RUN_COMMAND",

@@ -115,5 +115,13 @@ async def learner(ctx: inngest.Context) -> dict[str, object]:
     return {"got": got.data if got is not None else None}
 
 
+@client.create_function(fn_id="limited", trigger=inngest.TriggerEvent(event="py/limited"),
+                        rate_limit=inngest.RateLimit(limit=1, period=datetime.timedelta(minutes=2), key="event.data.k"),
+                        idempotency="event.data.order")
+async def limited(ctx: inngest.Context) -> object:
+    """rate_limit and idempotency: events over them are dropped by the runtime before any call."""
+    return ctx.event.data["order"]
+
+
 api = FastAPI()
-inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn, steady, one_step, learner])
+inngest.fast_api.serve(api, client, [flaky, doomed, fanout, child_fn, steady, one_step, learner, limited])

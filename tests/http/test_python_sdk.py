@@ -1,6 +1,7 @@
 """An inngest-py app (the official SDK from PyPI, served by FastAPI under uvicorn) run by this runtime:
 step.run with a retry, sleep, wait_for_event with and without its event, send_event, cancel during a sleep
-and right after the trigger, NonRetriableError with on_failure, group.parallel, a repeated step id, invoke."""
+and right after the trigger, NonRetriableError with on_failure, group.parallel, a repeated step id, invoke,
+rate_limit and idempotency."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from .harness import App, HttpStack, python_app
 
 pytestmark = pytest.mark.integration
 FUNCTIONS = {"py-app-flaky", "py-app-doomed", "py-app-doomed-failure", "py-app-fanout", "py-app-child",
-             "py-app-steady", "py-app-one-step"}
+             "py-app-steady", "py-app-one-step", "py-app-limited"}
 
 
 def sha1(text: str) -> str:
@@ -124,6 +125,26 @@ def test_a_retried_send_with_the_same_id_seed_starts_one_run(served: tuple[HttpS
     time.sleep(1)
     runs = {r["run_id"] for r in http.stack.runs.records if r and of("py-app-fanout", k)(r)}  # type: ignore[union-attr]
     assert runs == {run["run_id"]} and run["event_id"] == first[0]
+
+
+def test_rate_limit_and_idempotency_drop_events_before_any_call(served: tuple[HttpStack, App]) -> None:
+    """The SDK's ``rateLimit`` (1 per 2 min per k) and ``idempotency`` (per order), synced: a repeated order is
+    dropped by idempotency, another order of the same k by the rate limit, and the API lists both."""
+    http, _ = served
+    k = str(uuid.uuid4())
+    http.send({"name": "py/limited", "data": {"k": k, "order": 1}})
+    run = ended(http, "py-app-limited", k)
+    for order in (1, 2):  # in either order: a duplicate is dropped as one, and the other uses no slot it has not
+        http.send({"name": "py/limited", "data": {"k": k, "order": order}})
+    deadline = time.monotonic() + 30
+    while True:
+        dropped = httpx.get(f"{http.api}/v1/functions/py-app-limited/dropped").json()["data"]
+        mine = [d for d in dropped if d["event"]["data"]["k"] == k]
+        if len(mine) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert run["status"] == "Completed" and json.loads(run["output"]) == 1
+    assert sorted((d["reason"], d["event"]["data"]["order"]) for d in mine) == [("idempotency", 1), ("rate_limit", 2)]
 
 
 SIGNING_KEY = "signkey-test-" + "ab" * 32

@@ -27,9 +27,10 @@ def body(*fn_ids: str, **extra: Any) -> dict[str, Any]:
 
 def test_refusals_re_syncs_and_restarts(kafka_bootstrap: str) -> None:
     with HttpStack(kafka_bootstrap) as http:
-        refused = httpx.post(f"{http.api}/fn/register", json=body("a", rateLimit={"limit": 1, "period": "1m"}))
+        refused = httpx.post(f"{http.api}/fn/register", json=body("a", rateLimit={"limit": 1, "period": "25h"}))
         assert refused.status_code == 400
-        assert refused.json()["problems"] == ["function 'reg-app-a': rate_limit: not built yet"]
+        assert refused.json()["problems"] == [
+            "function 'reg-app-a': rate_limit period '25h': must be between 1s and 24h"]
 
         first = httpx.post(f"{http.api}/fn/register", json=body("a", "b"))
         assert first.status_code == 200 and first.json()["modified"] is True

@@ -68,10 +68,10 @@ def test_the_python_spelling_is_read_and_nulls_are_unset_options() -> None:
 
 
 @pytest.mark.parametrize(("key", "value", "named"), [
-    ("rateLimit", {"limit": 1, "period": "1m"}, "rate_limit"), ("debounce", {"period": "5s"}, "debounce"),
+    ("debounce", {"period": "5s"}, "debounce"),
     ("batchEvents", {"maxSize": 10, "timeout": "5s"}, "batch_events"), ("throttle", {"limit": 1, "period": "1s"},
                                                                          "throttle"),
-    ("priority", {"run": "1"}, "priority"), ("idempotency", "event.data.id", "idempotency"),
+    ("priority", {"run": "1"}, "priority"),
     ("singleton", {"mode": "skip"}, "singleton"),
     ("concurrency", [{"limit": 1, "scope": "account"}], "concurrency scope 'account'"),
 ])
