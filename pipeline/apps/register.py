@@ -19,12 +19,13 @@ from typing import Any
 from ..protocol.functions import function_def
 from ..protocol.records import FunctionDef
 from ..protocol.timestr import BadTimeString, duration_ms
+from .register_flow_start import read_flow_start
 
 #: option keys (either SDK's spelling) that are not built yet: refused by name when set
 NOT_BUILT = {
     "batchEvents": "batch_events", "batch_events": "batch_events", "debounce": "debounce",
-    "rateLimit": "rate_limit", "rate_limit": "rate_limit", "throttle": "throttle", "priority": "priority",
-    "idempotency": "idempotency", "singleton": "singleton",
+    "rateLimit": "rate_limit", "rate_limit": "rate_limit",
+    "idempotency": "idempotency",
 }
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
@@ -116,10 +117,11 @@ def _read_function(raw: dict[str, Any], app_id: str, app_url: str, sdk: str, now
     cancels = _cancels(raw.get("cancel"), problems)
     concurrency = _concurrency(raw.get("concurrency"), problems)
     timeouts = _timeouts(raw.get("timeouts"), problems)
+    flow_start = read_flow_start(raw, problems)
     if problems:
         raise SyncRefused(problems)
     definition = {"triggers": triggers, "cancel": cancels, "concurrency": concurrency, "retries": retries,
-                  "timeouts": timeouts}
+                  "timeouts": timeouts, **flow_start}
     given = raw.get("name")
     name = given if isinstance(given, str) and given else fn_id[len(app_id) + 1:]
     return function_def(fn_id, app_id, name, str(url), definition, app_url=app_url, sdk=sdk, synced_at=now_ms)

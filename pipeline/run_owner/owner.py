@@ -47,6 +47,7 @@ from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import EVENT, INVOCATION, RUN_COMMAND, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
+from . import singleton
 from . import state as st
 from .bulk import BulkRules
 from .crons import CronTicks
@@ -218,13 +219,16 @@ class RunOwner(Processor):
             event = json.loads(record["event"])
             timeouts = fn.timeouts
             tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
-                          slot_keys=fn.slot_keys(event))
+                          slot_keys=fn.slot_keys(event),
+                          singleton_key=fn.singleton.key_of(fn.id, event) if fn.singleton else None)
             assert tr.state is not None
             for rule in self.bulk.rules.values():
                 if rule.hits(tr.state):
                     self.apply(tr, fn, p, out, now, advance=False)
                     self.apply(st.cancel(tr.state, "bulk", rule.id, now), fn, p, out, now)
                     return
+            if singleton.on_start(self, tr.state, fn, p, out, now):
+                return  # skipped: another run of its singleton key is active
             self.apply(tr, fn, p, out, now)
         elif kind == "cancel":
             if state is None:

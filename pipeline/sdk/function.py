@@ -22,9 +22,13 @@ from .cron import BadCron, CronSchedule
 from .definitions import (
     MAX_CANCEL_ENTRIES,
     MAX_CONCURRENCY_ENTRIES,
+    MAX_PRIORITY_S,
     Cancel,
     Concurrency,
     DefinitionError,
+    Priority,
+    Singleton,
+    Throttle,
     Timeouts,
     TriggerCron,
     TriggerEvent,
@@ -88,6 +92,56 @@ class CompiledConcurrency:
         return f"{function_id}\x1f{self.index}\x1f{json.dumps(value, sort_keys=True, default=str)}"
 
 
+def _key_value(expr: ValueExpr | None, function_id: str, event: dict[str, Any]) -> str:
+    """A flow key: the function, and the key expression's value on ``event`` when keyed. A key that fails to
+    evaluate raises :class:`~pipeline.expr.EvalFailure` (the matcher dead-letters the event with the reason)."""
+    if expr is None:
+        return function_id
+    value = expr.checked_value({"event": event})
+    return f"{function_id}\x1f{json.dumps(value, sort_keys=True, default=str)}"
+
+
+@dataclass(frozen=True)
+class CompiledThrottle:
+    """A throttle with its key compiled (see :class:`~.definitions.Throttle`)."""
+
+    limit: int
+    period_ms: int
+    burst: int
+    strict: bool
+    key: ValueExpr | None
+    key_source: str | None
+
+    def key_of(self, function_id: str, event: dict[str, Any]) -> str:
+        return _key_value(self.key, function_id, event)
+
+
+@dataclass(frozen=True)
+class CompiledSingleton:
+    """A singleton with its key compiled (see :class:`~.definitions.Singleton`)."""
+
+    mode: str
+    key: ValueExpr | None
+    key_source: str | None
+
+    def key_of(self, function_id: str, event: dict[str, Any]) -> str:
+        return _key_value(self.key, function_id, event)
+
+
+@dataclass(frozen=True)
+class CompiledPriority:
+    """``Priority(run=...)`` compiled: :meth:`seconds` is the value clamped to ±600 s."""
+
+    run: ValueExpr
+
+    def seconds(self, event: dict[str, Any]) -> int:
+        """The priority in seconds; a value that is not a number (or fails) counts as 0, as in Inngest."""
+        value = self.run.value({"event": event})
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return 0
+        return int(max(-MAX_PRIORITY_S, min(MAX_PRIORITY_S, value)))
+
+
 @dataclass
 class Function:
     """One function of an app. ``id`` is ``<app id>-<fn_id>``, Inngest's slug."""
@@ -105,6 +159,9 @@ class Function:
     logger: logging.Logger | None = None  # the client's logger: the base of ctx.logger
     waits: tuple[CompiledWait, ...] = ()  # the wait_for_event calls found in the handler's module
     crons: tuple[CronSchedule, ...] = ()  # TriggerCron schedules (fired by the run owner, see sdk/cron.py)
+    throttle: CompiledThrottle | None = None
+    priority: CompiledPriority | None = None
+    singleton: CompiledSingleton | None = None
 
     def wait_paths(self, event: str) -> tuple[str | None, ...]:
         """The join paths the matcher signals ``event`` under for this function's waits (empty: none)."""
@@ -119,16 +176,49 @@ class Function:
         """The concurrency slot sets a run of ``event`` needs (empty: no limit)."""
         return [c.slot_key(self.id, event) for c in self.concurrency]
 
-    def owner_key(self, event: dict[str, Any]) -> str | None:
-        """What decides the run owner's partition when the function has concurrency limits, else None.
+    def priority_s(self, event: dict[str, Any]) -> int:
+        """The run's priority in seconds (0 without ``priority``)."""
+        return 0 if self.priority is None else self.priority.seconds(event)
 
-        All the runs that share a slot set must meet at one owner, which counts them exactly: so a
-        single keyed limit partitions by function and key value, and anything else by function."""
-        if not self.concurrency:
+    def _flow_keys(self) -> list[tuple[str, str | None]]:
+        """(option, key source or None) of the flow options the function has that gate or count per key: all
+        the runs that share one of their keys must meet at one run-owner partition (docs/architecture.md)."""
+        keys: list[tuple[str, str | None]] = []
+        for c in self.concurrency:
+            keys.append(("concurrency", c.key.source if c.key is not None else None))
+        if self.throttle is not None:
+            keys.append(("throttle", self.throttle.key_source))
+        if self.singleton is not None:
+            keys.append(("singleton", self.singleton.key_source))
+        return keys
+
+    def owner_key(self, event: dict[str, Any]) -> str | None:
+        """What decides the run owner's partition when the function has flow options that count per key.
+
+        All the runs that share a slot set, a throttle or a singleton key must meet at one owner, which counts
+        them exactly: so when every such option is keyed by the same expression, the partition is the function
+        and that key's value; otherwise the function. A single keyed concurrency limit keeps its slot-set value
+        (deployments running before the other options existed do not move runs)."""
+        keys = self._flow_keys()
+        if not keys:
             return None
-        if len(self.concurrency) == 1 and self.concurrency[0].key is not None:
+        for option in (self.throttle, self.singleton):  # a key that fails raises here: the event is dead-lettered
+            if option is not None and option.key is not None:
+                option.key_of(self.id, event)
+        if len(keys) == 1 and self.concurrency and self.concurrency[0].key is not None:
             return self.concurrency[0].slot_key(self.id, event)
+        sources = {source for _, source in keys}
+        if len(sources) == 1 and None not in sources:
+            expr = self._owner_key_expr()
+            return _key_value(expr, self.id, event)
         return self.id
+
+    def _owner_key_expr(self) -> ValueExpr | None:
+        for c in self.concurrency:
+            return c.key
+        if self.throttle is not None:
+            return self.throttle.key
+        return self.singleton.key if self.singleton is not None else None
 
 
 def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
@@ -136,7 +226,8 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
                    name: str | None = None, cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                    timeouts: Timeouts | None = None,
                    concurrency: list[Concurrency] | Concurrency | None = None,
-                   logger: logging.Logger | None = None) -> Function:
+                   logger: logging.Logger | None = None, throttle: Throttle | None = None,
+                   priority: Priority | None = None, singleton: Singleton | None = None) -> Function:
     """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""
     full_id = function_id(app_id, fn_id)
     if not fn_id or any(c.isspace() for c in fn_id):
@@ -172,7 +263,48 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
     return Function(app_id=app_id, fn_id=fn_id, name=name or fn_id, handler=handler, triggers=compiled_triggers,
                     cancels=compiled_cancels, retries=retries, timeouts=timeouts, waits=waits, crons=tuple(crons),
                     is_async=inspect.iscoroutinefunction(handler), logger=logger,
-                    concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)))
+                    concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)),
+                    throttle=_compile_throttle(full_id, throttle), priority=_compile_priority(full_id, priority),
+                    singleton=_compile_singleton(full_id, singleton))
+
+
+# -- throttle, priority, singleton (pipeline/run_owner/throttle.py, singleton.py) ----------------------------------
+
+
+def _flow_key(full_id: str, field: str, source: str | None) -> ValueExpr | None:
+    if not source:
+        return None
+    try:
+        return ValueExpr(source, ("event",))
+    except ExprError as exc:
+        raise DefinitionError(full_id, field, source, str(exc)) from exc
+
+
+def _compile_throttle(full_id: str, t: Throttle | None) -> CompiledThrottle | None:
+    if t is None:
+        return None
+    if not isinstance(t, Throttle):
+        raise DefinitionError(full_id, "throttle", t, "must be a pipeline.Throttle")
+    return CompiledThrottle(limit=t.limit, period_ms=t.period_ms(), burst=t.burst or 1, strict=t.strict,
+                            key=_flow_key(full_id, "throttle key", t.key), key_source=t.key or None)
+
+
+def _compile_priority(full_id: str, p: Priority | None) -> CompiledPriority | None:
+    if p is None:
+        return None
+    if not isinstance(p, Priority):
+        raise DefinitionError(full_id, "priority", p, "must be a pipeline.Priority")
+    run = _flow_key(full_id, "priority run", p.run)
+    assert run is not None
+    return CompiledPriority(run=run)
+
+
+def _compile_singleton(full_id: str, s: Singleton | None) -> CompiledSingleton | None:
+    if s is None:
+        return None
+    if not isinstance(s, Singleton):
+        raise DefinitionError(full_id, "singleton", s, "must be a pipeline.Singleton")
+    return CompiledSingleton(mode=s.mode, key=_flow_key(full_id, "singleton key", s.key), key_source=s.key or None)
 
 
 def _compile_wait(full_id: str, event: str, if_exp: str | None) -> CompiledWait:

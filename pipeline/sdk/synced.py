@@ -17,12 +17,15 @@ from typing import Any
 
 from ..protocol.functions import learned_waits
 from ..protocol.records import FunctionDef
-from .definitions import Cancel, Concurrency, Timeouts, TriggerEvent
+from .definitions import Cancel, Concurrency, Priority, Singleton, Throttle, Timeouts, TriggerEvent
 from .function import (
     CompiledWait,
     Function,
     _compile_cancel,
     _compile_concurrency,
+    _compile_priority,
+    _compile_singleton,
+    _compile_throttle,
     _compile_trigger,
 )
 
@@ -62,8 +65,15 @@ def synced_function(record: FunctionDef) -> SyncedFunction:
     timeouts = Timeouts(start=t.get("start_ms"), finish=t.get("finish_ms")) \
         if t.get("start_ms") is not None or t.get("finish_ms") is not None else None
     waits = tuple(CompiledWait(w["event"], None) for w in learned_waits(record))
+    th, pr, si = spec.get("throttle"), spec.get("priority"), spec.get("singleton")
+    throttle = _compile_throttle(record["id"], Throttle(limit=th["limit"], period=th["period_ms"], key=th.get("key"),
+                                                        burst=th.get("burst") or 1, strict=th.get("strict", False))
+                                 if th else None)
+    priority = _compile_priority(record["id"], Priority(run=pr["run"]) if pr else None)
+    singleton = _compile_singleton(record["id"], Singleton(key=si.get("key"), mode=si["mode"]) if si else None)
     return SyncedFunction(app_id=app_id, fn_id=fn_id, name=record["name"], handler=_served_elsewhere,
                           triggers=triggers, cancels=cancels, retries=int(spec.get("retries", 4)),
                           timeouts=timeouts, is_async=True, concurrency=limits, waits=waits,
+                          throttle=throttle, priority=priority, singleton=singleton,
                           url=record["url"], app_url=record["app_url"], sdk=record["sdk"],
                           synced_at=record["synced_at"], record=record)

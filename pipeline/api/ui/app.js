@@ -89,7 +89,7 @@ async function runsPage(params) {
   main.innerHTML = `<h1>Runs</h1>
     <form class="filters" id="run-filters">
       <select name="function"><option value="">all functions</option>${fns.map((f) => `<option ${f.id === fn ? "selected" : ""}>${esc(f.id)}</option>`).join("")}</select>
-      <select name="status"><option value="">any status</option>${["Queued", "Running", "Sleeping", "Waiting", "Completed", "Failed", "Cancelled"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select>
+      <select name="status"><option value="">any status</option>${["Queued", "Running", "Sleeping", "Waiting", "Completed", "Failed", "Cancelled", "Skipped"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select>
       <label class="dim">since <input type="datetime-local" name="since" value="${esc(since)}"></label>
       <button type="submit">Filter</button>
     </form>
@@ -138,7 +138,7 @@ async function runPage(id) {
     return;
   }
   const { data: run, caused } = detail;
-  const active = !["Completed", "Failed", "Cancelled"].includes(run.status);
+  const active = !["Completed", "Failed", "Cancelled", "Skipped"].includes(run.status);
   const start = run.run_started_at || run.queued_at;
   const end = run.ended_at || Date.now();
   const span = Math.max(1, end - start);
