@@ -56,6 +56,7 @@ from .listening import Listening
 from .rearm import rearm
 from .slots import Slots
 from .table import RunTable
+from .throttle import Throttles
 from .ticking import Ticker
 from .undo import Timers, UndoLog
 from .writes import StateWrites
@@ -103,6 +104,7 @@ class RunOwner(Processor):
         self.tables: StoredTables[RunTable] = StoredTables(
             self.commands_topic, self._new_table, changelog=self.runs_topic, label="run-owner runs")
         self.slots: PartitionTables[Slots] = PartitionTables(self.commands_topic, lambda: Slots(self.undo))
+        self.throttles = Throttles(self, settings.topic(t.THROTTLES))
         self.timers = Timers(self.undo)
         self.writes = StateWrites(self.runs_topic, settings.max_output_bytes)
         self._decoded: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}  # by urgent(), for process()
@@ -142,7 +144,7 @@ class RunOwner(Processor):
 
     @override
     def partition_tables(self) -> Sequence[PartitionTables[Any]]:
-        return [self.tables, self.slots]
+        return [self.tables, self.slots, self.throttles.states, self.throttles.queues]
 
     @override
     def assigned(self, partitions: list[TopicPartition]) -> None:
@@ -269,7 +271,18 @@ class RunOwner(Processor):
     # -- moving a ready run on: slots, gate, invocation ----------------------------------------------------
 
     def advance(self, state: dict[str, Any], fn: Function, p: int, out: Emitter, now: int) -> None:
-        """A run waits at its point (``ready_at``): take its slots, pass the gate, then dispatch or end it."""
+        """A run waits at its point (``ready_at``): pass its throttle, take its slots, pass the gate, then dispatch
+        or end it."""
+        if fn.throttle is not None and state["seq"] == 0 and state["status"] == "Queued" \
+                and state.get("finishing") is None and state.get("held") in (None, st.THROTTLE, st.GATE):
+            if state.get("held") == st.GATE:  # released by the throttle, back from the gate: take the token
+                metrics.GATE_WAIT.observe(max(0, now - state["ready_at"]) / 1000)
+                state = st.gate_passed(state, now)
+            released = self.throttles.admit(state, fn, p, out, now,
+                                             gate=bool(fn.cancels) and self.settings.gate_max_wait_ms > 0)
+            if released is None:
+                return
+            state = released
         if state.get("finishing") is None and fn.concurrency and state.get("held") != st.GATE:
             slots = self.slots.get(p)
             if slots is None:
@@ -374,6 +387,7 @@ class RunOwner(Processor):
                 self._release_slots(old, fn, p, out, now)
                 if old.get("held") == st.CONCURRENCY:
                     self.slots.get(p, Slots()).forget(new["run_id"])
+                self.throttles.forget(old, fn, p, out, now)
             if fn is not None and fn.cancels:
                 self.listening.unlisten_cancels(fn, new, out)
             if old is not None and old["status"] == "Waiting":

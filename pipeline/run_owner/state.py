@@ -106,6 +106,22 @@ def hold(state: dict[str, Any], what: str, now_ms: int) -> dict[str, Any]:
     return _bump(state, held=what)
 
 
+def throttle_held(state: dict[str, Any], release_at: int | None) -> dict[str, Any]:
+    """The run waits for its throttle; the head of its key's queue has its release time as ``wake_at``."""
+    return _bump(state, held=THROTTLE, wake_at=release_at)
+
+
+def throttle_released(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The throttle let the run start (a token used). Its point stays the release time, so a run that waited
+    then passes the gate at that time, as a woken sleep does."""
+    return _bump(state, held=None, wake_at=None, ready_at=state.get("ready_at") or now_ms)
+
+
+def throttle_gated(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The throttle's release time came: the run first waits at the gate for the cancel path to pass it."""
+    return _bump(state, held=GATE, wake_at=None, ready_at=now_ms)
+
+
 def slot_acquired(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
     """A run that waited for a slot reaches its point again now (the gate then covers the wait too)."""
     return _bump(state, held=None, ready_at=max(state["ready_at"] or now_ms, now_ms))

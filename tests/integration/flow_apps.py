@@ -28,18 +28,20 @@ def single_skip(ctx: pipeline.Context) -> str:
     return ctx.event.data["n"]
 
 
-@app.create_function(fn_id="throttled", trigger=pipeline.TriggerEvent(event="flow/throttled"),
-                     throttle=pipeline.Throttle(limit=2, period=datetime.timedelta(seconds=10), key="event.data.k"))
-def throttled(ctx: pipeline.Context) -> str:
+def _started(ctx: pipeline.Context) -> str:
     return ctx.step.run("start", lambda: (_note(ctx.event.data["log"], f"{ctx.event.data['n']} {time.time()}"),
                                           "ok")[1])
 
 
-@app.create_function(fn_id="strict", trigger=pipeline.TriggerEvent(event="flow/strict"),
-                     throttle=pipeline.Throttle(limit=2, period=datetime.timedelta(seconds=4), strict=True))
-def strict(ctx: pipeline.Context) -> str:
-    return ctx.step.run("start", lambda: (_note(ctx.event.data["log"], f"{ctx.event.data['n']} {time.time()}"),
-                                          "ok")[1])
+TEN_SECONDS = datetime.timedelta(seconds=10)
+app.create_function(fn_id="throttled", trigger=pipeline.TriggerEvent(event="flow/throttled"),
+                    throttle=pipeline.Throttle(limit=2, period=TEN_SECONDS, key="event.data.k"))(_started)
+# with cancel rules: a released run passes the watermark gate before it takes its token
+app.create_function(fn_id="throttled-cancel", trigger=pipeline.TriggerEvent(event="flow/throttled-cancel"),
+                    throttle=pipeline.Throttle(limit=2, period=TEN_SECONDS, key="event.data.k"),
+                    cancel=[pipeline.Cancel(event="flow/throttled.cancel", match="data.n")])(_started)
+app.create_function(fn_id="strict", trigger=pipeline.TriggerEvent(event="flow/strict"),
+                    throttle=pipeline.Throttle(limit=2, period=datetime.timedelta(seconds=4), strict=True))(_started)
 
 
 @app.create_function(fn_id="ordered", trigger=pipeline.TriggerEvent(event="flow/ordered"),
