@@ -53,6 +53,7 @@ from .bulk import BulkRules
 from .crons import CronTicks
 from .gate import GateBook
 from .listening import Listening
+from .priority import slot_rank
 from .rearm import rearm
 from .slots import Slots
 from .table import RunTable
@@ -289,7 +290,7 @@ class RunOwner(Processor):
                 slots = self.slots[p] = Slots(self.undo)
             blocked = slots.blocked_by(state["concurrency_keys"], [c.limit for c in fn.concurrency])
             if blocked is not None:
-                slots.wait(blocked, state["run_id"])
+                slots.wait(blocked, state["run_id"], slot_rank(state, fn))
                 self._write(st.hold(state, st.CONCURRENCY, now), p, out)
                 return
             slots.take(state["concurrency_keys"])

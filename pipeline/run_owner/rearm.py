@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import state as st
+from .priority import slot_rank
 from .slots import Slots
 from .throttle import waits_for_token
 from .undo import TIMER_HORIZON_MS
@@ -44,4 +45,4 @@ def rearm(owner: RunOwner, p: int, now: int) -> None:
         fn = owner.registry.by_id.get(state["function_id"])
         if fn is not None:
             blocked = slots.blocked_by(state["concurrency_keys"], [c.limit for c in fn.concurrency])
-            slots.wait(blocked or state["concurrency_keys"][0], state["run_id"])
+            slots.wait(blocked or state["concurrency_keys"][0], state["run_id"], slot_rank(state, fn))

@@ -32,19 +32,18 @@ from ..kafka.tables import PartitionTables, StoredTable, StoredTables
 from ..sdk.function import Function
 from . import state as st
 from .pacing import Pace
+from .priority import Rank, rank
 from .undo import UndoLog
 
 if TYPE_CHECKING:
     from .owner import RunOwner
 
-Entry = tuple[int, int, str]  # (order, queued_at, run id)
+Entry = Rank  # (scheduled time - priority, scheduled time, run id)
 
 
 def order(state: dict[str, Any], fn: Function) -> Entry:
-    """A waiting run's place: scheduled time minus its priority (a +600 s run goes ahead of runs scheduled up to
-    10 minutes before it), then scheduled time, then run id (a ULID: creation order)."""
-    queued_at = int(state["queued_at"])
-    return queued_at - fn.priority_s(json.loads(state["event"])) * 1000, queued_at, state["run_id"]
+    """A waiting run's place in its throttle queue: by priority from when it was scheduled (:mod:`.priority`)."""
+    return rank(state, fn, int(state["queued_at"]))
 
 
 def waits_for_token(state: dict[str, Any]) -> bool:
