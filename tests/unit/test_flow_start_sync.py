@@ -45,3 +45,15 @@ def test_bad_values_are_refused_by_name(key: str, value: object, named: str) -> 
     with pytest.raises(SyncRefused) as caught:
         read_sync(js_body(**{key: value}), 1000)
     assert named in str(caught.value)
+
+
+def test_the_functions_api_shows_the_flow_settings() -> None:
+    from pipeline.api.flow_settings import flow_start
+
+    (record,) = read_sync(js_body(throttle={"limit": 2, "period": "10s"}, priority={"run": "event.data.p"},
+                                  singleton={"mode": "skip"}), 1000).functions
+    assert flow_start(synced_function(record)) == {
+        "throttle": {"limit": 2, "period_ms": 10_000, "burst": 1, "key": None, "strict": False},
+        "priority": {"run": "event.data.p"}, "singleton": {"mode": "skip", "key": None}}
+    (plain,) = read_sync(js_body(), 1000).functions
+    assert flow_start(synced_function(plain)) == {}

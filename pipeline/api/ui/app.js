@@ -35,13 +35,26 @@ $("#keys").addEventListener("submit", (e) => {
 
 // -- pages ------------------------------------------------------------------------------------------------------
 
+// a function's flow-control settings, one line per option (as pipeline/api/flow_settings.py describes them)
+function flowLines(flow) {
+  const lines = [];
+  if (flow.throttle) {
+    const t = flow.throttle;
+    lines.push(`throttle ${t.limit} per ${t.period_ms} ms, burst ${t.burst}${t.strict ? " (strict)" : ""}${t.key ? ` per ${t.key}` : ""}`);
+  }
+  if (flow.priority) lines.push(`priority ${flow.priority.run}`);
+  if (flow.singleton) lines.push(`singleton ${flow.singleton.mode}${flow.singleton.key ? ` per ${flow.singleton.key}` : ""}`);
+  return lines;
+}
+
 async function functionsPage() {
   const { data } = await api("/v1/functions");
-  main.innerHTML = `<h1>Functions</h1><table><tr><th>id</th><th>triggers</th><th>cancel rules</th><th>concurrency</th><th>runs</th></tr>
+  main.innerHTML = `<h1>Functions</h1><table><tr><th>id</th><th>triggers</th><th>cancel rules</th><th>concurrency</th><th>flow control</th><th>runs</th></tr>
     ${data.map((f) => `<tr><td><a href="#/runs?function=${encodeURIComponent(f.id)}">${esc(f.id)}</a></td>
       <td>${f.triggers.map(esc).join("<br>")}</td>
       <td>${f.cancel.map((c) => `${esc(c.event)} <span class="dim">${esc(c.if || "")}</span>`).join("<br>")}</td>
       <td>${f.concurrency.map((c) => `${c.limit}${c.key ? ` per ${esc(c.key)}` : ""}`).join("<br>")}</td>
+      <td>${flowLines(f.flow || {}).map(esc).join("<br>")}</td>
       <td>${f.runs}</td></tr>`).join("")}</table>`;
 }
 
