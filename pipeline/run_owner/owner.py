@@ -68,6 +68,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline.run-owner")
 
 
+TIMER_SOON_MS = 100  # the loop's poll timeout: a timer due sooner makes the loop tick every few ms until it fires
+
+
 class UnknownFunction(LookupError):
     """A command names a function this deployment does not serve (dead-lettered with that reason)."""
 
@@ -130,8 +133,12 @@ class RunOwner(Processor):
     @property
     @override
     def waiting(self) -> bool:
-        """Runs wait at the gate: the loop should tick often (the gate releases them on the tick)."""
-        return len(self.gates) > 0
+        """Runs wait at the gate, or a timer is due within the loop's poll timeout (a throttle release, a wake-up):
+        the loop should tick often, so the tick that releases them is not up to a poll timeout late."""
+        if len(self.gates) > 0:
+            return True
+        due = self.timers.next_at()
+        return due is not None and due - _now() <= TIMER_SOON_MS
 
     @override
     def bind(self, loop: ServiceLoop) -> None:
