@@ -89,3 +89,19 @@ def test_skip_mode_records_the_new_run_as_skipped_and_other_keys_run_side_by_sid
     assert runs["skip-1"]["status"] == runs["skip-3"]["status"] == "Completed"
     assert again["output"] == '"4"'
     assert not stack.system_events_named("inngest/function.cancelled")
+
+
+def test_an_event_whose_singleton_key_fails_is_dead_lettered_with_the_reason(kafka_bootstrap: str) -> None:
+    from pipeline.testing.helpers import await_records
+
+    with Stack(app, kafka_bootstrap, services=("matcher", "run-owner")) as stack:
+        stack.send("flow/single-skip", {"n": "no-key"}, id="keyless", partition=0)
+        stack.send("flow/single-skip", {"k": "a", "n": "1", "sleep": 0}, id="keyed", partition=0)
+        dead = await_records(kafka_bootstrap, stack.settings.topic("dead-letter"), 1, timeout=30)
+        stack.wait_run(lambda r: r["event_id"] == "keyed", timeout=30)  # the matcher went on
+        runs = stack.latest_runs()
+    (record,) = dead
+    headers = {k: v.decode() for k, v in record.headers()}
+    assert record.key() == b"keyless" and headers["dlq.service"] == "matcher"
+    assert "event.data.k" in headers["dlq.reason"], headers
+    assert all(r["event_id"] != "keyless" for r in runs.values())
