@@ -177,6 +177,8 @@ async function runPage(id) {
       ${run.status === "Cancelled" ? `<div class="card" id="cancellation"><h2>Cancellation</h2>
         <p>by <strong>${esc(run.cancel_reason)}</strong> ${run.cancel_source ? `(<code>${esc(run.cancel_source)}</code>)` : ""}</p>
         ${cancelled ? json(cancelled.event) : ""}</div>` : ""}
+      ${run.status === "Skipped" ? `<div class="card" id="skipped"><h2>Skipped</h2>
+        <p>by <strong>${esc(run.cancel_reason)}</strong>: run <a href="#/run/${esc(run.cancel_source)}"><code>${esc(run.cancel_source)}</code></a> of its key was active</p></div>` : ""}
     </div>
     <h2>Runs it caused</h2>
     <table id="caused"><tr><th>run</th><th>function</th><th>status</th><th>by</th></tr>
