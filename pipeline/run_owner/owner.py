@@ -281,15 +281,10 @@ class RunOwner(Processor):
     def advance(self, state: dict[str, Any], fn: Function, p: int, out: Emitter, now: int) -> None:
         """A run waits at its point (``ready_at``): pass its throttle, take its slots, pass the gate, then dispatch
         or end it."""
-        if fn.throttle is not None and state["seq"] == 0 and state["status"] == "Queued" \
-                and state.get("finishing") is None and state.get("held") in (None, st.THROTTLE, st.GATE):
-            if state.get("held") == st.GATE:  # released by the throttle, back from the gate: take the token
-                metrics.GATE_WAIT.observe(max(0, now - state["ready_at"]) / 1000)
-                state = st.gate_passed(state, now)
-            released = self.throttles.admit(state, fn, p, out, now,
-                                             gate=bool(fn.cancels) and self.settings.gate_max_wait_ms > 0)
+        if fn.throttle is not None:
+            released = self.throttles.before_start(state, fn, p, out, now)
             if released is None:
-                return
+                return  # held for its throttle (or at the gate, released)
             state = released
         if state.get("finishing") is None and fn.concurrency and state.get("held") != st.GATE:
             slots = self.slots.get(p)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Message
 
+from ..kafka import metrics
 from ..kafka.emitter import Emitter
 from ..kafka.store import Store
 from ..kafka.tables import PartitionTables, StoredTable, StoredTables
@@ -104,6 +105,19 @@ class Throttles:
         self.queues: PartitionTables[dict[str, list[Entry]]] = PartitionTables(owner.commands_topic, dict)
 
     # -- the owner's calls ---------------------------------------------------------------------------------
+
+    def before_start(self, state: dict[str, Any], fn: Function, p: int, out: Emitter,
+                     now: int) -> dict[str, Any] | None:
+        """The owner's ``advance`` for a run of a throttled function: the state to go on with (the throttle does
+        not apply, or the run took its token), or None (held, written)."""
+        if state["seq"] != 0 or state["status"] != "Queued" or state.get("finishing") is not None \
+                or state.get("held") not in (None, st.THROTTLE, st.GATE):
+            return state  # started already, or waiting for a slot after its token
+        if state.get("held") == st.GATE:  # released by the throttle, back from the gate: take the token
+            metrics.GATE_WAIT.observe(max(0, now - state["ready_at"]) / 1000)
+            state = st.gate_passed(state, now)
+        owner = self.owner
+        return self.admit(state, fn, p, out, now, gate=bool(fn.cancels) and owner.settings.gate_max_wait_ms > 0)
 
     def admit(self, state: dict[str, Any], fn: Function, p: int, out: Emitter, now: int, *,
               gate: bool) -> dict[str, Any] | None:
