@@ -9,8 +9,10 @@ Two rules, over the starts of one key (each start is one token):
 * **strict** (this runtime's addition): at most ``limit`` starts in any rolling ``period``. The state is the
   times of the last ``limit`` starts: the next start is allowed ``period`` after the oldest of them.
 
-Times are ms. A throttle key's state is a small dict ``{"tat": float, "starts": [int, ...]}`` (JSON in the
-owner's ``throttles`` store); nothing else is needed, so a restored owner decides as the old one would have.
+Times are ms. A throttle key's state is a small dict ``{"tat": float, "starts": [int, ...], "idle_at": int}`` (JSON
+in the owner's ``throttles`` store); nothing else is needed, so a restored owner decides as the old one would have.
+From ``idle_at`` on (GCRA: the ``tat``; strict: ``period`` after the last start) the state limits nothing, and a
+key without state decides the same: so an idle key's record is removed (:mod:`.throttle`).
 """
 
 from __future__ import annotations
@@ -51,15 +53,11 @@ class Pace:
         state = state or {}
         if self.strict:
             starts = [*(state.get("starts") or []), now][-self.limit:]
-            return {"tat": 0.0, "starts": starts}
-        tat = float(state.get("tat") or 0)
-        return {"tat": max(tat, now) + self.emission, "starts": []}
+            return {"tat": 0.0, "starts": starts, "idle_at": now + self.period_ms}
+        tat = max(float(state.get("tat") or 0), now) + self.emission
+        return {"tat": tat, "starts": [], "idle_at": math.ceil(tat)}
 
     def idle(self, state: dict[str, Any] | None, now: int) -> bool:
-        """Whether the state no longer limits anything (a key at rest: its record may be removed)."""
-        if not state:
-            return True
-        if self.strict:
-            starts = state.get("starts") or []
-            return not starts or int(starts[-1]) + self.period_ms <= now
-        return float(state.get("tat") or 0) <= now
+        """Whether the state no longer limits anything: from its ``idle_at`` on, the key decides exactly as a key
+        never started does (its record may be removed)."""
+        return not state or int(state["idle_at"]) <= now

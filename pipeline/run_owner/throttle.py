@@ -60,8 +60,20 @@ def pace_of(fn: Function) -> Pace:
     return Pace(limit=t.limit, period_ms=t.period_ms, burst=t.burst, strict=t.strict)
 
 
+_IDLE = b"\x00"  # index: _IDLE + idle time (8 bytes) + throttle key (throttle keys never start with a NUL)
+EXPIRE_PER_START = 8  # idle keys removed with each start: the store shrinks as fast as it can grow
+
+
+def _idle_key(raw_key: bytes, value: bytes | None) -> bytes | None:
+    if value is None:
+        return None
+    idle_at = json.loads(value).get("idle_at")
+    return None if idle_at is None else _IDLE + max(int(idle_at), 0).to_bytes(8, "big") + raw_key
+
+
 class PacingTable(StoredTable):
-    """throttle key -> pacing state (JSON), of one partition, in its store; restored from ``throttles``."""
+    """throttle key -> pacing state (JSON), of one partition, in its store; restored from ``throttles``. An index
+    by idle time (derived from each value, also on restore) finds the keys whose state limits nothing any more."""
 
     def __init__(self, store: Store, undo: UndoLog) -> None:
         super().__init__(store)
@@ -71,26 +83,42 @@ class PacingTable(StoredTable):
         raw = self.store.get(key.encode())
         return None if raw is None else dict(json.loads(raw))
 
-    def put(self, key: str, value: bytes) -> None:
-        old = self.store.get(key.encode())
-        self.store.put(key.encode(), value)
-        self.undo.add(self._put_back, key.encode(), old)
+    def put(self, key: str, value: bytes | None) -> None:
+        """Set (None: remove) a key's state; undone if the record fails."""
+        raw = key.encode()
+        old = self.store.get(raw)
+        self._set(raw, old, value)
+        self.undo.add(self._set, raw, value, old)
 
-    def _put_back(self, key: bytes, old: bytes | None) -> None:
-        if old is None:
-            self.store.delete(key)
+    def idle(self, now: int, limit: int) -> list[str]:
+        """Up to ``limit`` keys whose state has been idle since ``now`` or before, longest idle first."""
+        out = []
+        for key, _ in self.store.scan(_IDLE, _IDLE + (max(now, 0) + 1).to_bytes(8, "big")):
+            out.append(key[9:].decode())
+            if len(out) >= limit:
+                break
+        return out
+
+    def _set(self, raw: bytes, old: bytes | None, new: bytes | None) -> None:
+        store = self.store
+        was, now = _idle_key(raw, old), _idle_key(raw, new)
+        if was != now:
+            if was is not None:
+                store.delete(was)
+            if now is not None:
+                store.put(now, b"")
+        if new is None:
+            store.delete(raw)
         else:
-            self.store.put(key, old)
+            store.put(raw, new)
 
     def load(self, msg: Message) -> None:
         key, value = msg.key(), msg.value()
         if key is None:
             raise ValueError("a throttles record without a key")
-        if value is None:
-            self.store.delete(key)
-        else:
+        if value is not None:
             json.loads(value)  # a record that is not JSON fails here (dead-lettered), not at the next start
-            self.store.put(key, value)
+        self._set(key, self.store.get(key), value)
 
 
 class Throttles:
@@ -147,8 +175,10 @@ class Throttles:
             self.owner.gates.add(p, gated["ready_at"], gated["run_id"])
             return None
         self._remove(queue, entry)
-        tokens.put(key, json.dumps(pace.started(tokens.get(key), now)).encode())
-        out.send(self.changelog, key, None, tokens.store.get(key.encode()), partition=p)
+        self._expire(p, out, now)
+        value = json.dumps(pace.started(tokens.get(key), now)).encode()
+        tokens.put(key, value)
+        out.send(self.changelog, key, None, value, partition=p)
         self._arm_head(key, queue, fn, p, out, now)
         return st.throttle_released(state, now)
 
@@ -183,6 +213,13 @@ class Throttles:
         return sum(len(q) for queues in self.queues.values() for q in queues.values())
 
     # -- internals -----------------------------------------------------------------------------------------
+
+    def _expire(self, p: int, out: Emitter, now: int) -> None:
+        """Remove a few idle keys' states (tombstones on the changelog): an idle state decides exactly as none."""
+        tokens = self.states[p]
+        for key in tokens.idle(now, EXPIRE_PER_START):
+            tokens.put(key, None)
+            out.send(self.changelog, key, None, None, partition=p)
 
     def _queue(self, p: int, key: str) -> list[Entry]:
         queues = self.queues.get(p)

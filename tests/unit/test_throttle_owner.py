@@ -19,6 +19,7 @@ from pipeline.kafka.store import Store
 from pipeline.run_owner.owner import RunOwner
 from pipeline.run_owner.rearm import rearm
 from pipeline.run_owner.throttle import PacingTable
+from pipeline.run_owner.undo import UndoLog
 from pipeline.sdk.app import Registry
 from pipeline.serde import RUN_COMMAND, Serde
 
@@ -136,4 +137,27 @@ def test_the_token_goes_to_the_throttles_changelog_of_the_partition() -> None:
     owner.process(_command("start", "a", paced), out)
     sent = [(key, json.loads(payload), p) for topic, key, payload, p, _ in out._pending
             if topic == owner.settings.topic(t.THROTTLES)]
-    assert sent == [(paced.id, {"tat": 0.0, "starts": [owner.tables[0]["a"]["started_at"]]}, 0)]
+    started = owner.tables[0]["a"]["started_at"]
+    assert sent == [(paced.id, {"tat": 0.0, "starts": [started], "idle_at": started + 60_000}, 0)]
+
+
+def test_idle_keys_are_removed_with_tombstones_as_starts_go_on() -> None:
+    owner, out = _owner()
+    tokens = owner.throttles.states[0]
+    for key, idle_at in (("old-1", 1), ("old-2", 2), ("fresh", 10**13)):
+        tokens.put(key, json.dumps({"tat": float(idle_at), "starts": [], "idle_at": idle_at}).encode())
+    owner.undo.begin()
+    owner.process(_command("start", "a", paced), out)
+    sent = [(key, payload) for topic, key, payload, _, _ in out._pending if topic == owner.settings.topic(t.THROTTLES)]
+    assert sent[:2] == [("old-1", None), ("old-2", None)] and sent[2][0] == paced.id
+    assert tokens.get("old-1") is None and tokens.get("fresh") is not None
+    assert tokens.idle(10**13, 10) == [paced.id, "fresh"]  # longest idle first
+
+
+def test_a_restore_rebuilds_the_idle_index_and_a_tombstone_clears_it() -> None:
+    tokens = PacingTable(Store(store_dir("throttles-") / "throttles-0"), UndoLog())
+    tokens.load(FakeMessage(key_=b"k", value_=json.dumps({"tat": 5.0, "starts": [], "idle_at": 5}).encode()))
+    tokens.load(FakeMessage(key_=b"k", value_=json.dumps({"tat": 7.0, "starts": [], "idle_at": 7}).encode()))
+    assert tokens.idle(6, 10) == [] and tokens.idle(7, 10) == ["k"]
+    tokens.load(FakeMessage(key_=b"k", value_=None))
+    assert tokens.idle(10**13, 10) == [] and tokens.get("k") is None
