@@ -15,6 +15,7 @@ from ..sdk.function import Function
 from .auth import signed_router
 from .context import api_config, ensure_ready
 from .edge import answers
+from .flow_settings import flow_start
 
 router = signed_router()
 
@@ -32,7 +33,7 @@ async def list_functions(request: Request) -> dict[str, Any]:
                     "cancel": [{"event": c.spec.event, "if": c.spec.expression()} for c in fn.cancels],
                     "concurrency": [{"limit": c.limit, "key": c.key.source if c.key else None}
                                     for c in fn.concurrency],
-                    "flow": _flow(fn), "runs": counts.get(fn.id, 0)})
+                    "flow": {**_flow(fn), **flow_start(fn)}, "runs": counts.get(fn.id, 0)})
     known = {f["id"] for f in out}
     out += [{"id": fid, "app_id": None, "fn_id": None, "name": fid, "triggers": [], "cancel": [], "concurrency": [],
              "flow": {}, "runs": n}

@@ -21,11 +21,11 @@ from ..protocol.functions import function_def
 from ..protocol.records import FunctionDef
 from ..protocol.timestr import BadTimeString, duration_ms
 from ..sdk.cron import BadCron, CronSchedule
+from .register_flow_start import read_flow_start
 
 #: option keys (either SDK's spelling) that are not built yet: refused by name when set
 NOT_BUILT = {
     "batchEvents": "batch_events", "batch_events": "batch_events", "debounce": "debounce",
-    "throttle": "throttle", "priority": "priority", "singleton": "singleton",
 }
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
@@ -121,10 +121,11 @@ def _read_function(raw: dict[str, Any], app_id: str, app_url: str, sdk: str, now
     idempotency = raw.get("idempotency")
     if idempotency is not None and (not isinstance(idempotency, str) or not idempotency.strip()):
         problems.append(f"idempotency: {idempotency!r} must be a CEL expression (a string)")
+    flow_start = read_flow_start(raw, problems)
     if problems:
         raise SyncRefused(problems)
     definition = {"triggers": triggers, "cancel": cancels, "concurrency": concurrency, "retries": retries,
-                  "timeouts": timeouts, "rate_limit": rate_limit, "idempotency": idempotency or None}
+                  "timeouts": timeouts, "rate_limit": rate_limit, "idempotency": idempotency or None, **flow_start}
     given = raw.get("name")
     name = given if isinstance(given, str) and given else fn_id[len(app_id) + 1:]
     return function_def(fn_id, app_id, name, str(url), definition, app_url=app_url, sdk=sdk, synced_at=now_ms)

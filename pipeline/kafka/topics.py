@@ -24,6 +24,7 @@ EVENTS = "events"
 SYSTEM_EVENTS = "system-events"
 RUN_COMMANDS = "run-commands"
 RUNS = "runs"
+THROTTLES = "throttles"
 INVOCATIONS = "invocations"
 CANCEL_INDEX = "cancel-index"
 CANCELLATIONS = "cancellations"
@@ -70,6 +71,10 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(INVOCATIONS, key="run id", doc="handler invocations from the run owner to the workers",
               retention_ms=1 * DAY_MS),
     TopicSpec(RUNS, key="run id", doc="run state, the source of truth; co-partitioned with run-commands",
+              cleanup_policy="compact", retention_ms=-1,
+              config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)}),
+    TopicSpec(THROTTLES, key="throttle key (function and key value)",
+              doc="the run owner's throttle pacing state per key; co-partitioned with run-commands",
               cleanup_policy="compact", retention_ms=-1,
               config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)}),
     TopicSpec(CANCEL_INDEX, key="join key NUL run id | event id; partitioned by join key",

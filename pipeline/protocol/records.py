@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-RunStatus = Literal["Queued", "Running", "Sleeping", "Waiting", "Completed", "Failed", "Cancelled"]
+RunStatus = Literal["Queued", "Running", "Sleeping", "Waiting", "Completed", "Failed", "Cancelled", "Skipped"]
 RunCommandKind = Literal["start", "execute", "cancel", "resume"]
 OutcomeKind = Literal["completed", "step", "sleep", "send", "error", "wait", "steps"]
 
@@ -133,6 +133,7 @@ class RunState(TypedDict):
     concurrency_keys: list[str]
     replay_of: str | None
     waiting_for: str | None
+    singleton_key: str | None
 
 
 class CancelListener(TypedDict):

@@ -48,15 +48,18 @@ from ..sdk.app import Registry
 from ..sdk.function import Function
 from ..serde import EVENT, INVOCATION, RUN_COMMAND, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
+from . import singleton
 from . import state as st
 from .admission import Admission
 from .bulk import BulkRules
 from .crons import CronTicks
 from .gate import GateBook
 from .listening import Listening
+from .priority import slot_rank
 from .rearm import rearm
 from .slots import Slots
 from .table import RunTable
+from .throttle import Throttles
 from .ticking import Ticker
 from .undo import Timers, UndoLog
 from .writes import StateWrites
@@ -65,6 +68,9 @@ if TYPE_CHECKING:
     from ..kafka.loop import ServiceLoop
 
 log = logging.getLogger("pipeline.run-owner")
+
+
+TIMER_SOON_MS = 100  # the loop's poll timeout: a timer due sooner makes the loop tick every few ms until it fires
 
 
 class UnknownFunction(LookupError):
@@ -104,6 +110,7 @@ class RunOwner(Processor):
         self.tables: StoredTables[RunTable] = StoredTables(
             self.commands_topic, self._new_table, changelog=self.runs_topic, label="run-owner runs")
         self.slots: PartitionTables[Slots] = PartitionTables(self.commands_topic, lambda: Slots(self.undo))
+        self.throttles = Throttles(self, settings.topic(t.THROTTLES))
         self.timers = Timers(self.undo)
         self.admission = Admission(settings, self.serde, self.commands_topic, self.undo)  # rate limit, idempotency
         self.writes = StateWrites(self.runs_topic, settings.max_output_bytes)
@@ -130,8 +137,12 @@ class RunOwner(Processor):
     @property
     @override
     def waiting(self) -> bool:
-        """Runs wait at the gate: the loop should tick often (the gate releases them on the tick)."""
-        return len(self.gates) > 0
+        """Runs wait at the gate, or a timer is due within the loop's poll timeout (a throttle release, a wake-up):
+        the loop should tick often, so the tick that releases them is not up to a poll timeout late."""
+        if len(self.gates) > 0:
+            return True
+        due = self.timers.next_at()
+        return due is not None and due - _now() <= TIMER_SOON_MS
 
     @override
     def bind(self, loop: ServiceLoop) -> None:
@@ -147,7 +158,7 @@ class RunOwner(Processor):
 
     @override
     def partition_tables(self) -> Sequence[PartitionTables[Any]]:
-        return [self.tables, self.slots, self.admission.tables]
+        return [self.tables, self.slots, self.admission.tables, self.throttles.states, self.throttles.queues]
 
     @override
     def assigned(self, partitions: list[TopicPartition]) -> None:
@@ -232,13 +243,16 @@ class RunOwner(Processor):
                 return
             timeouts = fn.timeouts
             tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
-                          slot_keys=fn.slot_keys(event))
+                          slot_keys=fn.slot_keys(event),
+                          singleton_key=fn.singleton.key_of(fn.id, event) if fn.singleton else None)
             assert tr.state is not None
             for rule in self.bulk.rules.values():
                 if rule.hits(tr.state):
                     self.apply(tr, fn, p, out, now, advance=False)
                     self.apply(st.cancel(tr.state, "bulk", rule.id, now), fn, p, out, now)
                     return
+            if singleton.on_start(self, tr.state, fn, p, out, now):
+                return  # skipped: another run of its singleton key is active
             self.apply(tr, fn, p, out, now)
         elif kind == "cancel":
             if state is None:
@@ -279,14 +293,20 @@ class RunOwner(Processor):
     # -- moving a ready run on: slots, gate, invocation ----------------------------------------------------
 
     def advance(self, state: dict[str, Any], fn: Function, p: int, out: Emitter, now: int) -> None:
-        """A run waits at its point (``ready_at``): take its slots, pass the gate, then dispatch or end it."""
+        """A run waits at its point (``ready_at``): pass its throttle, take its slots, pass the gate, then dispatch
+        or end it."""
+        if fn.throttle is not None:
+            released = self.throttles.before_start(state, fn, p, out, now)
+            if released is None:
+                return  # held for its throttle (or at the gate, released)
+            state = released
         if state.get("finishing") is None and fn.concurrency and state.get("held") != st.GATE:
             slots = self.slots.get(p)
             if slots is None:
                 slots = self.slots[p] = Slots(self.undo)
             blocked = slots.blocked_by(state["concurrency_keys"], [c.limit for c in fn.concurrency])
             if blocked is not None:
-                slots.wait(blocked, state["run_id"])
+                slots.wait(blocked, state["run_id"], slot_rank(state, fn))
                 self._write(st.hold(state, st.CONCURRENCY, now), p, out)
                 return
             slots.take(state["concurrency_keys"])
@@ -385,6 +405,7 @@ class RunOwner(Processor):
                 self._release_slots(old, fn, p, out, now)
                 if old.get("held") == st.CONCURRENCY:
                     self.slots.get(p, Slots()).forget(new["run_id"])
+                self.throttles.forget(old, fn, p, out, now)
             if fn is not None and fn.cancels:
                 self.listening.unlisten_cancels(fn, new, out)
             if old is not None and old["status"] == "Waiting":

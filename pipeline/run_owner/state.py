@@ -38,6 +38,7 @@ from ..serde.models import ENDED_STATUSES
 MAX_BACKOFF_MS = 5 * 60 * 1000
 CONCURRENCY = "concurrency"
 GATE = "gate"
+THROTTLE = "throttle"
 
 
 @dataclass
@@ -72,7 +73,7 @@ def _bump(state: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def start(cmd: dict[str, Any], event_id: str, now_ms: int, *, start_timeout_ms: int | None,
-          slot_keys: list[str] | None = None) -> Transition:
+          slot_keys: list[str] | None = None, singleton_key: str | None = None) -> Transition:
     """Schedule a run: Queued and ready for its first invocation."""
     state = {
         "run_id": cmd["run_id"], "function_id": cmd["function_id"], "event_id": event_id, "event": cmd["event"],
@@ -82,6 +83,7 @@ def start(cmd: dict[str, Any], event_id: str, now_ms: int, *, start_timeout_ms: 
         "cancel_reason": None, "cancel_source": None, "version": 1, "seq": 0, "inflight_at": None,
         "ready_at": now_ms, "held": None, "gate_wait_ms": 0, "finishing": None,
         "concurrency_keys": list(slot_keys or []), "waiting_for": None, "replay_of": cmd.get("source_id"),
+        "singleton_key": singleton_key,
     }
     return Transition(state=state, ready=True)
 
@@ -102,6 +104,22 @@ def needs_gate(state: dict[str, Any]) -> bool:
 def hold(state: dict[str, Any], what: str, now_ms: int) -> dict[str, Any]:
     """The run waits at its point for ``what``. Waiting for a slot moves the point to when the slot is had."""
     return _bump(state, held=what)
+
+
+def throttle_held(state: dict[str, Any], release_at: int | None) -> dict[str, Any]:
+    """The run waits for its throttle; the head of its key's queue has its release time as ``wake_at``."""
+    return _bump(state, held=THROTTLE, wake_at=release_at)
+
+
+def throttle_released(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The throttle let the run start (a token used). Its point stays the release time, so a run that waited
+    then passes the gate at that time, as a woken sleep does."""
+    return _bump(state, held=None, wake_at=None, ready_at=state.get("ready_at") or now_ms)
+
+
+def throttle_gated(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The throttle's release time came: the run first waits at the gate for the cancel path to pass it."""
+    return _bump(state, held=GATE, wake_at=None, ready_at=now_ms)
 
 
 def slot_acquired(state: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -306,6 +324,14 @@ def cancel(state: dict[str, Any], reason: str, source_id: str | None, now_ms: in
         sysevents.function_cancelled(new, now_ms),
         sysevents.function_finished(new, now_ms, error=error),
     ])
+
+
+def skip(state: dict[str, Any], active_run_id: str, now_ms: int) -> Transition:
+    """A new run of a singleton function while another run of its key is active (``mode="skip"``): recorded as
+    Skipped, never started, with the active run as its ``cancel_source`` (no system event: nothing ran)."""
+    new = _bump(state, status="Skipped", ended_at=now_ms, ready_at=None, held=None, deadline_at=None,
+                cancel_reason="singleton", cancel_source=active_run_id)
+    return Transition(state=new, ended=True)
 
 
 def next_timer(state: dict[str, Any]) -> int | None:

@@ -9,8 +9,10 @@ So the store holds, per partition:
   copies them without decoding);
 * ``t<due time, 8 bytes big-endian><run id>``: the run's next timer (:func:`~.state.next_timer`), sorted by due
   time, so the owner loads only the timers due within its horizon (:class:`~.undo.Timers`);
-* ``h<run id>``: the run holds concurrency slots or waits for one or at the gate: the few runs the slot counts,
-  slot queues and gate waits are derived from at assignment (:mod:`.rearm`).
+* ``h<run id>``: the run holds concurrency slots or waits for one, for its throttle or at the gate: the few runs
+  the slot counts, slot and throttle queues and gate waits are derived from at assignment (:mod:`.rearm`);
+* ``s<singleton key>\x00<run id>``: an active run of a singleton function (:mod:`.singleton`): the active run of
+  a key is one store read away.
 
 The indexes are written with the state, in the same transaction's overlay, and derived again from each
 changelog record a restore applies, so they never disagree with the runs. In memory: the states changed since
@@ -31,7 +33,7 @@ from ..serde import RUN_STATE, Serde
 from . import state as st
 
 CACHE_RUNS = 10_000  # decoded run states kept in memory per partition
-_RUN, _TIMER, _HELD = b"r", b"t", b"h"
+_RUN, _TIMER, _HELD, _SINGLETON = b"r", b"t", b"h", b"s"
 
 
 def _timer_key(at: int, run_id: bytes) -> bytes:
@@ -40,7 +42,16 @@ def _timer_key(at: int, run_id: bytes) -> bytes:
 
 def _held(state: dict[str, Any]) -> bool:
     """Whether the run is one that slot counts, slot queues or gate waits are derived from."""
-    return not st.is_ended(state) and (st.holds_slot(state) or state.get("held") in (st.CONCURRENCY, st.GATE))
+    return not st.is_ended(state) and (st.holds_slot(state) or state.get("held") in (st.CONCURRENCY, st.GATE,
+                                                                                      st.THROTTLE))
+
+
+def _singleton(state: dict[str, Any] | None) -> bytes | None:
+    """The singleton index entry's key prefix of an active run of a singleton function, else None."""
+    if state is None or st.is_ended(state) or not state.get("singleton_key"):
+        return None
+    key: str = state["singleton_key"]
+    return _SINGLETON + key.encode() + b"\x00"
 
 
 class RunTable(StoredTable):
@@ -105,6 +116,11 @@ class RunTable(StoredTable):
             if state is not None and _held(state):
                 yield state
 
+    def singleton_runs(self, singleton_key: str) -> list[str]:
+        """The ids of the active runs of ``singleton_key`` (at most one, by :mod:`.singleton`)."""
+        prefix = _SINGLETON + singleton_key.encode() + b"\x00"
+        return [key[len(prefix):].decode() for key, _ in self.store.scan(prefix, prefix + b"\xff")]
+
     def timers(self, start: int, stop: int) -> Iterator[tuple[int, str]]:
         """(due time, run id) of the timers due in ``[start, stop)``, earliest first."""
         low = _TIMER + max(start, 0).to_bytes(8, "big")
@@ -147,6 +163,12 @@ class RunTable(StoredTable):
                 store.delete(_timer_key(was, key))
             if now is not None:
                 store.put(_timer_key(now, key), b"")
+        single_was, single_now = _singleton(old), _singleton(new)
+        if single_was != single_now:
+            if single_was is not None:
+                store.delete(single_was + key)
+            if single_now is not None:
+                store.put(single_now + key, b"")
         held_was = old is not None and _held(old)
         held_now = new is not None and _held(new)
         if held_was != held_now:

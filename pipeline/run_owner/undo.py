@@ -64,6 +64,10 @@ class Timers:
     def __len__(self) -> int:
         return len(self.heap)
 
+    def next_at(self) -> int | None:
+        """When the earliest timer in memory is due (it may be stale), or None."""
+        return self.heap[0][0] if self.heap else None
+
     def needs_extending(self, now: int) -> bool:
         return now + TIMER_LOAD_AHEAD_MS >= self.horizon
 

@@ -14,12 +14,23 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol.ids import function_id
-from .definitions import Cancel, Concurrency, DefinitionError, RateLimit, Timeouts, TriggerCron, TriggerEvent
+from .definitions import (
+    Cancel,
+    Concurrency,
+    DefinitionError,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+    TriggerCron,
+    TriggerEvent,
+)
 from .function import Function, build_function
 from .sources import Source, SourceError, ValueFormat
 
 # inngest-py create_function options that are not built yet: refused at definition time.
-NOT_BUILT = ("debounce", "throttle", "batch_events", "priority", "singleton")
+NOT_BUILT = ("debounce", "batch_events")
 FAILED = "inngest/function.failed"
 
 
@@ -62,6 +73,8 @@ class Inngest:
                         timeouts: Timeouts | None = None, concurrency: list[Concurrency] | Concurrency | None = None,
                         on_failure: Callable[..., Any] | None = None,
                         rate_limit: RateLimit | None = None, idempotency: str | None = None,
+                        throttle: Throttle | None = None, priority: Priority | None = None,
+                        singleton: Singleton | None = None,
                         **unbuilt: Any) -> Callable[[Callable[..., Any]], Function]:
         """Decorator: validate and compile the definition now and return the :class:`Function`.
 
@@ -78,7 +91,8 @@ class Inngest:
         def register(handler: Callable[..., Any]) -> Function:
             fn = build_function(self.app_id, fn_id, handler, trigger=trigger, name=name, cancel=cancel,
                                 retries=retries, timeouts=timeouts, concurrency=concurrency, logger=self.logger,
-                                rate_limit=rate_limit, idempotency=idempotency)
+                                rate_limit=rate_limit, idempotency=idempotency, throttle=throttle, priority=priority,
+                                singleton=singleton)
             if fn.id in self._functions:
                 raise DefinitionError(fn.id, "fn_id", fn_id, "is already registered in this app")
             failure = None

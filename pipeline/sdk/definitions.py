@@ -6,7 +6,7 @@ These are pydantic models: a bad definition fails when the app loads, with a cle
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -150,8 +150,63 @@ class Debounce(_Later):
     """inngest-py's debounce option: not supported yet."""
 
 
-class Throttle(_Later):
-    """inngest-py's throttle option: not supported yet."""
+MIN_THROTTLE_PERIOD = datetime.timedelta(seconds=1)
+MAX_THROTTLE_PERIOD = datetime.timedelta(days=7)
+
+
+class Throttle(BaseModel):
+    """At most ``limit`` run *starts* per ``period`` (per ``key`` value); steps are never throttled. Runs over
+    the limit wait, in order (and by :class:`Priority`), none is dropped.
+
+    As Inngest's server: GCRA, one start every ``period / limit`` with ``burst + 1`` starts allowed at once from
+    rest. ``strict=True`` (this runtime's addition, not in inngest-py) counts instead: at most ``limit`` starts
+    in any rolling ``period``. ``period``: 1 s to 7 days (a timedelta, or int milliseconds as inngest-py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    limit: int = Field(ge=1, le=100_000)
+    period: datetime.timedelta
+    key: str | None = None
+    burst: int | None = Field(default=1, ge=1, le=100_000)
+    strict: bool = False
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _period_ms(cls, value: Any) -> Any:
+        return as_timedelta(value, "Throttle.period")
+
+    @model_validator(mode="after")
+    def _period_range(self) -> Throttle:
+        if not MIN_THROTTLE_PERIOD <= self.period <= MAX_THROTTLE_PERIOD:
+            raise ValueError(f"throttle period {self.period}: must be between 1s and 7 days")
+        return self
+
+    def period_ms(self) -> int:
+        return int(self.period.total_seconds() * 1000)
+
+
+MAX_PRIORITY_S = 600
+
+
+class Priority(BaseModel):
+    """``run``: CEL over ``event`` giving seconds, clamped to ±600. Among the runs that wait (for a concurrency
+    slot or a throttle), a run with value ``v`` is ordered as if it had been scheduled ``v`` seconds earlier:
+    positive moves it ahead of older waiting runs, negative delays it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run: str = Field(min_length=1)
+
+
+class Singleton(BaseModel):
+    """At most one active run of the function per ``key`` value (sleeping, waiting and retrying runs count).
+    A new run while one is active is either recorded as ``Skipped`` (``mode="skip"``) or cancels the active
+    one and starts (``mode="cancel"``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str | None = None
+    mode: Literal["skip", "cancel"]
 
 
 # -- flow control: rate limit (events over the limit are dropped, see pipeline/run_owner/admission.py) ----------

@@ -22,10 +22,14 @@ from .cron import BadCron, CronSchedule
 from .definitions import (
     MAX_CANCEL_ENTRIES,
     MAX_CONCURRENCY_ENTRIES,
+    MAX_PRIORITY_S,
     Cancel,
     Concurrency,
     DefinitionError,
+    Priority,
     RateLimit,
+    Singleton,
+    Throttle,
     Timeouts,
     TriggerCron,
     TriggerEvent,
@@ -104,6 +108,56 @@ class CompiledRateLimit:
         return self.limit // 10
 
 
+def _key_value(expr: ValueExpr | None, function_id: str, event: dict[str, Any]) -> str:
+    """A flow key: the function, and the key expression's value on ``event`` when keyed. A key that fails to
+    evaluate raises :class:`~pipeline.expr.EvalFailure` (the matcher dead-letters the event with the reason)."""
+    if expr is None:
+        return function_id
+    value = expr.checked_value({"event": event})
+    return f"{function_id}\x1f{json.dumps(value, sort_keys=True, default=str)}"
+
+
+@dataclass(frozen=True)
+class CompiledThrottle:
+    """A throttle with its key compiled (see :class:`~.definitions.Throttle`)."""
+
+    limit: int
+    period_ms: int
+    burst: int
+    strict: bool
+    key: ValueExpr | None
+    key_source: str | None
+
+    def key_of(self, function_id: str, event: dict[str, Any]) -> str:
+        return _key_value(self.key, function_id, event)
+
+
+@dataclass(frozen=True)
+class CompiledSingleton:
+    """A singleton with its key compiled (see :class:`~.definitions.Singleton`)."""
+
+    mode: str
+    key: ValueExpr | None
+    key_source: str | None
+
+    def key_of(self, function_id: str, event: dict[str, Any]) -> str:
+        return _key_value(self.key, function_id, event)
+
+
+@dataclass(frozen=True)
+class CompiledPriority:
+    """``Priority(run=...)`` compiled: :meth:`seconds` is the value clamped to ±600 s."""
+
+    run: ValueExpr
+
+    def seconds(self, event: dict[str, Any]) -> int:
+        """The priority in seconds; a value that is not a number (or fails) counts as 0, as in Inngest."""
+        value = self.run.value({"event": event})
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return 0
+        return int(max(-MAX_PRIORITY_S, min(MAX_PRIORITY_S, value)))
+
+
 @dataclass
 class Function:
     """One function of an app. ``id`` is ``<app id>-<fn_id>``, Inngest's slug."""
@@ -124,6 +178,9 @@ class Function:
     # flow control that drops events before a run exists (pipeline/run_owner/admission.py)
     rate_limit: CompiledRateLimit | None = None
     idempotency: ValueExpr | None = None
+    throttle: CompiledThrottle | None = None
+    priority: CompiledPriority | None = None
+    singleton: CompiledSingleton | None = None
 
     def wait_paths(self, event: str) -> tuple[str | None, ...]:
         """The join paths the matcher signals ``event`` under for this function's waits (empty: none)."""
@@ -138,6 +195,10 @@ class Function:
         """The concurrency slot sets a run of ``event`` needs (empty: no limit)."""
         return [c.slot_key(self.id, event) for c in self.concurrency]
 
+    def priority_s(self, event: dict[str, Any]) -> int:
+        """The run's priority in seconds (0 without ``priority``)."""
+        return 0 if self.priority is None else self.priority.seconds(event)
+
     def _flow_keys(self) -> list[tuple[str, ValueExpr | None]]:
         """(option, its key or None) for every option whose runs or events must meet at one owner partition
         (concurrency and the flow-control options; docs/architecture.md). Each option adds its own entries."""
@@ -146,6 +207,10 @@ class Function:
             keys.append(("rate_limit", self.rate_limit.key))
         if self.idempotency is not None:
             keys.append(("idempotency", self.idempotency))
+        if self.throttle is not None:
+            keys.append(("throttle", self.throttle.key))
+        if self.singleton is not None:
+            keys.append(("singleton", self.singleton.key))
         return keys
 
     def owner_key(self, event: dict[str, Any]) -> str | None:
@@ -155,18 +220,22 @@ class Function:
         All the runs (and events) that share a slot set or a flow key must meet at one owner, which counts them
         exactly: a single keyed limit partitions by function and key value (the slot set's name, so runs of
         existing deployments do not move), options all keyed by one expression by function and its value, and
-        anything else by function. A key that fails on the event raises (the event is dead-lettered)."""
+        anything else by function. A throttle or singleton key that fails on the event raises here (the matcher
+        dead-letters the event); the others fail in the run owner, which dead-letters the start."""
         keys = self._flow_keys()
         if not keys:
             return None
+        for option in (self.throttle, self.singleton):
+            if option is not None and option.key is not None:
+                option.key_of(self.id, event)
         if len(keys) == 1 and self.concurrency and self.concurrency[0].key is not None:
             return self.concurrency[0].slot_key(self.id, event)
         sources = {key.source if key is not None else None for _, key in keys}
         first = keys[0][1]
         if len(sources) == 1 and first is not None:
-            value = first.checked_value({"event": event})
-            return f"{self.id}\x1f{json.dumps(value, sort_keys=True, default=str)}"
+            return _key_value(first, self.id, event)
         return self.id
+
 
 
 def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
@@ -175,7 +244,8 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
                    timeouts: Timeouts | None = None,
                    concurrency: list[Concurrency] | Concurrency | None = None,
                    logger: logging.Logger | None = None, rate_limit: RateLimit | None = None,
-                   idempotency: str | None = None) -> Function:
+                   idempotency: str | None = None, throttle: Throttle | None = None,
+                   priority: Priority | None = None, singleton: Singleton | None = None) -> Function:
     """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""
     full_id = function_id(app_id, fn_id)
     if not fn_id or any(c.isspace() for c in fn_id):
@@ -213,7 +283,43 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
                     is_async=inspect.iscoroutinefunction(handler), logger=logger,
                     concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)),
                     rate_limit=_compile_rate_limit(full_id, rate_limit),
-                    idempotency=_compile_idempotency(full_id, idempotency))
+                    idempotency=_compile_idempotency(full_id, idempotency),
+                    throttle=_compile_throttle(full_id, throttle), priority=_compile_priority(full_id, priority),
+                    singleton=_compile_singleton(full_id, singleton))
+
+
+# -- throttle, priority, singleton (pipeline/run_owner/throttle.py, singleton.py) ----------------------------------
+
+
+def _flow_key(full_id: str, field: str, source: str | None) -> ValueExpr | None:
+    return _compile_key(full_id, field, source) if source else None
+
+
+def _compile_throttle(full_id: str, t: Throttle | None) -> CompiledThrottle | None:
+    if t is None:
+        return None
+    if not isinstance(t, Throttle):
+        raise DefinitionError(full_id, "throttle", t, "must be a pipeline.Throttle")
+    return CompiledThrottle(limit=t.limit, period_ms=t.period_ms(), burst=t.burst or 1, strict=t.strict,
+                            key=_flow_key(full_id, "throttle key", t.key), key_source=t.key or None)
+
+
+def _compile_priority(full_id: str, p: Priority | None) -> CompiledPriority | None:
+    if p is None:
+        return None
+    if not isinstance(p, Priority):
+        raise DefinitionError(full_id, "priority", p, "must be a pipeline.Priority")
+    run = _flow_key(full_id, "priority run", p.run)
+    assert run is not None
+    return CompiledPriority(run=run)
+
+
+def _compile_singleton(full_id: str, s: Singleton | None) -> CompiledSingleton | None:
+    if s is None:
+        return None
+    if not isinstance(s, Singleton):
+        raise DefinitionError(full_id, "singleton", s, "must be a pipeline.Singleton")
+    return CompiledSingleton(mode=s.mode, key=_flow_key(full_id, "singleton key", s.key), key_source=s.key or None)
 
 
 def _compile_wait(full_id: str, event: str, if_exp: str | None) -> CompiledWait:

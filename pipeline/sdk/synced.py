@@ -18,14 +18,17 @@ from typing import Any
 from ..protocol.functions import learned_waits
 from ..protocol.records import FunctionDef
 from .cron import CronSchedule
-from .definitions import Cancel, Concurrency, RateLimit, Timeouts, TriggerEvent
+from .definitions import Cancel, Concurrency, Priority, RateLimit, Singleton, Throttle, Timeouts, TriggerEvent
 from .function import (
     CompiledWait,
     Function,
     _compile_cancel,
     _compile_concurrency,
     _compile_idempotency,
+    _compile_priority,
     _compile_rate_limit,
+    _compile_singleton,
+    _compile_throttle,
     _compile_trigger,
 )
 
@@ -69,10 +72,17 @@ def synced_function(record: FunctionDef) -> SyncedFunction:
     limit = spec.get("rate_limit")
     rate_limit = _compile_rate_limit(record["id"], RateLimit(limit=limit["limit"], period=limit["period_ms"],
                                                              key=limit.get("key")) if limit else None)
+    th, pr, si = spec.get("throttle"), spec.get("priority"), spec.get("singleton")
+    throttle = _compile_throttle(record["id"], Throttle(limit=th["limit"], period=th["period_ms"], key=th.get("key"),
+                                                        burst=th.get("burst") or 1, strict=th.get("strict", False))
+                                 if th else None)
+    priority = _compile_priority(record["id"], Priority(run=pr["run"]) if pr else None)
+    singleton = _compile_singleton(record["id"], Singleton(key=si.get("key"), mode=si["mode"]) if si else None)
     return SyncedFunction(app_id=app_id, fn_id=fn_id, name=record["name"], handler=_served_elsewhere,
                           triggers=triggers, cancels=cancels, retries=int(spec.get("retries", 4)),
                           timeouts=timeouts, is_async=True, concurrency=limits, waits=waits, crons=crons,
                           rate_limit=rate_limit,
                           idempotency=_compile_idempotency(record["id"], spec.get("idempotency")),
+                          throttle=throttle, priority=priority, singleton=singleton,
                           url=record["url"], app_url=record["app_url"], sdk=record["sdk"],
                           synced_at=record["synced_at"], record=record)

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ulid import ULID
 
-RunStatus = Literal["Queued", "Running", "Sleeping", "Waiting", "Completed", "Failed", "Cancelled"]
-ENDED_STATUSES = frozenset({"Completed", "Failed", "Cancelled"})
+RunStatus = Literal["Queued", "Running", "Sleeping", "Waiting", "Completed", "Failed", "Cancelled", "Skipped"]
+ENDED_STATUSES = frozenset({"Completed", "Failed", "Cancelled", "Skipped"})
 
 
 def now_ms() -> int:

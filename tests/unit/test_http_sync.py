@@ -69,10 +69,7 @@ def test_the_python_spelling_is_read_and_nulls_are_unset_options() -> None:
 
 @pytest.mark.parametrize(("key", "value", "named"), [
     ("debounce", {"period": "5s"}, "debounce"),
-    ("batchEvents", {"maxSize": 10, "timeout": "5s"}, "batch_events"), ("throttle", {"limit": 1, "period": "1s"},
-                                                                         "throttle"),
-    ("priority", {"run": "1"}, "priority"),
-    ("singleton", {"mode": "skip"}, "singleton"),
+    ("batchEvents", {"maxSize": 10, "timeout": "5s"}, "batch_events"),
     ("concurrency", [{"limit": 1, "scope": "account"}], "concurrency scope 'account'"),
 ])
 def test_an_option_not_built_is_refused_by_name(key: str, value: object, named: str) -> None:

@@ -35,6 +35,18 @@ $("#keys").addEventListener("submit", (e) => {
 
 // -- pages ------------------------------------------------------------------------------------------------------
 
+// a function's flow-control settings, one line per option (as pipeline/api/flow_settings.py describes them)
+function flowLines(flow) {
+  const lines = [];
+  if (flow.throttle) {
+    const t = flow.throttle;
+    lines.push(`throttle ${t.limit} per ${t.period_ms} ms, burst ${t.burst}${t.strict ? " (strict)" : ""}${t.key ? ` per ${t.key}` : ""}`);
+  }
+  if (flow.priority) lines.push(`priority ${flow.priority.run}`);
+  if (flow.singleton) lines.push(`singleton ${flow.singleton.mode}${flow.singleton.key ? ` per ${flow.singleton.key}` : ""}`);
+  return lines;
+}
+
 async function functionsPage() {
   const { data } = await api("/v1/functions");
   main.innerHTML = `<h1>Functions</h1><table><tr><th>id</th><th>triggers</th><th>cancel rules</th><th>concurrency</th><th>flow control</th><th>runs</th></tr>
@@ -42,7 +54,7 @@ async function functionsPage() {
       <td>${f.triggers.map(esc).join("<br>")}</td>
       <td>${f.cancel.map((c) => `${esc(c.event)} <span class="dim">${esc(c.if || "")}</span>`).join("<br>")}</td>
       <td>${f.concurrency.map((c) => `${c.limit}${c.key ? ` per ${esc(c.key)}` : ""}`).join("<br>")}</td>
-      <td>${flowCell(f)}</td>
+      <td>${[flowCell(f), ...flowLines(f.flow || {}).map(esc)].filter(Boolean).join("<br>")}</td>
       <td>${f.runs}</td></tr>`).join("")}</table>`;
 }
 
@@ -98,7 +110,7 @@ async function runsPage(params) {
   main.innerHTML = `<h1>Runs</h1>
     <form class="filters" id="run-filters">
       <select name="function"><option value="">all functions</option>${fns.map((f) => `<option ${f.id === fn ? "selected" : ""}>${esc(f.id)}</option>`).join("")}</select>
-      <select name="status"><option value="">any status</option>${["Queued", "Running", "Sleeping", "Waiting", "Completed", "Failed", "Cancelled"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select>
+      <select name="status"><option value="">any status</option>${["Queued", "Running", "Sleeping", "Waiting", "Completed", "Failed", "Cancelled", "Skipped"].map((s) => `<option ${s === status ? "selected" : ""}>${s}</option>`).join("")}</select>
       <label class="dim">since <input type="datetime-local" name="since" value="${esc(since)}"></label>
       <button type="submit">Filter</button>
     </form>
@@ -147,7 +159,7 @@ async function runPage(id) {
     return;
   }
   const { data: run, caused } = detail;
-  const active = !["Completed", "Failed", "Cancelled"].includes(run.status);
+  const active = !["Completed", "Failed", "Cancelled", "Skipped"].includes(run.status);
   const start = run.run_started_at || run.queued_at;
   const end = run.ended_at || Date.now();
   const span = Math.max(1, end - start);
@@ -173,6 +185,8 @@ async function runPage(id) {
       ${run.status === "Cancelled" ? `<div class="card" id="cancellation"><h2>Cancellation</h2>
         <p>by <strong>${esc(run.cancel_reason)}</strong> ${run.cancel_source ? `(<code>${esc(run.cancel_source)}</code>)` : ""}</p>
         ${cancelled ? json(cancelled.event) : ""}</div>` : ""}
+      ${run.status === "Skipped" ? `<div class="card" id="skipped"><h2>Skipped</h2>
+        <p>by <strong>${esc(run.cancel_reason)}</strong>: run <a href="#/run/${esc(run.cancel_source)}"><code>${esc(run.cancel_source)}</code></a> of its key was active</p></div>` : ""}
     </div>
     <h2>Runs it caused</h2>
     <table id="caused"><tr><th>run</th><th>function</th><th>status</th><th>by</th></tr>
