@@ -131,6 +131,7 @@ class ServiceLoop:
         # urgent(msg): records to process ahead of the backlog (cancellations); see lookahead.py
         urgent = kind.urgent is not Processor.urgent
         self.lookahead = Lookahead(self.settings.batch_size * LOOKAHEAD_BATCHES) if urgent else None
+        self._committed_at_start: dict[tuple[str, int], int] = {}  # see processed_positions
         commits.lookahead = self.lookahead
         # commit_urgent = False: the processor's urgent output that anyone waits for is all sent at once (the
         # matcher's signals), so urgent records need no commit of their own
@@ -180,11 +181,31 @@ class ServiceLoop:
             return {}
         positions = {tp.partition: tp.offset
                      for tp in self.consumer.position([TopicPartition(topic, p) for p in partitions])}
+        unknown = [p for p, offset in positions.items() if offset < 0]
+        if unknown:
+            positions.update(self._committed_fallback(topic, unknown))
         if self.lookahead is not None:
             for (t, p), first in self.lookahead.first_offsets(unprocessed=True).items():
                 if t == topic and p in positions:
                     positions[p] = min(positions[p], first) if positions[p] >= 0 else first
         return positions
+
+    def _committed_fallback(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """A partition the consumer has returned no record from since it was assigned has no position yet (an
+        idle partition after a restart), and the gate would wait its whole max wait for it. Every record below
+        the group's committed offset was processed (by this process, or by the one before it, whose state was
+        restored), so that offset stands in. Asked once (a broker round trip) and kept: an offset read earlier
+        is only lower, which can delay the gate but never pass it early."""
+        cache = self._committed_at_start
+        ask = [TopicPartition(topic, p) for p in partitions if (topic, p) not in cache]
+        if ask:
+            try:
+                for tp in self.consumer.committed(ask, timeout=5):
+                    if tp.offset >= 0:
+                        cache[(topic, tp.partition)] = tp.offset
+            except KafkaException as exc:
+                log.warning("committed offsets not read for the gate", extra={"error": str(exc)})
+        return {p: cache[(topic, p)] for p in partitions if (topic, p) in cache}
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the loop gracefully (only possible from the main thread)."""

@@ -31,6 +31,8 @@ DEAD_LETTER = "dead-letter"
 EVENT_IDS = "event-ids"
 DEAD_LETTER_REPLAYED = "dead-letter-replayed"
 FUNCTIONS = "functions"
+DEBOUNCES = "debounces"
+BATCHES = "batches"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,11 @@ SPECS: tuple[TopicSpec, ...] = (
     TopicSpec(FUNCTIONS, key="function id", partitions=1,
               doc="functions synced from apps served over HTTP, read whole and followed by every service",
               cleanup_policy="compact", retention_ms=-1),
+    # flow control (issue 21): the run owner's pending debounces and batches, co-partitioned with run-commands
+    TopicSpec(DEBOUNCES, key="function id US key value", doc="pending debounces (run owner state changelog)",
+              cleanup_policy="compact", retention_ms=-1, config={"min.cleanable.dirty.ratio": "0.1"}),
+    TopicSpec(BATCHES, key="function id US key value", doc="pending batches (run owner state changelog)",
+              cleanup_policy="compact", retention_ms=-1, config={"min.cleanable.dirty.ratio": "0.1"}),
 )
 
 

@@ -69,6 +69,7 @@ class Invocation(TypedDict):
     event: str
     steps: list[MemoStep]
     dispatched_at: int
+    batch: str | None
 
 
 class StepOutcome(TypedDict):
@@ -133,6 +134,7 @@ class RunState(TypedDict):
     concurrency_keys: list[str]
     replay_of: str | None
     waiting_for: str | None
+    batch: str | None
 
 
 class CancelListener(TypedDict):

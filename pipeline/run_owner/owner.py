@@ -52,6 +52,7 @@ from .bulk import BulkRules
 from .crons import CronTicks
 from .gate import GateBook
 from .listening import Listening
+from .pending import PendingRuns
 from .rearm import rearm
 from .slots import Slots
 from .table import RunTable
@@ -118,6 +119,7 @@ class RunOwner(Processor):
                                    lambda: t.partition_count(admin(), self.index_topic), retry_backoff_ms)
         self.crons = CronTicks(registry.functions, self.events_topic,
                                lambda: t.partition_count(admin(), self.commands_topic))
+        self.pending = PendingRuns(self)  # debounce and batch_events (pending.py)
 
     @override
     def topics(self) -> list[str]:
@@ -141,7 +143,7 @@ class RunOwner(Processor):
 
     @override
     def partition_tables(self) -> Sequence[PartitionTables[Any]]:
-        return [self.tables, self.slots]
+        return [self.tables, self.slots, *self.pending.tables.values()]
 
     @override
     def assigned(self, partitions: list[TopicPartition]) -> None:
@@ -158,6 +160,7 @@ class RunOwner(Processor):
         self.bulk.load()
         self.ticker.sweep_bulk = True  # re-apply every rule to the rebuilt table at the next tick (idempotent)
         self.crons.assigned(parts, _now())
+        self.pending.assigned(parts)
 
     @override
     def revoked(self, partitions: list[TopicPartition]) -> None:
@@ -169,6 +172,7 @@ class RunOwner(Processor):
         for p in parts:
             self.gates.drop_partition(p)
             self.crons.revoked(p)
+        self.pending.revoked(parts)
         self.timers.keep(self.tables.__contains__)
 
     # -- commands and outcomes -----------------------------------------------------------------------------
@@ -215,20 +219,12 @@ class RunOwner(Processor):
             if state is not None:
                 return  # a duplicate or replayed event: the run exists already
             fn = self.function(record["function_id"])
-            event = json.loads(record["event"])
-            timeouts = fn.timeouts
-            tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
-                          slot_keys=fn.slot_keys(event))
-            assert tr.state is not None
-            for rule in self.bulk.rules.values():
-                if rule.hits(tr.state):
-                    self.apply(tr, fn, p, out, now, advance=False)
-                    self.apply(st.cancel(tr.state, "bulk", rule.id, now), fn, p, out, now)
-                    return
-            self.apply(tr, fn, p, out, now)
+            if not self.pending.on_start(record, fn, p, out, now):  # debounce, batch_events: a pending record
+                self.start_run(record, fn, p, out, now)
         elif kind == "cancel":
             if state is None:
-                log.info("cancel for an unknown run ignored", extra={"run_id": record["run_id"]})
+                if not self.pending.cancel(record["run_id"], p, out):
+                    log.info("cancel for an unknown run ignored", extra={"run_id": record["run_id"]})
                 return
             self.apply(st.cancel(state, record["reason"] or "api", record["source_id"], now),
                         self.registry.by_id.get(state["function_id"]), p, out, now)
@@ -243,6 +239,23 @@ class RunOwner(Processor):
                 self._release_slots(state, served, p, out, now)
             self.apply(tr, served, p, out, now)
         # "execute" commands (the run queue of earlier versions) are obsolete: invocations replaced them
+
+    def start_run(self, record: dict[str, Any], fn: Function, p: int, out: Emitter, now: int, *,
+                  batch: str | None = None) -> None:
+        """Schedule the run of a start command (or of a pending debounce or batch, whose run may exist: a replay)."""
+        if self.run(p, record["run_id"]) is not None:
+            return
+        event = json.loads(record["event"])
+        timeouts = fn.timeouts
+        tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
+                      slot_keys=fn.slot_keys(event), batch=batch)
+        assert tr.state is not None
+        for rule in self.bulk.rules.values():
+            if rule.hits(tr.state):
+                self.apply(tr, fn, p, out, now, advance=False)
+                self.apply(st.cancel(tr.state, "bulk", rule.id, now), fn, p, out, now)
+                return
+        self.apply(tr, fn, p, out, now)
 
     def _outcome(self, outcome: dict[str, Any], state: dict[str, Any] | None, p: int, out: Emitter, now: int) -> None:
         if state is None or not st.is_current(state, outcome):

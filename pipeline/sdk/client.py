@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol.ids import function_id
-from .definitions import Cancel, Concurrency, DefinitionError, Timeouts, TriggerCron, TriggerEvent
+from .definitions import Batch, Cancel, Concurrency, Debounce, DefinitionError, Timeouts, TriggerCron, TriggerEvent
 from .function import Function, build_function
+from .pending import refuse_with_batch
 from .sources import Source, SourceError, ValueFormat
 
 # inngest-py create_function options that are not built yet: refused at definition time.
-NOT_BUILT = ("debounce", "throttle", "rate_limit", "batch_events", "priority", "idempotency", "singleton")
+NOT_BUILT = ("throttle", "rate_limit", "priority", "idempotency", "singleton")
 FAILED = "inngest/function.failed"
 
 
@@ -61,6 +62,7 @@ class Inngest:
                         cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                         timeouts: Timeouts | None = None, concurrency: list[Concurrency] | Concurrency | None = None,
                         on_failure: Callable[..., Any] | None = None,
+                        debounce: Debounce | None = None, batch_events: Batch | None = None,
                         **unbuilt: Any) -> Callable[[Callable[..., Any]], Function]:
         """Decorator: validate and compile the definition now and return the :class:`Function`.
 
@@ -68,6 +70,7 @@ class Inngest:
         ``inngest/function.failed`` event as ``ctx.event`` (``data.error``, ``data.event``, ``data.run_id``):
         as in Inngest, it is a function of its own, ``<fn_id>-failure``, triggered by that event."""
         full_id = function_id(self.app_id, fn_id)
+        refuse_with_batch(full_id, batch_events, **unbuilt)  # named as a combination before "not built"
         for option, value in unbuilt.items():
             if option not in NOT_BUILT:
                 raise TypeError(f"create_function() got an unexpected keyword argument {option!r}")
@@ -76,7 +79,8 @@ class Inngest:
 
         def register(handler: Callable[..., Any]) -> Function:
             fn = build_function(self.app_id, fn_id, handler, trigger=trigger, name=name, cancel=cancel,
-                                retries=retries, timeouts=timeouts, concurrency=concurrency, logger=self.logger)
+                                retries=retries, timeouts=timeouts, concurrency=concurrency, logger=self.logger,
+                                debounce=debounce, batch_events=batch_events)
             if fn.id in self._functions:
                 raise DefinitionError(fn.id, "fn_id", fn_id, "is already registered in this app")
             failure = None

@@ -22,13 +22,16 @@ from .cron import BadCron, CronSchedule
 from .definitions import (
     MAX_CANCEL_ENTRIES,
     MAX_CONCURRENCY_ENTRIES,
+    Batch,
     Cancel,
     Concurrency,
+    Debounce,
     DefinitionError,
     Timeouts,
     TriggerCron,
     TriggerEvent,
 )
+from .pending import CompiledBatch, CompiledDebounce, compile_batch, compile_debounce, refuse_with_batch
 from .waits import WaitNotDeclared, declared_waits
 
 
@@ -105,6 +108,8 @@ class Function:
     logger: logging.Logger | None = None  # the client's logger: the base of ctx.logger
     waits: tuple[CompiledWait, ...] = ()  # the wait_for_event calls found in the handler's module
     crons: tuple[CronSchedule, ...] = ()  # TriggerCron schedules (fired by the run owner, see sdk/cron.py)
+    debounce: CompiledDebounce | None = None  # flow control (issue 21): pending in the run owner, sdk/pending.py
+    batch: CompiledBatch | None = None
 
     def wait_paths(self, event: str) -> tuple[str | None, ...]:
         """The join paths the matcher signals ``event`` under for this function's waits (empty: none)."""
@@ -119,15 +124,36 @@ class Function:
         """The concurrency slot sets a run of ``event`` needs (empty: no limit)."""
         return [c.slot_key(self.id, event) for c in self.concurrency]
 
-    def owner_key(self, event: dict[str, Any]) -> str | None:
-        """What decides the run owner's partition when the function has concurrency limits, else None.
+    def _flow_keys(self) -> list[tuple[str, ValueExpr | None]]:
+        """(option, key) of each flow option the function has whose work must meet at one run owner."""
+        options: list[tuple[str, ValueExpr | None]] = [("concurrency", c.key) for c in self.concurrency]
+        if self.debounce is not None:
+            options.append(("debounce", self.debounce.key))
+        if self.batch is not None:
+            options.append(("batch_events", self.batch.key))
+        return options
 
-        All the runs that share a slot set must meet at one owner, which counts them exactly: so a
-        single keyed limit partitions by function and key value, and anything else by function."""
-        if not self.concurrency:
+    def owner_key(self, event: dict[str, Any]) -> str | None:
+        """What decides the run owner's partition when the function has flow options, else None.
+
+        All the runs (and pending events) that share a flow key must meet at one owner, which decides for them
+        exactly: so when every option is keyed by the same expression, by function and key value, and anything
+        else by function. A single keyed concurrency limit keeps its slot set's value (runs did not move).
+        Every key is evaluated here, in the matcher: a key that fails raises, and the event is dead-lettered."""
+        options = self._flow_keys()
+        if not options:
             return None
-        if len(self.concurrency) == 1 and self.concurrency[0].key is not None:
+        for option, key in options:
+            if key is not None and option != "concurrency":  # concurrency keys share a None slot set instead
+                key.checked_value({"event": event})
+        if len(options) == 1 and options[0][0] == "concurrency" and options[0][1] is not None:
             return self.concurrency[0].slot_key(self.id, event)
+        sources = {key.source if key is not None else None for _, key in options}
+        if len(sources) == 1 and None not in sources:
+            key = options[0][1]
+            assert key is not None
+            value = key.checked_value({"event": event})
+            return f"{self.id}\x1f{json.dumps(value, sort_keys=True, default=str)}"
         return self.id
 
 
@@ -136,7 +162,8 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
                    name: str | None = None, cancel: list[Cancel] | Cancel | None = None, retries: int = 4,
                    timeouts: Timeouts | None = None,
                    concurrency: list[Concurrency] | Concurrency | None = None,
-                   logger: logging.Logger | None = None) -> Function:
+                   logger: logging.Logger | None = None, debounce: Debounce | None = None,
+                   batch_events: Batch | None = None) -> Function:
     """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""
     full_id = function_id(app_id, fn_id)
     if not fn_id or any(c.isspace() for c in fn_id):
@@ -160,6 +187,7 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
     compiled_cancels = tuple(_compile_cancel(full_id, i, c) for i, c in enumerate(cancels))
     if not callable(handler):
         raise DefinitionError(full_id, "handler", handler, "must be callable")
+    refuse_with_batch(full_id, batch_events, cancel=cancels, debounce=debounce)
     limits = [concurrency] if isinstance(concurrency, Concurrency) else list(concurrency or [])
     if len(limits) > MAX_CONCURRENCY_ENTRIES:
         raise DefinitionError(full_id, "concurrency", f"{len(limits)} entries",
@@ -172,7 +200,8 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
     return Function(app_id=app_id, fn_id=fn_id, name=name or fn_id, handler=handler, triggers=compiled_triggers,
                     cancels=compiled_cancels, retries=retries, timeouts=timeouts, waits=waits, crons=tuple(crons),
                     is_async=inspect.iscoroutinefunction(handler), logger=logger,
-                    concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)))
+                    concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)),
+                    debounce=compile_debounce(full_id, debounce), batch=compile_batch(full_id, batch_events))
 
 
 def _compile_wait(full_id: str, event: str, if_exp: str | None) -> CompiledWait:

@@ -32,10 +32,8 @@ def test_inngest_py_style_definitions_load_and_return_function_objects() -> None
 
 
 @pytest.mark.parametrize("option,value", [
-    ("debounce", inngest.Debounce(period=datetime.timedelta(seconds=5))),
     ("throttle", inngest.Throttle(limit=1, period=datetime.timedelta(seconds=1))),
     ("rate_limit", inngest.RateLimit(limit=1, period=datetime.timedelta(seconds=1))),
-    ("batch_events", inngest.Batch(max_size=10, timeout=datetime.timedelta(seconds=1))),
 ])
 def test_options_not_built_yet_are_refused_by_name(option: str, value: object) -> None:
     client = inngest.Inngest(app_id="a")

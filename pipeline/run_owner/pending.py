@@ -1,0 +1,250 @@
+"""Pending debounces and batches in the run owner: events that wait, per (function, key), to become one run.
+
+Why here: the owner already owns timers, the watermark gate, state stores and transactions, and the matcher
+sends every start command of a function with ``debounce`` or ``batch_events`` to the owner partition of its key
+(``Function.owner_key``), so all the events of one key meet at one owner, which decides for them alone.
+
+* A start command of such a function does not start a run: :meth:`PendingRuns.on_start` applies the pure rules
+  (:mod:`.debounce`, :mod:`.batches`) to the key's pending record and writes it to its table, a state store whose
+  changelog is the compacted ``debounces`` / ``batches`` topic, in the same transaction as the command's offset.
+  A SIGKILL therefore loses or repeats nothing: the next owner restores the records and goes on.
+* Deadlines (a debounce's, a batch's timeout) are in an in-memory heap rebuilt from the tables on assignment.
+  A due record first passes the watermark gate at its deadline, like a sleep: a start command for an event
+  received before the deadline but still on its way through the matcher lands before the record is released,
+  and extends the debounce or joins the batch. Then the run starts with the record's start command (a batch's
+  first, with every event in the run's ``batch``), through the owner's own start path.
+* A full batch starts at once. A REST cancel of the pending run id drops the record (a pending debounce or
+  batch is not a run yet: nothing else to undo).
+
+Every in-memory change logs its inverse in the owner's undo log, and store writes keep the old value there, so a
+record that fails is undone whole before it is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import Message
+
+from ..kafka import topics as t
+from ..kafka.emitter import Emitter
+from ..kafka.tables import StoredTable, StoredTables
+from ..protocol.pending import PendingRecord, decode_pending, encode_pending, pending_key
+from ..sdk.function import Function
+from ..sdk.pending import BATCH_BYTES_SHARE, key_value
+from .batches import batch_add
+from .debounce import debounce_add
+
+if TYPE_CHECKING:
+    from .owner import RunOwner
+
+log = logging.getLogger("pipeline.run-owner")
+
+GATE_PREFIX = "\x00pending\x1f"  # a gate entry that is a pending record, not a run: GATE_PREFIX kind US key
+_KEY, _RUN = b"k", b"r"
+
+
+class PendingTable(StoredTable):
+    """One partition's pending records (``k<key>`` -> JSON) and the run id each will start (``r<run id>`` -> key),
+    so that a cancel by run id finds its record."""
+
+    def get(self, key: str) -> PendingRecord | None:
+        raw = self.store.get(_KEY + key.encode())
+        return None if raw is None else decode_pending(raw)
+
+    def key_of_run(self, run_id: str) -> str | None:
+        raw = self.store.get(_RUN + run_id.encode())
+        return None if raw is None else raw.decode()
+
+    def put(self, key: str, record: PendingRecord | None) -> None:
+        old = self.get(key)
+        if old is not None:
+            self.store.delete(_RUN + old["run_id"].encode())
+        if record is None:
+            self.store.delete(_KEY + key.encode())
+            return
+        self.store.put(_KEY + key.encode(), encode_pending(record))
+        self.store.put(_RUN + record["run_id"].encode(), key.encode())
+
+    def records(self) -> Iterator[tuple[str, PendingRecord]]:
+        for raw_key, raw in self.store.scan(_KEY, _KEY + b"\xff"):
+            yield raw_key[1:].decode(), decode_pending(raw)
+
+    def load(self, msg: Message) -> None:
+        key = msg.key()
+        if key is None:
+            raise ValueError("a pending record without a key")
+        value = msg.value()
+        self.put(bytes(key).decode(), None if value is None else decode_pending(value))
+
+
+Due = tuple[int, str, str, int]  # (deadline, kind, key, partition)
+
+
+class PendingRuns:
+    """The owner's pending debounces and batches (see the module)."""
+
+    def __init__(self, owner: RunOwner) -> None:
+        self.owner = owner
+        settings = owner.settings
+        commands = owner.commands_topic
+        self.topics: dict[str, str] = {"debounce": settings.topic(t.DEBOUNCES), "batch": settings.topic(t.BATCHES)}
+        self.tables: dict[str, StoredTables[PendingTable]] = {
+            kind: StoredTables(commands, PendingTable, changelog=topic, label=f"run-owner pending {kind}es")
+            for kind, topic in self.topics.items()}
+        self.heap: list[Due] = []
+        self.at_gate: dict[tuple[int, str, str], int] = {}  # (partition, kind, key) -> the deadline at the gate
+        self.max_batch_bytes = int(settings.max_output_bytes * BATCH_BYTES_SHARE)
+
+    # -- rebalances ----------------------------------------------------------------------------------------
+
+    def assigned(self, parts: list[int]) -> None:
+        """Re-arm the deadlines of the assigned partitions' records (not undoable: outside any record)."""
+        gone = set(parts)
+        self.heap = [d for d in self.heap if d[3] not in gone]
+        self.at_gate = {k: v for k, v in self.at_gate.items() if k[0] not in gone}
+        for kind, tables in self.tables.items():
+            for p in parts:
+                table = tables.get(p)
+                if table is not None:
+                    self.heap.extend((rec["deadline_at"], kind, key, p) for key, rec in table.records())
+        heapq.heapify(self.heap)
+
+    def revoked(self, parts: list[int]) -> None:
+        gone = set(parts)
+        self.heap = [d for d in self.heap if d[3] not in gone]
+        heapq.heapify(self.heap)
+        self.at_gate = {k: v for k, v in self.at_gate.items() if k[0] not in gone}
+
+    # -- input -----------------------------------------------------------------------------------------------
+
+    def on_start(self, cmd: dict[str, Any], fn: Function, p: int, out: Emitter, now: int) -> bool:
+        """Take a start command of a debounced or batched function (True); False: start the run as usual."""
+        if fn.debounce is not None:
+            d = fn.debounce
+            key = key_value(d.key, json.loads(cmd["event"]))
+            table_key = pending_key(fn.id, key)
+            new = debounce_add(self._get("debounce", p, table_key), cmd, key, d.period_ms, d.timeout_ms, now)
+            if new is not None:
+                self._put("debounce", p, table_key, new, out)
+            return True
+        if fn.batch is not None:
+            b = fn.batch
+            event = json.loads(cmd["event"])
+            if not b.batches(event):
+                return False  # its ``if`` is false: it runs alone, at once
+            key = key_value(b.key, event)
+            table_key = pending_key(fn.id, key)
+            kept, started = batch_add(self._get("batch", p, table_key), cmd, key, b.max_size, b.timeout_ms,
+                                      self.max_batch_bytes, now)
+            if kept is not None:
+                self._put("batch", p, table_key, kept, out)
+            elif started:
+                self._put("batch", p, table_key, None, out)
+            for record in started:
+                self._fire("batch", p, record, fn, out, now)
+            return True
+        return False
+
+    def cancel(self, run_id: str, p: int, out: Emitter) -> bool:
+        """Drop the pending record that would start ``run_id`` (True), if partition p has one."""
+        for kind, tables in self.tables.items():
+            table = tables.get(p)
+            key = table.key_of_run(run_id) if table is not None else None
+            if key is not None:
+                log.info("pending %s cancelled", kind, extra={"run_id": run_id, "key": key})
+                self._put(kind, p, key, None, out)
+                return True
+        return False
+
+    # -- time --------------------------------------------------------------------------------------------------
+
+    def tick(self, out: Emitter, now: int) -> None:
+        """Records whose deadline passed go to the watermark gate (or start at once with the gate off)."""
+        undo = self.owner.undo
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            due = heapq.heappop(heap)
+            undo.add(heapq.heappush, heap, due)
+            at, kind, key, p = due
+            record = self._get(kind, p, key)
+            if record is None or record["deadline_at"] != at or self.at_gate.get((p, kind, key)) == at:
+                continue  # stale: started, cancelled, extended, or at the gate already
+            if self.owner.settings.gate_max_wait_ms > 0:
+                self._set_gate((p, kind, key), at)
+                self.owner.gates.add(p, at, f"{GATE_PREFIX}{kind}\x1f{key}")
+            else:
+                self._due(kind, p, key, record, out, now)
+
+    def release(self, p: int, gate_id: str, out: Emitter, now: int) -> None:
+        """The gate passed a record's deadline: every start command received before it has been applied."""
+        kind, key = gate_id[len(GATE_PREFIX):].split("\x1f", 1)
+        at = self.at_gate.get((p, kind, key))
+        record = self._get(kind, p, key)
+        self._set_gate((p, kind, key), None)
+        if record is None or at is None or record["deadline_at"] != at:
+            return  # extended meanwhile (its new deadline is armed), cancelled, or revoked
+        self._due(kind, p, key, record, out, now)
+
+    def _due(self, kind: str, p: int, key: str, record: PendingRecord, out: Emitter, now: int) -> None:
+        fn = self.owner.registry.by_id.get(record["function_id"])
+        if fn is None:
+            log.warning("pending %s of a function no longer served: dropped", kind,
+                        extra={"function_id": record["function_id"], "key": key})
+            self._put(kind, p, key, None, out)
+            return
+        self._put(kind, p, key, None, out)
+        self._fire(kind, p, record, fn, out, now)
+
+    # -- effects -----------------------------------------------------------------------------------------------
+
+    def _fire(self, kind: str, p: int, record: PendingRecord, fn: Function, out: Emitter, now: int) -> None:
+        """Start the record's run (the caller took it out of the table); the commands received after its
+        deadline begin the key's next record."""
+        commands = record["commands"]
+        batch = json.dumps([json.loads(c["event"]) for c in commands]) if kind == "batch" else None
+        self.owner.start_run(commands[0], fn, p, out, now, batch=batch)
+        for cmd in record["later"]:
+            self.on_start(cmd, fn, p, out, now)
+
+    def _get(self, kind: str, p: int, key: str) -> PendingRecord | None:
+        table = self.tables[kind].get(p)
+        return None if table is None else table.get(key)
+
+    def _put(self, kind: str, p: int, key: str, record: PendingRecord | None, out: Emitter) -> None:
+        table = self.tables[kind][p]
+        old = table.get(key)
+        self.owner.undo.add(table.put, key, old)
+        table.put(key, record)
+        out.send(self.topics[kind], key, None, None if record is None else encode_pending(record), partition=p)
+        if record is None or old is None or old["deadline_at"] != record["deadline_at"]:
+            self._set_gate((p, kind, key), None)  # a gate entry for the old deadline is now stale
+            if record is not None:
+                heapq.heappush(self.heap, (record["deadline_at"], kind, key, p))  # stale entries are skipped
+
+    def _set_gate(self, k: tuple[int, str, str], at: int | None) -> None:
+        old = self.at_gate.get(k)
+        if old == at:
+            return
+        if at is None:
+            del self.at_gate[k]
+        else:
+            self.at_gate[k] = at
+        self.owner.undo.add(self._restore_gate, k, old)
+
+    def _restore_gate(self, k: tuple[int, str, str], at: int | None) -> None:
+        if at is None:
+            self.at_gate.pop(k, None)
+        else:
+            self.at_gate[k] = at
+
+    def listing(self) -> Iterator[tuple[int, PendingRecord]]:
+        """Every pending record of the assigned partitions (for logs and tests)."""
+        for tables in self.tables.values():
+            for p, table in tables.items():
+                for _, record in table.records():
+                    yield p, record
