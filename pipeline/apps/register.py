@@ -19,10 +19,10 @@ from typing import Any
 from ..protocol.functions import function_def
 from ..protocol.records import FunctionDef
 from ..protocol.timestr import BadTimeString, duration_ms
+from .pending import read_batch, read_debounce
 
 #: option keys (either SDK's spelling) that are not built yet: refused by name when set
 NOT_BUILT = {
-    "batchEvents": "batch_events", "batch_events": "batch_events", "debounce": "debounce",
     "rateLimit": "rate_limit", "rate_limit": "rate_limit", "throttle": "throttle", "priority": "priority",
     "idempotency": "idempotency", "singleton": "singleton",
 }
@@ -116,10 +116,12 @@ def _read_function(raw: dict[str, Any], app_id: str, app_url: str, sdk: str, now
     cancels = _cancels(raw.get("cancel"), problems)
     concurrency = _concurrency(raw.get("concurrency"), problems)
     timeouts = _timeouts(raw.get("timeouts"), problems)
+    debounce = read_debounce(raw.get("debounce"), problems)
+    batch = read_batch(raw.get("batchEvents") or raw.get("batch_events"), raw, problems)
     if problems:
         raise SyncRefused(problems)
     definition = {"triggers": triggers, "cancel": cancels, "concurrency": concurrency, "retries": retries,
-                  "timeouts": timeouts}
+                  "timeouts": timeouts, "debounce": debounce, "batch": batch}
     given = raw.get("name")
     name = given if isinstance(given, str) and given else fn_id[len(app_id) + 1:]
     return function_def(fn_id, app_id, name, str(url), definition, app_url=app_url, sdk=sdk, synced_at=now_ms)

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..protocol.functions import learned_waits
 from ..protocol.records import FunctionDef
-from .definitions import Cancel, Concurrency, Timeouts, TriggerEvent
+from .definitions import Batch, Cancel, Concurrency, Debounce, Timeouts, TriggerEvent
 from .function import (
     CompiledWait,
     Function,
@@ -25,6 +25,7 @@ from .function import (
     _compile_concurrency,
     _compile_trigger,
 )
+from .pending import compile_batch, compile_debounce
 
 
 def _served_elsewhere(*_: Any) -> Any:
@@ -62,8 +63,14 @@ def synced_function(record: FunctionDef) -> SyncedFunction:
     timeouts = Timeouts(start=t.get("start_ms"), finish=t.get("finish_ms")) \
         if t.get("start_ms") is not None or t.get("finish_ms") is not None else None
     waits = tuple(CompiledWait(w["event"], None) for w in learned_waits(record))
+    d, b = spec.get("debounce"), spec.get("batch")
+    debounce = compile_debounce(record["id"], Debounce(period=d["period_ms"], timeout=d.get("timeout_ms"),
+                                                       key=d.get("key")) if d else None)
+    batch = compile_batch(record["id"], Batch(max_size=b["max_size"], timeout=b["timeout_ms"], key=b.get("key"),
+                                              if_exp=b.get("if")) if b else None)
     return SyncedFunction(app_id=app_id, fn_id=fn_id, name=record["name"], handler=_served_elsewhere,
                           triggers=triggers, cancels=cancels, retries=int(spec.get("retries", 4)),
                           timeouts=timeouts, is_async=True, concurrency=limits, waits=waits,
+                          debounce=debounce, batch=batch,
                           url=record["url"], app_url=record["app_url"], sdk=record["sdk"],
                           synced_at=record["synced_at"], record=record)
