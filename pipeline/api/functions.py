@@ -18,6 +18,20 @@ from .edge import answers
 router = signed_router()
 
 
+def flow_settings(fn: Any) -> dict[str, dict[str, Any]]:
+    """The function's flow-control options as the UI shows them (issue 21): option name -> its settings."""
+    flow: dict[str, dict[str, Any]] = {}
+    if fn.debounce is not None:
+        d = fn.debounce
+        flow["debounce"] = {"period_ms": d.period_ms, "timeout_ms": d.timeout_ms,
+                            "key": d.key.source if d.key else None}
+    if fn.batch is not None:
+        b = fn.batch
+        flow["batch_events"] = {"max_size": b.max_size, "timeout_ms": b.timeout_ms,
+                                "key": b.key.source if b.key else None, "if": b.if_expr.source if b.if_expr else None}
+    return flow
+
+
 @router.get("/v1/functions", responses=answers(401, 503))
 async def list_functions(request: Request) -> dict[str, Any]:
     """The served functions (with ``pipeline dev``) and every function that has runs, with counts."""
@@ -31,9 +45,9 @@ async def list_functions(request: Request) -> dict[str, Any]:
                     "cancel": [{"event": c.spec.event, "if": c.spec.expression()} for c in fn.cancels],
                     "concurrency": [{"limit": c.limit, "key": c.key.source if c.key else None}
                                     for c in fn.concurrency],
-                    "runs": counts.get(fn.id, 0)})
+                    "flow": flow_settings(fn), "runs": counts.get(fn.id, 0)})
     known = {f["id"] for f in out}
     out += [{"id": fid, "app_id": None, "fn_id": None, "name": fid, "triggers": [], "cancel": [], "concurrency": [],
-             "runs": n}
+             "flow": {}, "runs": n}
             for fid, n in sorted(counts.items()) if fid not in known]
     return {"data": out}

@@ -34,3 +34,10 @@ def batched(ctx: pipeline.Context) -> list[str]:
 def plain(ctx: pipeline.Context) -> str:
     """No flow option: the tests wait for one of its runs to know a run owner process is up."""
     return str(ctx.event.id)
+
+
+@app.create_function(fn_id="slow", trigger=pipeline.TriggerEvent(event="flow/slow"),
+                     debounce=pipeline.Debounce(period=datetime.timedelta(minutes=5), key="event.data.key"))
+def slow(ctx: pipeline.Context) -> str:
+    """Stays pending for the test's length: listed by the API, cancelled by REST."""
+    return str(ctx.event.id)

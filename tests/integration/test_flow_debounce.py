@@ -7,8 +7,10 @@ import os
 import signal
 import time
 
+import httpx
 import pytest
 
+from pipeline.api.server import bound_port, start_in_thread, stop
 from pipeline.kafka import topics as t
 from pipeline.protocol.pending import decode_pending
 from pipeline.testing.stack import Stack, TopicWatcher
@@ -105,3 +107,39 @@ def test_an_event_sent_just_before_the_deadline_while_the_matcher_is_paused_stil
             matcher.send_signal(signal.SIGTERM)
             matcher.wait(30)
     assert done["event_id"] == "s2" and len(runs) == 1
+
+
+def test_a_pending_debounce_is_listed_by_the_api_and_cancelled_by_rest(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap, signing_key="k") as stack:
+        server, thread = start_in_thread(stack.settings, "127.0.0.1", 0, wait_ready=True)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{bound_port(server)}",
+                              headers={"Authorization": "Bearer k"}, timeout=30)
+        try:
+            stack.send("flow/slow", {"key": "x"}, id="p1")
+            stack.send("flow/slow", {"key": "x"}, id="p2")
+
+            def listed() -> list:
+                found = client.get("/v1/pending", params={"function": "flow-slow"}).json()["data"]
+                return found if found and found[0]["events"] == ["p2"] else []
+
+            (pending,) = _until(listed, "the pending debounce with p2")
+            assert pending["kind"] == "debounce" and pending["key"] == '"x"' and pending["event"]["id"] == "p2"
+            assert pending["deadline_at"] - pending["last_received_at"] == 300_000
+            answer = client.delete(f"/v1/runs/{pending['run_id']}")
+            assert answer.status_code == 200 and answer.json()["data"]["pending"] == "debounce", answer.text
+            _until(lambda: not client.get("/v1/pending").json()["data"] or None, "the pending debounce gone")
+            assert client.delete(f"/v1/pending/{pending['run_id']}").status_code == 404
+            assert not _runs_of(stack, "flow-slow")
+        finally:
+            client.close()
+            stop(server, thread)
+
+
+def _until(check, what: str, timeout: float = 30):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)

@@ -37,11 +37,12 @@ $("#keys").addEventListener("submit", (e) => {
 
 async function functionsPage() {
   const { data } = await api("/v1/functions");
-  main.innerHTML = `<h1>Functions</h1><table><tr><th>id</th><th>triggers</th><th>cancel rules</th><th>concurrency</th><th>runs</th></tr>
+  main.innerHTML = `<h1>Functions</h1><table><tr><th>id</th><th>triggers</th><th>cancel rules</th><th>concurrency</th><th>flow control</th><th>runs</th></tr>
     ${data.map((f) => `<tr><td><a href="#/runs?function=${encodeURIComponent(f.id)}">${esc(f.id)}</a></td>
       <td>${f.triggers.map(esc).join("<br>")}</td>
       <td>${f.cancel.map((c) => `${esc(c.event)} <span class="dim">${esc(c.if || "")}</span>`).join("<br>")}</td>
       <td>${f.concurrency.map((c) => `${c.limit}${c.key ? ` per ${esc(c.key)}` : ""}`).join("<br>")}</td>
+      <td>${flowCell(f)}${f.flow && (f.flow.debounce || f.flow.batch_events) ? `<br><a href="#/pending?function=${encodeURIComponent(f.id)}">pending</a>` : ""}</td>
       <td>${f.runs}</td></tr>`).join("")}</table>`;
 }
 
@@ -252,6 +253,7 @@ async function route() {
     else if (parts[0] === "events") await eventsPage();
     else if (parts[0] === "cancellations") await cancellationsPage();
     else if (parts[0] === "sources") await sourcesPage();
+    else if (parts[0] === "pending") await pendingPage(query || "");
     else await runsPage(query || "");
   } catch (err) {
     main.innerHTML = `<h1>Could not load this page</h1><p>${esc(err.message)}</p><p class="dim">Is the signing key set (top right)?</p>`;
