@@ -15,6 +15,7 @@ from pipeline.kafka import topics as t
 from pipeline.protocol.pending import decode_pending
 from pipeline.testing.stack import Stack, TopicWatcher
 from tests.e2e.procs import service_process
+from tests.e2e.test_dev import _until
 
 from .flow_app import app
 
@@ -122,24 +123,15 @@ def test_a_pending_debounce_is_listed_by_the_api_and_cancelled_by_rest(kafka_boo
                 found = client.get("/v1/pending", params={"function": "flow-slow"}).json()["data"]
                 return found if found and found[0]["events"] == ["p2"] else []
 
-            (pending,) = _until(listed, "the pending debounce with p2")
+            (pending,) = _until(listed, 30, "the pending debounce with p2")
             assert pending["kind"] == "debounce" and pending["key"] == '"x"' and pending["event"]["id"] == "p2"
             assert pending["deadline_at"] - pending["last_received_at"] == 300_000
             answer = client.delete(f"/v1/runs/{pending['run_id']}")
             assert answer.status_code == 200 and answer.json()["data"]["pending"] == "debounce", answer.text
-            _until(lambda: not client.get("/v1/pending").json()["data"] or None, "the pending debounce gone")
+            _until(lambda: not client.get("/v1/pending").json()["data"], 30, "the pending debounce gone")
             assert client.delete(f"/v1/pending/{pending['run_id']}").status_code == 404
             assert not _runs_of(stack, "flow-slow")
         finally:
             client.close()
             stop(server, thread)
 
-
-def _until(check, what: str, timeout: float = 30):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
