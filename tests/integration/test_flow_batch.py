@@ -4,15 +4,22 @@ midway; a full batch starts at once, the rest at the timeout; an event whose ``i
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
 from pipeline.kafka import topics as t
 from pipeline.protocol.pending import decode_pending
+from pipeline.testing.helpers import unique_name
 from pipeline.testing.stack import Stack, TopicWatcher
-from tests.e2e.procs import service_process
+from tests.e2e.procs import ROOT, service_process
+from tests.e2e.test_dev import _free_port, _until
 
 from .flow_app import app
 from .test_flow_debounce import APP, _owner_up
@@ -64,3 +71,41 @@ def test_twelve_events_with_the_owner_killed_midway_land_each_in_exactly_one_bat
     assert [b for b in batches if len(b) == 5], batches  # a full batch started without waiting for the timeout
     for r in runs:
         assert r["event_id"] == json.loads(r["output"])[0]  # ctx.event is events[0]
+
+
+def test_the_batch_example_through_pipeline_dev(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """As a user runs it: `pipeline dev --app examples.flow_batch:app`, events over HTTP, the batch on the API's
+    pending list, then one run with the whole batch, and the event whose if is false alone."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "PIPELINE_TOPIC_PREFIX": unique_name("devflow") + ".", "PIPELINE_INSTANCE_ID": "dev-flow"}
+    log_path = tmp_path / "dev.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dev", "--app", "examples.flow_batch:app",
+                                 "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    fn = "flow-batch-record-views"
+    try:
+        _until(lambda: httpx.get(f"{base}/healthz").status_code == 200, 60, "the API to be ready")
+        (listed,) = [f for f in httpx.get(f"{base}/v1/functions").json()["data"] if f["id"] == fn]
+        assert listed["flow"]["batch_events"]["max_size"] == 100
+        events = [{"name": "site/page.viewed", "data": {"kind": "view", "path": f"/p{i}"}} for i in range(7)]
+        events.append({"name": "site/page.viewed", "data": {"kind": "alert"}})
+        sent = httpx.post(f"{base}/e/dev-key", json=events)
+        assert sent.status_code == 200, sent.text
+        ids = sent.json()["ids"]
+        pending = _until(lambda: [p for p in httpx.get(f"{base}/v1/pending").json()["data"] if p["size"] == 7], 30,
+                         "the filling batch on the pending list")
+        assert pending[0]["kind"] == "batch" and sorted(pending[0]["events"]) == sorted(ids[:7])
+
+        def done() -> list | None:
+            runs = httpx.get(f"{base}/v1/runs", params={"function": fn}).json()["data"]
+            return runs if len(runs) == 2 and all(r["status"] == "Completed" for r in runs) else None
+
+        runs = _until(done, 60, "the batch's run and the alone one")
+        outputs = sorted(httpx.get(f"{base}/v1/runs/{r['run_id']}").json()["data"]["output"] for r in runs)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(60)
+    assert code == 0, log_path.read_text()[-3000:]
+    assert outputs == [1, 7]
