@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,13 @@ class PendingTable(StoredTable):
         self.put(bytes(key).decode(), None if value is None else decode_pending(value))
 
 
+def _commands(record: PendingRecord | None) -> dict[str, dict[str, Any]]:
+    """The start commands a record will still run (its own and those waiting for the next one), by run id."""
+    if record is None:
+        return {}
+    return {c["run_id"]: c for c in (*record["commands"], *record["later"])}
+
+
 Due = tuple[int, str, str, int]  # (deadline, kind, key, partition)
 
 
@@ -128,9 +136,13 @@ class PendingRuns:
             d = fn.debounce
             key = key_value(d.key, json.loads(cmd["event"]))
             table_key = pending_key(fn.id, key)
-            new = debounce_add(self._get("debounce", p, table_key), cmd, key, d.period_ms, d.timeout_ms, now)
+            old = self._get("debounce", p, table_key)
+            new = debounce_add(old, cmd, key, d.period_ms, d.timeout_ms, now)
             if new is not None:
                 self._put("debounce", p, table_key, new, out)
+            if fn.cancels:  # the cancel listeners of an event that will never run are tombstoned
+                alive = _commands(new or old)
+                self._unlisten(fn, [c for c in [*_commands(old).values(), cmd] if c["run_id"] not in alive], out, now)
             return True
         if fn.batch is not None:
             b = fn.batch
@@ -157,6 +169,10 @@ class PendingRuns:
             key = table.key_of_run(run_id) if table is not None else None
             if key is not None:
                 log.info("pending %s cancelled", kind, extra={"run_id": run_id, "key": key})
+                record = table.get(key) if table is not None else None
+                fn = self.owner.registry.by_id.get(record["function_id"]) if record is not None else None
+                if fn is not None and fn.cancels:
+                    self._unlisten(fn, list(_commands(record).values()), out, self.owner_now())
                 self._put(kind, p, key, None, out)
                 return True
         return False
@@ -210,6 +226,15 @@ class PendingRuns:
         self.owner.start_run(commands[0], fn, p, out, now, batch=batch)
         for cmd in record["later"]:
             self.on_start(cmd, fn, p, out, now)
+
+    def _unlisten(self, fn: Function, commands: list[dict[str, Any]], out: Emitter, now: int) -> None:
+        for cmd in commands:
+            self.owner.listening.unlisten_cancels(fn, {"run_id": cmd["run_id"], "event": cmd["event"],
+                                                      "received_at": cmd["received_at"], "queued_at": now}, out)
+
+    @staticmethod
+    def owner_now() -> int:
+        return time.time_ns() // 1_000_000
 
     def _get(self, kind: str, p: int, key: str) -> PendingRecord | None:
         table = self.tables[kind].get(p)

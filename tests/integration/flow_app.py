@@ -41,3 +41,10 @@ def plain(ctx: pipeline.Context) -> str:
 def slow(ctx: pipeline.Context) -> str:
     """Stays pending for the test's length: listed by the API, cancelled by REST."""
     return str(ctx.event.id)
+
+
+@app.create_function(fn_id="order", trigger=pipeline.TriggerEvent(event="flow/order"),
+                     debounce=pipeline.Debounce(period=datetime.timedelta(seconds=3), key="event.data.id"),
+                     cancel=pipeline.Cancel(event="flow/order.cancelled", match="data.id"))
+def order(ctx: pipeline.Context) -> str:
+    return str(ctx.event.id)

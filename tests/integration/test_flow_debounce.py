@@ -135,3 +135,16 @@ def test_a_pending_debounce_is_listed_by_the_api_and_cancelled_by_rest(kafka_boo
             client.close()
             stop(server, thread)
 
+
+
+def test_a_cancel_rule_cancels_the_pending_debounce_of_its_key(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("flow/order", {"id": 1}, id="o1")
+        stack.send("flow/order", {"id": 2}, id="o2")
+        stack.send("flow/order", {"id": 1}, id="o1b")
+        time.sleep(0.5)
+        stack.send("flow/order.cancelled", {"id": 1}, id="c1")
+        stack.wait_run(lambda r: r["event_id"] == "o2" and r["status"] == "Completed", timeout=30)
+        time.sleep(4)  # past key 1's deadline: it must not start
+        runs = _runs_of(stack, "flow-order")
+    assert [r["event_id"] for r in runs] == ["o2"]
