@@ -131,7 +131,6 @@ class ServiceLoop:
         # urgent(msg): records to process ahead of the backlog (cancellations); see lookahead.py
         urgent = kind.urgent is not Processor.urgent
         self.lookahead = Lookahead(self.settings.batch_size * LOOKAHEAD_BATCHES) if urgent else None
-        self._committed_at_start: dict[tuple[str, int], int] = {}  # see processed_positions
         commits.lookahead = self.lookahead
         # commit_urgent = False: the processor's urgent output that anyone waits for is all sent at once (the
         # matcher's signals), so urgent records need no commit of their own
@@ -194,9 +193,9 @@ class ServiceLoop:
         """A partition the consumer has returned no record from since it was assigned has no position yet (an
         idle partition after a restart), and the gate would wait its whole max wait for it. Every record below
         the group's committed offset was processed (by this process, or by the one before it, whose state was
-        restored), so that offset stands in. Asked once (a broker round trip) and kept: an offset read earlier
-        is only lower, which can delay the gate but never pass it early."""
-        cache = self._committed_at_start
+        restored), so that offset stands in. Asked once per assignment (a broker round trip) and kept: an offset
+        read earlier is only lower, which can delay the gate but never pass it early."""
+        cache = self.rebalance.committed_at_start
         ask = [TopicPartition(topic, p) for p in partitions if (topic, p) not in cache]
         if ask:
             try:

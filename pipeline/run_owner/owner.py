@@ -356,6 +356,7 @@ class RunOwner(Processor):
     def end_batch(self, out: Emitter) -> None:
         """The loop's end of a batch: each run changed in it is written once, in the batch's transaction."""
         self.writes.flush(out, self.tables)
+        self.pending.flush(out)
 
     @override
     def discard(self) -> None:

@@ -33,6 +33,7 @@ from confluent_kafka import Message
 
 from ..kafka import topics as t
 from ..kafka.emitter import Emitter
+from ..kafka.store import Store
 from ..kafka.tables import StoredTable, StoredTables
 from ..protocol.pending import PendingRecord, decode_pending, encode_pending, pending_key
 from ..sdk.function import Function
@@ -51,36 +52,86 @@ _KEY, _RUN = b"k", b"r"
 
 class PendingTable(StoredTable):
     """One partition's pending records (``k<key>`` -> JSON) and the run id each will start (``r<run id>`` -> key),
-    so that a cancel by run id finds its record."""
+    so that a cancel by run id finds its record.
+
+    A batch's record grows by one event per start command; encoding and writing it each time would cost its size
+    per event (quadratic in the batch). So changes stay decoded in memory (``_live``) until the end of the
+    transaction's batch, when :meth:`flush` encodes each changed record once, for the store and the changelog."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._live: dict[str, PendingRecord | None] = {}  # changed since the last flush (None: removed)
+        self._runs: dict[str, str | None] = {}  # the run index's changes since the last flush
 
     def get(self, key: str) -> PendingRecord | None:
+        if key in self._live:
+            return self._live[key]
         raw = self.store.get(_KEY + key.encode())
         return None if raw is None else decode_pending(raw)
 
     def key_of_run(self, run_id: str) -> str | None:
+        if run_id in self._runs:
+            return self._runs[run_id]
         raw = self.store.get(_RUN + run_id.encode())
         return None if raw is None else raw.decode()
 
     def put(self, key: str, record: PendingRecord | None) -> None:
+        """Change a record (in memory until :meth:`flush`)."""
         old = self.get(key)
-        if old is not None:
-            self.store.delete(_RUN + old["run_id"].encode())
-        if record is None:
-            self.store.delete(_KEY + key.encode())
-            return
-        self.store.put(_KEY + key.encode(), encode_pending(record))
-        self.store.put(_RUN + record["run_id"].encode(), key.encode())
+        if old is not None and (record is None or old["run_id"] != record["run_id"]):
+            self._runs[old["run_id"]] = None
+        if record is not None:
+            self._runs[record["run_id"]] = key
+        self._live[key] = record
+
+    def flush(self) -> list[tuple[str, bytes | None]]:
+        """Write the records changed since the last flush to the store's open writes; their changelog records."""
+        out: list[tuple[str, bytes | None]] = []
+        store = self.store
+        for run_id, key in self._runs.items():
+            if key is None:
+                store.delete(_RUN + run_id.encode())
+            else:
+                store.put(_RUN + run_id.encode(), key.encode())
+        for key, record in self._live.items():
+            payload = None if record is None else encode_pending(record)
+            if payload is None:
+                store.delete(_KEY + key.encode())
+            else:
+                store.put(_KEY + key.encode(), payload)
+            out.append((key, payload))
+        self._live.clear()
+        self._runs.clear()
+        return out
 
     def records(self) -> Iterator[tuple[str, PendingRecord]]:
+        live = self._live
         for raw_key, raw in self.store.scan(_KEY, _KEY + b"\xff"):
-            yield raw_key[1:].decode(), decode_pending(raw)
+            key = raw_key[1:].decode()
+            if key not in live:
+                yield key, decode_pending(raw)
+        for key, record in list(live.items()):
+            if record is not None:
+                yield key, record
 
     def load(self, msg: Message) -> None:
+        """Apply one changelog record (a restore: straight to the store's writes)."""
         key = msg.key()
         if key is None:
             raise ValueError("a pending record without a key")
         value = msg.value()
         self.put(bytes(key).decode(), None if value is None else decode_pending(value))
+        self.flush()
+
+    def abort(self) -> None:
+        super().abort()
+        self._live.clear()
+        self._runs.clear()
+
+    def close(self) -> None:
+        self._live.clear()
+        self._runs.clear()
+        super().close()
 
 
 def _commands(record: PendingRecord | None) -> dict[str, dict[str, Any]]:
@@ -139,7 +190,7 @@ class PendingRuns:
             old = self._get("debounce", p, table_key)
             new = debounce_add(old, cmd, key, d.period_ms, d.timeout_ms, now)
             if new is not None:
-                self._put("debounce", p, table_key, new, out)
+                self._put("debounce", p, table_key, new)
             if fn.cancels:  # the cancel listeners of an event that will never run are tombstoned
                 alive = _commands(new or old)
                 self._unlisten(fn, [c for c in [*_commands(old).values(), cmd] if c["run_id"] not in alive], out, now)
@@ -154,9 +205,9 @@ class PendingRuns:
             kept, started = batch_add(self._get("batch", p, table_key), cmd, key, b.max_size, b.timeout_ms,
                                       self.max_batch_bytes, now)
             if kept is not None:
-                self._put("batch", p, table_key, kept, out)
+                self._put("batch", p, table_key, kept)
             elif started:
-                self._put("batch", p, table_key, None, out)
+                self._put("batch", p, table_key, None)
             for record in started:
                 self._fire("batch", p, record, fn, out, now)
             return True
@@ -173,7 +224,7 @@ class PendingRuns:
                 fn = self.owner.registry.by_id.get(record["function_id"]) if record is not None else None
                 if fn is not None and fn.cancels:
                     self._unlisten(fn, list(_commands(record).values()), out, self.owner_now())
-                self._put(kind, p, key, None, out)
+                self._put(kind, p, key, None)
                 return True
         return False
 
@@ -211,9 +262,9 @@ class PendingRuns:
         if fn is None:
             log.warning("pending %s of a function no longer served: dropped", kind,
                         extra={"function_id": record["function_id"], "key": key})
-            self._put(kind, p, key, None, out)
+            self._put(kind, p, key, None)
             return
-        self._put(kind, p, key, None, out)
+        self._put(kind, p, key, None)
         self._fire(kind, p, record, fn, out, now)
 
     # -- effects -----------------------------------------------------------------------------------------------
@@ -226,6 +277,13 @@ class PendingRuns:
         self.owner.start_run(commands[0], fn, p, out, now, batch=batch)
         for cmd in record["later"]:
             self.on_start(cmd, fn, p, out, now)
+
+    def flush(self, out: Emitter) -> None:
+        """The end of the loop's batch: each record changed in it is encoded and written once."""
+        for kind, tables in self.tables.items():
+            for p, table in tables.items():
+                for key, payload in table.flush():
+                    out.send(self.topics[kind], key, None, payload, partition=p)
 
     def _unlisten(self, fn: Function, commands: list[dict[str, Any]], out: Emitter, now: int) -> None:
         for cmd in commands:
@@ -240,12 +298,11 @@ class PendingRuns:
         table = self.tables[kind].get(p)
         return None if table is None else table.get(key)
 
-    def _put(self, kind: str, p: int, key: str, record: PendingRecord | None, out: Emitter) -> None:
+    def _put(self, kind: str, p: int, key: str, record: PendingRecord | None) -> None:
         table = self.tables[kind][p]
         old = table.get(key)
         self.owner.undo.add(table.put, key, old)
         table.put(key, record)
-        out.send(self.topics[kind], key, None, None if record is None else encode_pending(record), partition=p)
         if record is None or old is None or old["deadline_at"] != record["deadline_at"]:
             self._set_gate((p, kind, key), None)  # a gate entry for the old deadline is now stale
             if record is not None:
