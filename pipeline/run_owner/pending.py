@@ -26,7 +26,7 @@ import heapq
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Message
@@ -227,6 +227,18 @@ class PendingRuns:
                 self._put(kind, p, key, None)
                 return True
         return False
+
+    def bulk_cancel(self, hits: Callable[[dict[str, Any]], bool], out: Emitter) -> None:
+        """Drop the pending records a bulk cancellation covers: seen as a Queued run of their first start command,
+        queued when their first event was received (``hits`` is the rule's test of a run state)."""
+        for tables in self.tables.values():
+            for p, table in tables.items():
+                for _, record in list(table.records()):
+                    first = record["commands"][0]
+                    seen = {"function_id": record["function_id"], "status": "Queued", "started_at": None,
+                            "queued_at": record["first_received_at"], "event": first["event"]}
+                    if hits(seen):
+                        self.cancel(record["run_id"], p, out)
 
     # -- time --------------------------------------------------------------------------------------------------
 

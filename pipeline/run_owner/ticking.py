@@ -106,3 +106,4 @@ class Ticker:
                     if rule.hits(state):
                         owner.apply(st.cancel(state, "bulk", rule.id, now),
                                     owner.registry.by_id.get(state["function_id"]), p, out, now)
+            owner.pending.bulk_cancel(rule.hits, out)  # pending debounces and batches it covers

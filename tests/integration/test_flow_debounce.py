@@ -130,6 +130,12 @@ def test_a_pending_debounce_is_listed_by_the_api_and_cancelled_by_rest(kafka_boo
             assert answer.status_code == 200 and answer.json()["data"]["pending"] == "debounce", answer.text
             _until(lambda: not client.get("/v1/pending").json()["data"], 30, "the pending debounce gone")
             assert client.delete(f"/v1/pending/{pending['run_id']}").status_code == 404
+            stack.send("flow/slow", {"key": "y"}, id="p3")  # and a bulk cancellation covers pending ones too
+            _until(lambda: client.get("/v1/pending").json()["data"], 30, "the pending debounce with p3")
+            bulk = client.post("/v1/cancellations", json={"app_id": "flow", "function_id": "slow",
+                                                          "started_before": int(time.time() * 1000) + 1000})
+            assert bulk.status_code == 200, bulk.text
+            _until(lambda: not client.get("/v1/pending").json()["data"], 30, "the bulk-cancelled debounce gone")
             assert not _runs_of(stack, "flow-slow")
         finally:
             client.close()
