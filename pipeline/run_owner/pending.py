@@ -182,7 +182,10 @@ class PendingRuns:
     # -- input -----------------------------------------------------------------------------------------------
 
     def on_start(self, cmd: dict[str, Any], fn: Function, p: int, out: Emitter, now: int) -> bool:
-        """Take a start command of a debounced or batched function (True); False: start the run as usual."""
+        """Take a start command of a debounced or batched function (True); False: start the run as usual.
+        A replay (``pipeline replay runs``, ``POST /v1/runs/{id}/replay``: ``source_id`` set) starts at once."""
+        if cmd.get("source_id"):
+            return False
         if fn.debounce is not None:
             d = fn.debounce
             key = key_value(d.key, json.loads(cmd["event"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,27 @@ def test_flow_keys_route_to_one_owner_and_a_failing_key_raises() -> None:
                                    concurrency=pipeline.Concurrency(limit=1, key="event.data.a"),
                                    debounce=pipeline.Debounce(period=2000, key="event.data.b"))(lambda ctx: None)
     assert mixed.owner_key({"data": {"a": 1, "b": 2}}) == "a-h"
+
+
+def test_the_pending_table_writes_each_record_once_per_flush_and_forgets_an_aborted_one(tmp_path: Path) -> None:
+    from pipeline.kafka.store import Store
+    from pipeline.run_owner.pending import PendingTable
+
+    table = PendingTable(Store(tmp_path / "p"))
+    rec = None
+    for i in range(5):  # five events of one batch between two ends of batch: one changelog record
+        rec, _ = batch_add(rec, _cmd(f"e{i}", 1000 + i), "", 10, 2000, 10_000, 1000)
+        table.put("a-f\x1f", rec)
+    assert table.key_of_run("r-e0") == "a-f\x1f" and table.get("a-f\x1f") == rec
+    (written,) = table.flush()
+    assert written[0] == "a-f\x1f" and written[1] is not None and len(decode_pending(written[1])["commands"]) == 5
+    table.commit(1)
+    table.put("a-f\x1f", None)
+    assert table.get("a-f\x1f") is None and table.key_of_run("r-e0") is None
+    table.abort()  # the transaction aborted: the record is back
+    assert table.get("a-f\x1f") == rec and [k for k, _ in table.records()] == ["a-f\x1f"]
+    table.put("a-f\x1f", None)
+    assert table.flush() == [("a-f\x1f", None)]
+    table.commit(2)
+    assert table.get("a-f\x1f") is None and table.key_of_run("r-e0") is None and not list(table.records())
+    table.close()
