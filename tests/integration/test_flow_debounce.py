@@ -81,8 +81,8 @@ def test_timeout_caps_the_wait_from_the_first_event_and_an_older_ts_does_not_rep
         took = time.monotonic() - started
         time.sleep(1)
         runs = _runs_of(stack, "flow-capped")
-    assert took < 3.0 + 2.5, f"the run started {took:.1f}s after the first event (timeout 3 s)"
-    assert done["event_id"] in {"c3", "c4"}, done["event_id"]  # the newest ts received before the timeout
+    assert 2.9 <= took < 3.0 + 2.5, f"the run started {took:.1f}s after the first event (timeout 3 s)"
+    assert done["event_id"] in {"c2", "c3", "c4"}, done["event_id"]  # the newest received before the timeout (load)
     assert all(r["event_id"] != "old" for r in runs)
 
 
