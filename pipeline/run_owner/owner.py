@@ -128,8 +128,9 @@ class RunOwner(Processor):
     @property
     @override
     def waiting(self) -> bool:
-        """Runs wait at the gate: the loop should tick often (the gate releases them on the tick)."""
-        return len(self.gates) > 0
+        """Runs wait at the gate, or a debounce or batch is about to be due: the loop should tick often (the gate
+        releases them on the tick)."""
+        return len(self.gates) > 0 or self.pending.due_soon(_now())
 
     @override
     def bind(self, loop: ServiceLoop) -> None:

@@ -48,6 +48,7 @@ log = logging.getLogger("pipeline.run-owner")
 
 GATE_PREFIX = "\x00pending\x1f"  # a gate entry that is a pending record, not a run: GATE_PREFIX kind US key
 _KEY, _RUN = b"k", b"r"
+DUE_SOON_MS = 150  # more than the loop's poll timeout (100 ms)
 
 
 class PendingTable(StoredTable):
@@ -244,6 +245,12 @@ class PendingRuns:
                         self.cancel(record["run_id"], p, out)
 
     # -- time --------------------------------------------------------------------------------------------------
+
+    def due_soon(self, now: int, within_ms: int = DUE_SOON_MS) -> bool:
+        """A deadline is near: the owner's loop then ticks every few ms instead of at its poll timeout, so a
+        debounce starts within milliseconds of its deadline rather than up to a poll later."""
+        heap = self.heap
+        return bool(heap) and heap[0][0] <= now + within_ms
 
     def tick(self, out: Emitter, now: int) -> None:
         """Records whose deadline passed go to the watermark gate (or start at once with the gate off)."""
