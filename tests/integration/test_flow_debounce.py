@@ -13,6 +13,7 @@ import pytest
 from pipeline.api.server import bound_port, start_in_thread, stop
 from pipeline.kafka import topics as t
 from pipeline.protocol.pending import decode_pending
+from pipeline.testing.helpers import await_records
 from pipeline.testing.stack import Stack, TopicWatcher
 from tests.e2e.procs import service_process
 from tests.e2e.test_dev import _until
@@ -154,3 +155,15 @@ def test_a_cancel_rule_cancels_the_pending_debounce_of_its_key(kafka_bootstrap: 
         time.sleep(4)  # past key 1's deadline: it must not start
         runs = _runs_of(stack, "flow-order")
     assert [r["event_id"] for r in runs] == ["o2"]
+
+
+def test_an_event_whose_debounce_key_fails_is_dead_lettered_with_the_reason(kafka_bootstrap: str) -> None:
+    with Stack(app, kafka_bootstrap) as stack:
+        stack.send("flow/debounce", {"other": 1}, id="nokey")  # no data.key: the key cannot be evaluated
+        stack.send("flow/debounce", {"key": "k"}, id="good")
+        stack.wait_run(lambda r: r["event_id"] == "good" and r["status"] == "Completed", timeout=30)
+        (letter,) = await_records(kafka_bootstrap, stack.settings.topic(t.DEAD_LETTER), 1, timeout=30)
+        runs = _runs_of(stack, "flow-debounced")
+    reason = dict(letter.headers() or [])["dlq.reason"].decode()
+    assert "event.data.key" in reason and letter.key() == b"nokey", reason
+    assert [r["event_id"] for r in runs] == ["good"]  # never merged with the others under a null key
