@@ -157,6 +157,10 @@ class PendingRuns:
             kind: StoredTables(commands, PendingTable, changelog=topic, label=f"run-owner pending {kind}es")
             for kind, topic in self.topics.items()}
         self.heap: list[Due] = []
+        # (partition, kind, key) -> the deadline of its live heap entry: one per record, however many events moved
+        # its deadline (an entry for an extended deadline is re-armed when it pops), so the heap holds one entry
+        # per waiting key, not one per event
+        self.armed: dict[tuple[int, str, str], int] = {}
         self.at_gate: dict[tuple[int, str, str], int] = {}  # (partition, kind, key) -> the deadline at the gate
         self.max_batch_bytes = int(settings.max_output_bytes * BATCH_BYTES_SHARE)
 
@@ -164,14 +168,14 @@ class PendingRuns:
 
     def assigned(self, parts: list[int]) -> None:
         """Re-arm the deadlines of the assigned partitions' records (not undoable: outside any record)."""
-        gone = set(parts)
-        self.heap = [d for d in self.heap if d[3] not in gone]
-        self.at_gate = {k: v for k, v in self.at_gate.items() if k[0] not in gone}
+        self.revoked(parts)
         for kind, tables in self.tables.items():
             for p in parts:
                 table = tables.get(p)
                 if table is not None:
-                    self.heap.extend((rec["deadline_at"], kind, key, p) for key, rec in table.records())
+                    for key, rec in table.records():
+                        self.heap.append((rec["deadline_at"], kind, key, p))
+                        self.armed[(p, kind, key)] = rec["deadline_at"]
         heapq.heapify(self.heap)
 
     def revoked(self, parts: list[int]) -> None:
@@ -179,6 +183,7 @@ class PendingRuns:
         self.heap = [d for d in self.heap if d[3] not in gone]
         heapq.heapify(self.heap)
         self.at_gate = {k: v for k, v in self.at_gate.items() if k[0] not in gone}
+        self.armed = {k: v for k, v in self.armed.items() if k[0] not in gone}
 
     # -- input -----------------------------------------------------------------------------------------------
 
@@ -260,9 +265,16 @@ class PendingRuns:
             due = heapq.heappop(heap)
             undo.add(heapq.heappush, heap, due)
             at, kind, key, p = due
+            k = (p, kind, key)
+            if self.armed.get(k) != at:
+                continue  # stale: the key's live entry is another one
+            self._assign(self.armed, k, None)
             record = self._get(kind, p, key)
-            if record is None or record["deadline_at"] != at or self.at_gate.get((p, kind, key)) == at:
-                continue  # stale: started, cancelled, extended, or at the gate already
+            if record is None:
+                continue  # started or cancelled
+            if record["deadline_at"] > at:  # extended since it was armed: wait for the new deadline
+                self._arm(k, record["deadline_at"])
+                continue
             if self.owner.settings.gate_max_wait_ms > 0:
                 self._set_gate((p, kind, key), at)
                 self.owner.gates.add(p, at, f"{GATE_PREFIX}{kind}\x1f{key}")
@@ -327,24 +339,35 @@ class PendingRuns:
         table.put(key, record)
         if record is None or old is None or old["deadline_at"] != record["deadline_at"]:
             self._set_gate((p, kind, key), None)  # a gate entry for the old deadline is now stale
-            if record is not None:
-                heapq.heappush(self.heap, (record["deadline_at"], kind, key, p))  # stale entries are skipped
+            armed = self.armed.get((p, kind, key))
+            if record is not None and (armed is None or record["deadline_at"] < armed):
+                self._arm((p, kind, key), record["deadline_at"])
+
+    def _arm(self, k: tuple[int, str, str], at: int) -> None:
+        """A heap entry at ``at`` for the key (an entry pushed by a record that fails is skipped as stale)."""
+        heapq.heappush(self.heap, (at, k[1], k[2], k[0]))
+        self._assign(self.armed, k, at)
 
     def _set_gate(self, k: tuple[int, str, str], at: int | None) -> None:
-        old = self.at_gate.get(k)
-        if old == at:
-            return
-        if at is None:
-            del self.at_gate[k]
-        else:
-            self.at_gate[k] = at
-        self.owner.undo.add(self._restore_gate, k, old)
+        self._assign(self.at_gate, k, at)
 
-    def _restore_gate(self, k: tuple[int, str, str], at: int | None) -> None:
-        if at is None:
-            self.at_gate.pop(k, None)
+    def _assign(self, mapping: dict[tuple[int, str, str], int], k: tuple[int, str, str], value: int | None) -> None:
+        """Set (None: remove) an entry of ``armed`` or ``at_gate``, undoably."""
+        old = mapping.get(k)
+        if old == value:
+            return
+        if value is None:
+            del mapping[k]
         else:
-            self.at_gate[k] = at
+            mapping[k] = value
+        self.owner.undo.add(self._restore, mapping, k, old)
+
+    @staticmethod
+    def _restore(mapping: dict[tuple[int, str, str], int], k: tuple[int, str, str], value: int | None) -> None:
+        if value is None:
+            mapping.pop(k, None)
+        else:
+            mapping[k] = value
 
     def listing(self) -> Iterator[tuple[int, PendingRecord]]:
         """Every pending record of the assigned partitions (for logs and tests)."""

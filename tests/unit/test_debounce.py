@@ -140,3 +140,30 @@ def test_the_pending_table_writes_each_record_once_per_flush_and_forgets_an_abor
     table.commit(2)
     assert table.get("a-f\x1f") is None and table.key_of_run("r-e0") is None and not list(table.records())
     table.close()
+
+
+def test_a_key_has_one_timer_however_many_events_extend_it_and_it_fires_at_the_last_deadline(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from pipeline.config import Settings
+    from pipeline.kafka.store import Store
+    from pipeline.run_owner.pending import PendingRuns, PendingTable
+    from pipeline.run_owner.undo import UndoLog
+
+    client = pipeline.Inngest(app_id="a")
+    fn = client.create_function(fn_id="f", trigger=pipeline.TriggerEvent(event="x"),
+                                debounce=pipeline.Debounce(period=5000))(lambda ctx: None)
+    started: list[str] = []
+    owner = SimpleNamespace(settings=Settings(gate_max_wait_ms=0), commands_topic="run-commands", undo=UndoLog(),
+                            registry=SimpleNamespace(by_id={fn.id: fn}),
+                            start_run=lambda cmd, fn, p, out, now, batch=None: started.append(cmd["run_id"]))
+    pending = PendingRuns(owner)  # type: ignore[arg-type]
+    pending.tables["debounce"][0] = PendingTable(Store(tmp_path / "d"))
+    for i in range(1000):
+        cmd = {**_cmd(f"e{i}", 1000 + i), "function_id": fn.id}
+        assert pending.on_start(cmd, fn, 0, None, 1000 + i)  # type: ignore[arg-type]
+    assert len(pending.heap) == 1 and pending.heap[0][0] == 6000
+    pending.tick(None, 6000)  # type: ignore[arg-type]  # extended: re-armed at the last event's deadline
+    assert not started and [d[0] for d in pending.heap] == [6999]
+    pending.tick(None, 6999)  # type: ignore[arg-type]
+    assert started == ["r-e999"] and not list(pending.listing())
