@@ -37,6 +37,7 @@ from .health import router as health_router
 from .ingest import router as ingest_router
 from .lifespan import lifespan
 from .metrics import mount_metrics
+from .pending import router as pending_router
 from .register import router as register_router
 from .runs import router as runs_router
 from .sources import router as sources_router
@@ -76,6 +77,6 @@ def create_app(settings: Settings, *, producer: Producer | None = None, run_wait
     install_error_handlers(app)
     install_ui(app)
     for router in (runs_router, functions_router, events_router, health_router, ingest_router, cancellations_router,
-                   sources_router, register_router, apps_router, dropped_router):
+                   sources_router, register_router, apps_router, dropped_router, pending_router):
         app.include_router(router)
     return app

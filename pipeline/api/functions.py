@@ -11,13 +11,13 @@ from typing import Any
 
 from fastapi import Request
 
-from ..sdk.function import Function
 from .auth import signed_router
 from .context import api_config, ensure_ready
 from .edge import answers
-from .flow_settings import flow_start
+from .flow_settings import flow_settings
 
 router = signed_router()
+
 
 
 @router.get("/v1/functions", responses=answers(401, 503))
@@ -33,21 +33,9 @@ async def list_functions(request: Request) -> dict[str, Any]:
                     "cancel": [{"event": c.spec.event, "if": c.spec.expression()} for c in fn.cancels],
                     "concurrency": [{"limit": c.limit, "key": c.key.source if c.key else None}
                                     for c in fn.concurrency],
-                    "flow": {**_flow(fn), **flow_start(fn)}, "runs": counts.get(fn.id, 0)})
+                    "flow": flow_settings(fn), "runs": counts.get(fn.id, 0)})
     known = {f["id"] for f in out}
     out += [{"id": fid, "app_id": None, "fn_id": None, "name": fid, "triggers": [], "cancel": [], "concurrency": [],
              "flow": {}, "runs": n}
             for fid, n in sorted(counts.items()) if fid not in known]
     return {"data": out}
-
-
-def _flow(fn: Function) -> dict[str, Any]:
-    """The function's flow-control options, as the UI shows them (one entry per option set)."""
-    flow: dict[str, Any] = {}
-    if fn.rate_limit is not None:
-        rl = fn.rate_limit
-        flow["rate_limit"] = {"limit": rl.limit, "period_ms": rl.period_ms, "burst": rl.burst,
-                              "key": rl.key.source if rl.key else None}
-    if fn.idempotency is not None:
-        flow["idempotency"] = {"key": fn.idempotency.source}
-    return flow

@@ -21,6 +21,7 @@ from ..serde.models import ENDED_STATUSES, RunView, now_ms
 from .auth import signed_router
 from .context import api_config, ensure_ready, find_run, partition_counts, write
 from .edge import ApiError, answers
+from .pending import cancel_pending
 from .writer import Outgoing
 
 router = signed_router()
@@ -119,6 +120,10 @@ async def cancel_run(run_id: str, request: Request) -> dict[str, Any]:
     """Ask the run's owner to cancel it. Answers once the command is in Kafka, before it is applied."""
     config = api_config(request)
     runs, _ = await ensure_ready(request)
+    if runs.get(run_id) is None:  # a pending debounce or batch is cancelled by the run id it would start
+        pending = await cancel_pending(request, run_id)
+        if pending is not None:
+            return {"data": pending}
     state = await find_run(request, runs, run_id)
     if state["status"] in ENDED_STATUSES:
         raise ApiError(409, f"run {run_id} has already ended ({state['status']})")

@@ -21,12 +21,9 @@ from ..protocol.functions import function_def
 from ..protocol.records import FunctionDef
 from ..protocol.timestr import BadTimeString, duration_ms
 from ..sdk.cron import BadCron, CronSchedule
+from .pending import read_batch, read_debounce
 from .register_flow_start import read_flow_start
 
-#: option keys (either SDK's spelling) that are not built yet: refused by name when set
-NOT_BUILT = {
-    "batchEvents": "batch_events", "batch_events": "batch_events", "debounce": "debounce",
-}
 DEFAULT_RETRIES = 4
 MAX_RETRIES = 20
 
@@ -98,9 +95,6 @@ def _read_function(raw: dict[str, Any], app_id: str, app_url: str, sdk: str, now
     fn_id = raw.get("id")
     if not isinstance(fn_id, str) or not fn_id.startswith(f"{app_id}-") or len(fn_id) <= len(app_id) + 1:
         raise SyncRefused([f"id {fn_id!r}: must be the composite id '{app_id}-<function id>'"])
-    for key, name in NOT_BUILT.items():
-        if raw.get(key) not in (None, [], {}, ""):
-            problems.append(f"{name}: not built yet")
     steps = raw.get("steps")
     step = steps.get("step") if isinstance(steps, dict) else None
     step = step if isinstance(step, dict) else {}
@@ -122,10 +116,13 @@ def _read_function(raw: dict[str, Any], app_id: str, app_url: str, sdk: str, now
     if idempotency is not None and (not isinstance(idempotency, str) or not idempotency.strip()):
         problems.append(f"idempotency: {idempotency!r} must be a CEL expression (a string)")
     flow_start = read_flow_start(raw, problems)
+    debounce = read_debounce(raw.get("debounce"), problems)
+    batch = read_batch(raw.get("batchEvents") or raw.get("batch_events"), raw, problems)
     if problems:
         raise SyncRefused(problems)
     definition = {"triggers": triggers, "cancel": cancels, "concurrency": concurrency, "retries": retries,
-                  "timeouts": timeouts, "rate_limit": rate_limit, "idempotency": idempotency or None, **flow_start}
+                  "timeouts": timeouts, "rate_limit": rate_limit, "idempotency": idempotency or None, **flow_start,
+                  "debounce": debounce, "batch": batch}
     given = raw.get("name")
     name = given if isinstance(given, str) and given else fn_id[len(app_id) + 1:]
     return function_def(fn_id, app_id, name, str(url), definition, app_url=app_url, sdk=sdk, synced_at=now_ms)

@@ -134,7 +134,6 @@ class ServiceLoop:
         # urgent(msg): records to process ahead of the backlog (cancellations); see lookahead.py
         urgent = kind.urgent is not Processor.urgent
         self.lookahead = Lookahead(self.settings.batch_size * LOOKAHEAD_BATCHES) if urgent else None
-        self._committed_cache: dict[tuple[str, int], tuple[int, float]] = {}  # see _committed_positions
         commits.lookahead = self.lookahead
         # commit_urgent = False: the processor's urgent output that anyone waits for is all sent at once (the
         # matcher's signals), so urgent records need no commit of their own
@@ -184,34 +183,31 @@ class ServiceLoop:
             return {}
         positions = {tp.partition: tp.offset
                      for tp in self.consumer.position([TopicPartition(topic, p) for p in partitions])}
-        if any(offset < 0 for offset in positions.values()):
-            self._committed_positions(topic, positions)
+        unknown = [p for p, offset in positions.items() if offset < 0]
+        if unknown:
+            positions.update(self._committed_fallback(topic, unknown))
         if self.lookahead is not None:
             for (t, p), first in self.lookahead.first_offsets(unprocessed=True).items():
                 if t == topic and p in positions:
                     positions[p] = min(positions[p], first) if positions[p] >= 0 else first
         return positions
 
-    def _committed_positions(self, topic: str, positions: dict[int, int]) -> None:
-        """A partition with nothing consumed since its assignment has no position (librdkafka reports
-        OFFSET_INVALID until a record is consumed): everything below the group's committed offset was processed
-        (the state restored on assignment is as of it), so that is its processed position. Asked at most once a
-        second per partition (the loop's own thread; a rebalance may move the offset, and an older one is only
-        a lower bound). Without it a run held at the gate on an idle partition after a restart waited the gate's
-        whole maximum (60 s)."""
-        now = time.monotonic()
-        cache = self._committed_cache
-        ask = [p for p, offset in positions.items() if offset < 0 and cache.get((topic, p), (0, -1.0))[1] < now - 1]
+    def _committed_fallback(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        """A partition the consumer has returned no record from since it was assigned has no position yet (an
+        idle partition after a restart), and the gate would wait its whole max wait for it. Every record below
+        the group's committed offset was processed (by this process, or by the one before it, whose state was
+        restored), so that offset stands in. Asked once per assignment (a broker round trip) and kept: an offset
+        read earlier is only lower, which can delay the gate but never pass it early."""
+        cache = self.rebalance.committed_at_start
+        ask = [TopicPartition(topic, p) for p in partitions if (topic, p) not in cache]
         if ask:
             try:
-                for tp in self.consumer.committed([TopicPartition(topic, p) for p in ask], timeout=5):
+                for tp in self.consumer.committed(ask, timeout=5):
                     if tp.offset >= 0:
-                        cache[(topic, tp.partition)] = (tp.offset, now)
-            except KafkaException as exc:  # the coordinator is moving: the gate waits, as it would have
-                log.warning("cannot read committed offsets", extra={"service": self.name, "error": str(exc)})
-        for p, offset in positions.items():
-            if offset < 0 and (topic, p) in cache:
-                positions[p] = cache[(topic, p)][0]
+                        cache[(topic, tp.partition)] = tp.offset
+            except KafkaException as exc:
+                log.warning("committed offsets not read for the gate", extra={"error": str(exc)})
+        return {p: cache[(topic, p)] for p in partitions if (topic, p) in cache}
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the loop gracefully (only possible from the main thread)."""

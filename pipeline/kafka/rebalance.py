@@ -47,13 +47,18 @@ class Rebalance:
         # inside the loop's batch: a rebalance served by a look for urgent records lands in the middle of it
         self.in_batch = False
         self.revoked_in_batch: set[tuple[str, int]] = set()  # partitions the rest of the batch skips
+        # committed offsets the gate read for partitions without a position yet (ServiceLoop.processed_positions);
+        # good until the assignment changes
+        self.committed_at_start: dict[tuple[str, int], int] = {}
 
     def _restore(self, consumer: Consumer | None, partitions: list[TopicPartition]) -> None:
+        self.committed_at_start.clear()
         restore_tables(self.processor.partition_tables(), partitions, servers=self.servers, consumer=consumer,
                        service=self.name, dead_letter=self.dead_letter, stores=self.stores)
         self.processor.assigned(partitions)
 
     def _drop(self, partitions: list[TopicPartition]) -> None:
+        self.committed_at_start.clear()
         drop_tables(self.processor.partition_tables(), partitions)
         self.processor.revoked(partitions)
 

@@ -35,6 +35,8 @@ FUNCTIONS = "functions"
 APP_SYNCS = "app-syncs"
 RATE_LIMITS = "rate-limits"
 DROPPED_EVENTS = "dropped-events"
+DEBOUNCES = "debounces"
+BATCHES = "batches"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,11 @@ SPECS: tuple[TopicSpec, ...] = (
               cleanup_policy="compact", retention_ms=-1,
               config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(3600 * 1000)}),
     TopicSpec(DROPPED_EVENTS, key="function id", doc="events dropped by a rate limit or idempotency, for the API"),
+    # flow control (issue 21): the run owner's pending debounces and batches, co-partitioned with run-commands
+    TopicSpec(DEBOUNCES, key="function id US key value", doc="pending debounces (run owner state changelog)",
+              cleanup_policy="compact", retention_ms=-1, config={"min.cleanable.dirty.ratio": "0.1"}),
+    TopicSpec(BATCHES, key="function id US key value", doc="pending batches (run owner state changelog)",
+              cleanup_policy="compact", retention_ms=-1, config={"min.cleanable.dirty.ratio": "0.1"}),
 )
 
 

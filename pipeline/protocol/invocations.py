@@ -36,6 +36,7 @@ def invocation(
     event: str,
     steps: Sequence[Mapping[str, Any]],
     dispatched_at: int,
+    batch: str | None = None,
 ) -> Invocation:
     """Invocation ``seq`` of a run, for the worker: ``owner_partition`` is where its outcome goes back."""
     record: Invocation = {
@@ -47,6 +48,7 @@ def invocation(
         "event": event,
         "steps": [memo_step(s) for s in steps],
         "dispatched_at": dispatched_at,
+        "batch": batch,
     }
     return record
 

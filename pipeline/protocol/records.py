@@ -69,6 +69,7 @@ class Invocation(TypedDict):
     event: str
     steps: list[MemoStep]
     dispatched_at: int
+    batch: str | None
 
 
 class StepOutcome(TypedDict):
@@ -134,6 +135,7 @@ class RunState(TypedDict):
     replay_of: str | None
     waiting_for: str | None
     singleton_key: str | None
+    batch: str | None
 
 
 class CancelListener(TypedDict):

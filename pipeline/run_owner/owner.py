@@ -55,6 +55,7 @@ from .bulk import BulkRules
 from .crons import CronTicks
 from .gate import GateBook
 from .listening import Listening
+from .pending import PendingRuns
 from .priority import slot_rank
 from .rearm import rearm
 from .slots import Slots
@@ -129,6 +130,7 @@ class RunOwner(Processor):
         self.applied = FunctionsApplied(registry)  # the proof that syncs are in effect (pipeline.apps.applied)
         self.crons = CronTicks(registry, self.events_topic,
                                lambda: t.partition_count(admin(), self.commands_topic))
+        self.pending = PendingRuns(self)  # debounce and batch_events (pending.py)
 
     @override
     def topics(self) -> list[str]:
@@ -137,12 +139,14 @@ class RunOwner(Processor):
     @property
     @override
     def waiting(self) -> bool:
-        """Runs wait at the gate, or a timer is due within the loop's poll timeout (a throttle release, a wake-up):
-        the loop should tick often, so the tick that releases them is not up to a poll timeout late."""
+        """Runs wait at the gate, or a timer (a throttle release, a wake-up) or a pending debounce or batch is due
+        within the loop's poll timeout: the loop should tick often, so the tick that releases them is not up to a
+        poll timeout late."""
         if len(self.gates) > 0:
             return True
+        now = _now()
         due = self.timers.next_at()
-        return due is not None and due - _now() <= TIMER_SOON_MS
+        return (due is not None and due - now <= TIMER_SOON_MS) or self.pending.due_soon(now)
 
     @override
     def bind(self, loop: ServiceLoop) -> None:
@@ -158,7 +162,8 @@ class RunOwner(Processor):
 
     @override
     def partition_tables(self) -> Sequence[PartitionTables[Any]]:
-        return [self.tables, self.slots, self.admission.tables, self.throttles.states, self.throttles.queues]
+        return [self.tables, self.slots, self.admission.tables, self.throttles.states, self.throttles.queues,
+                *self.pending.tables.values()]
 
     @override
     def assigned(self, partitions: list[TopicPartition]) -> None:
@@ -176,6 +181,7 @@ class RunOwner(Processor):
         self.bulk.load()
         self.ticker.sweep_bulk = True  # re-apply every rule to the rebuilt table at the next tick (idempotent)
         self.crons.assigned(parts, _now())
+        self.pending.assigned(parts)
 
     @override
     def revoked(self, partitions: list[TopicPartition]) -> None:
@@ -187,6 +193,7 @@ class RunOwner(Processor):
         for p in parts:
             self.gates.drop_partition(p)
             self.crons.revoked(p)
+        self.pending.revoked(parts)
         self.timers.keep(self.tables.__contains__)
 
     # -- commands and outcomes -----------------------------------------------------------------------------
@@ -241,22 +248,12 @@ class RunOwner(Processor):
                                                          "received_at": record["received_at"] or now,
                                                          "queued_at": now}, out)
                 return
-            timeouts = fn.timeouts
-            tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
-                          slot_keys=fn.slot_keys(event),
-                          singleton_key=fn.singleton.key_of(fn.id, event) if fn.singleton else None)
-            assert tr.state is not None
-            for rule in self.bulk.rules.values():
-                if rule.hits(tr.state):
-                    self.apply(tr, fn, p, out, now, advance=False)
-                    self.apply(st.cancel(tr.state, "bulk", rule.id, now), fn, p, out, now)
-                    return
-            if singleton.on_start(self, tr.state, fn, p, out, now):
-                return  # skipped: another run of its singleton key is active
-            self.apply(tr, fn, p, out, now)
+            if not self.pending.on_start(record, fn, p, out, now):  # debounce, batch_events: a pending record
+                self.start_run(record, fn, p, out, now)
         elif kind == "cancel":
             if state is None:
-                log.info("cancel for an unknown run ignored", extra={"run_id": record["run_id"]})
+                if not self.pending.cancel(record["run_id"], p, out):
+                    log.info("cancel for an unknown run ignored", extra={"run_id": record["run_id"]})
                 return
             self.apply(st.cancel(state, record["reason"] or "api", record["source_id"], now),
                         self.registry.by_id.get(state["function_id"]), p, out, now)
@@ -271,6 +268,26 @@ class RunOwner(Processor):
                 self._release_slots(state, served, p, out, now)
             self.apply(tr, served, p, out, now)
         # "execute" commands (the run queue of earlier versions) are obsolete: invocations replaced them
+
+    def start_run(self, record: dict[str, Any], fn: Function, p: int, out: Emitter, now: int, *,
+                  batch: str | None = None) -> None:
+        """Schedule the run of a start command (or of a pending debounce or batch, whose run may exist: a replay)."""
+        if self.run(p, record["run_id"]) is not None:
+            return
+        event = json.loads(record["event"])
+        timeouts = fn.timeouts
+        tr = st.start(record, event["id"], now, start_timeout_ms=timeouts.start_ms() if timeouts else None,
+                      slot_keys=fn.slot_keys(event), batch=batch,
+                      singleton_key=fn.singleton.key_of(fn.id, event) if fn.singleton else None)
+        assert tr.state is not None
+        for rule in self.bulk.rules.values():
+            if rule.hits(tr.state):
+                self.apply(tr, fn, p, out, now, advance=False)
+                self.apply(st.cancel(tr.state, "bulk", rule.id, now), fn, p, out, now)
+                return
+        if singleton.on_start(self, tr.state, fn, p, out, now):
+            return  # skipped: another run of its singleton key is active
+        self.apply(tr, fn, p, out, now)
 
     def _outcome(self, outcome: dict[str, Any], state: dict[str, Any] | None, p: int, out: Emitter, now: int) -> None:
         if state is None or not st.is_current(state, outcome):
@@ -378,6 +395,7 @@ class RunOwner(Processor):
     def end_batch(self, out: Emitter) -> None:
         """The loop's end of a batch: each run changed in it is written once, in the batch's transaction."""
         self.writes.flush(out, self.tables)
+        self.pending.flush(out)
 
     @override
     def discard(self) -> None:

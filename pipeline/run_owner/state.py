@@ -73,8 +73,8 @@ def _bump(state: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def start(cmd: dict[str, Any], event_id: str, now_ms: int, *, start_timeout_ms: int | None,
-          slot_keys: list[str] | None = None, singleton_key: str | None = None) -> Transition:
-    """Schedule a run: Queued and ready for its first invocation."""
+          slot_keys: list[str] | None = None, singleton_key: str | None = None, batch: str | None = None) -> Transition:
+    """Schedule a run: Queued and ready for its first invocation. ``batch``: a batch_events run's events (JSON)."""
     state = {
         "run_id": cmd["run_id"], "function_id": cmd["function_id"], "event_id": event_id, "event": cmd["event"],
         "status": "Queued", "attempt": 0, "steps": [], "output": None, "error": None,
@@ -84,6 +84,7 @@ def start(cmd: dict[str, Any], event_id: str, now_ms: int, *, start_timeout_ms: 
         "ready_at": now_ms, "held": None, "gate_wait_ms": 0, "finishing": None,
         "concurrency_keys": list(slot_keys or []), "waiting_for": None, "replay_of": cmd.get("source_id"),
         "singleton_key": singleton_key,
+        "batch": batch,
     }
     return Transition(state=state, ready=True)
 
@@ -146,7 +147,7 @@ def dispatch(state: dict[str, Any], now_ms: int, *, finish_timeout_ms: int | Non
 def invocation(state: dict[str, Any], owner_partition: int, now_ms: int) -> Invocation:
     """The Invocation record for the run's current ``seq`` (after :func:`dispatch`)."""
     return invocations.invocation(state["run_id"], state["function_id"], state["seq"], state["attempt"],
-                                  owner_partition, state["event"], state["steps"], now_ms)
+                                  owner_partition, state["event"], state["steps"], now_ms, state.get("batch"))
 
 
 def is_current(state: dict[str, Any], outcome: dict[str, Any]) -> bool:

@@ -16,6 +16,7 @@ from ..kafka.emitter import Emitter
 from . import state as st
 from .bulk import BulkRule
 from .gate import GateProber
+from .pending import GATE_PREFIX
 
 if TYPE_CHECKING:
     from .owner import RunOwner
@@ -51,6 +52,7 @@ class Ticker:
             wake_at = state.get("wake_at")
             if wake_at is not None and wake_at <= now:
                 owner.apply(st.wake(state, now), fn, p, out, now)
+        owner.pending.tick(out, now)  # due debounces and batches go to the gate
         self._release_gated(out, now)
         self._poll_bulk(out, now)
         owner.crons.fire(out, now, owner.undo)
@@ -75,6 +77,9 @@ class Ticker:
         positions = owner.loop.processed_positions(owner.commands_topic, list(gates.waiting)) \
             if owner.loop is not None else {}
         for p, run_id, timed_out in gates.due(positions, now):
+            if run_id.startswith(GATE_PREFIX):  # a pending debounce or batch at its deadline
+                owner.pending.release(p, run_id, out, now)
+                continue
             state = owner.run(p, run_id)
             if state is None or st.is_ended(state) or state.get("held") != st.GATE:
                 continue
@@ -101,3 +106,4 @@ class Ticker:
                     if rule.hits(state):
                         owner.apply(st.cancel(state, "bulk", rule.id, now),
                                     owner.registry.by_id.get(state["function_id"]), p, out, now)
+            owner.pending.bulk_cancel(rule.hits, out)  # pending debounces and batches it covers

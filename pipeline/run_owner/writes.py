@@ -26,7 +26,7 @@ _Key = tuple[int, str]
 def rough_size(state: dict[str, Any]) -> int:
     """An upper-bound-ish size of a state's large fields, cheap to compute (no encoding)."""
     size = len(state["event"]) + len(state.get("output") or "") + len(state.get("error") or "") \
-        + len(state.get("waiting_for") or "")
+        + len(state.get("waiting_for") or "") + len(state.get("batch") or "")
     for step in state["steps"]:
         size += len(step.get("output") or "") + len(step["id"]) + 32
     return size

@@ -15,8 +15,10 @@ from typing import Any
 
 from ..protocol.ids import function_id
 from .definitions import (
+    Batch,
     Cancel,
     Concurrency,
+    Debounce,
     DefinitionError,
     Priority,
     RateLimit,
@@ -27,10 +29,9 @@ from .definitions import (
     TriggerEvent,
 )
 from .function import Function, build_function
+from .pending import refuse_with_batch
 from .sources import Source, SourceError, ValueFormat
 
-# inngest-py create_function options that are not built yet: refused at definition time.
-NOT_BUILT = ("debounce", "batch_events")
 FAILED = "inngest/function.failed"
 
 
@@ -75,24 +76,22 @@ class Inngest:
                         rate_limit: RateLimit | None = None, idempotency: str | None = None,
                         throttle: Throttle | None = None, priority: Priority | None = None,
                         singleton: Singleton | None = None,
-                        **unbuilt: Any) -> Callable[[Callable[..., Any]], Function]:
+                        debounce: Debounce | None = None, batch_events: Batch | None = None,
+                        ) -> Callable[[Callable[..., Any]], Function]:
         """Decorator: validate and compile the definition now and return the :class:`Function`.
 
         ``on_failure`` is a handler run once the function has failed for good, with the
         ``inngest/function.failed`` event as ``ctx.event`` (``data.error``, ``data.event``, ``data.run_id``):
         as in Inngest, it is a function of its own, ``<fn_id>-failure``, triggered by that event."""
         full_id = function_id(self.app_id, fn_id)
-        for option, value in unbuilt.items():
-            if option not in NOT_BUILT:
-                raise TypeError(f"create_function() got an unexpected keyword argument {option!r}")
-            if value is not None:
-                raise DefinitionError(full_id, option, value, "is not supported yet by pipeline")
+        refuse_with_batch(full_id, batch_events, cancel=cancel, debounce=debounce, rate_limit=rate_limit,
+                          idempotency=idempotency, priority=priority, singleton=singleton)
 
         def register(handler: Callable[..., Any]) -> Function:
             fn = build_function(self.app_id, fn_id, handler, trigger=trigger, name=name, cancel=cancel,
                                 retries=retries, timeouts=timeouts, concurrency=concurrency, logger=self.logger,
                                 rate_limit=rate_limit, idempotency=idempotency, throttle=throttle, priority=priority,
-                                singleton=singleton)
+                                singleton=singleton, debounce=debounce, batch_events=batch_events)
             if fn.id in self._functions:
                 raise DefinitionError(fn.id, "fn_id", fn_id, "is already registered in this app")
             failure = None

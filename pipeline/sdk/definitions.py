@@ -129,12 +129,7 @@ class DefinitionError(ValueError):
         super().__init__(f"function {function_id!r}: {field} {value!r}: {problem}")
 
 
-# -- inngest-py options that are not built yet --------------------------------------------------------------
-# They exist so that ported code imports and reads as before; create_function refuses them by name.
-
-
-class _Later(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
+# -- triggers and flow control ----------------------------------------------------------------------------------
 
 
 class TriggerCron(BaseModel):
@@ -144,10 +139,6 @@ class TriggerCron(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cron: str = Field(min_length=1)
-
-
-class Debounce(_Later):
-    """inngest-py's debounce option: not supported yet."""
 
 
 MIN_THROTTLE_PERIOD = datetime.timedelta(seconds=1)
@@ -242,5 +233,74 @@ class RateLimit(BaseModel):
         return int(self.period.total_seconds() * 1000)
 
 
-class Batch(_Later):
-    """inngest-py's batch_events option: not supported yet."""
+# -- flow control: debounce and batch_events (issue 21; built in pipeline/run_owner/pending.py) --------------
+
+MIN_DEBOUNCE_PERIOD_MS = 1000  # Inngest's consts.MinDebouncePeriod
+MAX_DEBOUNCE_PERIOD_MS = 7 * 24 * 3600 * 1000  # consts.MaxDebouncePeriod
+MIN_BATCH_TIMEOUT_MS = 1000  # Inngest refuses a batch timeout under 1 s
+MAX_BATCH_SIZE = 1000  # a batch lives in one run state, which must fit one Kafka record (see CompiledBatch)
+
+
+def _ms(value: datetime.timedelta | None) -> int | None:
+    return None if value is None else int(value.total_seconds() * 1000)
+
+
+class Debounce(BaseModel):
+    """Start one run per burst of events: each event (per ``key``, CEL over ``event``) restarts ``period``; the
+    run starts when ``period`` passes without one, or ``timeout`` after the burst's first event, with the event
+    of the greatest ``ts``. Durations: a ``timedelta`` or an int of milliseconds (as inngest-py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    period: datetime.timedelta
+    key: str | None = None
+    timeout: datetime.timedelta | None = None
+
+    @field_validator("period", "timeout", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return as_timedelta(value, "Debounce")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Debounce:
+        period = _ms(self.period) or 0
+        if not MIN_DEBOUNCE_PERIOD_MS <= period <= MAX_DEBOUNCE_PERIOD_MS:
+            raise ValueError(f"debounce period {period} ms: must be between 1 s and 7 days")
+        if self.timeout is not None and (_ms(self.timeout) or 0) < MIN_DEBOUNCE_PERIOD_MS:
+            raise ValueError(f"debounce timeout {_ms(self.timeout)} ms: must be at least 1 s")
+        if self.key is not None and not self.key.strip():
+            object.__setattr__(self, "key", None)  # Inngest reads an empty key as none
+        return self
+
+    def period_ms(self) -> int:
+        return int(self.period.total_seconds() * 1000)
+
+    def timeout_ms(self) -> int | None:
+        return _ms(self.timeout)
+
+
+class Batch(BaseModel):
+    """Run once per batch of up to ``max_size`` events (per ``key``), started when the batch is full or
+    ``timeout`` after its first event (the wait does not slide). An event for which ``if_exp`` (CEL over
+    ``event``) is false runs alone, at once. The handler gets ``ctx.events``; ``ctx.event`` is the first."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_size: int = Field(ge=2, le=MAX_BATCH_SIZE)
+    timeout: datetime.timedelta
+    key: str | None = None
+    if_exp: str | None = None
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return as_timedelta(value, "Batch.timeout")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Batch:
+        if (_ms(self.timeout) or 0) < MIN_BATCH_TIMEOUT_MS:
+            raise ValueError(f"batch timeout {_ms(self.timeout)} ms: must be at least 1 s")
+        return self
+
+    def timeout_ms(self) -> int:
+        return int(self.timeout.total_seconds() * 1000)

@@ -23,8 +23,10 @@ from .definitions import (
     MAX_CANCEL_ENTRIES,
     MAX_CONCURRENCY_ENTRIES,
     MAX_PRIORITY_S,
+    Batch,
     Cancel,
     Concurrency,
+    Debounce,
     DefinitionError,
     Priority,
     RateLimit,
@@ -34,6 +36,7 @@ from .definitions import (
     TriggerCron,
     TriggerEvent,
 )
+from .pending import CompiledBatch, CompiledDebounce, compile_batch, compile_debounce, refuse_with_batch
 from .waits import WaitNotDeclared, declared_waits
 
 
@@ -181,6 +184,8 @@ class Function:
     throttle: CompiledThrottle | None = None
     priority: CompiledPriority | None = None
     singleton: CompiledSingleton | None = None
+    debounce: CompiledDebounce | None = None  # flow control (issue 21): pending in the run owner, sdk/pending.py
+    batch: CompiledBatch | None = None
 
     def wait_paths(self, event: str) -> tuple[str | None, ...]:
         """The join paths the matcher signals ``event`` under for this function's waits (empty: none)."""
@@ -211,6 +216,10 @@ class Function:
             keys.append(("throttle", self.throttle.key))
         if self.singleton is not None:
             keys.append(("singleton", self.singleton.key))
+        if self.debounce is not None:
+            keys.append(("debounce", self.debounce.key))
+        if self.batch is not None:
+            keys.append(("batch_events", self.batch.key))
         return keys
 
     def owner_key(self, event: dict[str, Any]) -> str | None:
@@ -220,14 +229,14 @@ class Function:
         All the runs (and events) that share a slot set or a flow key must meet at one owner, which counts them
         exactly: a single keyed limit partitions by function and key value (the slot set's name, so runs of
         existing deployments do not move), options all keyed by one expression by function and its value, and
-        anything else by function. A throttle or singleton key that fails on the event raises here (the matcher
-        dead-letters the event); the others fail in the run owner, which dead-letters the start."""
+        anything else by function. Every flow key is evaluated here, in the matcher: a key that fails raises, and the
+        event is dead-lettered with the reason."""
         keys = self._flow_keys()
         if not keys:
             return None
-        for option in (self.throttle, self.singleton):
-            if option is not None and option.key is not None:
-                option.key_of(self.id, event)
+        for option, key in keys:
+            if key is not None and option != "concurrency":  # concurrency keys share a None slot set instead
+                key.checked_value({"event": event})
         if len(keys) == 1 and self.concurrency and self.concurrency[0].key is not None:
             return self.concurrency[0].slot_key(self.id, event)
         sources = {key.source if key is not None else None for _, key in keys}
@@ -245,7 +254,8 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
                    concurrency: list[Concurrency] | Concurrency | None = None,
                    logger: logging.Logger | None = None, rate_limit: RateLimit | None = None,
                    idempotency: str | None = None, throttle: Throttle | None = None,
-                   priority: Priority | None = None, singleton: Singleton | None = None) -> Function:
+                   priority: Priority | None = None, singleton: Singleton | None = None,
+                   debounce: Debounce | None = None, batch_events: Batch | None = None) -> Function:
     """Validate a definition and compile its expressions. Raises DefinitionError naming what is wrong."""
     full_id = function_id(app_id, fn_id)
     if not fn_id or any(c.isspace() for c in fn_id):
@@ -269,6 +279,8 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
     compiled_cancels = tuple(_compile_cancel(full_id, i, c) for i, c in enumerate(cancels))
     if not callable(handler):
         raise DefinitionError(full_id, "handler", handler, "must be callable")
+    refuse_with_batch(full_id, batch_events, cancel=cancels, debounce=debounce, rate_limit=rate_limit,
+                      idempotency=idempotency, priority=priority, singleton=singleton)
     limits = [concurrency] if isinstance(concurrency, Concurrency) else list(concurrency or [])
     if len(limits) > MAX_CONCURRENCY_ENTRIES:
         raise DefinitionError(full_id, "concurrency", f"{len(limits)} entries",
@@ -285,7 +297,8 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
                     rate_limit=_compile_rate_limit(full_id, rate_limit),
                     idempotency=_compile_idempotency(full_id, idempotency),
                     throttle=_compile_throttle(full_id, throttle), priority=_compile_priority(full_id, priority),
-                    singleton=_compile_singleton(full_id, singleton))
+                    singleton=_compile_singleton(full_id, singleton),
+                    debounce=compile_debounce(full_id, debounce), batch=compile_batch(full_id, batch_events))
 
 
 # -- throttle, priority, singleton (pipeline/run_owner/throttle.py, singleton.py) ----------------------------------

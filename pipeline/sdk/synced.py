@@ -18,7 +18,18 @@ from typing import Any
 from ..protocol.functions import learned_waits
 from ..protocol.records import FunctionDef
 from .cron import CronSchedule
-from .definitions import Cancel, Concurrency, Priority, RateLimit, Singleton, Throttle, Timeouts, TriggerEvent
+from .definitions import (
+    Batch,
+    Cancel,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+    Timeouts,
+    TriggerEvent,
+)
 from .function import (
     CompiledWait,
     Function,
@@ -31,6 +42,7 @@ from .function import (
     _compile_throttle,
     _compile_trigger,
 )
+from .pending import compile_batch, compile_debounce
 
 
 def _served_elsewhere(*_: Any) -> Any:
@@ -78,11 +90,16 @@ def synced_function(record: FunctionDef) -> SyncedFunction:
                                  if th else None)
     priority = _compile_priority(record["id"], Priority(run=pr["run"]) if pr else None)
     singleton = _compile_singleton(record["id"], Singleton(key=si.get("key"), mode=si["mode"]) if si else None)
+    d, b = spec.get("debounce"), spec.get("batch")
+    debounce = compile_debounce(record["id"], Debounce(period=d["period_ms"], timeout=d.get("timeout_ms"),
+                                                       key=d.get("key")) if d else None)
+    batch = compile_batch(record["id"], Batch(max_size=b["max_size"], timeout=b["timeout_ms"], key=b.get("key"),
+                                              if_exp=b.get("if")) if b else None)
     return SyncedFunction(app_id=app_id, fn_id=fn_id, name=record["name"], handler=_served_elsewhere,
                           triggers=triggers, cancels=cancels, retries=int(spec.get("retries", 4)),
                           timeouts=timeouts, is_async=True, concurrency=limits, waits=waits, crons=crons,
                           rate_limit=rate_limit,
                           idempotency=_compile_idempotency(record["id"], spec.get("idempotency")),
-                          throttle=throttle, priority=priority, singleton=singleton,
+                          throttle=throttle, priority=priority, singleton=singleton, debounce=debounce, batch=batch,
                           url=record["url"], app_url=record["app_url"], sdk=record["sdk"],
                           synced_at=record["synced_at"], record=record)

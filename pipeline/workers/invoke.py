@@ -52,13 +52,15 @@ def _context(fn: Function, inv: dict[str, Any], logger: logging.Logger, now_ms: 
     memo = {s["id"]: s["output"] for s in inv["steps"]}
     errors = {s["id"]: s["error"] for s in inv["steps"] if s.get("error")}
     event = EventView(json.loads(inv["event"]))
+    batch = inv.get("batch")  # batch_events: ctx.events is the batch, ctx.event its first
+    events = [EventView(e) for e in json.loads(batch)] if batch else [event]
     if fn.is_async:
         step: Step | StepSync = Step(memo, now_ms, errors)
         group: Group | GroupSync = Group(step)  # type: ignore[arg-type]
     else:
         step = StepSync(memo, now_ms, errors)
         group = GroupSync(step)
-    return Context(event=event, events=[event], run_id=inv["run_id"], attempt=inv["attempt"],
+    return Context(event=event, events=events, run_id=inv["run_id"], attempt=inv["attempt"],
                    logger=ReplayAwareLogger(fn.logger or logger, step), step=step, function_id=fn.id, group=group)
 
 

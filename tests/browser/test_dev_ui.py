@@ -146,3 +146,32 @@ def test_the_apps_page_shows_a_sync_the_app_started_and_its_refusal(kafka_bootst
             shot(page, "apps-refused-sync")
         finally:
             stop(server, thread)
+
+
+def test_pending_debounces_shown_and_cancelled_from_the_ui(kafka_bootstrap: str, browser: object) -> None:
+    from examples.flow_debounce import app as debounce_app
+
+    fn = "flow-debounce-sync-company"
+    with Stack(debounce_app, kafka_bootstrap, signing_key=SIGNING_KEY) as stack:
+        server, thread = start_in_thread(stack.settings, "127.0.0.1", 0, wait_ready=True,
+                                         registry=Registry([debounce_app]))
+        base = f"http://127.0.0.1:{bound_port(server)}"
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+            page.goto(base + "/")
+            page.fill("#signing-key", SIGNING_KEY)
+            page.click("#keys button")
+            page.goto(base + "/#/functions")
+            page.wait_for_selector(f"text={fn}")
+            assert "period_ms=10000" in page.inner_text("main")  # its flow settings
+            stack.send("crm/company.updated", {"account": "acme", "n": 1}, id="acme-1")
+            stack.send("crm/company.updated", {"account": "acme", "n": 2}, id="acme-2")
+            page.goto(base + f"/#/pending?function={fn}")
+            page.wait_for_selector("#pending-rows tr[data-pending]", timeout=30_000)
+            assert '"acme"' in page.inner_text("#pending-rows") and "debounce" in page.inner_text("#pending-rows")
+            shot(page, "pending")
+            page.click("[data-cancel]")
+            page.wait_for_selector("#pending-rows tr[data-pending]", state="detached", timeout=30_000)
+        finally:
+            stop(server, thread)
+    assert not [r for r in stack.latest_runs().values() if r["function_id"] == fn]

@@ -31,16 +31,6 @@ def test_inngest_py_style_definitions_load_and_return_function_objects() -> None
     assert [f.id for f in client.functions] == ["my_app-import-contacts", "my_app-async-one"]
 
 
-@pytest.mark.parametrize("option,value", [
-    ("debounce", inngest.Debounce(period=datetime.timedelta(seconds=5))),
-    ("batch_events", inngest.Batch(max_size=10, timeout=datetime.timedelta(seconds=1))),
-])
-def test_options_not_built_yet_are_refused_by_name(option: str, value: object) -> None:
-    client = inngest.Inngest(app_id="a")
-    with pytest.raises(inngest.DefinitionError, match=f"{option}.*not supported yet"):
-        client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="x"), **{option: value})
-
-
 def test_bad_cron_triggers_and_unknown_options_are_refused_clearly() -> None:
     client = inngest.Inngest(app_id="a")
     with pytest.raises(inngest.DefinitionError, match="invalid cron expression"):

@@ -48,7 +48,7 @@ def test_bad_values_are_refused_by_name(key: str, value: object, named: str) -> 
 
 
 def test_the_functions_api_shows_the_flow_settings() -> None:
-    from pipeline.api.flow_settings import flow_start
+    from pipeline.api.flow_settings import flow_settings as flow_start
 
     (record,) = read_sync(js_body(throttle={"limit": 2, "period": "10s"}, priority={"run": "event.data.p"},
                                   singleton={"mode": "skip"}), 1000).functions

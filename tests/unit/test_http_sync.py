@@ -68,8 +68,6 @@ def test_the_python_spelling_is_read_and_nulls_are_unset_options() -> None:
 
 
 @pytest.mark.parametrize(("key", "value", "named"), [
-    ("debounce", {"period": "5s"}, "debounce"),
-    ("batchEvents", {"maxSize": 10, "timeout": "5s"}, "batch_events"),
     ("concurrency", [{"limit": 1, "scope": "account"}], "concurrency scope 'account'"),
 ])
 def test_an_option_not_built_is_refused_by_name(key: str, value: object, named: str) -> None:
@@ -79,7 +77,7 @@ def test_an_option_not_built_is_refused_by_name(key: str, value: object, named: 
 
 
 def test_every_problem_is_named_not_only_the_first() -> None:
-    body = js_body(debounce={"period": "5s"}, triggers=[{"cron": "every minute"}])
+    body = js_body(debounce={"period": "500ms"}, triggers=[{"cron": "every minute"}])
     with pytest.raises(SyncRefused) as caught:
         read_sync(body, 1000)
     assert len(caught.value.problems) == 2 and "cron" in str(caught.value) and "debounce" in str(caught.value)
@@ -204,3 +202,23 @@ def test_dev_needs_an_app_or_a_url() -> None:
 def test_malformed_functions_are_refused_not_crashed_on(fn_extra: dict[str, object]) -> None:
     with pytest.raises(SyncRefused):
         read_sync(js_body(**fn_extra), 1000)
+
+
+def test_debounce_and_batches_sync_with_either_spelling_and_the_same_ranges() -> None:
+    (record,) = read_sync(js_body(debounce={"period": "5s", "key": "event.data.id", "timeout": "1m"}), 1000).functions
+    fn = synced_function(record)
+    assert fn.debounce is not None and (fn.debounce.period_ms, fn.debounce.timeout_ms) == (5000, 60_000)
+    keyed = f"{fn.id}\x1f7" if not fn.concurrency else fn.id  # a limit keyed otherwise: one owner per function
+    assert fn.owner_key({"data": {"id": 7}}) == keyed
+    (record,) = read_sync(js_body(batchEvents={"maxSize": 10, "timeout": "5s", "if": "event.data.bulk == true"},
+                                  cancel=None), 1000).functions
+    fn = synced_function(record)
+    assert fn.batch is not None and (fn.batch.max_size, fn.batch.timeout_ms) == (10, 5000)
+    assert fn.batch.batches({"data": {"bulk": True}}) and not fn.batch.batches({"data": {}})
+    (record,) = read_sync(js_body(batch_events={"max_size": 3, "timeout": 2000}, cancel=None), 1000).functions
+    assert synced_function(record).batch is not None
+    for bad, named in (({"debounce": {"period": "8d"}}, "7 days"), ({"batchEvents": {"maxSize": 1, "timeout": "5s"}},
+                       "batchEvents"), ({"batchEvents": {"maxSize": 5, "timeout": "5s"}, "debounce": {"period": "5s"}},
+                       "cannot be combined with cancel, debounce")):
+        with pytest.raises(SyncRefused, match=named):
+            read_sync(js_body(**bad), 1000)

@@ -54,7 +54,7 @@ async function functionsPage() {
       <td>${f.triggers.map(esc).join("<br>")}</td>
       <td>${f.cancel.map((c) => `${esc(c.event)} <span class="dim">${esc(c.if || "")}</span>`).join("<br>")}</td>
       <td>${f.concurrency.map((c) => `${c.limit}${c.key ? ` per ${esc(c.key)}` : ""}`).join("<br>")}</td>
-      <td>${[flowCell(f), ...flowLines(f.flow || {}).map(esc)].filter(Boolean).join("<br>")}</td>
+      <td>${[flowCell(f), ...flowLines(f.flow || {}).map(esc)].filter(Boolean).join("<br>")}${f.flow && (f.flow.debounce || f.flow.batch_events) ? `<br><a href="#/pending?function=${encodeURIComponent(f.id)}">pending</a>` : ""}</td>
       <td>${f.runs}</td></tr>`).join("")}</table>`;
 }
 
@@ -276,6 +276,7 @@ async function route() {
     else if (parts[0] === "cancellations") await cancellationsPage();
     else if (parts[0] === "sources") await sourcesPage();
     else if (parts[0] === "dropped") await droppedPage(decodeURIComponent(parts[1]));
+    else if (parts[0] === "pending") await pendingPage(query || "");
     else await runsPage(query || "");
   } catch (err) {
     main.innerHTML = `<h1>Could not load this page</h1><p>${esc(err.message)}</p><p class="dim">Is the signing key set (top right)?</p>`;

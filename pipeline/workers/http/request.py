@@ -55,7 +55,7 @@ def call_body(inv: Mapping[str, Any], retries: int, *, disable_immediate_executi
     steps = {s["id"]: memo_value(s) for s in inv["steps"]}
     return {
         "event": event,
-        "events": [event],
+        "events": json.loads(inv["batch"]) if inv.get("batch") else [event],  # batch_events: the batch
         "steps": steps,
         "ctx": {
             "run_id": inv["run_id"],
