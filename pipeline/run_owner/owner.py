@@ -46,9 +46,9 @@ from ..kafka.tables import PartitionTables, StoredTables
 from ..protocol.errors import error_payload
 from ..sdk.app import Registry
 from ..sdk.function import Function
-from ..serde import EVENT, INVOCATION, RUN_COMMAND, STEP_OUTCOME, Serde
+from ..serde import EVENT, RUN_COMMAND, STEP_OUTCOME, Serde
 from ..serde.models import event_dict_to_record
-from . import singleton
+from . import advancing, singleton
 from . import state as st
 from .admission import Admission
 from .bulk import BulkRules
@@ -56,7 +56,6 @@ from .crons import CronTicks
 from .gate import GateBook
 from .listening import Listening
 from .pending import PendingRuns
-from .priority import slot_rank
 from .rearm import rearm
 from .slots import Slots
 from .table import RunTable
@@ -310,72 +309,11 @@ class RunOwner(Processor):
     # -- moving a ready run on: slots, gate, invocation ----------------------------------------------------
 
     def advance(self, state: dict[str, Any], fn: Function, p: int, out: Emitter, now: int) -> None:
-        """A run waits at its point (``ready_at``): pass its throttle, take its slots, pass the gate, then dispatch
-        or end it."""
-        if fn.throttle is not None:
-            released = self.throttles.before_start(state, fn, p, out, now)
-            if released is None:
-                return  # held for its throttle (or at the gate, released)
-            state = released
-        if state.get("finishing") is None and fn.concurrency and state.get("held") != st.GATE:
-            slots = self.slots.get(p)
-            if slots is None:
-                slots = self.slots[p] = Slots(self.undo)
-            blocked = slots.blocked_by(state["concurrency_keys"], [c.limit for c in fn.concurrency])
-            if blocked is not None:
-                slots.wait(blocked, state["run_id"], slot_rank(state, fn))
-                self._write(st.hold(state, st.CONCURRENCY, now), p, out)
-                return
-            slots.take(state["concurrency_keys"])
-            if state.get("held") == st.CONCURRENCY:
-                state = st.slot_acquired(state, now)
-        if (fn.cancels or state["status"] == "Waiting") and self.settings.gate_max_wait_ms > 0 \
-                and st.needs_gate(state) and state.get("held") != st.GATE:
-            self.gates.add(p, state["ready_at"], state["run_id"])
-            self._write(st.hold(state, st.GATE, now), p, out)
-            return
-        if state.get("held") == st.GATE:
-            metrics.GATE_WAIT.observe(max(0, now - state["ready_at"]) / 1000)
-            state = st.gate_passed(state, now)
-        if state["status"] == "Waiting":  # its timeout passed the gate and no event came: the step answers null
-            self.listening.unlisten_wait(state, out)
-            timed_out = st.wait_timed_out(state, now).state
-            assert timed_out is not None
-            state = timed_out
-        if state.get("finishing") is not None:
-            self.apply(st.finish(state, now), fn, p, out, now)
-            return
-        timeouts = fn.timeouts
-        if state["status"] == "Queued":
-            self.fn_logger.info("run started", extra={"run_id": state["run_id"], "function_id": fn.id})
-        state = st.dispatch(state, now, finish_timeout_ms=timeouts.finish_ms() if timeouts else None)
-        self._write(state, p, out)
-        out.send(self.invocations_topic, state["run_id"], INVOCATION, st.invocation(state, p, now))
-        self.arm(state, p)
+        """A run waits at its point (``ready_at``): see :func:`.advancing.advance`."""
+        advancing.advance(self, state, fn, p, out, now)
 
     def _release_slots(self, state: dict[str, Any], fn: Function | None, p: int, out: Emitter, now: int) -> None:
-        """Give back the run's slots and let the longest-waiting runs of those sets go on."""
-        if fn is None or not st.holds_slot(state):
-            return
-        slots = self.slots.get(p)
-        if slots is None:
-            slots = self.slots[p] = Slots(self.undo)
-        slots.give_back(state["concurrency_keys"])
-        table = self.tables[p]
-        for key in state["concurrency_keys"]:
-            while True:
-                run_id = slots.next_waiting(key)
-                if run_id is None:
-                    break
-                waiting = table.get(run_id)
-                if waiting is None or st.is_ended(waiting) or waiting.get("held") != st.CONCURRENCY:
-                    continue
-                wfn = self.registry.by_id.get(waiting["function_id"])
-                if wfn is None:
-                    continue
-                self.advance(waiting, wfn, p, out, now)
-                if self.tables[p][run_id].get("held") == st.CONCURRENCY:
-                    break  # the set is full again (or another set blocks it, and it queued there)
+        advancing.release_slots(self, state, fn, p, out, now)
 
     # -- effects -------------------------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from .cron import BadCron, CronSchedule
 from .definitions import (
     MAX_CANCEL_ENTRIES,
     MAX_CONCURRENCY_ENTRIES,
-    MAX_PRIORITY_S,
     Batch,
     Cancel,
     Concurrency,
@@ -35,6 +34,18 @@ from .definitions import (
     Timeouts,
     TriggerCron,
     TriggerEvent,
+)
+from .flow import (
+    CompiledPriority,
+    CompiledRateLimit,
+    CompiledSingleton,
+    CompiledThrottle,
+    compile_idempotency,
+    compile_priority,
+    compile_rate_limit,
+    compile_singleton,
+    compile_throttle,
+    flow_key_value,
 )
 from .pending import CompiledBatch, CompiledDebounce, compile_batch, compile_debounce, refuse_with_batch
 from .waits import WaitNotDeclared, declared_waits
@@ -94,71 +105,6 @@ class CompiledConcurrency:
             return f"{function_id}\x1f{self.index}"
         value = self.key.value({"event": event})
         return f"{function_id}\x1f{self.index}\x1f{json.dumps(value, sort_keys=True, default=str)}"
-
-
-@dataclass(frozen=True)
-class CompiledRateLimit:
-    """``rate_limit`` compiled: Inngest's GCRA parameters (a start every ``period_ms / limit``, ``burst`` more at
-    once) and the key over ``event`` (None: one limit for the function)."""
-
-    limit: int
-    period_ms: int
-    key: ValueExpr | None
-
-    @property
-    def burst(self) -> int:
-        """Inngest allows bursts of a tenth of the limit (ratelimit.go: ``MaxBurst: limit / 10``)."""
-        return self.limit // 10
-
-
-def _key_value(expr: ValueExpr | None, function_id: str, event: dict[str, Any]) -> str:
-    """A flow key: the function, and the key expression's value on ``event`` when keyed. A key that fails to
-    evaluate raises :class:`~pipeline.expr.EvalFailure` (the matcher dead-letters the event with the reason)."""
-    if expr is None:
-        return function_id
-    value = expr.checked_value({"event": event})
-    return f"{function_id}\x1f{json.dumps(value, sort_keys=True, default=str)}"
-
-
-@dataclass(frozen=True)
-class CompiledThrottle:
-    """A throttle with its key compiled (see :class:`~.definitions.Throttle`)."""
-
-    limit: int
-    period_ms: int
-    burst: int
-    strict: bool
-    key: ValueExpr | None
-    key_source: str | None
-
-    def key_of(self, function_id: str, event: dict[str, Any]) -> str:
-        return _key_value(self.key, function_id, event)
-
-
-@dataclass(frozen=True)
-class CompiledSingleton:
-    """A singleton with its key compiled (see :class:`~.definitions.Singleton`)."""
-
-    mode: str
-    key: ValueExpr | None
-    key_source: str | None
-
-    def key_of(self, function_id: str, event: dict[str, Any]) -> str:
-        return _key_value(self.key, function_id, event)
-
-
-@dataclass(frozen=True)
-class CompiledPriority:
-    """``Priority(run=...)`` compiled: :meth:`seconds` is the value clamped to ±600 s."""
-
-    run: ValueExpr
-
-    def seconds(self, event: dict[str, Any]) -> int:
-        """The priority in seconds; a value that is not a number (or fails) counts as 0, as in Inngest."""
-        value = self.run.value({"event": event})
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return 0
-        return int(max(-MAX_PRIORITY_S, min(MAX_PRIORITY_S, value)))
 
 
 @dataclass
@@ -242,9 +188,8 @@ class Function:
         sources = {key.source if key is not None else None for _, key in keys}
         first = keys[0][1]
         if len(sources) == 1 and first is not None:
-            return _key_value(first, self.id, event)
+            return flow_key_value(first, self.id, event)
         return self.id
-
 
 
 def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
@@ -294,45 +239,11 @@ def build_function(app_id: str, fn_id: str, handler: Callable[..., Any], *,
                     cancels=compiled_cancels, retries=retries, timeouts=timeouts, waits=waits, crons=tuple(crons),
                     is_async=inspect.iscoroutinefunction(handler), logger=logger,
                     concurrency=tuple(_compile_concurrency(full_id, i, c) for i, c in enumerate(limits)),
-                    rate_limit=_compile_rate_limit(full_id, rate_limit),
-                    idempotency=_compile_idempotency(full_id, idempotency),
-                    throttle=_compile_throttle(full_id, throttle), priority=_compile_priority(full_id, priority),
-                    singleton=_compile_singleton(full_id, singleton),
+                    rate_limit=compile_rate_limit(full_id, rate_limit),
+                    idempotency=compile_idempotency(full_id, idempotency),
+                    throttle=compile_throttle(full_id, throttle), priority=compile_priority(full_id, priority),
+                    singleton=compile_singleton(full_id, singleton),
                     debounce=compile_debounce(full_id, debounce), batch=compile_batch(full_id, batch_events))
-
-
-# -- throttle, priority, singleton (pipeline/run_owner/throttle.py, singleton.py) ----------------------------------
-
-
-def _flow_key(full_id: str, field: str, source: str | None) -> ValueExpr | None:
-    return _compile_key(full_id, field, source) if source else None
-
-
-def _compile_throttle(full_id: str, t: Throttle | None) -> CompiledThrottle | None:
-    if t is None:
-        return None
-    if not isinstance(t, Throttle):
-        raise DefinitionError(full_id, "throttle", t, "must be a pipeline.Throttle")
-    return CompiledThrottle(limit=t.limit, period_ms=t.period_ms(), burst=t.burst or 1, strict=t.strict,
-                            key=_flow_key(full_id, "throttle key", t.key), key_source=t.key or None)
-
-
-def _compile_priority(full_id: str, p: Priority | None) -> CompiledPriority | None:
-    if p is None:
-        return None
-    if not isinstance(p, Priority):
-        raise DefinitionError(full_id, "priority", p, "must be a pipeline.Priority")
-    run = _flow_key(full_id, "priority run", p.run)
-    assert run is not None
-    return CompiledPriority(run=run)
-
-
-def _compile_singleton(full_id: str, s: Singleton | None) -> CompiledSingleton | None:
-    if s is None:
-        return None
-    if not isinstance(s, Singleton):
-        raise DefinitionError(full_id, "singleton", s, "must be a pipeline.Singleton")
-    return CompiledSingleton(mode=s.mode, key=_flow_key(full_id, "singleton key", s.key), key_source=s.key or None)
 
 
 def _compile_wait(full_id: str, event: str, if_exp: str | None) -> CompiledWait:
@@ -357,30 +268,6 @@ def _compile_concurrency(full_id: str, index: int, c: Concurrency) -> CompiledCo
         except ExprError as exc:
             raise DefinitionError(full_id, f"concurrency[{index}] key", c.key, str(exc)) from exc
     return CompiledConcurrency(index=index, limit=c.limit, key=key)
-
-
-def _compile_key(full_id: str, field: str, source: str) -> ValueExpr:
-    try:
-        return ValueExpr(source, ("event",))
-    except ExprError as exc:
-        raise DefinitionError(full_id, field, source, str(exc)) from exc
-
-
-def _compile_rate_limit(full_id: str, spec: RateLimit | None) -> CompiledRateLimit | None:
-    if spec is None:
-        return None
-    if not isinstance(spec, RateLimit):
-        raise DefinitionError(full_id, "rate_limit", spec, "must be a pipeline.RateLimit")
-    key = _compile_key(full_id, "rate_limit key", spec.key) if spec.key else None
-    return CompiledRateLimit(limit=spec.limit, period_ms=spec.period_ms(), key=key)
-
-
-def _compile_idempotency(full_id: str, source: str | None) -> ValueExpr | None:
-    if source is None:
-        return None
-    if not str(source).strip():
-        raise DefinitionError(full_id, "idempotency", source, "must be a CEL expression over event")
-    return _compile_key(full_id, "idempotency", source)
 
 
 def _compile_trigger(full_id: str, t: TriggerEvent) -> CompiledTrigger:

@@ -30,16 +30,18 @@ from .definitions import (
     Timeouts,
     TriggerEvent,
 )
+from .flow import (
+    compile_idempotency,
+    compile_priority,
+    compile_rate_limit,
+    compile_singleton,
+    compile_throttle,
+)
 from .function import (
     CompiledWait,
     Function,
     _compile_cancel,
     _compile_concurrency,
-    _compile_idempotency,
-    _compile_priority,
-    _compile_rate_limit,
-    _compile_singleton,
-    _compile_throttle,
     _compile_trigger,
 )
 from .pending import compile_batch, compile_debounce
@@ -82,14 +84,14 @@ def synced_function(record: FunctionDef) -> SyncedFunction:
         if t.get("start_ms") is not None or t.get("finish_ms") is not None else None
     waits = tuple(CompiledWait(w["event"], None) for w in learned_waits(record))
     limit = spec.get("rate_limit")
-    rate_limit = _compile_rate_limit(record["id"], RateLimit(limit=limit["limit"], period=limit["period_ms"],
+    rate_limit = compile_rate_limit(record["id"], RateLimit(limit=limit["limit"], period=limit["period_ms"],
                                                              key=limit.get("key")) if limit else None)
     th, pr, si = spec.get("throttle"), spec.get("priority"), spec.get("singleton")
-    throttle = _compile_throttle(record["id"], Throttle(limit=th["limit"], period=th["period_ms"], key=th.get("key"),
+    throttle = compile_throttle(record["id"], Throttle(limit=th["limit"], period=th["period_ms"], key=th.get("key"),
                                                         burst=th.get("burst") or 1, strict=th.get("strict", False))
                                  if th else None)
-    priority = _compile_priority(record["id"], Priority(run=pr["run"]) if pr else None)
-    singleton = _compile_singleton(record["id"], Singleton(key=si.get("key"), mode=si["mode"]) if si else None)
+    priority = compile_priority(record["id"], Priority(run=pr["run"]) if pr else None)
+    singleton = compile_singleton(record["id"], Singleton(key=si.get("key"), mode=si["mode"]) if si else None)
     d, b = spec.get("debounce"), spec.get("batch")
     debounce = compile_debounce(record["id"], Debounce(period=d["period_ms"], timeout=d.get("timeout_ms"),
                                                        key=d.get("key")) if d else None)
@@ -99,7 +101,7 @@ def synced_function(record: FunctionDef) -> SyncedFunction:
                           triggers=triggers, cancels=cancels, retries=int(spec.get("retries", 4)),
                           timeouts=timeouts, is_async=True, concurrency=limits, waits=waits, crons=crons,
                           rate_limit=rate_limit,
-                          idempotency=_compile_idempotency(record["id"], spec.get("idempotency")),
+                          idempotency=compile_idempotency(record["id"], spec.get("idempotency")),
                           throttle=throttle, priority=priority, singleton=singleton, debounce=debounce, batch=batch,
                           url=record["url"], app_url=record["app_url"], sdk=record["sdk"],
                           synced_at=record["synced_at"], record=record)
