@@ -92,7 +92,7 @@ def measure(servers: str, args: argparse.Namespace) -> dict[str, Any]:
     free = [r for r in runs if r["function_id"] == "bench-flow-free"]
     errors = pacing_errors(pace, paced)
     starts = sorted(r["started_at"] for r in paced)
-    tail = starts[args.burst + 1:]
+    tail = starts[args.limit + args.burst:]
     achieved = (len(tail) - 1) / ((tail[-1] - tail[0]) / 1000) if len(tail) > 1 and tail[-1] > tail[0] else 0.0
     return {"runs": args.runs, "limit": args.limit, "period_ms": args.period_ms, "burst": args.burst,
             "pacing_error_ms": stats([float(e) for e in errors]), "early": sum(e < 0 for e in errors),

@@ -2,10 +2,10 @@
 
 Two rules, over the starts of one key (each start is one token):
 
-* **GCRA**, as Inngest's server does it: one start every ``emission = period / limit`` ms on average, and
-  ``burst + 1`` starts at once from rest. The state is one number, the theoretical arrival time ``tat``: a start
-  at ``now`` is allowed when ``max(tat, now) + emission - (burst + 1) * emission <= now``, and moves ``tat`` to
-  ``max(tat, now) + emission``.
+* **GCRA**, as Inngest documents it: a bucket of ``limit + burst`` starts, refilled at ``limit`` per ``period``,
+  so ``limit + burst`` start at once from rest, then one every ``emission = period / limit`` ms. The state is one
+  number, the theoretical arrival time ``tat``: a start at ``now`` is allowed when
+  ``max(tat, now) + emission - (limit + burst) * emission <= now``, and moves ``tat`` to ``max(tat, now) + emission``.
 * **strict** (this runtime's addition): at most ``limit`` starts in any rolling ``period``. The state is the
   times of the last ``limit`` starts: the next start is allowed ``period`` after the oldest of them.
 
@@ -45,7 +45,7 @@ class Pace:
                 return now
             return max(now, int(starts[-self.limit]) + self.period_ms)
         tat = float(state.get("tat") or 0)
-        allow = max(tat, now) + self.emission - (self.burst + 1) * self.emission
+        allow = max(tat, now) + self.emission - (self.limit + self.burst) * self.emission
         return max(now, math.ceil(allow))
 
     def started(self, state: dict[str, Any] | None, now: int) -> dict[str, Any]:

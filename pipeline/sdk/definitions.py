@@ -149,8 +149,9 @@ class Throttle(BaseModel):
     """At most ``limit`` run *starts* per ``period`` (per ``key`` value); steps are never throttled. Runs over
     the limit wait, in order (and by :class:`Priority`), none is dropped.
 
-    As Inngest's server: GCRA, one start every ``period / limit`` with ``burst + 1`` starts allowed at once from
-    rest. ``strict=True`` (this runtime's addition, not in inngest-py) counts instead: at most ``limit`` starts
+    As Inngest documents it: GCRA, a bucket of ``limit + burst`` starts refilled at ``limit`` per ``period`` (so
+    ``limit + burst`` start at once from rest, then one every ``period / limit``).
+    ``strict=True`` (this runtime's addition, not in inngest-py) counts instead: at most ``limit`` starts
     in any rolling ``period``. ``period``: 1 s to 7 days (a timedelta, or int milliseconds as inngest-py)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

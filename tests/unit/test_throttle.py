@@ -27,22 +27,26 @@ def _schedule(pace: Pace, arrivals: list[int]) -> list[int]:
     return starts
 
 
-def test_gcra_starts_burst_plus_one_at_once_then_one_per_emission() -> None:
-    assert _schedule(Pace(limit=2, period_ms=10_000), [0] * 6) == [0, 0, 5_000, 10_000, 15_000, 20_000]
-    assert _schedule(Pace(limit=2, period_ms=10_000, burst=3), [0] * 6) == [0, 0, 0, 0, 5_000, 10_000]
+def test_gcra_starts_limit_plus_burst_at_once_then_one_per_emission() -> None:
+    assert _schedule(Pace(limit=2, period_ms=10_000), [0] * 6) == [0, 0, 0, 5_000, 10_000, 15_000]
+    assert _schedule(Pace(limit=2, period_ms=10_000, burst=3), [0] * 7) == [0, 0, 0, 0, 0, 5_000, 10_000]
+    # Inngest's documented example: limit 2 per 6 s, burst 1: three at once, then one every 3 s
+    assert _schedule(Pace(limit=2, period_ms=6_000, burst=1), [i * 500 for i in range(6)]) == \
+        [0, 500, 1_000, 3_000, 6_000, 9_000]
 
 
 def test_gcra_refills_while_idle_but_never_above_its_capacity() -> None:
     pace = Pace(limit=2, period_ms=10_000)
-    assert _schedule(pace, [0, 0, 60_000, 60_000, 60_000]) == [0, 0, 60_000, 60_000, 65_000]
+    assert _schedule(pace, [0, 0, 0, 60_000, 60_000, 60_000, 60_000]) == \
+        [0, 0, 0, 60_000, 60_000, 60_000, 65_000]
 
 
 def test_gcra_never_lets_a_start_come_early_in_any_window() -> None:
     pace = Pace(limit=3, period_ms=9_000, burst=2)
     starts = _schedule(pace, [i * 700 for i in range(40)])
     for i in range(len(starts)):
-        for j in range(i + 1, len(starts)):  # at most burst+1 at once, then one per 3 s
-            assert starts[j] - starts[i] >= (j - i - pace.burst) * 3_000
+        for j in range(i + 1, len(starts)):  # at most limit + burst at once, then one per 3 s
+            assert starts[j] - starts[i] >= (j - i - pace.limit - pace.burst + 1) * 3_000
 
 
 def test_strict_allows_at_most_limit_in_any_rolling_period() -> None:
