@@ -1,5 +1,5 @@
-"""Flow control (issue 21): debounce firing accuracy and batch throughput, each against the same function without
-the option, in one run.
+"""Flow control (issue 21): debounce firing accuracy, throttle pacing error and batch throughput, each against the
+same function without the option, in one run.
 
 Run (from the repository root):
 
@@ -14,7 +14,8 @@ process (``pipeline run``), on the bench's broker; the bench reads ``runs`` (rea
    broker's LogAppendTime, the run's ``received_at``) + 1 s; the run's start is its ``queued_at`` (when the owner
    started it). Accuracy = start - deadline, ms. Baseline: the same events to a function without debounce, whose
    start delay is ``queued_at - received_at``: what any run pays between the broker and the owner's start.
-2. Batch throughput: ``--events`` events at once to a function with ``Batch(max_size=100, timeout=1s)``, and the
+2. Throttle pacing error: ``bench/flow_throttle.py``'s measure (its docstring says how), on the same broker.
+3. Batch throughput: ``--events`` events at once to a function with ``Batch(max_size=100, timeout=1s)``, and the
    same number to the function without it. Events/s = events / (first produce -> every event in a completed run).
 """
 
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import broker, console, emit, percentile, results_table
 from bench.flow_app import app
+from bench.flow_throttle import measure as throttle_pacing
 from pipeline.testing.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,7 +112,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=100, help="debounce keys (3 events each)")
     parser.add_argument("--events", type=int, default=5000, help="events for the batch throughput")
+    parser.add_argument("--throttle-runs", type=int, default=200,
+                        help="runs of the throttled function (and of its twin)")
     args = parser.parse_args()
+    throttle_args = argparse.Namespace(runs=args.throttle_runs, limit=20, period_ms=1000, burst=1, timeout=120.0)
     with broker("flow") as servers, Stack(app, servers, services=()) as stack:
         procs = _services(stack)
         try:
@@ -127,15 +132,21 @@ def main() -> None:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
                     os.kill(proc.pid, signal.SIGKILL)
+        throttle = throttle_pacing(servers, throttle_args)
+    errors, free = throttle["pacing_error_ms"], throttle["free_start_delay_ms"]
     console.print(results_table("flow control", [
         ("debounce start after deadline p50", f"{figures['debounce_late_p50_ms']:.0f} ms",
          f"p99 {figures['debounce_late_p99_ms']:.0f} ms, min {figures['debounce_late_min_ms']:.0f} ms"),
         ("plain start after receive p50", f"{figures['plain_start_p50_ms']:.0f} ms",
          f"p99 {figures['plain_start_p99_ms']:.0f} ms (same events, no debounce)"),
+        ("throttle (20/s, burst 1) pacing error p50", f"{errors['p50']:.0f} ms",
+         f"p99 {errors['p99']:.0f} ms, early {throttle['early']} (must be 0), "
+         f"{throttle['paced_rate_per_s']}/s achieved"),
+        ("plain start after receive p50 (throttle's twin)", f"{free['p50']:.0f} ms", f"p99 {free['p99']:.0f} ms"),
         ("batch (max_size 100)", f"{figures['batch_events_per_s']:,.0f} events/s", f"{figures['batch_runs']} runs"),
         ("plain", f"{figures['plain_events_per_s']:,.0f} events/s", f"{figures['plain_runs']} runs"),
     ]))
-    emit("flow", {"keys": args.keys, "events": args.events, **figures})
+    emit("flow", {"keys": args.keys, "events": args.events, **figures, "throttle": throttle})
 
 
 if __name__ == "__main__":

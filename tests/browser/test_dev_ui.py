@@ -133,7 +133,8 @@ def test_the_apps_page_shows_a_sync_the_app_started_and_its_refusal(kafka_bootst
         server, thread = start_in_thread(stack.settings, "127.0.0.1", 0, wait_ready=True, registry=Registry([]))
         base = f"http://127.0.0.1:{bound_port(server)}"
         try:
-            refused = httpx.post(f"{base}/fn/register", json=body("a", debounce={"period": "5s"}), timeout=30)
+            refused = httpx.post(f"{base}/fn/register", json=body("a", concurrency=[{"limit": 1, "scope": "account"}]),
+                                 timeout=30)
             assert refused.status_code == 400
             page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
             for _ in range(100):  # the API's table reads the result off the app-syncs topic
@@ -141,7 +142,7 @@ def test_the_apps_page_shows_a_sync_the_app_started_and_its_refusal(kafka_bootst
                     break
                 __import__("time").sleep(0.1)
             page.goto(base + "/#/apps")
-            page.wait_for_selector("td.last-sync >> text=debounce: not built yet", timeout=30_000)
+            page.wait_for_selector("td.last-sync >> text=concurrency scope 'account'", timeout=30_000)
             assert "refused" in page.inner_text("td.last-sync") and "reg-app" in page.inner_text("table")
             shot(page, "apps-refused-sync")
         finally:

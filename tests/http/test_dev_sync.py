@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pipeline.testing.helpers import unique_name
-from tests.e2e.test_dev import _until
+from tests.e2e.test_dev import until as _until
 
 from .harness import free_port, python_app
 

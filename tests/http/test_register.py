@@ -72,11 +72,13 @@ def test_the_last_sync_of_each_app_is_kept_across_restarts(kafka_bootstrap: str)
         return {a["id"]: a.get("last_sync") for a in httpx.get(f"{api}/v1/apps").json()["data"]}
 
     with HttpStack(kafka_bootstrap) as http:
-        refused = httpx.post(f"{http.api}/fn/register", json=body("a", debounce={"period": "5s"}))
+        refused = httpx.post(f"{http.api}/fn/register",
+                             json=body("a", concurrency=[{"limit": 1, "scope": "account"}]))
         assert refused.status_code == 400
         http.wait_until(lambda: (last_syncs(http.api).get("reg-app") or {}).get("status") == 400, "the refusal kept")
         last = last_syncs(http.api)["reg-app"]
-        assert last["ok"] is False and last["problems"] == ["function 'reg-app-a': debounce: not built yet"]
+        assert last["ok"] is False and last["problems"] == \
+            ["function 'reg-app-a': concurrency scope 'account': not built yet, only 'fn' is"]
         assert last["url"] == URL and last["sdk"] == "inngest-js:v3.54.2" and last["functions"] == 1
 
         port = free_port()  # another API instance (a restart): reads the result from the topic

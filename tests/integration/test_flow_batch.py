@@ -16,10 +16,11 @@ import pytest
 
 from pipeline.kafka import topics as t
 from pipeline.protocol.pending import decode_pending
+from pipeline.testing.helpers import free_port as _free_port
 from pipeline.testing.helpers import unique_name
 from pipeline.testing.stack import Stack, TopicWatcher
 from tests.e2e.procs import ROOT, service_process
-from tests.e2e.test_dev import _free_port, _until
+from tests.e2e.test_dev import until as _until
 
 from .flow_app import app
 from .test_flow_debounce import APP, _owner_up

@@ -16,7 +16,7 @@ from pipeline.protocol.pending import decode_pending
 from pipeline.testing.helpers import await_records
 from pipeline.testing.stack import Stack, TopicWatcher
 from tests.e2e.procs import service_process
-from tests.e2e.test_dev import _until
+from tests.e2e.test_dev import until as _until
 
 from .flow_app import app
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.testing.helpers import free_port as _free_port
 from pipeline.testing.helpers import unique_name
-from tests.e2e.test_dev import ROOT, _free_port, _until
+from tests.e2e.test_dev import ROOT
+from tests.e2e.test_dev import until as _until
 
 pytestmark = pytest.mark.integration
 

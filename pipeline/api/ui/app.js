@@ -54,7 +54,7 @@ async function functionsPage() {
       <td>${f.triggers.map(esc).join("<br>")}</td>
       <td>${f.cancel.map((c) => `${esc(c.event)} <span class="dim">${esc(c.if || "")}</span>`).join("<br>")}</td>
       <td>${f.concurrency.map((c) => `${c.limit}${c.key ? ` per ${esc(c.key)}` : ""}`).join("<br>")}</td>
-      <td>${[flowCell(f), ...flowLines(f.flow || {}).map(esc)].filter(Boolean).join("<br>")}${f.flow && (f.flow.debounce || f.flow.batch_events) ? `<br><a href="#/pending?function=${encodeURIComponent(f.id)}">pending</a>` : ""}</td>
+      <td>${[droppedCell(f), pendingCell(f), ...flowLines(f.flow || {}).map(esc)].filter(Boolean).join("<br>")}</td>
       <td>${f.runs}</td></tr>`).join("")}</table>`;
 }
 

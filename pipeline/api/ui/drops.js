@@ -1,7 +1,7 @@
 // Flow control in the dev UI: a function's options (the Functions page's column) and the events its rate limit or
 // idempotency dropped (#/dropped/<function id>). Loaded before app.js, which calls these.
 
-function flowCell(f) {
+function droppedCell(f) {
   const flow = f.flow || {};
   const parts = [];
   if (flow.rate_limit) {

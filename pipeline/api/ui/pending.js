@@ -1,9 +1,12 @@
 // Flow control in the dev UI (issue 21): a function's flow settings (its `flow` entries from /v1/functions) and
 // the pending debounces and batches (/v1/pending), each cancellable. Loaded before app.js, which calls these.
 
-function flowCell(f) {
-  return Object.entries(f.flow || {}).map(([name, spec]) =>
-    `${esc(name)} <span class="dim">${esc(Object.entries(spec).filter(([, v]) => v !== null).map(([k, v]) => `${k}=${v}`).join(" "))}</span>`).join("<br>");
+function pendingCell(f) {
+  const flow = f.flow || {};
+  const parts = ["debounce", "batch_events"].filter((name) => flow[name]).map((name) =>
+    `${esc(name)} <span class="dim">${esc(Object.entries(flow[name]).filter(([, v]) => v !== null).map(([k, v]) => `${k}=${v}`).join(" "))}</span>`);
+  if (parts.length) parts.push(`<a href="#/pending?function=${encodeURIComponent(f.id)}">pending</a>`);
+  return parts.join("<br>");
 }
 
 async function pendingPage(query) {
