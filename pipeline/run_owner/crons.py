@@ -5,7 +5,7 @@ Cron functions come from code (``--app``) and from apps synced over HTTP, which 
 runs: at each tick the clocks are brought in line with the registry (a ``by_id`` dict that is replaced, never
 changed, on every sync), on the loop's thread. A function that appears on a partition already held starts at
 its next tick (no run for a tick that passed before it was synced); one whose partition is assigned fires the
-latest tick not after now, once, as before.
+latest tick not after now, once, as before, unless that tick came before the function was synced.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ class CronTicks:
             partitions[fn.id] = p
             for i, schedule in enumerate(fn.crons):
                 old = self.clocks.get((fn.id, i))
-                if p in fresh:
-                    clocks[(fn.id, i)] = CronClock(schedule, now)
+                if p in fresh:  # a synced function's ticks from before its sync are not caught up
+                    clocks[(fn.id, i)] = CronClock(schedule, now, not_before=getattr(fn, "synced_at", 0))
                 elif old is not None and old.schedule.expression == schedule.expression:
                     clocks[(fn.id, i)] = old
                 else:

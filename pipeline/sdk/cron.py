@@ -61,11 +61,13 @@ class CronSchedule:
 
 class CronClock:
     """The ticks one owner fires for one schedule: the latest one when it starts (``latest``; else from the next
-    one: a function synced while the owner runs), then each on time."""
+    one: a function synced while the owner runs), then each on time. A latest tick before ``not_before`` (the
+    time a synced function was synced) is not fired: the function did not exist then."""
 
-    def __init__(self, schedule: CronSchedule, now_ms: int, *, latest: bool = True) -> None:
+    def __init__(self, schedule: CronSchedule, now_ms: int, *, latest: bool = True, not_before: int = 0) -> None:
         self.schedule = schedule
-        self.next_at = schedule.latest(now_ms) if latest else schedule.next_after(now_ms)
+        last = schedule.latest(now_ms)
+        self.next_at = last if latest and last >= not_before else schedule.next_after(now_ms)
 
     def due(self, now_ms: int) -> int | None:
         """The tick to fire now, if one is due (at most one per call: a late owner skips to the latest)."""

@@ -32,6 +32,13 @@ def test_an_owner_fires_the_latest_missed_tick_once_then_each_on_time() -> None:
     assert clock.due(ms(5, 56)) == ms(5, 55)  # a late owner skips to the latest tick, once
 
 
+def test_a_synced_function_gets_no_tick_from_before_its_sync() -> None:
+    every5 = CronSchedule("*/5 * * * *")
+    assert CronClock(every5, now_ms=ms(5, 38), not_before=ms(5, 36)).due(ms(5, 38)) is None  # 05:35 predates it
+    assert CronClock(every5, now_ms=ms(5, 38), not_before=ms(5, 36)).due(ms(5, 40)) == ms(5, 40)
+    assert CronClock(every5, now_ms=ms(5, 38), not_before=ms(5, 35)).due(ms(5, 38)) == ms(5, 35)  # synced by then
+
+
 @pytest.mark.parametrize("bad", ["* * * *", "61 * * * *", "TZ=Nowhere/Land * * * * *", "every minute"])
 def test_bad_expressions_are_refused(bad: str) -> None:
     with pytest.raises(BadCron):
