@@ -269,17 +269,27 @@ def _health(settings: Settings, loops: list[Any]) -> None:
         err.print(f"[green]health on http://0.0.0.0:{settings.health_port}/healthz, /readyz, /metrics[/green]")
 
 
+def _stop_on_signals() -> threading.Event:
+    """An event SIGTERM/SIGINT set from now on. ``pipeline dev`` stops its children with SIGTERM, possibly while
+    one is still starting (connecting, reading the functions topic): without a handler yet, that child died by
+    the signal (-15) and dev reported a failed stop."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
 def run_services(settings: Settings, app_spec: str | None, services: tuple[str, ...], *, host: str,
                  port: int) -> int:
     """Run ``services`` in this process until SIGTERM/SIGINT or a failure; returns the exit code."""
     from .kafka.loop import run_in_thread
 
     die_with_parent()
+    stop = _stop_on_signals()  # before building: a SIGTERM while starting up is a stop, not a death by signal
     settings = resolve_instance(settings, services)
     loops = build_loops(settings, app_spec, services)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    if stop.is_set():
+        return 0
     _watchdog(settings, [loop.heart for loop in loops])
     _health(settings, loops)
     threads = [run_in_thread(loop) for loop in loops]
@@ -312,9 +322,12 @@ def run_worker(settings: Settings, app_spec: str) -> int:
     from .workers.service import WorkerFailed
 
     die_with_parent()
+    early = _stop_on_signals()
     settings = resolve_instance(settings, ["worker"])
     worker = build_service("worker", _registry(app_spec), settings)
     worker.install_signal_handlers()
+    if early.is_set():
+        return 0
     _watchdog(settings, [worker.heart])
     _health(settings, [worker])
     try:
