@@ -69,7 +69,7 @@ def stats(values: list[float]) -> dict[str, float]:
 def measure(servers: str, args: argparse.Namespace) -> dict[str, Any]:
     app = build_app(args.limit, args.period_ms, args.burst)
     pace = Pace(limit=args.limit, period_ms=args.period_ms, burst=args.burst)
-    expected_s = max(0, args.runs - args.burst - 1) * pace.emission / 1000
+    expected_s = max(0, args.runs - args.limit - args.burst) * pace.emission / 1000  # limit + burst at once
     with Stack(app, servers) as stack:
         for name in ("paced", "free"):  # warm: every service has joined and served one run of each
             warm = stack.send(f"bench/{name}", {}, id=f"warm-{name}")
