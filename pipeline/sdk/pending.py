@@ -13,6 +13,7 @@ from typing import Any
 
 from ..expr import Expr, ExprError, ValueExpr, compile_expr
 from .definitions import Batch, Debounce, DefinitionError
+from .flow import optional_key
 
 #: a batch's events must fit one run state, which is one Kafka record: the owner starts a batch early once its
 #: events' JSON passes this share of the record limit (``PIPELINE_MAX_OUTPUT_BYTES``), leaving room for steps
@@ -62,7 +63,7 @@ def compile_debounce(full_id: str, d: Debounce | None) -> CompiledDebounce | Non
     if not isinstance(d, Debounce):
         raise DefinitionError(full_id, "debounce", d, "must be a pipeline.Debounce")
     return CompiledDebounce(period_ms=d.period_ms(), timeout_ms=d.timeout_ms(),
-                            key=_value(full_id, "debounce key", d.key))
+                            key=optional_key(full_id, "debounce key", d.key))
 
 
 def compile_batch(full_id: str, b: Batch | None) -> CompiledBatch | None:
@@ -76,17 +77,9 @@ def compile_batch(full_id: str, b: Batch | None) -> CompiledBatch | None:
             if_expr = compile_expr(b.if_exp, ("event",))
         except ExprError as exc:
             raise DefinitionError(full_id, "batch_events if_exp", b.if_exp, str(exc)) from exc
-    return CompiledBatch(max_size=b.max_size, timeout_ms=b.timeout_ms(), key=_value(full_id, "batch_events key", b.key),
+    return CompiledBatch(max_size=b.max_size, timeout_ms=b.timeout_ms(),
+                         key=optional_key(full_id, "batch_events key", b.key),
                          if_expr=if_expr)
-
-
-def _value(full_id: str, field: str, source: str | None) -> ValueExpr | None:
-    if not source:
-        return None
-    try:
-        return ValueExpr(source, ("event",))
-    except ExprError as exc:
-        raise DefinitionError(full_id, field, source, str(exc)) from exc
 
 
 #: what Inngest refuses or silently ignores together with batch_events: cancel (no single triggering event to
