@@ -14,7 +14,8 @@ owner writes them; partition = run-commands partition) are the owner's state. Th
    same state stores) starts; seconds from its spawn until it has processed that command, and its RSS then.
 
 Every child is a fresh interpreter, so RSS is the service alone. ``PIPELINE_STATE_DIR`` decides where the stores
-go (a temp dir here by default). Run with ``PYTHONPATH`` at an older checkout to measure its code the same way.
+go (a temp dir of the run by default, as for every bench: ``_common``). Run with ``PYTHONPATH`` at an older
+checkout to measure its code the same way.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -149,8 +148,6 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1_000_000)
     ap.add_argument("--timeout", type=float, default=900.0)
     args = ap.parse_args()
-    if not os.environ.get("PIPELINE_STATE_DIR"):
-        os.environ["PIPELINE_STATE_DIR"] = tempfile.mkdtemp(prefix="bench-owner-state-")
     figures: dict[str, Any] = {"runs": args.runs}
     with c.broker("owner-state") as servers:
         prefix = c.unique_prefix("owner-state")
