@@ -110,7 +110,14 @@ class Listening:
                      partition=self._partition(key))
 
     def unlisten_cancels(self, fn: Function, state: dict[str, Any], out: Emitter) -> None:
-        """Tombstone an ended run's cancel listeners so the canceller's table (and the topic) forget them."""
+        """Tombstone an ended run's cancel listeners so the canceller's table (and the topic) forget them.
+
+        A run cancelled by its only cancel rule writes none: the canceller tombstoned that listener in the
+        transaction of the cancel command, so a second tombstone would be one more record per cancelled run for
+        nothing (the seed's job cancels every run this way). With several rules the others are still registered.
+        """
+        if state.get("cancel_reason") == "cancel_on" and len(fn.cancels) == 1:
+            return
         event = json.loads(state["event"])
         for listener in listeners_for(fn, event, state["run_id"], state["received_at"], state["queued_at"]):
             key = listener["join_key"]
