@@ -69,7 +69,7 @@ def _sleeping_state(run_id: str, now: int) -> dict[str, Any]:
     outcome = {"run_id": run_id, "function_id": fn.id, "seq": state["seq"], "attempt": state["attempt"],
                "kind": "sleep", "step_id": "nap", "output": None, "wake_at": now + WEEK_MS, "events": None,
                "error": None, "retriable": True, "started_at": now, "finished_at": now, "worker": "w", "wait": None,
-               "final": None}
+               "final": None, "sleep_step": None, "sleep_ms": None}
     slept = st.apply_outcome(state, outcome, now, retries=0, backoff_ms=1000).state
     assert slept is not None and slept["status"] == "Sleeping", slept
     return slept

@@ -40,6 +40,7 @@ class Lookahead:
         # per partition, its records in the backlog not processed early: first_offsets stops walking the
         # backlog (up to ten batches) once it has seen each of them, rather than at every commit to its end
         self._in_order: Counter[tuple[str, int]] = Counter()
+        self._early_parts: Counter[tuple[str, int]] = Counter()  # per partition, its records in _early
 
     def __len__(self) -> int:
         return len(self.backlog)
@@ -57,7 +58,8 @@ class Lookahead:
                 continue
             key = (msg.topic(), msg.partition(), msg.key())
             if self._pending[key] == 0 and _safely(is_urgent, msg):
-                self._early.add((msg.topic(), msg.partition(), msg.offset()))
+                self._early.add((key[0], key[1], msg.offset()))
+                self._early_parts[key[:2]] += 1
                 now.append(msg)
             else:
                 self._pending[key] += 1
@@ -77,6 +79,10 @@ class Lookahead:
             ident = (msg.topic(), msg.partition(), msg.offset())
             if ident in self._early:
                 self._early.discard(ident)
+                part = ident[:2]
+                self._early_parts[part] -= 1
+                if self._early_parts[part] <= 0:
+                    del self._early_parts[part]
                 done.add(id(msg))
                 continue
             key = (msg.topic(), msg.partition(), msg.key())
@@ -98,7 +104,7 @@ class Lookahead:
         if unprocessed:
             want = len(self._in_order)
         else:  # every partition with a record in the backlog, processed early or not
-            want = len(self._in_order.keys() | {(topic, p) for topic, p, _ in early})
+            want = len(self._in_order.keys() | self._early_parts.keys())
         for msg in self.backlog:
             if len(first) >= want:
                 break
@@ -117,6 +123,7 @@ class Lookahead:
         self._pending = Counter((m.topic(), m.partition(), m.key()) for m in self.backlog
                                 if m.error() is None and (m.topic(), m.partition(), m.offset()) not in self._early)
         self._in_order = Counter({part: n for part, n in self._in_order.items() if part not in partitions})
+        self._early_parts = Counter((topic, p) for topic, p, _ in self._early)
 
     def clear(self) -> None:
         """Everything is consumed again from the committed offsets (after an aborted transaction)."""
@@ -124,6 +131,7 @@ class Lookahead:
         self._early.clear()
         self._pending.clear()
         self._in_order.clear()
+        self._early_parts.clear()
 
 
 def _safely(is_urgent: Callable[[Any], bool], msg: Any) -> bool:

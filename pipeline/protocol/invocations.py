@@ -68,6 +68,8 @@ def outcome(
     retriable: bool = True,
     wait: str | None = None,
     final: str | None = None,
+    sleep_step: str | None = None,
+    sleep_ms: int | None = None,
 ) -> StepOutcome:
     """The outcome of invocation ``inv``: what the handler did (``kind``) and its payload (JSON text)."""
     record: StepOutcome = {
@@ -87,5 +89,7 @@ def outcome(
         "worker": worker,
         "wait": wait,
         "final": final,
+        "sleep_step": sleep_step,
+        "sleep_ms": sleep_ms,
     }
     return record

@@ -91,6 +91,8 @@ class StepOutcome(TypedDict):
     worker: str
     wait: str | None
     final: str | None
+    sleep_step: str | None
+    sleep_ms: int | None
 
 
 class StepRecord(TypedDict):

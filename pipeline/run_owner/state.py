@@ -169,6 +169,12 @@ def apply_outcome(state: dict[str, Any], outcome: dict[str, Any], now_ms: int, *
         tr = step_completed(base, outcome["step_id"], "run", outcome["output"], now_ms, outcome["started_at"])
         if outcome.get("final") is not None and tr.state is not None:  # the handler returned right after it
             tr.state.update(finishing="Completed", output=outcome["final"], error=None)
+        elif outcome.get("sleep_step") is not None and outcome.get("sleep_ms") is not None and tr.state is not None:
+            # the handler reached step.sleep right after it: the run sleeps now, as the next invocation would
+            # have said, without that invocation. The sleep counts from now, when the step is stored (the next
+            # invocation would have started later still); its wake-up passes the gate, as any sleep's does.
+            tr = sleep(dict(tr.state, ready_at=None), outcome["sleep_step"], now_ms + max(0, outcome["sleep_ms"]),
+                       now_ms)
         return tr
     if kind == "sleep":
         return sleep(base, outcome["step_id"], outcome["wake_at"], now_ms)

@@ -16,7 +16,8 @@ So the store holds, per partition:
 
 The indexes are written with the state, in the same transaction's overlay, and derived again from each
 changelog record a restore applies, so they never disagree with the runs. In memory: the states changed since
-the last end of batch (``_live``, bounded by a transaction) and an LRU of decoded states (:data:`CACHE_RUNS`).
+the last end of batch (``_live``, bounded by a transaction), an LRU of decoded states (:data:`CACHE_RUNS`) and a
+bounded set of run ids the store lacks (:data:`ABSENT_RUNS`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..serde import RUN_STATE, Serde
 from . import state as st
 
 CACHE_RUNS = 10_000  # decoded run states kept in memory per partition
+ABSENT_RUNS = 10_000  # run ids known not to be in the table (a start looks its new run up several times)
 _RUN, _TIMER, _HELD, _SINGLETON = b"r", b"t", b"h", b"s"
 
 
@@ -63,6 +65,10 @@ class RunTable(StoredTable):
         self.cache_runs = cache_runs
         self._live: dict[str, dict[str, Any] | None] = {}  # written since the last end of batch (None: removed)
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # run ids the store was just asked for and does not have: a start command reads its new run's id three or
+        # four times (is it a duplicate, the old state, the indexes) before the first write; each was a store
+        # miss. Only this table writes runs, and each write or restored record takes its id out.
+        self._absent: set[str] = set()
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -76,8 +82,13 @@ class RunTable(StoredTable):
         if state is not None:
             cache.move_to_end(run_id)
             return state
+        if run_id in self._absent:
+            return default
         raw = self.store.get(_RUN + run_id.encode())
         if raw is None:
+            if len(self._absent) >= ABSENT_RUNS:
+                self._absent.clear()
+            self._absent.add(run_id)
             return default
         state = self.serde.decode_as(RUN_STATE, raw)
         self._remember(run_id, state)
@@ -135,6 +146,7 @@ class RunTable(StoredTable):
         :meth:`staged` (the end of the batch, when its changelog record is made)."""
         self._index(run_id.encode(), self.get(run_id), state)
         self._live[run_id] = state
+        self._absent.discard(run_id)
 
     def pop(self, run_id: str, default: Any = None) -> Any:
         old = self.get(run_id)
@@ -194,6 +206,7 @@ class RunTable(StoredTable):
         run_id = key.decode()
         old = self.get(run_id)
         self._cache.pop(run_id, None)
+        self._absent.discard(run_id)
         if value is None:
             if old is not None:
                 self._index(key, old, None)
@@ -216,14 +229,17 @@ class RunTable(StoredTable):
     def abort(self) -> None:
         self._live.clear()
         self._cache.clear()
+        self._absent.clear()
         super().abort()
 
     def wipe(self) -> None:
         self._live.clear()
         self._cache.clear()
+        self._absent.clear()
         super().wipe()
 
     def close(self) -> None:
         self._live.clear()
         self._cache.clear()
+        self._absent.clear()
         super().close()

@@ -50,10 +50,11 @@ class StepFailed(Interrupt):
 class SleepRequested(Interrupt):
     """``step.sleep``/``sleep_until`` reached: the run sleeps until ``wake_at`` (ms) without holding a thread."""
 
-    def __init__(self, step_id: str, wake_at: int) -> None:
+    def __init__(self, step_id: str, wake_at: int, duration_ms: int | None = None) -> None:
         super().__init__(step_id)
         self.step_id = step_id
         self.wake_at = wake_at
+        self.duration_ms = duration_ms  # step.sleep's duration (None: sleep_until, a point in time)
 
 
 class SendEventRequested(Interrupt):
@@ -250,7 +251,7 @@ class StepSync(_StepBase):
         ms = duration_ms(duration, f"step.sleep({step_id!r})")
         key = self._key(step_id)
         if key not in self._memo:
-            raise SleepRequested(key, self._now_ms + ms)
+            raise SleepRequested(key, self._now_ms + ms, ms)
 
     def sleep_until(self, step_id: str, until: datetime.datetime) -> None:
         """Sleep durably until a point in time."""

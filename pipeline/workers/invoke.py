@@ -152,6 +152,8 @@ def run_sync(fn: Function, inv: dict[str, Any], logger: logging.Logger, worker: 
             ahead = _ahead(fn, inv, exc, logger, started)
             try:
                 out["final"] = _final(ahead, fn.handler(ahead))
+            except SleepRequested as sleep:  # the handler sleeps next: the run sleeps without another invocation
+                _sleeps(out, ahead, sleep)  # (step.sleep; a sleep_until is left to the next invocation)
             except BaseException:  # noqa: BLE001 - new work ahead (or an error): the next invocation does it
                 pass
         return out
@@ -174,6 +176,8 @@ async def run_async(fn: Function, inv: dict[str, Any], logger: logging.Logger, w
             ahead = _ahead(fn, inv, exc, logger, started)
             try:
                 out["final"] = _final(ahead, await fn.handler(ahead))
+            except SleepRequested as sleep:
+                _sleeps(out, ahead, sleep)
             except BaseException as again:  # new work ahead (or an error): the pass is dropped
                 if cancelled_from_outside(again):
                     raise
@@ -185,19 +189,36 @@ def _ahead(fn: Function, inv: dict[str, Any], done: StepCompleted, logger: loggi
     """A context for the look-ahead pass: the step that just ran counts as memoized, and no new work may run.
 
     A handler is invoked again after every step; for the last step that second invocation only finds that the
-    handler returns. Running the handler once more right away, in the same invocation, with the new step
-    memoized and every new step refused (:class:`LookaheadStop`), gives the result without that round trip:
-    the owner stores the step and the result together. Nothing runs that the next invocation would not run
-    (code between steps runs on every invocation anyway); the pass is dropped if it reaches any new work."""
+    handler returns, and for a step followed by ``step.sleep`` only that it sleeps. Running the handler once
+    more right away, in the same invocation, with the new step memoized and every new step refused
+    (:class:`LookaheadStop`), gives the result or the sleep without that round trip: the owner stores the step
+    and the result (or the sleep) together. Nothing runs that the next invocation would not run (code between
+    steps runs on every invocation anyway); the pass is dropped if it reaches any other new work (a
+    ``sleep_until`` too: its point in time is for the next invocation to say)."""
     steps = [*inv["steps"], {"id": done.step_id, "output": done.output, "error": None}]
     ctx = _context(fn, dict(inv, steps=steps), logger, started)
     ctx.step.lookahead = True
     return ctx
 
 
+def _used(ctx: Context) -> None:
+    """The pass is used: its held log lines are said (the next invocation, which would say them, is skipped)."""
+    if isinstance(ctx.logger, ReplayAwareLogger):
+        ctx.logger.release()
+
+
 def _final(ctx: Context, result: Any) -> str:
     """The handler's result as JSON, and its held log lines said (the pass is used)."""
     final = json.dumps(result, separators=(",", ":"))  # TypeError: not used; the next invocation reports it
-    if isinstance(ctx.logger, ReplayAwareLogger):
-        ctx.logger.release()
+    _used(ctx)
     return final
+
+
+def _sleeps(out: StepOutcome, ctx: Context, sleep: SleepRequested) -> None:
+    """The pass reached ``step.sleep``: the outcome carries the sleep, its step id and duration (the owner counts
+    it from when it stores the step, as the next invocation would have counted it from its start)."""
+    if sleep.duration_ms is None:
+        return  # sleep_until: the pass is dropped
+    out["sleep_step"] = sleep.step_id
+    out["sleep_ms"] = sleep.duration_ms
+    _used(ctx)

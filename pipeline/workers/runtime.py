@@ -3,6 +3,12 @@
 Kept apart from the worker's Kafka loop so that the loop only decides *what* runs and records outcomes, while
 this decides *where*: one event loop for the worker's life (async clients that user code creates keep
 working across invocations) and a bounded pool of threads, both made at first use.
+
+The pool is a queue and long-lived threads rather than a ``ThreadPoolExecutor``: the worker needs no future
+per call (a sync handler's outcome is sent from its own thread), and the executor's per-call bookkeeping (a
+``Future`` with its ``Condition``, the work item, the idle ``Semaphore`` written in Python) was a tenth of a
+worker's CPU in the seed job. A thread is added when every started one is busy, up to the limit, as the
+executor does; a thread ends only at the shutdown.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -24,14 +31,43 @@ class HandlerRuntime:
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._calls: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._unfinished = 0  # calls queued or running: a thread more is started while they outnumber the threads
+        self._started = 0
+        self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     def run_sync(self, fn: Callable[..., None], *args: Any) -> None:
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="handler")
-        self._pool.submit(fn, *args)
+        """Call ``fn(*args)`` on a pool thread. An exception it lets out is logged (the worker's own
+        ``_run_sync`` turns every handler error into an outcome before that)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the handler runtime is shut down")
+            self._unfinished += 1
+            grow = self._unfinished > self._started and self._started < self.threads
+            if grow:
+                self._started += 1
+                name = f"handler_{self._started - 1}"
+        self._calls.put((fn, args))
+        if grow:
+            threading.Thread(target=self._serve, name=name).start()  # not a daemon: the exit waits for its call
+
+    def _serve(self) -> None:
+        calls = self._calls
+        while True:
+            call = calls.get()
+            if call is None:
+                return
+            fn, args = call
+            try:
+                fn(*args)
+            except BaseException:  # a pool thread outlives any call
+                log.exception("a handler call escaped the worker")
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
 
     def run_async(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._loop is None:
@@ -44,8 +80,18 @@ class HandlerRuntime:
         """Drop sync calls not started, cancel the async handlers still running (past the worker's drain wait),
         then stop the loop. The worker, already stopping, takes their ``CancelledError`` for the stop it is: no
         outcome, the offset stays uncommitted and the invocation runs again elsewhere (not a failed attempt)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            started = self._started
+        while True:  # calls not started are dropped; each thread ends after the call it is running
+            try:
+                if self._calls.get_nowait() is not None:
+                    with self._lock:
+                        self._unfinished -= 1
+            except queue.Empty:
+                break
+        for _ in range(started):
+            self._calls.put(None)
         loop = self._loop
         if loop is None:
             return

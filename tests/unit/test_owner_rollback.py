@@ -48,7 +48,8 @@ def _sleep_outcome(state: dict[str, Any], wake_at: int) -> FakeMessage:
     return FakeMessage(SERDE.encode(STEP_OUTCOME, {
         "run_id": state["run_id"], "function_id": one_at_a_time.id, "seq": state["seq"], "attempt": state["attempt"],
         "kind": "sleep", "step_id": "nap", "output": None, "wake_at": wake_at, "events": None, "error": None,
-        "retriable": True, "started_at": 1, "finished_at": 2, "worker": "w", "wait": None, "final": None}))
+        "retriable": True, "started_at": 1, "finished_at": 2, "worker": "w", "wait": None, "final": None,
+        "sleep_step": None, "sleep_ms": None}))
 
 
 def _owner() -> tuple[RunOwner, Emitter]:

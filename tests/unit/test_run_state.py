@@ -31,7 +31,7 @@ def _outcome(state: dict, kind: str, **fields: object) -> dict:
     base = {"run_id": state["run_id"], "function_id": state["function_id"], "seq": state["seq"],
             "attempt": state["attempt"], "kind": kind, "step_id": None, "output": None, "wake_at": None,
             "events": None, "error": None, "retriable": True, "started_at": 11_500, "finished_at": 11_900,
-            "worker": "w", "wait": None, "final": None}
+            "worker": "w", "wait": None, "final": None, "sleep_step": None, "sleep_ms": None}
     base.update(fields)
     return base
 
@@ -223,6 +223,27 @@ def test_a_step_outcome_with_the_handlers_result_finishes_the_run_without_anothe
     assert tr.state["output"] == '{"ok":true}' and tr.state["steps"][-1]["id"] == "a"
     done = st.finish(tr.state, 13_000)
     assert done.ended and done.state is not None and done.state["status"] == "Completed"
+
+
+def test_a_step_outcome_with_the_sleep_that_follows_puts_the_run_to_sleep_without_another_invocation() -> None:
+    s = _running()
+    tr = _apply(s, "step", step_id="a", output="1", sleep_step="nap", sleep_ms=48_000)  # applied at 12,000
+    assert not tr.ready and tr.state is not None and not tr.ended
+    new = tr.state
+    assert (new["status"], new["wake_at"], new["pending_step"]) == ("Sleeping", 60_000, "nap")
+    assert [step["id"] for step in new["steps"]] == ["a"] and new["attempt"] == 0
+    assert new["inflight_at"] is None and new["ready_at"] is None and new["held"] is None
+    assert new["seq"] == s["seq"] and st.next_timer(new) == 60_000
+    # the wake-up is a point like any sleep's: it passes the gate (ready_at is the wake time) and stores the sleep
+    woke = st.wake(new, 60_010)
+    assert woke.ready and woke.state is not None and woke.state["ready_at"] == 60_000 and st.needs_gate(woke.state)
+    assert [step["id"] for step in woke.state["steps"]] == ["a", "nap"]
+    # a cancel while it sleeps ends it at once; the sleep's outcome, applied after a cancel, is stale
+    assert st.cancel(new, "event", "C1", 20_000).ended
+    assert not st.is_current(st.cancel(s, "event", "C1", 11_950).state, _outcome(s, "step", sleep_step="nap"))
+    # a sleep already due when the outcome lands: the run is ready for its next invocation at once
+    due = _apply(s, "step", step_id="a", output="1", sleep_step="nap", sleep_ms=0)
+    assert due.ready and due.state is not None and [x["id"] for x in due.state["steps"]] == ["a", "nap"]
 
 
 def test_a_send_outcome_stores_the_sent_ids_and_its_events_have_deterministic_ids() -> None:

@@ -148,3 +148,41 @@ def test_a_look_ahead_pass_returns_the_result_with_the_last_step_but_never_runs_
     more = dict(_state([]), event=json.dumps({"id": "E", "name": "x", "data": {"more": True}, "user": {}, "ts": 1}))
     first = invoke(fn, more, NOW, log)
     assert first.kind == "step" and first.final is None and ran == ["a", "a"]  # b was not run ahead
+
+
+def test_a_look_ahead_pass_carries_the_sleep_that_follows_a_step_but_not_a_sleep_until(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def handler(ctx):  # type: ignore[no-untyped-def]
+        ctx.step.run("load", lambda: 3)
+        ctx.logger.info("loaded")
+        ctx.step.sleep("pause", 30_000)
+        ctx.step.run("save", lambda: 4)
+        return "done"
+
+    def until(ctx):  # type: ignore[no-untyped-def]
+        ctx.step.run("load", lambda: 3)
+        ctx.step.sleep_until("later", datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC))
+
+    fn = _fn(handler)
+    log = logging.getLogger("ahead-sleep-test")
+    with caplog.at_level(logging.INFO, logger="ahead-sleep-test"):
+        out = invoke(fn, _state([]), NOW, log)
+    assert (out.kind, out.step_id, out.sleep_step, out.sleep_ms, out.final) == ("step", "load", "pause", 30_000, None)
+    assert [r.getMessage() for r in caplog.records] == ["loaded"]  # said once: no next invocation will
+    # the woken run's next invocation does not sleep again: it runs the next step
+    woke = invoke(fn, _state([{"id": "load", "output": "3"}, {"id": "pause", "output": None}]), NOW, log)
+    assert (woke.kind, woke.step_id, woke.sleep_step) == ("step", "save", None) and json.loads(woke.final) == "done"
+    # a point in time is left to the next invocation (its clock says it)
+    later = invoke(_fn(until), _state([]), NOW, log)
+    assert (later.kind, later.step_id, later.sleep_step, later.sleep_ms) == ("step", "load", None, None)
+    assert later.wake_at is None
+
+
+def test_an_async_handlers_look_ahead_pass_carries_the_sleep_too() -> None:
+    async def handler(ctx):  # type: ignore[no-untyped-def]
+        await ctx.step.run("load", lambda: 3)
+        await ctx.step.sleep("pause", datetime.timedelta(seconds=2))
+        return "done"
+
+    out = invoke(_fn(handler), _state([]), NOW, logging.getLogger("t"))
+    assert (out.kind, out.step_id, out.sleep_step, out.sleep_ms) == ("step", "load", "pause", 2000)

@@ -46,6 +46,32 @@ def test_old_writer_schema_decodes_into_current_reader() -> None:
     assert record == {"id": "e1", "name": "old/event", "data": '{"a":1}', "user": "{}", "ts": 5, "v": None}
 
 
+def test_a_step_outcome_of_the_previous_schema_reads_without_a_carried_sleep() -> None:
+    """StepOutcome v1 (history/step_outcome-v1: ``final``, no ``sleep_step``/``sleep_ms``), as older workers and
+    the topics' existing records have it, reads with both null: the owner applies it as before."""
+    import json
+    from io import BytesIO
+    from pathlib import Path
+
+    from fastavro import parse_schema, schemaless_writer
+
+    from pipeline.serde.catalog import schemas_dir
+
+    v1 = json.loads((Path(schemas_dir()) / "history" / "step_outcome-v1.avsc").read_text())
+    old = next(e for e in default_catalog().by_fingerprint.values()
+               if e.name == "pipeline.StepOutcome" and not e.current and "final" in json.dumps(e.parsed)
+               and "sleep_step" not in json.dumps(e.parsed))
+    fields = {"run_id": "R", "function_id": "f", "seq": 1, "attempt": 0, "kind": "step", "step_id": "a",
+              "output": "1", "wake_at": None, "events": None, "error": None, "retriable": True, "started_at": 1,
+              "finished_at": 2, "worker": "w", "wait": None, "final": None}
+    buf = BytesIO()
+    buf.write(MAGIC + old.fingerprint)
+    schemaless_writer(buf, parse_schema(v1), fields)
+    name, record = serde.decode(buf.getvalue())
+    assert name == "pipeline.StepOutcome"
+    assert record == {**fields, "sleep_step": None, "sleep_ms": None}
+
+
 @pytest.mark.parametrize("payload, reason", [
     (b"", "missing C3 01 header"),
     (b"{\"json\": 1}", "missing C3 01 header"),

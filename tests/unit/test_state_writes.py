@@ -148,3 +148,28 @@ def test_invocations_are_encoded_with_their_schema() -> None:
     assert inv[0][0] == INVOCATION and inv[0][1]["seq"] == 1
     o.end_batch(out)
     assert SERDE.decode(next(v for t, _, v, _, _ in out._pending if t.endswith("runs")))[0] == RUN_STATE
+
+
+def test_the_run_table_remembers_run_ids_it_lacks_and_forgets_them_at_every_write_restore_and_abort() -> None:
+    table = run_table()
+    reads: list[bytes] = []
+    store_get = table.store.get
+    table.store.get = lambda key: (reads.append(key), store_get(key))[1]  # type: ignore[method-assign]
+    for _ in range(4):  # a start's look-ups of its new run: the store is asked once
+        assert table.get("R1") is None and "R1" not in table
+    assert reads == [b"rR1"]
+    state = {"run_id": "R1", "status": "Queued", "wake_at": None, "deadline_at": None}
+    table["R1"] = state  # a write takes the id out
+    assert table.get("R1") is state
+    table.abort()
+    assert table.get("R1") is None  # the aborted write is gone, read from the store again
+    assert reads == [b"rR1", b"rR1"]
+
+    assert table.get("R2") is None
+    owner_, out = owner()
+    owner_.process(start("R2"), out)
+    owner_.end_batch(out)
+    payload = next(v for _, key, v, _, _ in out._pending if v and SERDE.decode(v)[0] == RUN_STATE and key == "R2")
+    table.load(FakeMessage(value_=payload, topic_="runs", key_=b"R2"))  # a restored record takes the id out
+    restored = table.get("R2")
+    assert restored is not None and restored["run_id"] == "R2" and restored["status"] == "Running"
