@@ -19,6 +19,7 @@ body. :class:`pipeline.serde.avro.Serde` turns both into ``SerdeError``.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +33,10 @@ _SMALL = tuple(bytes(((n << 1) ^ (n >> 63),)) for n in range(-64, 64))  # zig-za
 # events received in the same millisecond) and lengths, and a dict lookup is cheaper than the varint loop.
 _SEEN: dict[int, bytes] = {}
 _SEEN_MAX = 8192
+
+
+# The bytes of a varint after its first (which had the continuation bit): at most 9 more, as read_long allows
+_VARINT_REST = re.compile(rb"[\x80-\xff]{0,8}[\x00-\x7f]").match
 
 
 class Unsupported(Exception):
@@ -335,8 +340,11 @@ def _skip(src: _Source, schema: Any, ind: int) -> None:
         x = src.var("x")
         src.emit(ind, f"{x} = b[i]")
         src.emit(ind, "i += 1")
-        src.emit(ind, f"if {x} >= 128:")
-        src.emit(ind + 1, f"i = read_long(b, i, {x})[1]")
+        src.emit(ind, f"if {x} >= 128:")  # a timestamp's 6 bytes: found by a regex, not decoded byte by byte
+        src.emit(ind + 1, f"{x} = varint_rest(b, i)")
+        src.emit(ind + 1, f"if {x} is None:")
+        src.emit(ind + 2, "raise ValueError('truncated varint, or longer than 10 bytes')")
+        src.emit(ind + 1, f"i = {x}.end()")
     elif kind in ("float", "double", "string", "bytes"):  # read as the decoder reads them (a string's UTF-8
         _dec(src, kind, src.var("z"), ind)  # checked at C speed), into a name nothing reads
     elif kind == "enum":
@@ -397,7 +405,7 @@ def compile_projection(schema: Any, fields: tuple[str, ...]) -> Decoder | None:
         src.emit(1, f"out = {{{', '.join(names)}}}")
 
     decoder: Decoder | None = _function("project", schema, ["def project(b, i):", "    end = len(b)"], body,
-                                        "    return out, i", {"read_long": read_long})
+                                        "    return out, i", {"read_long": read_long, "varint_rest": _VARINT_REST})
     return decoder
 
 
