@@ -16,8 +16,9 @@ so what they report is the CPU the code costs (the store's background threads in
   are processed after it, as they come back on the topic, and the store commits once per batch (the loop's
   checkpoint). Reported: CPU µs per signal.
 * ``api-table``: ``--runs`` (20,000) runs of the seed's import, each with the four states the run owner
-  writes (queued, running, sleeping, cancelled), applied as the API's ``runs`` reader applies them: reads of
-  500 records, then ``batch_applied`` (the store's commit). Reported: CPU µs per record.
+  writes (queued, running, sleeping, cancelled; their times in ms since the epoch, as the owner's are), applied
+  as the API's ``runs`` reader applies them: reads of 500 records, then ``batch_applied`` (the store's commit).
+  Reported: CPU µs per record.
 
 Each prints one JSON line (``--repeat`` runs, each in this process, after one untimed run).
 """
@@ -116,16 +117,18 @@ def canceller_run(listeners: int, signals: int) -> dict[str, Any]:
 def api_table_run(runs: int) -> dict[str, Any]:
     serde = Serde()
     encoded = []
+    t0 = 1_765_000_000_000  # times in ms since the epoch, as the owner writes them: 6-byte varints, not 2
     for i in range(runs):
         event = {"data": {"importId": f"imp-{i}"}, "id": f"EV{i:08d}", "name": "contacts/import.requested",
-                 "ts": 1, "user": {}}
+                 "ts": t0 + i // 100, "user": {}}
         queued = st.start(start_command(f"RUN{i:020d}", "newsletter-app-import-all-contacts", json.dumps(event),
-                                        9_000, 10_000 + i), f"EV{i:08d}", 10_000 + i, start_timeout_ms=None).state
+                                        t0 + i // 100, t0 + 5 + i // 100), f"EV{i:08d}", t0 + 5 + i // 100,
+                          start_timeout_ms=None).state
         assert queued is not None
-        running = st.dispatch(queued, 11_000, finish_timeout_ms=None)
-        sleeping = st.sleep(running, "pause-0", 10**12, 12_000).state
+        running = st.dispatch(queued, t0 + 10 + i // 100, finish_timeout_ms=None)
+        sleeping = st.sleep(running, "pause-0", t0 + 3_600_000, t0 + 20 + i // 100).state
         assert sleeping is not None
-        cancelled = st.cancel(sleeping, "cancel_on", "EVCANCEL", 13_000).state
+        cancelled = st.cancel(sleeping, "cancel_on", "EVCANCEL", t0 + 9_000 + i // 100).state
         encoded.append([serde.encode(RUN_STATE, s) for s in (queued, running, sleeping, cancelled)])
     order = []  # as the owner writes them: a batch of starts (queued, then running), their sleeps, later cancels
     for step_group in ((0, 1, 2), (3,)):

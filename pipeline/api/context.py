@@ -122,7 +122,8 @@ async def find_run(request: Request, runs: RunTable, run_id: str) -> dict[str, A
     return state
 
 
-async def write(request: Request, records: Sequence[Outgoing]) -> list[tuple[int, int]]:
-    """Produce ``records`` with the app's writer and return their (partition, offset) once acknowledged."""
+async def write(request: Request, records: Sequence[Outgoing], *, positions: bool = True) -> list[tuple[int, int]]:
+    """Produce ``records`` with the app's writer and return their (partition, offset) once acknowledged ([] with
+    ``positions=False``: the acknowledgement only)."""
     writer: Writer = request.app.state.writer
-    return await writer.send(records)
+    return await writer.send(records, positions=positions)

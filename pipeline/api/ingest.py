@@ -166,7 +166,8 @@ async def send_events(request: Request) -> SafeJSONResponse:
         except SerdeError as exc:
             raise ApiError(400, f"invalid event {record['id']}: {exc}") from None
     for part in phases([record["name"] for record in records], signal_names(config.registry)):
-        await write(request, outgoing[part.start:part.stop])  # cancels after their triggers (arrival.py)
+        # cancels after their triggers (arrival.py); where the events landed is not needed
+        await write(request, outgoing[part.start:part.stop], positions=False)
     EVENTS_INGESTED.inc(len(records))
     # A response made here: FastAPI would otherwise walk the answer with jsonable_encoder, id by id.
     return SafeJSONResponse({"ids": [record["id"] for record in records], "status": 200})

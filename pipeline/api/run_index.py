@@ -17,6 +17,7 @@ Entry = tuple[int, str]  # (-queued_at, run id): a page's cursor
 
 _VIEW, _FUNCTION = b"v", b"f"
 _TOP = 1 << 62  # queued times count down from here, so the newest sorts first
+_PREFIXES_KEPT = 4096  # (function, status) pairs whose view prefixes are kept
 
 
 def _view(function_id: str | None, status: str | None) -> bytes:
@@ -24,7 +25,12 @@ def _view(function_id: str | None, status: str | None) -> bytes:
 
 
 def _entry_key(view: bytes, entry: Entry) -> bytes:
-    return view + (_TOP + entry[0]).to_bytes(8, "big") + entry[1].encode()
+    return view + _tail(-entry[0], entry[1])
+
+
+def _tail(queued_at: int, run_id: str) -> bytes:
+    """What follows a view's prefix in a run's entry: its queued time counted down, and its id."""
+    return (_TOP - queued_at).to_bytes(8, "big") + run_id.encode()
 
 
 class RunIndex:
@@ -32,28 +38,48 @@ class RunIndex:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # (function, status) -> its four views' key prefixes: a few functions and statuses make most states, and
+        # building the prefixes anew was a good part of each index update
+        self._prefixes: dict[tuple[str, str], tuple[bytes, bytes, bytes, bytes]] = {}
 
-    def _views(self, state: dict[str, Any]) -> list[bytes]:
-        fid, status = state["function_id"], state["status"]
-        return [_view(None, None), _view(fid, None), _view(None, status), _view(fid, status)]
+    def _views(self, state: dict[str, Any]) -> tuple[bytes, bytes, bytes, bytes]:
+        at = (state["function_id"], state["status"])
+        views = self._prefixes.get(at)
+        if views is None:
+            if len(self._prefixes) >= _PREFIXES_KEPT:
+                self._prefixes.clear()
+            fid, status = at
+            views = self._prefixes[at] = (_view(None, None), _view(fid, None), _view(None, status), _view(fid, status))
+        return views
 
     def add(self, state: dict[str, Any]) -> None:
-        entry = (-state["queued_at"], state["run_id"])
+        tail = _tail(state["queued_at"], state["run_id"])
         for view in self._views(state):
-            self.store.put(_entry_key(view, entry), b"")
+            self.store.put(view + tail, b"")
         self._count(state["function_id"], 1)
 
     def remove(self, state: dict[str, Any]) -> None:
-        entry = (-state["queued_at"], state["run_id"])
+        tail = _tail(state["queued_at"], state["run_id"])
         for view in self._views(state):
-            self.store.delete(_entry_key(view, entry))
+            self.store.delete(view + tail)
         self._count(state["function_id"], -1)
 
     def move(self, old: dict[str, Any], new: dict[str, Any]) -> None:
         """A run's state changed from ``old`` to ``new``: only the entries that differ are written (a status change
         leaves the entries of the all-runs and the function's views, and the function's count, as they are)."""
-        was = {_entry_key(view, (-old["queued_at"], old["run_id"])) for view in self._views(old)}
-        now = {_entry_key(view, (-new["queued_at"], new["run_id"])) for view in self._views(new)}
+        if (old["run_id"] == new["run_id"] and old["queued_at"] == new["queued_at"]
+                and old["function_id"] == new["function_id"]):  # what a state change is, nearly always
+            if old["status"] != new["status"]:  # only the two status views differ
+                tail = _tail(new["queued_at"], new["run_id"])
+                before, after = self._views(old), self._views(new)
+                self.store.delete(before[2] + tail)
+                self.store.delete(before[3] + tail)
+                self.store.put(after[2] + tail, b"")
+                self.store.put(after[3] + tail, b"")
+            return
+        old_tail, new_tail = _tail(old["queued_at"], old["run_id"]), _tail(new["queued_at"], new["run_id"])
+        was = {view + old_tail for view in self._views(old)}
+        now = {view + new_tail for view in self._views(new)}
         for key in was - now:
             self.store.delete(key)
         for key in now - was:

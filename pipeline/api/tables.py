@@ -267,7 +267,7 @@ class RunTable(CompactedTable):
         self.store = store
         self.index = RunIndex(store)  # sorted views for paging (the dev UI)
         self.partitions = _Partitions(self)
-        # run id -> the fields of its stored state that applying its next state reads (:func:`_summary`), for
+        # run id -> the fields of its stored state that applying its next state reads (``_SUMMARY``), for
         # the runs read lately: a run's states come a few at a time (started, asleep, cancelled...), and without
         # it each one decoded the stored state before it in full (half of the table thread's decoding)
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -307,8 +307,8 @@ class RunTable(CompactedTable):
         old = self._recent.pop(run_id, None)
         if old is not None:
             return old
-        found = self._read(run_id)
-        return None if found is None else _summary(found[1])
+        raw = self.store.get(_RUN + run_id.encode())
+        return None if raw is None else self.serde.decode_fields(RUN_STATE, raw[4:], _SUMMARY)
 
     def _remember(self, run_id: str, summary: dict[str, Any]) -> None:
         recent = self._recent
@@ -325,7 +325,8 @@ class RunTable(CompactedTable):
                 self._unindex(key, old)
                 self.index.remove(old)
             return
-        state = self.serde.decode_as(RUN_STATE, value)
+        # only the fields the indexes read: the stored value is the record as read, decoded in full by the reads
+        state = self.serde.decode_fields(RUN_STATE, value, _SUMMARY)
         if old is not None and old.get("version", 0) > state.get("version", 0):
             self._remember(key, old)
             return  # an older state (e.g. a zombie writer's) never overwrites a newer one
@@ -345,7 +346,7 @@ class RunTable(CompactedTable):
                 self._add_bulk(before, -1)
             if after is not None:
                 self._add_bulk(after, 1)
-        self._remember(key, _summary(state))
+        self._remember(key, state)
 
     def _unindex(self, run_id: str, old: dict[str, Any], count: bool = True) -> None:
         self.store.delete(_EVENT + old["event_id"].encode() + b"\x00" + run_id.encode())
@@ -411,9 +412,6 @@ RECENT_RUNS = 20_000  # summaries of the runs applied lately (a few hundred byte
 # index's and the bulk count's
 _SUMMARY = ("run_id", "version", "function_id", "status", "queued_at", "event_id", "cancel_reason", "cancel_source")
 
-
-def _summary(state: dict[str, Any]) -> dict[str, Any]:
-    return {k: state[k] for k in _SUMMARY if k in state}  # a field it lacks stays lacking (``.get`` defaults)
 
 
 class _Partitions:

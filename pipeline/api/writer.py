@@ -52,21 +52,28 @@ class Writer:
         while not self._stop.is_set():
             self.producer.poll(0.1)
 
-    async def send(self, records: Sequence[Outgoing]) -> list[tuple[int, int]]:
+    async def send(self, records: Sequence[Outgoing], *, positions: bool = True) -> list[tuple[int, int]]:
         """Produce the records; returns their (partition, offset) in order, or raises ApiError 503.
 
         The request waits on one future for the whole batch: the delivery reports fill in the positions on the
         poll thread, and only the last one (or the first failure) wakes the event loop, once per request rather
-        than once per record."""
+        than once per record. ``positions=False`` (events in: no one reads where they landed) only counts the
+        reports down, with one callback for every record instead of one made per record, and returns []."""
         if not records:
             return []
         batch = _Batch(asyncio.get_running_loop(), len(records))
         produce = self.producer.produce
         report = batch.report
+        ack = batch.ack
         try:
-            for i, record in enumerate(records):
-                produce(record.topic, key=record.key.encode(), value=record.value, partition=record.partition,
-                        on_delivery=partial(report, i))
+            if positions:
+                for i, record in enumerate(records):
+                    produce(record.topic, key=record.key.encode(), value=record.value, partition=record.partition,
+                            on_delivery=partial(report, i))
+            else:
+                for record in records:
+                    produce(record.topic, key=record.key.encode(), value=record.value, partition=record.partition,
+                            on_delivery=ack)
         except (BufferError, KafkaException) as exc:
             batch.abandon()
             raise ApiError(503, f"cannot queue records for Kafka: {exc}") from exc
@@ -74,7 +81,7 @@ class Writer:
             await asyncio.wait_for(batch.future, self.timeout)
         except TimeoutError:
             raise ApiError(503, "Kafka did not acknowledge the write in time") from None
-        return batch.positions
+        return batch.positions if positions else []
 
 
 class _Batch:
@@ -90,14 +97,20 @@ class _Batch:
         self._lock = threading.Lock()  # reports come from whichever thread polls (the writer's, or a flush)
 
     def report(self, i: int, err: KafkaError | None, msg: Message) -> None:  # runs on the poll thread
-        partition, offset = msg.partition(), msg.offset()
+        """Record ``i``'s report: its position kept, then counted down."""
+        if err is None:
+            partition, offset = msg.partition(), msg.offset()
+            if partition is None or offset is None:  # a delivered record always has both
+                self._finish(ApiError(503, "Kafka acknowledged the write without its position"))
+                return
+            self.positions[i] = (partition, offset)
+        self.ack(err, msg)
+
+    def ack(self, err: KafkaError | None, msg: Message) -> None:  # runs on the poll thread
+        """One record's report counted down (the one callback of every record when no positions are kept)."""
         if err is not None:
             self._finish(ApiError(503, f"Kafka refused the write: {err}"))
             return
-        if partition is None or offset is None:  # a delivered record always has both
-            self._finish(ApiError(503, "Kafka acknowledged the write without its position"))
-            return
-        self.positions[i] = (partition, offset)
         with self._lock:
             self._left -= 1
             last = self._left == 0

@@ -15,7 +15,7 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 
 from .catalog import Catalog, SchemaEntry, default_catalog
-from .compiled import Decoder, Encoder, compile_decoder, compile_encoder
+from .compiled import Decoder, Encoder, compile_decoder, compile_encoder, compile_projection
 from .errors import SerdeError
 
 MAGIC = b"\xc3\x01"
@@ -31,6 +31,7 @@ class Serde:
         # current schema (None: fastavro); filled on first use
         self._encoders: dict[str, tuple[bytes, Encoder | None]] = {}
         self._decoders: dict[bytes, Decoder | None] = {}
+        self._projections: dict[tuple[bytes, tuple[str, ...]], Decoder | None] = {}
 
     def encode(self, schema_name: str, record: Mapping[str, Any]) -> bytes:
         """Encode a record with the current schema of ``schema_name``; a record that does not fit raises SerdeError."""
@@ -101,3 +102,27 @@ class Serde:
         if name != schema_name:
             raise SerdeError(f"expected a {schema_name} record, got {name}")
         return record
+
+    def decode_fields(self, schema_name: str, payload: bytes | None, fields: tuple[str, ...]) -> dict[str, Any]:
+        """The named top-level ``fields`` of a ``schema_name`` record (a field the record's schema lacks is left
+        out), checked as :meth:`decode_as` checks the whole record but without building the other fields: a
+        reader that needs a few fields of a big record pays for those. Records of an older writer schema are
+        decoded in full (schema resolution) and the fields taken from that."""
+        writer = self.writer_entry(payload)
+        assert payload is not None  # writer_entry refused None
+        if writer.name != schema_name:
+            raise SerdeError(f"expected a {schema_name} record, got {writer.name}")
+        if self.catalog.current.get(writer.name) is writer:
+            key = (writer.fingerprint, fields)
+            if key in self._projections:
+                project = self._projections[key]
+            else:
+                project = self._projections[key] = compile_projection(writer.parsed, fields)
+            if project is not None:
+                try:
+                    out, _ = project(payload, HEADER_LEN)
+                except Exception as exc:  # a corrupt body, as in decode
+                    raise SerdeError(f"cannot decode {writer.name} body: {exc!r}") from exc
+                return out
+        record = self.decode_as(schema_name, payload)
+        return {k: record[k] for k in fields if k in record}

@@ -19,6 +19,7 @@ body. :class:`pipeline.serde.avro.Serde` turns both into ``SerdeError``.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +33,10 @@ _SMALL = tuple(bytes(((n << 1) ^ (n >> 63),)) for n in range(-64, 64))  # zig-za
 # events received in the same millisecond) and lengths, and a dict lookup is cheaper than the varint loop.
 _SEEN: dict[int, bytes] = {}
 _SEEN_MAX = 8192
+
+
+# The bytes of a varint after its first (which had the continuation bit): at most 9 more, as read_long allows
+_VARINT_REST = re.compile(rb"[\x80-\xff]{0,8}[\x00-\x7f]").match
 
 
 class Unsupported(Exception):
@@ -301,6 +306,107 @@ def _dec(src: _Source, schema: Any, target: str, ind: int) -> None:
         src.emit(ind, f"{target} = {{{', '.join(names)}}}")
     else:
         raise Unsupported(f"type {kind}")
+
+
+def _skip(src: _Source, schema: Any, ind: int) -> None:
+    """Code that moves ``i`` past one value of ``schema``, checking it as :func:`_dec` would read it (varints,
+    lengths, union branches, enum indexes, UTF-8) but building nothing: a body the full decoder refuses is
+    refused here too."""
+    src.register(schema)
+    schema = src.resolve(schema)
+    if isinstance(schema, list):
+        null_at, other = _optional(schema)
+        x, branch = src.var("x"), src.var("u")
+        src.emit(ind, f"{x} = b[i]")
+        src.emit(ind, "i += 1")
+        src.emit(ind, f"if {x} != {zigzag(null_at)[0]}:")  # a null (most optional fields): one byte, nothing more
+        src.emit(ind + 1, f"if {x} < 128:")
+        src.emit(ind + 2, f"{branch} = ({x} >> 1) ^ -({x} & 1)")
+        src.emit(ind + 1, "else:")
+        src.emit(ind + 2, f"{branch}, i = read_long(b, i, {x})")
+        src.emit(ind + 1, f"if {branch} == {1 - null_at}:")
+        src.emit(ind + 2, "pass")
+        _skip(src, other, ind + 2)
+        src.emit(ind + 1, f"elif {branch} != {null_at}:")
+        src.emit(ind + 2, f"raise ValueError('union branch ' + str({branch}) + ' out of range')")
+        return
+    kind = schema if isinstance(schema, str) else schema["type"]
+    if kind == "null":
+        return
+    if kind == "boolean":
+        src.emit(ind, "b[i]")  # a truncated body raises, as the decoder's read does
+        src.emit(ind, "i += 1")
+    elif kind in ("int", "long"):
+        x = src.var("x")
+        src.emit(ind, f"{x} = b[i]")
+        src.emit(ind, "i += 1")
+        src.emit(ind, f"if {x} >= 128:")  # a timestamp's 6 bytes: found by a regex, not decoded byte by byte
+        src.emit(ind + 1, f"{x} = varint_rest(b, i)")
+        src.emit(ind + 1, f"if {x} is None:")
+        src.emit(ind + 2, "raise ValueError('truncated varint, or longer than 10 bytes')")
+        src.emit(ind + 1, f"i = {x}.end()")
+    elif kind in ("float", "double", "string", "bytes"):  # read as the decoder reads them (a string's UTF-8
+        _dec(src, kind, src.var("z"), ind)  # checked at C speed), into a name nothing reads
+    elif kind == "enum":
+        index = src.var("e")
+        _read_long(src, index, ind)
+        src.emit(ind, f"if not 0 <= {index} < {len(schema['symbols'])}:")
+        src.emit(ind + 1, "raise ValueError('enum index out of range')")
+    elif kind in ("array", "map"):
+        count = src.var("c")
+        _read_long(src, count, ind)
+        src.emit(ind, f"while {count}:")
+        src.emit(ind + 1, f"if {count} < 0:")
+        src.emit(ind + 2, f"{count} = -{count}")
+        _read_long(src, src.var("skip"), ind + 2)  # the block's size in bytes: its items are still read, checked
+        src.emit(ind + 1, f"for _ in range({count}):")
+        src.enter()
+        if kind == "map":
+            _skip(src, "string", ind + 2)
+            _skip(src, schema["values"], ind + 2)
+        else:
+            _skip(src, schema["items"], ind + 2)
+        src.emit(ind + 2, "pass")
+        src.leave()
+        _read_long(src, count, ind + 1)
+    elif kind == "record":
+        src.enter()
+        for field in schema["fields"]:
+            _skip(src, field["type"], ind)
+        src.leave()
+    else:
+        raise Unsupported(f"type {kind}")
+
+
+def compile_projection(schema: Any, fields: tuple[str, ...]) -> Decoder | None:
+    """A decoder of the top-level ``fields`` of a record written with ``schema`` itself: ``decode(body, offset) ->
+    ({field: value} of those fields, end)``. The other fields are read past, checked but not built, so a body
+    either decoder refuses the other refuses too.
+
+    Why: a reader that needs a handful of a big record's fields (the API's run table needs 8 of a run state's 30,
+    and none of its steps or event) paid for building the whole record, nested step records included. A name
+    that is not a field of the record, or a schema the compiler does not cover, gives None."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return None
+    wanted = set(fields)
+    if not wanted <= {f["name"] for f in schema["fields"]}:
+        return None
+
+    def body(src: _Source) -> None:
+        src.register(schema)
+        names = []
+        for field in schema["fields"]:
+            if field["name"] in wanted:
+                f = src.var("f")
+                _dec(src, field["type"], f, 1)
+                names.append(f"{field['name']!r}: {f}")
+            else:
+                _skip(src, field["type"], 1)
+        src.emit(1, f"out = {{{', '.join(names)}}}")
+
+    decoder: Decoder | None = _function("project", schema, ["def project(b, i):", "    end = len(b)"], body,
+                                        "    return out, i", {"read_long": read_long, "varint_rest": _VARINT_REST})
+    return decoder
 
 
 def compile_decoder(schema: Any) -> Decoder | None:
