@@ -3,19 +3,21 @@
 Run (from the repository root):
 
     PYTHONPATH=. python bench/cancel.py                    # all three parts, ~45 s
-    PYTHONPATH=. python bench/cancel.py --parts 1          # canceller throughput only
+    PYTHONPATH=. python bench/cancel.py --parts 1          # canceller throughput only (100k listeners)
+    PYTHONPATH=. python bench/cancel.py --parts 1 --listeners 1000000 --signals 200000   # at 1M, ~2.5 min
     PYTHONPATH=. python bench/cancel.py --parts 2 --runs 300 --noise-rate 200
     PYTHONPATH=. python bench/cancel.py --parts 3 --rebuild-listeners 1000000
 
-Part 1, canceller throughput (one ``ServiceLoop(Canceller)``): the cancel-index topic is pre-loaded with
-``--listeners`` CancelListener records (Avro, record key ``join key NUL run id``, partition
-crc32(join key) as pipeline/protocol/keys.py does), the canceller group's offsets are committed at
-their end, then ``--signals`` CancelSignal records follow, ``--hit-ratio`` of them under the join
-key of a distinct listener. The canceller starts, rebuilds its table from the listeners
-(``Canceller.assigned``), then processes the signals. Measured from the end of the rebuild:
-signals/s (the group's committed offset covers every signal) and cancellations/s (every cancel
-command readable, read_committed, on run-commands). The loop runs as configured (eager consume,
-transactional producer with ``retry.backoff.ms=10``).
+Part 1, canceller throughput (one ``ServiceLoop(Canceller)`` in a child process, its stores in a temporary
+directory): the cancel-index topic is pre-loaded with ``--listeners`` (100,000; 1,000,000 for the issue-19
+figure) CancelListener records (Avro, record key ``join key NUL run id``, partition crc32(join key) as
+pipeline/protocol/keys.py does), the canceller group's offsets are committed at their end, then ``--signals``
+CancelSignal records follow, ``--hit-ratio`` of them under the join key of a distinct listener. The child
+restores its stores from the listeners (a full restore: the clock for ``rebuild_seconds``), then processes the
+signals. Measured from the end of the restore: signals/s (the group's committed offset covers every signal),
+cancellations/s (every cancel command readable, read_committed, on run-commands), and the child's CPU per
+signal (all its threads, from /proc) and RSS (after the restore, at the end, and its peak). The loop runs as
+configured (eager consume, transactional producer with ``retry.backoff.ms=10``).
 
 Part 2, end-to-end cancel latency: a Stack (matcher, run owner, canceller in threads of this process,
 as ``pipeline dev`` runs them) and a function that sleeps 10 minutes with
@@ -45,8 +47,10 @@ import json
 import logging
 import os
 import random
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -129,45 +133,96 @@ def part_throughput(servers: str, args: argparse.Namespace) -> dict[str, Any]:
     signal_ends = c.end_offsets(servers, index)
     group = f"{settings.topic_prefix}pipeline-canceller"
     c.commit_group_offsets(servers, group, index, listener_ends)
+    reader = c.Reader(servers, commands, expect=hits, start=c.end_offsets(servers, commands))
+    watcher = c.CommitWatcher(servers, group, {(index, p): o for p, o in signal_ends.items()})
+    with tempfile.TemporaryDirectory(prefix="bench-cancel-state-") as state:
+        child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--throughput-child", servers,
+                                  json.dumps({"prefix": settings.topic_prefix, "batch": args.batch, "state": state})],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            with c.console.status(f"canceller (a child process) restoring {args.listeners:,} listeners..."):
+                assert child.stdout is not None
+                line = child.stdout.readline()  # the child's line once its table is restored
+            if not line:
+                raise RuntimeError(f"the canceller child ended with {child.wait()} before its restore ended")
+            marks = json.loads(line)
+            rebuilt = marks["rebuild_end"]
+            with c.progress_bar("canceller: cancel commands", hits) as update:
+                reader.wait(args.timeout, update)
+            watcher.wait(args.timeout)
+            done = max(watcher.done_at or 0.0, reader.last or 0.0)
+            cpu_done, rss, hwm = _proc_cpu_s(child.pid), _proc_mib(child.pid, "VmRSS"), _proc_mib(child.pid, "VmHWM")
+        finally:
+            child.send_signal(signal.SIGTERM)
+            try:
+                out, _ = child.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                out, _ = child.communicate()
+            reader.close()
+        final = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    result: dict[str, Any] = {
+        "listeners": args.listeners, "signals": args.signals, "expected_cancellations": hits,
+        "rebuild_seconds": round(marks["rebuild_end"] - marks["rebuild_start"], 3),
+        "listeners_rebuilt": marks["listeners"],
+        "signals_per_s": round(c.rate(args.signals, watcher.done_at - rebuilt), 1),
+        "cancellations": reader.count,
+        "cancellations_per_s": round(c.rate(hits, reader.last - rebuilt), 1),
+        "cancels_sent": final.get("cancels_sent"),
+        # the child's CPU (all its threads: the loop, librdkafka's, RocksDB's) from the end of its restore until
+        # every signal was committed and every command read, per signal
+        "cpu_us_per_signal": round((cpu_done - marks["cpu_s"]) / args.signals * 1e6, 1),
+        "rebuild_cpu_s": round(marks["cpu_s"] - marks["cpu_start_s"], 2),
+        "rss_after_rebuild_mib": marks["rss_mib"], "rss_after_signals_mib": rss, "rss_peak_mib": hwm,
+        "processing_seconds": round(done - rebuilt, 3),
+    }
+    result["target_5000_per_s_met"] = result["cancellations_per_s"] >= 5000
+    return result
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_mib(pid: int | str, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def throughput_child(servers: str, conf: dict[str, Any]) -> None:
+    """Runs the canceller's ServiceLoop in a fresh interpreter, so that its RSS and CPU are the service's alone.
+    Prints one JSON line when its table is restored (perf_counter marks: a system-wide monotonic clock on Linux,
+    comparable with the parent's) and one at the end; SIGTERM stops it."""
+    logging.basicConfig(level=logging.WARNING)
+    settings = Settings(bootstrap_servers=servers, topic_prefix=conf["prefix"], partitions=PARTITIONS,
+                        instance_id=uuid.uuid4().hex[:8], batch_size=conf["batch"], state_dir=conf["state"])
     canceller = Canceller(settings)
-    marks: dict[str, float] = {}
+    marks: dict[str, Any] = {}
     orig_tables, orig_assigned = canceller.partition_tables, canceller.assigned
 
     def partition_tables() -> Any:  # the loop asks for the tables just before it restores them
-        marks.setdefault("rebuild_start", time.perf_counter())
+        if "rebuild_start" not in marks:
+            marks.update(rebuild_start=time.perf_counter(), cpu_start_s=time.process_time())
         return orig_tables()
 
     def assigned(partitions: list[TopicPartition]) -> None:  # called once the tables are restored
         orig_assigned(partitions)
-        marks["rebuild_end"] = time.perf_counter()
-        marks["listeners"] = sum(i.listener_count for i in canceller.indexes.values())
+        if "rebuild_end" in marks:
+            return
+        marks.update(rebuild_end=time.perf_counter(), cpu_s=time.process_time(), rss_mib=_proc_mib("self", "VmRSS"),
+                     listeners=sum(i.listener_count for i in canceller.indexes.values()))
+        print(json.dumps(marks), flush=True)
 
     canceller.partition_tables = partition_tables  # type: ignore[method-assign]
     canceller.assigned = assigned  # type: ignore[method-assign]
-    loop = ServiceLoop(canceller, settings, group_id=group)
-    reader = c.Reader(servers, commands, expect=hits, start=c.end_offsets(servers, commands))
-    watcher = c.CommitWatcher(servers, group, {(index, p): o for p, o in signal_ends.items()})
-    thread = c.run_thread(loop.run)
-    try:
-        with c.progress_bar("canceller: cancel commands", hits) as update:
-            reader.wait(args.timeout, update)
-        watcher.wait(30)
-    finally:
-        loop.stop()
-        thread.join(60)
-        reader.close()
-    rebuilt = marks["rebuild_end"]
-    result: dict[str, Any] = {
-        "listeners": args.listeners, "signals": args.signals, "expected_cancellations": hits,
-        "rebuild_seconds": round(marks["rebuild_end"] - marks["rebuild_start"], 3),
-        "listeners_rebuilt": int(marks.get("listeners", -1)),
-        "signals_per_s": round(c.rate(args.signals, watcher.done_at - rebuilt), 1),  # type: ignore[operator]
-        "cancellations": reader.count,
-        "cancellations_per_s": round(c.rate(hits, reader.last - rebuilt), 1),  # type: ignore[operator]
-        "cancels_sent": canceller.cancels_sent,
-    }
-    result["target_5000_per_s_met"] = result["cancellations_per_s"] >= 5000
-    return result
+    loop = ServiceLoop(canceller, settings, group_id=f"{conf['prefix']}pipeline-canceller")
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    loop.run()
+    print(json.dumps({"cancels_sent": canceller.cancels_sent}), flush=True)
 
 
 # --------------------------------------------------------------------------- part 2: latency
@@ -328,9 +383,11 @@ def part_rebuild(servers: str, args: argparse.Namespace) -> dict[str, Any]:
         produce_s = c.raw_produce(servers, index, listener_records(n, now, serde), n, update)
     ends = c.end_offsets(servers, index)
     c.commit_group_offsets(servers, f"{settings.topic_prefix}pipeline-canceller", index, ends)
-    with c.console.status(f"rebuilding {n:,} listeners in a fresh process (Canceller.assigned)..."):
+    with c.console.status(f"rebuilding {n:,} listeners in a fresh process (Canceller.assigned)..."), \
+            tempfile.TemporaryDirectory(prefix="bench-cancel-state-") as state:
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--rebuild-child", servers,
-                               settings.topic_prefix], stdout=subprocess.PIPE, text=True, timeout=args.timeout * 2)
+                               settings.topic_prefix], stdout=subprocess.PIPE, text=True, timeout=args.timeout * 2,
+                              env={**os.environ, "PIPELINE_STATE_DIR": state})
     if proc.returncode != 0:
         raise RuntimeError(f"rebuild child failed with {proc.returncode}")
     child = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -383,6 +440,9 @@ def rebuild_child(servers: str, prefix: str) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--throughput-child":
+        throughput_child(sys.argv[2], json.loads(sys.argv[3]))
+        return
     if len(sys.argv) == 4 and sys.argv[1] == "--rebuild-child":
         rebuild_child(sys.argv[2], sys.argv[3])
         return
@@ -427,6 +487,10 @@ def main() -> None:
             ("canceller signals", c.fmt_rate(tp["signals_per_s"]), f"{tp['signals']:,} signals"),
             ("canceller cancellations", c.fmt_rate(tp["cancellations_per_s"]),
              f"{tp['cancellations']:,} readable; target ≥ 5,000/s"),
+            ("canceller CPU per signal", f"{tp['cpu_us_per_signal']:.1f} µs", "all its threads"),
+            ("canceller RSS after restore / end / peak",
+             f"{tp['rss_after_rebuild_mib']:.0f} / {tp['rss_after_signals_mib']:.0f} / {tp['rss_peak_mib']:.0f} MiB",
+             "a child process"),
         ]
     if "latency" in figures:
         r = figures["latency"]

@@ -7,6 +7,7 @@ with rich on a terminal and logged either way, with how long the rebuild took.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import sys
 import time
@@ -46,6 +47,7 @@ def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Call
         return 0, 0.0
     extra: dict[str, Any] = {"enable.partition.eof": True, "fetch.wait.max.ms": 10, "fetch.max.bytes": 64 * 1024 * 1024}
     consumer = Consumer(consumer_config(servers, None, **extra))
+    count = 0
     try:
         targets: dict[int, int] = {}
         starts: dict[int, int] = {}
@@ -69,7 +71,6 @@ def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Call
         if not targets:
             return 0, time.monotonic() - started
         consumer.assign([TopicPartition(topic, p, starts[p] or OFFSET_BEGINNING) for p in targets])
-        count = 0
         pending = set(targets)
         with _progress(label, topic, total) as advance:
             while pending:
@@ -107,6 +108,26 @@ def restore(servers: str, topic: str, partitions: Iterable[int], on_record: Call
         return count, seconds
     finally:
         consumer.close()
+        if count >= TRIM_AFTER_RECORDS:
+            release_freed_memory()
+
+
+TRIM_AFTER_RECORDS = 10_000
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``; nothing elsewhere).
+
+    Why: a restore of a million records frees most of what it allocated (fetched batches, decoded records, the
+    stores' write buffers), but glibc keeps freed memory in its arenas (librdkafka's threads have their own), so
+    the service's RSS stayed ~300 MiB above what it uses: 1M canceller listeners took 440 MiB, 1 GiB of
+    headroom on a host that runs several services. Costs a few milliseconds, once per restore."""
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
 
 
 class _progress:

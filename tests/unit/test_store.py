@@ -91,3 +91,30 @@ def test_a_store_filled_from_another_cluster_is_wiped(tmp_path: Path) -> None:
     store.check_origin("cluster-b")  # a broker made anew: its offsets mean something else
     assert store.offset is None and store.get(b"k") is None
     store.close()
+
+
+def test_a_reopened_store_keeps_the_process_options(tmp_path: Path) -> None:
+    """rocksdict opens an existing database with the options of its OPTIONS file (a block cache of its own per
+    store) unless the default column family's options are given too: the shared cache must hold after a restart."""
+    memory = StoreMemory(6 * 1024 * 1024, 4 * 1024 * 1024)
+    for _ in range(2):  # created, then reopened
+        store = Store(tmp_path / "s", memory)
+        assert store.db.property_int_value("rocksdb.block-cache-capacity") == 6 * 1024 * 1024
+        store.put(b"k", b"v")
+        store.commit(1)
+        store.close()
+
+
+def test_a_large_table_has_its_index_and_filter_in_partitions(tmp_path: Path) -> None:
+    """A table's index and filter come in small partitions that fit one shard of the block cache: a single index
+    block of a million keys (1.5 MiB) did not, and was read and decompressed again at every lookup."""
+    store = Store(tmp_path / "s", MEMORY)
+    for i in range(50_000):
+        store.put(b"l%08d" % i, b"x" * 40)
+    store.commit(1)
+    store.db.flush()
+    props = store.db.property_value("rocksdb.aggregated-table-properties") or ""
+    partitions = {k.strip(): v.strip() for k, _, v in (f.partition("=") for f in props.split(";"))}
+    assert int(partitions["# index partitions"]) > 1
+    assert all(store.get(b"l%08d" % i) == b"x" * 40 for i in range(0, 50_000, 997))
+    store.close()
