@@ -51,20 +51,29 @@ class SeenEvents(StoredTable):
         self.replay = replay  # applies one event-ids record (the matcher's decoder, for restores)
         raw = store.get(_COUNT)
         self._count = int.from_bytes(raw, "big") if raw else 0
+        # The last id read and its entry: the matcher asks about each event's id twice (is it a duplicate, then
+        # remember it), and each write reads the old entry first; one store read serves all three. Every change
+        # goes through _put, which updates it; an abort or a wipe forgets it.
+        self._last: tuple[str, Seen | None] | None = None
 
     def __len__(self) -> int:
         return self._count
 
     def _first(self, event_id: str) -> Seen | None:
+        last = self._last
+        if last is not None and last[0] == event_id:
+            return last[1]
         raw = self.store.get(_ID + event_id.encode())
-        if raw is None:
-            return None
-        return Seen(int.from_bytes(raw[:8], "big", signed=True), int.from_bytes(raw[8:], "big", signed=True))
+        seen = None if raw is None else Seen(int.from_bytes(raw[:8], "big", signed=True),
+                                             int.from_bytes(raw[8:], "big", signed=True))
+        self._last = (event_id, seen)
+        return seen
 
     def _put(self, event_id: str, seen: Seen | None) -> None:
         """Replace the id's entry (and its place in the time index) with ``seen`` (None: forget it)."""
         key = event_id.encode()
         old = self._first(event_id)
+        self._last = (event_id, seen)
         store = self.store
         if old is not None:
             store.delete(_BY_TIME + _be(old.first_seen) + key)
@@ -117,9 +126,15 @@ class SeenEvents(StoredTable):
 
     def abort(self) -> None:
         super().abort()
+        self._last = None
         raw = self.store.get(_COUNT)
         self._count = int.from_bytes(raw, "big") if raw else 0
 
     def wipe(self) -> None:
         super().wipe()
+        self._last = None
         self._count = 0
+
+    def close(self) -> None:
+        super().close()
+        self._last = None
