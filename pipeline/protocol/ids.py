@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 _DIGITS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, as ULIDs are written
 _PAIRS = tuple(a + b for a in _DIGITS for b in _DIGITS)  # every 10-bit value as its two digits
 _MAX_TS = (1 << 48) - 1
+ULID_LENGTH = 26  # characters of every id made here
 _RUN_PREFIXES_MAX = 100_000
 
 

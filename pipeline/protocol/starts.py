@@ -16,7 +16,7 @@ from typing import Any
 
 from ..serde import RUN_COMMAND, Serde
 from .commands import StartedFunction, listener_records, start_command
-from .ids import EventRunIds
+from .ids import ULID_LENGTH, EventRunIds
 from .keys import partition_for
 
 _MAX_FUNCTIONS = 100_000  # cached function-id fields (functions come and go with syncs)
@@ -31,7 +31,9 @@ class StartCodec:
     def __init__(self, serde: Serde) -> None:
         template = start_command("", "", "", 0, 0)
         self._head = serde.header(RUN_COMMAND) + serde.fields_encoder(RUN_COMMAND, "kind", "kind")(template)
-        self._run_id = serde.fields_encoder(RUN_COMMAND, "run_id", "run_id")
+        # A run id is a ULID, 26 ASCII characters: its field is always this length prefix and then its bytes
+        run_id = serde.fields_encoder(RUN_COMMAND, "run_id", "run_id")
+        self._run_id_len = run_id({"run_id": "0" * ULID_LENGTH})[:-ULID_LENGTH]
         self._function = serde.fields_encoder(RUN_COMMAND, "function_id", "function_id")
         self._rest = serde.fields_encoder(RUN_COMMAND, "ts")  # every field after function_id
         self._functions: dict[str, bytes] = {}
@@ -77,7 +79,7 @@ class EventStarts:
         owner_key = fn.owner_key(event)
         owner = partition_for(owner_key, self._command_partitions) if owner_key is not None else -1
         field = codec._functions.get(fn_id) or codec.function_field(fn_id)
-        value = b"".join((codec._head, codec._run_id({"run_id": run_id}), field, self._rest))
+        value = b"".join((codec._head, codec._run_id_len, run_id.encode(), field, self._rest))
         if not fn.cancels:
             return [("commands", run_id, RUN_COMMAND, value, owner)]
         records: list[EncodedRecord] = [("commands", run_id, RUN_COMMAND, value, owner)]
