@@ -55,6 +55,7 @@ class SeenEvents(StoredTable):
         # remember it), and each write reads the old entry first; one store read serves all three. Every change
         # goes through _put, which updates it; an abort or a wipe forgets it.
         self._last: tuple[str, Seen | None] | None = None
+        self._count_changed = False
 
     def __len__(self) -> int:
         return self._count
@@ -89,8 +90,15 @@ class SeenEvents(StoredTable):
             self._add(1)
 
     def _add(self, delta: int) -> None:
+        """The count changes in memory; it is written once per commit, with the entries (:meth:`commit`)."""
         self._count += delta
-        self.store.put(_COUNT, self._count.to_bytes(8, "big"))
+        self._count_changed = True
+
+    def commit(self, offset: int | None) -> None:
+        if self._count_changed:
+            self.store.put(_COUNT, self._count.to_bytes(8, "big"))
+            self._count_changed = False
+        super().commit(offset)
 
     def is_duplicate(self, event_id: str, offset: int, received_at: int) -> bool:
         """True if another record with this id was received within the window before this one."""
@@ -129,11 +137,13 @@ class SeenEvents(StoredTable):
         self._last = None
         raw = self.store.get(_COUNT)
         self._count = int.from_bytes(raw, "big") if raw else 0
+        self._count_changed = False
 
     def wipe(self) -> None:
         super().wipe()
         self._last = None
         self._count = 0
+        self._count_changed = False
 
     def close(self) -> None:
         super().close()

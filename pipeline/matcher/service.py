@@ -232,13 +232,12 @@ class Matcher(Processor):
         starts = self.starts.event(event, event_json, received_at, now, self.command_partitions,
                                    self.index_partitions)
         commands, index, send, send_encoded = self.commands_topic, self.index_topic, out.send, out.send_encoded
-        for fn in matched:
-            for role, key, schema, value, partition in starts.records(fn):
-                topic = commands if role == "commands" else index
-                if type(value) is bytes:  # the start command, encoded in pieces
-                    send_encoded(topic, key, value, partition)
-                else:
-                    send(topic, key, schema, value, partition=partition)
+        for role, key, schema, value, partition in starts.all_records(matched):
+            topic = commands if role == "commands" else index
+            if type(value) is bytes:  # the start command, encoded in pieces
+                send_encoded(topic, key, value, partition)
+            else:
+                send(topic, key, schema, value, partition=partition)
         self.runs_started += len(matched)
 
 

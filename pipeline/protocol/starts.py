@@ -11,7 +11,7 @@ encoded once per event, a function's id once per function, and a run costs its r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..serde import RUN_COMMAND, Serde
@@ -55,7 +55,7 @@ class StartCodec:
 
 
 class EventStarts:
-    """One event's run starts: :meth:`records` per function it starts."""
+    """One event's run starts: :meth:`records` per function it starts (:meth:`all_records` for all of them)."""
 
     __slots__ = ("_codec", "_command_partitions", "_index_partitions", "_now", "_received_at", "_rest", "event",
                  "run_ids")
@@ -73,15 +73,23 @@ class EventStarts:
 
     def records(self, fn: StartedFunction) -> list[EncodedRecord]:
         """The start command (encoded) and the cancel listeners of ``fn``'s run, as ``start_records`` gives them."""
-        codec, event, fn_id = self._codec, self.event, fn.id
-        run_id = self.run_ids(fn_id)
-        # Runs that share concurrency slots meet at one owner partition; others go by run id.
-        owner_key = fn.owner_key(event)
-        owner = partition_for(owner_key, self._command_partitions) if owner_key is not None else -1
-        field = codec._functions.get(fn_id) or codec.function_field(fn_id)
-        value = b"".join((codec._head, codec._run_id_len, run_id.encode(), field, self._rest))
-        if not fn.cancels:
-            return [("commands", run_id, RUN_COMMAND, value, owner)]
-        records: list[EncodedRecord] = [("commands", run_id, RUN_COMMAND, value, owner)]
-        records += listener_records(fn, event, run_id, self._received_at, self._now, owner, self._index_partitions)
+        return self.all_records((fn,))
+
+    def all_records(self, fns: Sequence[StartedFunction]) -> list[EncodedRecord]:
+        """:meth:`records` of each function in turn, in one loop (a call per run cost a tenth of a run)."""
+        codec, event, run_ids, command_partitions = self._codec, self.event, self.run_ids, self._command_partitions
+        head, run_id_len, rest, fields = codec._head, codec._run_id_len, self._rest, codec._functions
+        records: list[EncodedRecord] = []
+        for fn in fns:
+            fn_id = fn.id
+            run_id = run_ids(fn_id)
+            # Runs that share concurrency slots meet at one owner partition; others go by run id.
+            owner_key = fn.owner_key(event)
+            owner = partition_for(owner_key, command_partitions) if owner_key is not None else -1
+            field = fields.get(fn_id) or codec.function_field(fn_id)
+            records.append(("commands", run_id, RUN_COMMAND,
+                            b"".join((head, run_id_len, run_id.encode(), field, rest)), owner))
+            if fn.cancels:
+                records += listener_records(fn, event, run_id, self._received_at, self._now, owner,
+                                            self._index_partitions)
         return records

@@ -82,3 +82,11 @@ def test_fields_encoder_parts_join_into_the_record() -> None:
         serde.fields_encoder("pipeline.EventSeen", "first_seen", "event_id")  # out of order
     with pytest.raises(SerdeError):
         serde.fields_encoder("pipeline.EventSeen", "nope")
+
+
+def test_all_records_are_each_function_s_records_in_order() -> None:
+    codec = StartCodec(Serde())
+    event = {"id": "E1", "name": "shop/order", "data": {"id": "a"}, "user": {}, "ts": 1765147000123}
+    one = codec.event(event, '{"data":{"id":"a"}}', 1765147000200, 1765147000300, 3, 5)
+    assert one.all_records(app.functions) == [r for fn in app.functions for r in one.records(fn)]
+    assert len(one.all_records(app.functions)) == len(app.functions) + 2  # "cancelled" has two listeners
