@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..serde import RUN_COMMAND, Serde
+from ..serde import RUN_COMMAND, Serde, SerdeError
 from .commands import StartedFunction, listener_records, start_command
 from .ids import ULID_LENGTH, EventRunIds
 from .keys import partition_for
@@ -37,6 +37,14 @@ class StartCodec:
         self._function = serde.fields_encoder(RUN_COMMAND, "function_id", "function_id")
         self._rest = serde.fields_encoder(RUN_COMMAND, "ts")  # every field after function_id
         self._functions: dict[str, bytes] = {}
+        # The pieces assume RunCommand's fields begin kind, run_id, function_id, ts: a schema that moves them must
+        # fail here, at start-up, not write records its readers cannot decode
+        sample = start_command("0" * ULID_LENGTH, "app-fn", '{"data":{}}', 1765147000123, 1765147000456, "r")
+        pieced = b"".join((self._head, self._run_id_len, sample["run_id"].encode(),
+                           self.function_field(sample["function_id"]), self._rest(sample)))
+        if pieced != serde.encode(RUN_COMMAND, sample):
+            raise SerdeError("RunCommand's fields no longer begin kind, run_id, function_id, ts: "
+                             "pipeline/protocol/starts.py must follow the schema")
 
     def function_field(self, function_id: str) -> bytes:
         """The encoded ``function_id`` field, kept per function."""

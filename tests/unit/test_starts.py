@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,3 +92,17 @@ def test_all_records_are_each_function_s_records_in_order() -> None:
     one = codec.event(event, '{"data":{"id":"a"}}', 1765147000200, 1765147000300, 3, 5)
     assert one.all_records(app.functions) == [r for fn in app.functions for r in one.records(fn)]
     assert len(one.all_records(app.functions)) == len(app.functions) + 2  # "cancelled" has two listeners
+
+
+def test_a_run_command_schema_whose_fields_moved_is_refused_at_start_up(tmp_path: Path) -> None:
+    """The pieces follow RunCommand's field order: a schema with a field between function_id and ts must stop the
+    codec before it writes records its readers would misread."""
+    from pipeline.serde import Catalog
+    from pipeline.serde.catalog import schemas_dir
+
+    schema = json.loads((schemas_dir() / "run_command.avsc").read_text())
+    at = [f["name"] for f in schema["fields"]].index("ts")
+    schema["fields"].insert(at, {"name": "tenant", "type": "string", "default": ""})
+    (tmp_path / "run_command.avsc").write_text(json.dumps(schema))
+    with pytest.raises(SerdeError, match="no longer begin"):
+        StartCodec(Serde(Catalog.load(tmp_path)))
