@@ -24,7 +24,8 @@ event (a poller reads the committed offsets every 20 ms):
 * raw transactional copy and raw plain copy of the events topic (confluent-kafka only; the
   transactional one with ``retry.backoff.ms=10`` as the loop's transactional producer, see
   ``_common.RAW_TX_PRODUCER``);
-* ``ServiceLoop(Matcher(...))`` with exactly-once (the default), as configured.
+* ``ServiceLoop(Matcher(...))`` with exactly-once (the default), as configured; also its CPU per event (the loop
+  thread's, and the whole process's), which a shared machine disturbs less than events/s.
 
 After one untimed transactional copy (warm-up), each variant runs ``--repeat`` times,
 interleaved, and the median run counts (every run's figure is in the JSON).
@@ -112,6 +113,10 @@ def measure(name: str, servers: str, settings: Settings, registry: Registry, arg
     first: list[float] = []
     stop = threading.Event()
     matcher: Matcher | None = None
+    # CPU seconds from the first record to the stop: the loop thread's (its clock read from the poller's thread)
+    # and the whole process's (the loop, librdkafka's threads, the poller); steadier than events/s on a shared
+    # machine
+    cpu: dict[str, float] = {}
     if name.startswith("matcher"):
         matcher = Matcher(registry, settings)
         orig = matcher.process
@@ -119,6 +124,8 @@ def measure(name: str, servers: str, settings: Settings, registry: Registry, arg
         def process(msg, out):
             if not first:
                 first.append(time.perf_counter())
+                cpu["clock"] = time.pthread_getcpuclockid(threading.get_ident())
+                cpu["loop0"], cpu["process0"] = time.clock_gettime(cpu["clock"]), time.process_time()
                 matcher.process = orig  # type: ignore[method-assign]
             return orig(msg, out)
 
@@ -141,7 +148,11 @@ def measure(name: str, servers: str, settings: Settings, registry: Registry, arg
                 prof_box.append(prof)
 
         thread = c.run_thread(body)
-        stop_fn = loop.stop
+
+        def stop_fn() -> None:
+            if "clock" in cpu:
+                cpu["loop1"], cpu["process1"] = time.clock_gettime(cpu["clock"]), time.process_time()
+            loop.stop()
     else:
         dst = f"{settings.topic_prefix}copy-{name}-{uuid.uuid4().hex[:6]}"
         c.create_topic(servers, dst, settings.partitions)
@@ -159,6 +170,9 @@ def measure(name: str, servers: str, settings: Settings, registry: Registry, arg
     if matcher is not None:
         row.update({"runs_started": matcher.runs_started, "signals_sent": matcher.signals_sent,
                     "runs_per_s": round(c.rate(matcher.runs_started, seconds), 1)})
+        if "loop1" in cpu:
+            row["loop_cpu_us_per_event"] = round((cpu["loop1"] - cpu["loop0"]) / total * 1e6, 1)
+            row["process_cpu_us_per_event"] = round((cpu["process1"] - cpu["process0"]) / total * 1e6, 1)
         if prof_box:
             row["profile"] = prof_box[0]
     return row
@@ -212,6 +226,7 @@ def main() -> None:
             ordered = sorted(runs[name], key=lambda r: r["events_per_s"])
             figures[name.replace("-", "_")] = {**ordered[(len(ordered) - 1) // 2],
                                                "all_events_per_s": [r["events_per_s"] for r in runs[name]]}
+        figures["matcher"]["all_loop_cpu_us_per_event"] = [r.get("loop_cpu_us_per_event") for r in runs["matcher"]]
         profile_text = None
         if args.profile:
             prof = measure("matcher", servers, settings, registry, args, targets, profile=True).get("profile")
@@ -228,6 +243,8 @@ def main() -> None:
         ("matcher events", c.fmt_rate(m["events_per_s"]), f"{args.functions} functions, exactly-once, as configured"),
         ("matcher runs started", c.fmt_rate(m["runs_per_s"]), f"{m['runs_started']:,} runs, "
                                                              f"{m['signals_sent']:,} cancel signals"),
+        ("matcher CPU per event", f"{m.get('loop_cpu_us_per_event', 0):.1f} µs",
+         f"loop thread (whole process {m.get('process_cpu_us_per_event', 0):.1f} µs), first record to stop"),
         ("ratio matcher / raw transactional", f"{figures['ratio_matcher_vs_raw_eos']:.2f}", ""),
         ("ratio matcher / raw plain", f"{figures['ratio_matcher_vs_raw_plain']:.2f}", ""),
     ]

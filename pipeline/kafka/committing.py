@@ -311,9 +311,13 @@ def produce_all(producer: Producer, records: Pending, tracked: frozenset[str] = 
         while True:
             try:
                 if tracked and topic in tracked:
-                    produce(topic, value=value, key=key, partition=partition, headers=headers, on_delivery=on_tracked)
+                    produce(topic, value, key, partition, on_delivery=on_tracked, headers=headers)
+                elif headers is None:
+                    # positional: confluent-kafka parses keyword arguments at twice the cost (~0.8 against 0.35
+                    # µs a record); the matcher produces ~3.5 records per event
+                    produce(topic, value, key, partition)
                 else:
-                    produce(topic, value=value, key=key, partition=partition, headers=headers)
+                    produce(topic, value, key, partition, headers=headers)
                 break
             except BufferError:  # local queue full: let librdkafka drain, then retry
                 producer.poll(0.05)

@@ -51,20 +51,30 @@ class SeenEvents(StoredTable):
         self.replay = replay  # applies one event-ids record (the matcher's decoder, for restores)
         raw = store.get(_COUNT)
         self._count = int.from_bytes(raw, "big") if raw else 0
+        # The last id read and its entry: the matcher asks about each event's id twice (is it a duplicate, then
+        # remember it), and each write reads the old entry first; one store read serves all three. Every change
+        # goes through _put, which updates it; an abort or a wipe forgets it.
+        self._last: tuple[str, Seen | None] | None = None
+        self._count_changed = False
 
     def __len__(self) -> int:
         return self._count
 
     def _first(self, event_id: str) -> Seen | None:
+        last = self._last
+        if last is not None and last[0] == event_id:
+            return last[1]
         raw = self.store.get(_ID + event_id.encode())
-        if raw is None:
-            return None
-        return Seen(int.from_bytes(raw[:8], "big", signed=True), int.from_bytes(raw[8:], "big", signed=True))
+        seen = None if raw is None else Seen(int.from_bytes(raw[:8], "big", signed=True),
+                                             int.from_bytes(raw[8:], "big", signed=True))
+        self._last = (event_id, seen)
+        return seen
 
     def _put(self, event_id: str, seen: Seen | None) -> None:
         """Replace the id's entry (and its place in the time index) with ``seen`` (None: forget it)."""
         key = event_id.encode()
         old = self._first(event_id)
+        self._last = (event_id, seen)
         store = self.store
         if old is not None:
             store.delete(_BY_TIME + _be(old.first_seen) + key)
@@ -80,8 +90,15 @@ class SeenEvents(StoredTable):
             self._add(1)
 
     def _add(self, delta: int) -> None:
+        """The count changes in memory; it is written once per commit, with the entries (:meth:`commit`)."""
         self._count += delta
-        self.store.put(_COUNT, self._count.to_bytes(8, "big"))
+        self._count_changed = True
+
+    def commit(self, offset: int | None) -> None:
+        if self._count_changed:
+            self.store.put(_COUNT, self._count.to_bytes(8, "big"))
+            self._count_changed = False
+        super().commit(offset)
 
     def is_duplicate(self, event_id: str, offset: int, received_at: int) -> bool:
         """True if another record with this id was received within the window before this one."""
@@ -117,9 +134,17 @@ class SeenEvents(StoredTable):
 
     def abort(self) -> None:
         super().abort()
+        self._last = None
         raw = self.store.get(_COUNT)
         self._count = int.from_bytes(raw, "big") if raw else 0
+        self._count_changed = False
 
     def wipe(self) -> None:
         super().wipe()
+        self._last = None
         self._count = 0
+        self._count_changed = False
+
+    def close(self) -> None:
+        super().close()
+        self._last = None

@@ -20,6 +20,7 @@ class TriggerIndex:
         self.exact: dict[str, list[tuple[Function, CompiledTrigger]]] = {}
         self.wildcards: list[tuple[str, Function, CompiledTrigger]] = []
         self._cache: dict[str, list[tuple[Function, CompiledTrigger]]] = {}
+        self._repeats: set[str] = set()  # names with a function among their candidates twice (two triggers)
         for fn in functions:
             for trig in fn.triggers:
                 if trig.prefix is not None:
@@ -42,7 +43,10 @@ class TriggerIndex:
                 found = found + extra
         if len(self._cache) >= MAX_CACHED_NAMES:
             self._cache.clear()
+            self._repeats.clear()
         self._cache[name] = found
+        if len({id(fn) for fn, _ in found}) < len(found):
+            self._repeats.add(name)
         return found
 
     def matches(self, name: str, event: dict[str, Any]) -> list[Function]:
@@ -51,13 +55,15 @@ class TriggerIndex:
         A function with two triggers that both match starts once."""
         out: list[Function] = []
         activation = None
-        for fn, trig in self.candidates(name):
+        candidates = self.candidates(name)
+        repeats = name in self._repeats  # only then can a function match twice: checked per name, not per match
+        for fn, trig in candidates:
             if trig.expr is not None:
                 if activation is None:
                     activation = {"event": event}
                 if not trig.expr.evaluate(activation):
                     continue
-            if not any(f is fn for f in out):  # identity: dataclass __eq__ is slow and not what we mean
+            if not repeats or not any(f is fn for f in out):  # identity: dataclass __eq__ is slow, not what we mean
                 out.append(fn)
         return out
 

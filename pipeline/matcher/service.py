@@ -13,10 +13,10 @@ twice is a no-op the second time), so a batch that aborts and is processed again
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from confluent_kafka import Message, TopicPartition
@@ -30,10 +30,10 @@ from ..kafka.client import admin_config, bootstrap
 from ..kafka.emitter import Emitter
 from ..kafka.processor import Processor, override
 from ..kafka.tables import PartitionTables, StoredTables
-from ..protocol.commands import start_records
-from ..protocol.ids import derived_ulid, run_id_for
+from ..protocol.ids import derived_ulid
 from ..protocol.joins import signal_keys, signal_routes
 from ..protocol.keys import partition_for, signal_record_key
+from ..protocol.starts import StartCodec
 from ..protocol.sysevents import FUNCTION_INVOKED, SCHEDULED_TIMER
 from ..sdk.app import Registry
 from ..serde import CANCEL_SIGNAL, EVENT_SEEN, Serde
@@ -65,6 +65,7 @@ class Matcher(Processor):
     def __init__(self, registry: Registry, settings: Settings, serde: Serde | None = None) -> None:
         self.settings = settings
         self.serde = serde or Serde()
+        self.starts = StartCodec(self.serde)  # start commands encoded in pieces (pipeline/protocol/starts.py)
         self.confluent = confluent_reader(settings)  # None without PIPELINE_SCHEMA_REGISTRY_URL
         self.registry = registry
         self._index_functions()
@@ -205,8 +206,8 @@ class Matcher(Processor):
         if seen is not None and seen.remember(event["id"], offset, received_at):
             out.send(self.ids_topic, event["id"], EVENT_SEEN,
                      {"event_id": event["id"], "offset": offset, "first_seen": received_at}, partition=p)
-        for fn in matched:
-            self._start(fn, event, event_json, received_at, now, out)
+        if matched:
+            self._start(matched, event, event_json, received_at, now, out)
         if route is not None:
             for key in signal_keys(route, event):
                 out.send(self.index_topic, signal_record_key(key, event["id"]), CANCEL_SIGNAL,
@@ -225,21 +226,27 @@ class Matcher(Processor):
             return []
         return [fn]
 
-    def _start(self, fn: Any, event: dict[str, Any], event_json: str, received_at: int, now: int,
+    def _start(self, matched: list[Any], event: dict[str, Any], event_json: str, received_at: int, now: int,
                out: Emitter) -> None:
-        run_id = run_id_for(fn.id, event["id"], event["ts"])
-        topics = {"commands": self.commands_topic, "index": self.index_topic}
-        for role, key, schema, value, partition in start_records(fn, event, event_json, run_id, received_at, now,
-                                                                 self.command_partitions, self.index_partitions):
-            out.send(topics[role], key, schema, value, partition=partition)
-        self.runs_started += 1
+        """Start a run of each matched function (its run id derived from function and event)."""
+        starts = self.starts.event(event, event_json, received_at, now, self.command_partitions,
+                                   self.index_partitions)
+        commands, index, send, send_encoded = self.commands_topic, self.index_topic, out.send, out.send_encoded
+        for role, key, schema, value, partition in starts.all_records(matched):
+            topic = commands if role == "commands" else index
+            if type(value) is bytes:  # the start command, encoded in pieces
+                send_encoded(topic, key, value, partition)
+            else:
+                send(topic, key, schema, value, partition=partition)
+        self.runs_started += len(matched)
 
 
 def _event_json(record: dict[str, Any], event: dict[str, Any]) -> str:
     """The event as JSON text in Inngest's field order, built from the already-parsed parts."""
-    parts = [f'"data":{record["data"] or "{}"}', f'"id":{json.dumps(event["id"])}',
-             f'"name":{json.dumps(event["name"])}',
+    # encode_basestring_ascii is what json.dumps does with a str (C), without dumps' per-call set-up
+    parts = [f'"data":{record["data"] or "{}"}', f'"id":{encode_basestring_ascii(event["id"])}',
+             f'"name":{encode_basestring_ascii(event["name"])}',
              f'"ts":{int(event["ts"])}', f'"user":{record["user"] or "{}"}']
     if event.get("v") is not None:
-        parts.append(f'"v":{json.dumps(event["v"])}')
+        parts.append(f'"v":{encode_basestring_ascii(event["v"])}')
     return "{" + ",".join(parts) + "}"

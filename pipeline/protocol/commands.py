@@ -92,12 +92,22 @@ def start_records(
     index_partitions: int,
     replay_of: str | None = None,
 ) -> list[Record]:
-    """The start command and the cancel listeners of one run, each with its topic role, key and partition."""
+    """The start command and the cancel listeners of one run, each with its topic role, key and partition.
+    (The matcher builds the same records with :mod:`pipeline.protocol.starts`, the command already encoded.)"""
     # Runs that share concurrency slots meet at one owner partition; others go by run id.
     owner_key = fn.owner_key(event)
     owner = partition_for(owner_key, command_partitions) if owner_key is not None else -1
     command = start_command(run_id, fn.id, event_json, received_at, now, replay_of)
     records: list[Record] = [("commands", run_id, RUN_COMMAND, command, owner)]
+    records += listener_records(fn, event, run_id, received_at, now, owner, index_partitions)
+    return records
+
+
+def listener_records(fn: StartedFunction, event: dict[str, Any], run_id: str, received_at: int, now: int,
+                     owner: int, index_partitions: int) -> list[Record]:
+    """The cancel listeners of one run (owner: its run-commands partition, -1 by run id), each with its topic
+    role, key and partition (by join key)."""
+    records: list[Record] = []
     for listener in listeners_for(fn, event, run_id, received_at, now):
         listener["owner_partition"] = owner
         key = listener["join_key"]

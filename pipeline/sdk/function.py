@@ -150,9 +150,11 @@ class Function:
         """The run's priority in seconds (0 without ``priority``)."""
         return 0 if self.priority is None else self.priority.seconds(event)
 
-    def _flow_keys(self) -> list[tuple[str, ValueExpr | None]]:
+    @cached_property
+    def _flow_keys(self) -> tuple[tuple[str, ValueExpr | None], ...]:
         """(option, its key or None) for every option whose runs or events must meet at one owner partition
-        (concurrency and the flow-control options; docs/architecture.md). Each option adds its own entries."""
+        (concurrency and the flow-control options; docs/architecture.md). Each option adds its own entries.
+        Read per run started (the matcher's hot path), so built once: a function's options never change."""
         keys: list[tuple[str, ValueExpr | None]] = [("concurrency", c.key) for c in self.concurrency]
         if self.rate_limit is not None:
             keys.append(("rate_limit", self.rate_limit.key))
@@ -166,7 +168,7 @@ class Function:
             keys.append(("debounce", self.debounce.key))
         if self.batch is not None:
             keys.append(("batch_events", self.batch.key))
-        return keys
+        return tuple(keys)
 
     def owner_key(self, event: dict[str, Any]) -> str | None:
         """What decides the run owner's partition when the function has concurrency limits or flow control, else
@@ -177,7 +179,7 @@ class Function:
         existing deployments do not move), options all keyed by one expression by function and its value, and
         anything else by function. Every flow key is evaluated here, in the matcher: a key that fails raises, and the
         event is dead-lettered with the reason."""
-        keys = self._flow_keys()
+        keys = self._flow_keys
         if not keys:
             return None
         for option, key in keys:

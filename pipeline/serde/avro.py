@@ -15,7 +15,14 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 
 from .catalog import Catalog, SchemaEntry, default_catalog
-from .compiled import Decoder, Encoder, compile_decoder, compile_encoder, compile_projection
+from .compiled import (
+    Decoder,
+    Encoder,
+    compile_decoder,
+    compile_encoder,
+    compile_fields_encoder,
+    compile_projection,
+)
 from .errors import SerdeError
 
 MAGIC = b"\xc3\x01"
@@ -32,6 +39,7 @@ class Serde:
         self._encoders: dict[str, tuple[bytes, Encoder | None]] = {}
         self._decoders: dict[bytes, Decoder | None] = {}
         self._projections: dict[tuple[bytes, tuple[str, ...]], Decoder | None] = {}
+        self._parts: dict[str, Encoder] = {}  # fields_encoder's, by schema name and fields
 
     def encode(self, schema_name: str, record: Mapping[str, Any]) -> bytes:
         """Encode a record with the current schema of ``schema_name``; a record that does not fit raises SerdeError."""
@@ -54,6 +62,28 @@ class Serde:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SerdeError(f"record does not fit schema {schema_name}: {exc}") from exc
         return buf.getvalue()
+
+    def header(self, schema_name: str) -> bytes:
+        """The single-object header (``C3 01`` + fingerprint) of records of the current ``schema_name``."""
+        return MAGIC + self.catalog.schema(schema_name).fingerprint
+
+    def fields_encoder(self, schema_name: str, first: str, last: str | None = None) -> Encoder:
+        """An encoder of the fields ``first`` to ``last`` (None: to the last one) of the current ``schema_name``,
+        alone (:func:`.compiled.compile_fields_encoder`): ``header`` + the encodings of all the fields in order is
+        exactly what :meth:`encode` writes. For records built by the thousand that share most of their fields
+        (the matcher's start commands). The encoder raises ``ValueError``, ``TypeError``, ``KeyError`` or
+        ``AttributeError`` on values that do not fit; a schema the compiler does not cover raises SerdeError here."""
+        key = f"{schema_name}[{first}:{last or ''}]"
+        encoder = self._parts.get(key)
+        if encoder is None:
+            try:
+                encoder = compile_fields_encoder(self.catalog.schema(schema_name).parsed, first, last)
+            except ValueError as exc:
+                raise SerdeError(str(exc)) from exc
+            if encoder is None:
+                raise SerdeError(f"fields {first}..{last} of {schema_name} cannot be encoded apart")
+            self._parts[key] = encoder
+        return encoder
 
     def writer_entry(self, payload: bytes | None) -> SchemaEntry:
         """The schema a payload was written with, from its fingerprint header. ``None`` is accepted (it is what

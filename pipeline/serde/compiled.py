@@ -29,10 +29,6 @@ Decoder = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "string", "bytes"})
 _SMALL = tuple(bytes(((n << 1) ^ (n >> 63),)) for n in range(-64, 64))  # zig-zag varints of -64..63: one byte
-# Varints seen lately, by value: a batch's records repeat the same timestamps (the time a batch is processed,
-# events received in the same millisecond) and lengths, and a dict lookup is cheaper than the varint loop.
-_SEEN: dict[int, bytes] = {}
-_SEEN_MAX = 8192
 
 
 # The bytes of a varint after its first (which had the continuation bit): at most 9 more, as read_long allows
@@ -43,6 +39,25 @@ class Unsupported(Exception):
     """The schema uses something the compiler does not cover: the caller keeps fastavro for it."""
 
 
+# Varints seen lately, by value: a batch's records repeat the same timestamps (the time a batch is processed,
+# events received in the same millisecond) and lengths, and a dict lookup is cheaper than building one.
+_SEEN: dict[int, bytes] = {}
+_SEEN_MAX = 8192
+# The first two bytes of every varint of 14 bits or more, by its low 14 bits (32 KiB): a timestamp or an offset is
+# two bytes from here and the varint of its high bits, which many values share (a new one every 8 s of timestamps)
+_LOW14 = b"".join(bytes(((k & 0x7F) | 0x80, ((k >> 7) & 0x7F) | 0x80)) for k in range(1 << 14))
+_HIGH: dict[int, bytes] = {}
+
+
+def _varint(z: int) -> bytes:
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
 def zigzag(n: int) -> bytes:
     """Avro's ``long``: zig-zag, then a little-endian base-128 varint."""
     if -64 <= n < 64:
@@ -51,14 +66,19 @@ def zigzag(n: int) -> bytes:
     if cached is not None:
         return cached
     z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
+    if z >= 0x4000:
+        rest = _HIGH.get(z >> 14)
+        if rest is None:
+            if len(_HIGH) >= _SEEN_MAX:
+                _HIGH.clear()
+            rest = _HIGH[z >> 14] = _varint(z >> 14)
+        k = (z & 0x3FFF) << 1
+        encoded = _LOW14[k:k + 2] + rest
+    else:
+        encoded = _varint(z)
     if len(_SEEN) >= _SEEN_MAX:
         _SEEN.clear()
-    encoded = _SEEN[n] = bytes(out)
+    _SEEN[n] = encoded
     return encoded
 
 
@@ -209,6 +229,47 @@ def compile_encoder(schema: Any) -> Encoder | None:
         "encode", schema, ["def encode(r):", "    parts = []", "    a = parts.append"],
         lambda src: _enc(src, schema, "r", 1), "    return b''.join(parts)", {"zigzag": zigzag})
     return encoder
+
+
+def compile_fields_encoder(schema: Any, first: str, last: str | None = None) -> Encoder | None:
+    """An encoder of the fields ``first`` to ``last`` (None: to the end) of record ``schema``, alone.
+
+    Why: a record's Avro body is its fields' encodings one after another, nothing between them, so the bytes of
+    a run of fields can be encoded once and joined with others. The matcher's start commands share all but two
+    fields per event (:mod:`pipeline.protocol.starts`). Raises ``ValueError`` for a field the record lacks or a
+    ``last`` before ``first``; None if the fields use something the compiler does not cover."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise ValueError("fields are encoded alone only from a record schema")
+    names = [f["name"] for f in schema["fields"]]
+    if first not in names or (last is not None and last not in names):
+        raise ValueError(f"{_name(schema)} has no field {first if first not in names else last}")
+    start, stop = names.index(first), (names.index(last) + 1 if last is not None else len(names))
+    if stop <= start:
+        raise ValueError(f"field {last} comes before {first} in {_name(schema)}")
+    part = {"type": "record", "name": f"{_name(schema)}[{first}:{last or ''}]", "fields": schema["fields"][start:stop]}
+    named: dict[str, Any] = {}
+    _collect_named(schema, named)  # a named type used in the slice may be defined by an earlier field
+    encoder: Encoder | None = _function(
+        "encode", part, ["def encode(r):", "    parts = []", "    a = parts.append"],
+        lambda src: _enc(src, part, "r", 1), "    return b''.join(parts)", {"zigzag": zigzag}, named)
+    return encoder
+
+
+def _collect_named(schema: Any, named: dict[str, Any]) -> None:
+    """Every named type (record, enum, fixed) defined inside ``schema``, by name."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _collect_named(branch, named)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
+            if schema["name"] in named:
+                return
+            named[schema["name"]] = schema
+        for field in schema.get("fields", ()):
+            _collect_named(field["type"], named)
+        for key in ("items", "values"):
+            if key in schema:
+                _collect_named(schema[key], named)
 
 
 # -- decoders -----------------------------------------------------------------------------------------------
@@ -418,9 +479,9 @@ def compile_decoder(schema: Any) -> Decoder | None:
 
 
 def _function(name: str, schema: Any, head: list[str], body: Callable[[_Source], None], tail: str,
-              helpers: dict[str, Any]) -> Any:
+              helpers: dict[str, Any], named: dict[str, Any] | None = None) -> Any:
     """Generate, compile and return function ``name`` (None if the schema is not covered)."""
-    src = _Source({})
+    src = _Source(dict(named or {}))
     src.lines.extend(head)
     try:
         body(src)

@@ -81,12 +81,13 @@ class Event(BaseModel):
 
 def event_record_to_dict(record: dict[str, Any]) -> dict[str, Any]:
     """Decoded Avro event record -> the JSON-shaped event dict that expressions and handlers see (no model)."""
+    data, user = record.get("data"), record.get("user")
     out = {
-        "data": json.loads(record["data"]) if record.get("data") else {},
+        "data": json.loads(data) if data else {},
         "id": record["id"],
         "name": record["name"],
         "ts": record.get("ts", 0),
-        "user": json.loads(record["user"]) if record.get("user") else {},
+        "user": json.loads(user) if user and user != "{}" else {},  # most events have no user: no parse
     }
     if record.get("v") is not None:
         out["v"] = record["v"]

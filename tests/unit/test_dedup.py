@@ -66,3 +66,18 @@ def test_written_entries_survive_a_reopen_only_once_committed() -> None:
     table.close()  # "b" was never committed
     again = SeenEvents(Store(path), 1000)
     assert len(again) == 1 and again.is_duplicate("a", 3, 200) and not again.is_duplicate("b", 3, 200)
+
+
+def test_an_aborted_entry_is_forgotten_though_it_was_the_last_id_read() -> None:
+    """The table keeps the last id it read in memory (one store read per event): an abort must drop it too."""
+    table = seen_events(1000)
+    assert not table.is_duplicate("a", offset=5, received_at=100)
+    assert table.remember("a", 5, 100)
+    table.abort()
+    assert not table.is_duplicate("a", offset=9, received_at=200)
+    assert table.remember("a", 9, 200) and table.is_duplicate("a", offset=10, received_at=300)
+    table.commit(11)
+    table.remember("b", 12, 400)
+    table.close()
+    again = SeenEvents(Store(table.store.path), 1000)
+    assert again.is_duplicate("a", 10, 300) and not again.is_duplicate("b", 13, 500)

@@ -54,7 +54,8 @@ class _Producer:
     def __init__(self, conf: dict[str, Any]) -> None:
         self.kind = "tx" if "transactional.id" in conf else "plain"
 
-    def produce(self, topic: str, value: bytes | None = None, **kwargs: Any) -> None:
+    def produce(self, topic: str, value: bytes | None = None, key: Any = None, partition: int = -1,
+                **kwargs: Any) -> None:  # confluent-kafka's positional order
         if value is not None and value == _Producer.fail_on:
             raise KafkaException(KafkaError(KafkaError._UNKNOWN_TOPIC))
         _Producer.log.append(("produce", topic, value))
