@@ -8,7 +8,9 @@ The pool is a queue and long-lived threads rather than a ``ThreadPoolExecutor``:
 per call (a sync handler's outcome is sent from its own thread), and the executor's per-call bookkeeping (a
 ``Future`` with its ``Condition``, the work item, the idle ``Semaphore`` written in Python) was a tenth of a
 worker's CPU in the seed job. A thread is added when every started one is busy, up to the limit, as the
-executor does; a thread ends only at the shutdown.
+executor does; a thread ends only at the shutdown, or at the interpreter's exit: the threads are not daemons
+(the exit waits for the calls running), so, as the executor does, an exit hook ends the idle ones even when the
+worker never reached :meth:`HandlerRuntime.shutdown` (its loop failed): else the process would never exit.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class HandlerRuntime:
                 name = f"handler_{self._started - 1}"
         self._calls.put((fn, args))
         if grow:
+            if name == "handler_0":
+                try:  # run before the interpreter joins non-daemon threads (atexit handlers run after that)
+                    threading._register_atexit(self._end_threads)  # type: ignore[attr-defined]
+                except RuntimeError:  # the interpreter is exiting already
+                    pass
             threading.Thread(target=self._serve, name=name).start()  # not a daemon: the exit waits for its call
 
     def _serve(self) -> None:
@@ -69,6 +76,23 @@ class HandlerRuntime:
                 with self._lock:
                     self._unfinished -= 1
 
+    def _end_threads(self) -> None:
+        """Drop the sync calls not started; each thread ends after the call it is running (once only)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            started = self._started
+        while True:
+            try:
+                if self._calls.get_nowait() is not None:
+                    with self._lock:
+                        self._unfinished -= 1
+            except queue.Empty:
+                break
+        for _ in range(started):
+            self._calls.put(None)
+
     def run_async(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
@@ -80,18 +104,7 @@ class HandlerRuntime:
         """Drop sync calls not started, cancel the async handlers still running (past the worker's drain wait),
         then stop the loop. The worker, already stopping, takes their ``CancelledError`` for the stop it is: no
         outcome, the offset stays uncommitted and the invocation runs again elsewhere (not a failed attempt)."""
-        with self._lock:
-            self._closed = True
-            started = self._started
-        while True:  # calls not started are dropped; each thread ends after the call it is running
-            try:
-                if self._calls.get_nowait() is not None:
-                    with self._lock:
-                        self._unfinished -= 1
-            except queue.Empty:
-                break
-        for _ in range(started):
-            self._calls.put(None)
+        self._end_threads()
         loop = self._loop
         if loop is None:
             return

@@ -85,3 +85,25 @@ def test_a_call_that_raises_is_logged_and_the_thread_goes_on(caplog) -> None:  #
     assert ok.wait(5)
     assert any("escaped the worker" in r.getMessage() for r in caplog.records)
     runtime.shutdown()
+
+
+def test_the_process_exits_when_the_runtime_was_never_shut_down() -> None:
+    """A worker whose loop ends with an error before :meth:`HandlerRuntime.shutdown` must still exit (to be
+    restarted): idle pool threads may not hold the interpreter's exit, as a ThreadPoolExecutor's do not; a call
+    running at the exit still finishes."""
+    import subprocess
+    import sys
+
+    script = (
+        "import threading, time\n"
+        "from pipeline.workers.runtime import HandlerRuntime\n"
+        "rt = HandlerRuntime(2)\n"
+        "done = threading.Event()\n"
+        "rt.run_sync(done.set)\n"
+        "assert done.wait(5)\n"
+        "rt.run_sync(lambda: (time.sleep(0.3), print('finished', flush=True)))\n"
+        "time.sleep(0.05)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "finished"
