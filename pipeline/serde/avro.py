@@ -15,14 +15,8 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 
 from .catalog import Catalog, SchemaEntry, default_catalog
-from .compiled import (
-    Decoder,
-    Encoder,
-    compile_decoder,
-    compile_encoder,
-    compile_fields_encoder,
-    compile_projection,
-)
+from .compiled import Decoder, Encoder, compile_encoder, compile_fields_encoder
+from .decoders import compile_decoder, compile_projection
 from .errors import SerdeError
 
 MAGIC = b"\xc3\x01"

@@ -10,7 +10,8 @@ import pytest
 from fastavro import schemaless_reader, schemaless_writer
 
 from pipeline.serde import Serde, SerdeError, default_catalog
-from pipeline.serde.compiled import compile_decoder, compile_encoder, compile_projection, read_long, zigzag
+from pipeline.serde.compiled import compile_encoder, read_long, zigzag
+from pipeline.serde.decoders import compile_decoder, compile_projection
 
 CATALOG = default_catalog()
 SCHEMAS = sorted(CATALOG.current)
