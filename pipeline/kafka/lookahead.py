@@ -51,19 +51,26 @@ class Lookahead:
     def add(self, msgs: Iterable[Any], is_urgent: Callable[[Any], bool]) -> list[Any]:
         """Append consumed records in order; return the ones to process now (urgent, with no earlier
         unprocessed record of the same key)."""
+        # Plain dict reads and writes: a Counter's ``c[k] += 1`` on a missing key goes through a Python-level
+        # __missing__, which at tens of thousands of records a second was most of this bookkeeping.
         now = []
+        backlog, pending, in_order = self.backlog, self._pending, self._in_order
         for msg in msgs:
-            self.backlog.append(msg)
+            backlog.append(msg)
             if msg.error() is not None:
                 continue
-            key = (msg.topic(), msg.partition(), msg.key())
-            if self._pending[key] == 0 and _safely(is_urgent, msg):
-                self._early.add((key[0], key[1], msg.offset()))
-                self._early_parts[key[:2]] += 1
+            topic, partition = msg.topic(), msg.partition()
+            key = (topic, partition, msg.key())
+            n = pending.get(key, 0)
+            if n == 0 and _safely(is_urgent, msg):
+                self._early.add((topic, partition, msg.offset()))
+                part = (topic, partition)
+                self._early_parts[part] = self._early_parts.get(part, 0) + 1
                 now.append(msg)
             else:
-                self._pending[key] += 1
-                self._in_order[key[:2]] += 1
+                pending[key] = n + 1
+                part = (topic, partition)
+                in_order[part] = in_order.get(part, 0) + 1
         return now
 
     def take(self, n: int) -> tuple[list[Any], set[int]]:
@@ -71,28 +78,37 @@ class Lookahead:
         counts their offsets)."""
         out: list[Any] = []
         done: set[int] = set()
-        while self.backlog and len(out) < n:
-            msg = self.backlog.popleft()
+        backlog, early, pending, in_order = self.backlog, self._early, self._pending, self._in_order
+        while backlog and len(out) < n:
+            msg = backlog.popleft()
             out.append(msg)
             if msg.error() is not None:
                 continue
-            ident = (msg.topic(), msg.partition(), msg.offset())
-            if ident in self._early:
-                self._early.discard(ident)
-                part = ident[:2]
-                self._early_parts[part] -= 1
-                if self._early_parts[part] <= 0:
-                    del self._early_parts[part]
-                done.add(id(msg))
-                continue
-            key = (msg.topic(), msg.partition(), msg.key())
-            self._pending[key] -= 1
-            if self._pending[key] <= 0:
-                del self._pending[key]
-            part = key[:2]
-            self._in_order[part] -= 1
-            if self._in_order[part] <= 0:
-                del self._in_order[part]
+            topic, partition = msg.topic(), msg.partition()
+            if early:  # most batches have no urgent record: skip building their positions
+                ident = (topic, partition, msg.offset())
+                if ident in early:
+                    early.discard(ident)
+                    part = (topic, partition)
+                    left = self._early_parts.get(part, 0) - 1
+                    if left <= 0:
+                        self._early_parts.pop(part, None)
+                    else:
+                        self._early_parts[part] = left
+                    done.add(id(msg))
+                    continue
+            key = (topic, partition, msg.key())
+            left = pending.get(key, 0) - 1
+            if left <= 0:
+                pending.pop(key, None)
+            else:
+                pending[key] = left
+            part = (topic, partition)
+            left = in_order.get(part, 0) - 1
+            if left <= 0:
+                in_order.pop(part, None)
+            else:
+                in_order[part] = left
         return out, done
 
     def first_offsets(self, *, unprocessed: bool = False) -> dict[tuple[str, int], int]:

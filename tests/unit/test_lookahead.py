@@ -107,3 +107,22 @@ def test_first_offsets_stops_early_and_still_matches_a_whole_walk() -> None:
             la.drop({("t", rng.randrange(4))})
         for unprocessed in (False, True):
             assert la.first_offsets(unprocessed=unprocessed) == _walked_first_offsets(la, unprocessed)
+
+
+def test_the_bookkeeping_drains_to_nothing_across_partial_takes_and_revocations() -> None:
+    """Per-key and per-partition counts are kept by hand (no Counter defaults): a take split across batches,
+    urgent records of several partitions and a revocation in between leave no stale count behind, and a key
+    whose records were all taken may jump again."""
+    la = Lookahead(limit=100)
+    msgs = [Msg(i % 3, i, f"k{i % 5}", urgent=i % 7 == 0) for i in range(40)]
+    early = la.add(msgs, urgent)
+    # urgent: 0, 7, 14, 21, 28, 35; 21, 28 and 35 have an earlier record of their partition and key (6, 13, 5)
+    assert [m.offset() for m in early] == [0, 7, 14]
+    taken, done = la.take(13)
+    assert taken == msgs[:13] and done == {id(m) for m in early if m.offset() < 13}
+    la.drop({("t", 2)})
+    rest, _ = la.take(100)
+    assert rest == [m for m in msgs[13:] if m.partition() != 2]
+    assert not la._pending and not la._in_order and not la._early and not la._early_parts
+    assert la.first_offsets() == {} and la.first_offsets(unprocessed=True) == {}
+    assert la.add([Msg(0, 40, "k0", urgent=True)], urgent) != []
