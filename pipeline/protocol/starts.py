@@ -7,10 +7,6 @@ and an Avro record is its fields' encodings one after another, so here the field
 encoded once per event, a function's id once per function, and a run costs its run id
 (:class:`pipeline.protocol.ids.EventRunIds`) and one join of bytes. The bytes are exactly what
 ``Serde.encode(RUN_COMMAND, start_command(...))`` writes (``tests/unit/test_starts.py``), so readers see no change.
-
-A run's cancel listeners (one per ``cancel`` rule, ~0.5 per event in the matcher bench) are joined the same way:
-their run id, function id and trigger (event id, receive time) fields are the bytes already made for the start
-command and the event, so a listener costs the encodings of its join key and its last four fields.
 """
 
 from __future__ import annotations
@@ -18,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..serde import CANCEL_LISTENER, RUN_COMMAND, Serde, SerdeError
-from .commands import StartedFunction, start_command
+from ..serde import RUN_COMMAND, Serde, SerdeError
+from .commands import StartedFunction, listener_records, start_command
 from .ids import ULID_LENGTH, EventRunIds
-from .joins import listeners_for
-from .keys import listener_record_key, partition_for
+from .keys import partition_for
 
 _MAX_FUNCTIONS = 100_000  # cached function-id fields (functions come and go with syncs)
 
@@ -50,29 +45,6 @@ class StartCodec:
         if pieced != serde.encode(RUN_COMMAND, sample):
             raise SerdeError("RunCommand's fields no longer begin kind, run_id, function_id, ts: "
                              "pipeline/protocol/starts.py must follow the schema")
-        # CancelListener: join_key, run_id, function_id, trigger_event_id, trigger_received_at, then the rest
-        self._listener_head = serde.header(CANCEL_LISTENER)
-        self._join_key = serde.fields_encoder(CANCEL_LISTENER, "join_key", "join_key")
-        self._trigger = serde.fields_encoder(CANCEL_LISTENER, "trigger_event_id", "trigger_received_at")
-        self._listener_rest = serde.fields_encoder(CANCEL_LISTENER, "expires_at")
-        listener = {"join_key": "shop/cancel\x00data.id\x00\"7\"", "run_id": sample["run_id"],
-                    "function_id": "app-fn", "trigger_event_id": "01KC", "trigger_received_at": 1765147000123,
-                    "expires_at": 1765233400456, "residual": "x", "owner_partition": 3, "wait_step": None}
-        if self.listener(listener, self.function_field("app-fn"), self.trigger(listener)) \
-                != serde.encode(CANCEL_LISTENER, listener):
-            raise SerdeError("CancelListener's fields no longer begin join_key, run_id, function_id, "
-                             "trigger_event_id, trigger_received_at: pipeline/protocol/starts.py must follow the "
-                             "schema")
-
-    def trigger(self, listener: Mapping[str, Any]) -> bytes:
-        """The encoded ``trigger_event_id`` and ``trigger_received_at`` fields (one event's, for all its runs)."""
-        return self._trigger(listener)
-
-    def listener(self, listener: Mapping[str, Any], function_field: bytes, trigger: bytes) -> bytes:
-        """The encoded CancelListener ``listener`` whose ``function_id`` and trigger fields are already encoded
-        (``function_field``: the start command's, the same Avro string)."""
-        return b"".join((self._listener_head, self._join_key(listener), self._run_id_len,
-                         listener["run_id"].encode(), function_field, trigger, self._listener_rest(listener)))
 
     def function_field(self, function_id: str) -> bytes:
         """The encoded ``function_id`` field, kept per function."""
@@ -93,8 +65,8 @@ class StartCodec:
 class EventStarts:
     """One event's run starts: :meth:`records` per function it starts (:meth:`all_records` for all of them)."""
 
-    __slots__ = ("_codec", "_command_partitions", "_index_partitions", "_now", "_received_at", "_rest", "_trigger",
-                 "event", "run_ids")
+    __slots__ = ("_codec", "_command_partitions", "_index_partitions", "_now", "_received_at", "_rest", "event",
+                 "run_ids")
 
     def __init__(self, codec: StartCodec, event: dict[str, Any], event_json: str, received_at: int, now: int,
                  command_partitions: int, index_partitions: int, replay_of: str | None) -> None:
@@ -106,7 +78,6 @@ class EventStarts:
         self._now = now
         self._command_partitions = command_partitions
         self._index_partitions = index_partitions
-        self._trigger: bytes | None = None  # the listeners' trigger fields, made at the first listener
 
     def records(self, fn: StartedFunction) -> list[EncodedRecord]:
         """The start command (encoded) and the cancel listeners of ``fn``'s run, as ``start_records`` gives them."""
@@ -127,21 +98,6 @@ class EventStarts:
             records.append(("commands", run_id, RUN_COMMAND,
                             b"".join((head, run_id_len, run_id.encode(), field, rest)), owner))
             if fn.cancels:
-                records += self._listeners(fn, run_id, field, owner)
-        return records
-
-    def _listeners(self, fn: StartedFunction, run_id: str, function_field: bytes, owner: int) -> list[EncodedRecord]:
-        """The cancel listeners of ``fn``'s run, encoded (as :func:`~pipeline.protocol.commands.listener_records`
-        gives them, the value already encoded); ``owner``: its run-commands partition, -1 by run id."""
-        records: list[EncodedRecord] = []
-        codec = self._codec
-        for listener in listeners_for(fn, self.event, run_id, self._received_at, self._now):
-            listener["owner_partition"] = owner
-            trigger = self._trigger
-            if trigger is None:
-                trigger = self._trigger = codec.trigger(listener)
-            key = listener["join_key"]
-            records.append(("index", listener_record_key(key, run_id), CANCEL_LISTENER,
-                            codec.listener(listener, function_field, trigger),
-                            partition_for(key, self._index_partitions)))
+                records += listener_records(fn, event, run_id, self._received_at, self._now, owner,
+                                            self._index_partitions)
         return records
