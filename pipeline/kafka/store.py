@@ -52,6 +52,12 @@ ORIGIN_KEY = b"\x00origin"  # the Kafka cluster id its changelog lives on
 BLOCK_CACHE_BYTES = 32 * 1024 * 1024  # shared by every store of the process
 WRITE_BUFFERS_BYTES = 32 * 1024 * 1024  # memtables of every store of the process, together
 WRITE_BUFFER_BYTES = 4 * 1024 * 1024  # one memtable
+# Flushed memtables (level-0 files) gathered before a compaction merges them into the level below. Every such
+# compaction rewrites the whole last level when a table's keys are spread (a canceller's million listeners: 32 MiB
+# each time), and its CPU is the service's: at 4 (RocksDB's default) it was 14 us of the canceller's ~50 us per
+# signal, at 8 it is 6, but each range scan then seeks in more level-0 files, which gives back most of the
+# difference (docs/benchmarks.md). 8 stays well under the write slowdown at 20.
+L0_COMPACTION_TRIGGER = 8
 
 
 class StoreLocked(RuntimeError):
@@ -94,6 +100,7 @@ class StoreMemory:
         opts.set_write_buffer_manager(self.buffers)
         opts.set_write_buffer_size(WRITE_BUFFER_BYTES)
         opts.set_max_write_buffer_number(2)
+        opts.set_level_zero_file_num_compaction_trigger(L0_COMPACTION_TRIGGER)
         opts.set_max_open_files(64)
         opts.set_keep_log_file_num(2)
         opts.set_max_background_jobs(2)

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from pipeline.kafka.store import Store, StoreDir, StoreMemory, state_dir
+from pipeline.kafka.store import L0_COMPACTION_TRIGGER, Store, StoreDir, StoreMemory, state_dir
 
 MEMORY = StoreMemory(4 * 1024 * 1024, 4 * 1024 * 1024)
 
@@ -118,3 +118,18 @@ def test_a_large_table_has_its_index_and_filter_in_partitions(tmp_path: Path) ->
     assert int(partitions["# index partitions"]) > 1
     assert all(store.get(b"l%08d" % i) == b"x" * 40 for i in range(0, 50_000, 997))
     store.close()
+
+
+def test_level_0_compactions_wait_for_the_configured_number_of_files(tmp_path: Path) -> None:
+    """Each level-0 compaction of a large table rewrites its whole last level (the canceller's CPU): a store,
+    created or reopened, runs with :data:`L0_COMPACTION_TRIGGER`, not RocksDB's default of 4, as the options file
+    RocksDB writes at each open records."""
+    for _ in range(2):  # created, then reopened
+        store = Store(tmp_path / "s", MEMORY)
+        store.put(b"k", b"v")
+        store.commit(1)
+        store.close()
+        newest = max((tmp_path / "s").glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+        settings = [line.strip() for line in newest.read_text().splitlines()]
+        assert f"level0_file_num_compaction_trigger={L0_COMPACTION_TRIGGER}" in settings
+        assert L0_COMPACTION_TRIGGER != 4
