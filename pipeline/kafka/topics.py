@@ -7,9 +7,10 @@ retention, timestamp type) on topics that exist but differ from the spec.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported at run time, not in its __all__
     AdminClient,
     ConfigResource,
@@ -188,11 +189,27 @@ def drift(admin: AdminClient, settings: Settings, s: TopicSpec, timeout: float =
     return lines
 
 
+#: How long a topic that the broker does not know yet is asked for again (see describe_config)
+UNKNOWN_TOPIC_GRACE_S = 5.0
+
+
 def describe_config(admin: AdminClient, topic: str, timeout: float = 30.0) -> dict[str, str]:
-    """The live configs of a topic as a plain dict."""
+    """The live configs of a topic as a plain dict.
+
+    A topic created or altered a moment ago can still be unknown to the broker that answers (its metadata
+    catches up from the controller a little later): "unknown topic" is asked again for a few seconds before it
+    is raised. Seen in a CI run: a config altered, then read back, answered UNKNOWN_TOPIC_OR_PART once."""
     res = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    entries = admin.describe_configs([res], request_timeout=timeout)[res].result()
-    return {k: v.value for k, v in entries.items()}
+    deadline = time.monotonic() + min(timeout, UNKNOWN_TOPIC_GRACE_S)
+    while True:
+        try:
+            entries = admin.describe_configs([res], request_timeout=timeout)[res].result()
+            return {k: v.value for k, v in entries.items()}
+        except KafkaException as exc:
+            unknown = exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not unknown or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def partition_count(admin: AdminClient, topic: str, timeout: float = 10.0) -> int:
