@@ -42,9 +42,14 @@ def debounce_add(record: PendingRecord | None, cmd: dict[str, Any], key: str, pe
     if received >= record["deadline_at"]:
         return {**record, "later": [*record["later"], kept], "updated_at": now_ms}
     ts = event_ts(cmd)
-    if ts < record["ts"]:
-        return None
     first = min(record["first_received_at"], received)
+    if ts < record["ts"]:
+        if first == record["first_received_at"]:
+            return None
+        # an older event that reached the owner after a newer one (another events partition): it replaces nothing
+        # and extends nothing, but the timeout counts from the first event received, whichever arrived first
+        return {**record, "first_received_at": first, "updated_at": now_ms,
+                "deadline_at": deadline(first, record["last_received_at"], period_ms, timeout_ms)}
     last = max(record["last_received_at"], received)
     return {**record, "run_id": cmd["run_id"], "commands": [kept], "ts": ts, "first_received_at": first,
             "last_received_at": last, "deadline_at": deadline(first, last, period_ms, timeout_ms),

@@ -37,6 +37,16 @@ def test_an_older_ts_neither_replaces_nor_extends_and_a_replay_changes_nothing()
     assert tie is not None and tie["run_id"] == "r-tie" and tie["deadline_at"] == 7000
 
 
+def test_the_timeout_counts_from_the_first_received_even_when_it_reaches_the_owner_second() -> None:
+    rec = debounce_add(None, _cmd("e2", 1800, ts=2), "", 2000, 3000, 1800)  # the newer event arrived first
+    assert rec is not None and rec["deadline_at"] == 3800
+    rec = debounce_add(rec, _cmd("e1", 1000, ts=1), "", 2000, 3000, 1900)  # received earlier, older ts
+    assert rec is not None and rec["run_id"] == "r-e2" and rec["first_received_at"] == 1000
+    assert rec["deadline_at"] == 3800  # the period from e2 still comes first
+    rec = debounce_add(rec, _cmd("e3", 3500, ts=3), "", 2000, 3000, 3500)
+    assert rec is not None and rec["run_id"] == "r-e3" and rec["deadline_at"] == 4000  # capped: e1 + timeout
+
+
 def test_an_event_received_at_or_after_the_deadline_waits_for_the_next_debounce() -> None:
     rec = debounce_add(None, _cmd("e1", 1000), "", 5000, None, 1000)
     late = debounce_add(rec, _cmd("late", 6000), "", 5000, None, 7000)
